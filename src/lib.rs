@@ -1,1 +1,12 @@
+//! indexer: a parallel text indexer built on fork-based process parallelism.
+//!
+//! * [`parallel`] is the runtime: forked children, typed channels over
+//!   socketpairs, an Exchange that polls many of them. It knows nothing of
+//!   indexing.
+//! * [`index`] walks a tree, tokenizes files in forked workers and merges
+//!   their partial maps into an [`index::Index`].
+//! * [`search`] answers fragment queries over an index. It never forks.
+
+pub mod index;
 pub mod parallel;
+pub mod search;

@@ -1,0 +1,69 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Index every word of a tree of text files with forked worker processes,
+/// then search it by fragment.
+///
+/// Queries: `frag` lists words beginning with frag; a `*` makes a glob over
+/// the whole word (`*lock*`, `*_t`); `/re/` a regex matching the whole word;
+/// `=word` that exact word. All are case-insensitive.
+#[derive(Debug, Parser)]
+#[command(name = "indexer", version, about, long_about = None)]
+pub struct Args {
+    /// The directory to index.
+    pub directory: PathBuf,
+
+    /// Answer this query and exit instead of opening the prompt (repeatable;
+    /// answered in order).
+    #[arg(short = 'q', long = "query", value_name = "QUERY")]
+    pub queries: Vec<String>,
+
+    /// Print answers as JSON Lines, one object per matching word.
+    #[arg(long, requires = "queries")]
+    pub json: bool,
+
+    /// Build, print the summary and exit.
+    #[arg(long)]
+    pub noprompt: bool,
+
+    /// Live worker processes [default: the number of usable cores].
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub workers: Option<u32>,
+
+    /// Files per batch handed to a worker [default: sized by bytes].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
+
+    /// Extra seconds each worker sleeps per batch, to simulate heavy work.
+    #[arg(long, value_name = "SECS", value_parser = parse_delay)]
+    pub delay: Option<f64>,
+
+    /// Skip files and folders matching this glob (repeatable). Without a `/`
+    /// it matches a name at any depth (`*.log`, `target`); with one, the path
+    /// from the directory (`docs/*.md`); `**` spans folders.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    /// List every skipped or failed file with the reason.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print per-phase build times and each query's time on stderr.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Show every matching word and location in the human view.
+    #[arg(long)]
+    pub all: bool,
+}
+
+fn parse_delay(text: &str) -> Result<f64, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=3600.0).contains(&secs) {
+        return Err(format!("{text} is out of range (0 to 3600 seconds)"));
+    }
+    Ok(secs)
+}

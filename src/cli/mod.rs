@@ -1,0 +1,211 @@
+//! The `indexer` command: arguments, build with progress, summary, answers
+//! and the prompt. Everything user-facing lives here; the library does the work.
+
+mod args;
+mod output;
+mod prompt;
+
+use std::io::{self, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use indexer::index::build::{BuildError, Fault};
+use indexer::index::walk::Excludes;
+use indexer::index::{build, BuildOptions, BuildReport, Index, Progress};
+use indexer::parallel;
+use indexer::search::{matching_words, Query};
+
+use args::Args;
+
+/// Exit code for bad input (arguments, the directory, a query), as rg uses.
+const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code when the build itself could not run.
+const EXIT_FAILURE: i32 = 1;
+
+fn fail(code: i32, message: impl std::fmt::Display) -> i32 {
+    eprintln!("indexer: {message}");
+    code
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run() -> i32 {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return 0;
+            }
+            // clap's message spans lines; keep the first, which says what is wrong.
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            return fail(EXIT_BAD_INPUT, format!("{first} (see indexer --help)"));
+        }
+    };
+
+    // Refuse a bad query before spending time on the build.
+    let mut queries = Vec::with_capacity(args.queries.len());
+    for text in &args.queries {
+        match Query::parse(text) {
+            Ok(q) => queries.push((text.as_str(), q)),
+            Err(e) => return fail(EXIT_BAD_INPUT, e),
+        }
+    }
+    let excludes = match Excludes::new(&args.exclude) {
+        Ok(ex) => ex,
+        Err(e) => return fail(EXIT_BAD_INPUT, e),
+    };
+    let options = BuildOptions {
+        workers: args.workers.map(|w| w as usize).unwrap_or_else(parallel::available_cores),
+        batch_files: args.batch.map(|b| b as usize),
+        delay: Duration::from_secs_f64(args.delay.unwrap_or(0.0)),
+        excludes,
+        fault: Fault::from_env(),
+    };
+
+    let (index, report) = match build_with_progress(&args, &options) {
+        Ok(built) => built,
+        Err(BuildError::Root(e)) => return fail(EXIT_BAD_INPUT, e),
+        Err(e) => return fail(EXIT_FAILURE, e),
+    };
+    print_summary(&report, args.verbose, args.stats);
+
+    if !queries.is_empty() {
+        return answer_queries(&index, &queries, &args);
+    }
+    if args.noprompt {
+        return 0;
+    }
+    prompt::run(&index, args.stats)
+}
+
+fn build_with_progress(args: &Args, options: &BuildOptions) -> Result<(Index, BuildReport), BuildError> {
+    let stderr_is_terminal = io::stderr().is_terminal();
+    // Drawn only from the poll loop's callback: indicatif's steady tick
+    // would start a thread, and the runtime refuses to fork then.
+    let bar = if stderr_is_terminal {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+        bar.set_style(ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let result = build(&args.directory, options, &mut |p: &Progress| {
+        if stderr_is_terminal {
+            bar.set_message(progress_line(p));
+        }
+    });
+    bar.finish_and_clear();
+    result
+}
+
+fn progress_line(p: &Progress) -> String {
+    let secs = p.elapsed.as_secs_f64().max(1e-3);
+    format!(
+        "indexing: {}/{} files, {:.1}/{:.1} MB, {:.1} MB/s, {} workers busy",
+        p.files_done,
+        p.files_total,
+        p.bytes_done as f64 / 1e6,
+        p.bytes_total as f64 / 1e6,
+        p.bytes_done as f64 / 1e6 / secs,
+        p.busy
+    )
+}
+
+fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
+    let secs = report.timings.total.as_secs_f64();
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "indexed {} files ({:.1} MB) in {:.2} s, {:.1} MB/s: {} words, {} distinct; {} workers",
+        report.indexed,
+        report.bytes as f64 / 1e6,
+        secs,
+        report.bytes as f64 / 1e6 / secs.max(1e-6),
+        report.words,
+        report.distinct,
+        report.workers
+    );
+    let _ = writeln!(
+        err,
+        "skipped {} files: {} binary, {} unreadable, {} not regular; {} failed",
+        report.skipped(),
+        report.binary.len(),
+        report.unreadable.len(),
+        report.not_regular.len(),
+        report.failed.len()
+    );
+    if report.retried > 0 {
+        let _ = writeln!(err, "retried {} batches after a worker failed", report.retried);
+    }
+    if !report.failed.is_empty() && !verbose {
+        let _ = writeln!(err, "(--verbose lists the failed files)");
+    }
+    if verbose {
+        for path in &report.binary {
+            let _ = writeln!(err, "  binary: {path}");
+        }
+        for p in &report.unreadable {
+            let _ = writeln!(err, "  unreadable: {}: {}", p.path, p.message);
+        }
+        for p in &report.not_regular {
+            let _ = writeln!(err, "  not regular: {}: {}", p.path, p.message);
+        }
+        for p in &report.failed {
+            let _ = writeln!(err, "  failed: {}: {}", p.path, p.message);
+        }
+    }
+    if stats {
+        let t = &report.timings;
+        let _ = writeln!(
+            err,
+            "time: walk {:.3} s, read+tokenize {:.3} s (summed over workers), transfer {:.3} s, merge {:.3} s, total {:.3} s; {} batches",
+            t.walk.as_secs_f64(),
+            t.work.as_secs_f64(),
+            t.transfer.as_secs_f64(),
+            t.merge.as_secs_f64(),
+            t.total.as_secs_f64(),
+            report.batches
+        );
+    }
+}
+
+fn answer_queries(index: &Index, queries: &[(&str, Query)], args: &Args) -> i32 {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut json = output::JsonSink::new(index);
+    for (text, query) in queries {
+        let started = Instant::now();
+        let words = matching_words(index.vocabulary(), query);
+        let elapsed = started.elapsed();
+        let written = if args.json {
+            json.write(&mut out, index, text, &words)
+        } else {
+            output::write_human(&mut out, index, text, &words, args.all)
+        };
+        if args.stats {
+            eprintln!("query {text:?}: {} words in {:.3} ms", words.len(), elapsed.as_secs_f64() * 1e3);
+        }
+        if let Err(e) = written {
+            return output_error(e);
+        }
+    }
+    match out.flush() {
+        Ok(()) => 0,
+        Err(e) => output_error(e),
+    }
+}
+
+/// A closed pipe (`| head`) ends the output quietly, as in rg; any other
+/// write error is reported.
+fn output_error(e: io::Error) -> i32 {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        0
+    } else {
+        fail(EXIT_FAILURE, format!("cannot write output: {e}"))
+    }
+}

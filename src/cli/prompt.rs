@@ -1,0 +1,162 @@
+//! The interactive prompt: type a fragment, see the words and where they occur.
+//!
+//! Line editing, history (kept in the XDG state folder across runs) and tab
+//! completion come from rustyline. When stdin is not a terminal, rustyline
+//! reads plain lines, so the prompt can also be scripted.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
+
+use indexer::index::Index;
+use indexer::search::{matching_words, Query};
+
+use super::output::write_human;
+
+const PROMPT: &str = "search> ";
+/// At most this many completions are offered for a fragment.
+const MAX_COMPLETIONS: usize = 200;
+
+const HELP: &str = "\
+Type a query and press Enter; the matching words are listed most frequent
+first, each with its count and locations as path:line:column.
+
+  frag      words beginning with frag            (spin)
+  *glob*    a * anywhere: glob over the whole word (*lock*, *_t, spin*irq)
+  /re/      words the regex matches as a whole   (/[a-f0-9]{8}/)
+  =word     exactly that word                     (=lock)
+
+All queries are case-insensitive. Tab completes a fragment from the index.
+
+  :all      show the last answer in full (every word, every location)
+  :help     this text
+  :quit     leave (Ctrl-D also leaves; Ctrl-C clears the line)";
+
+/// Completes the fragment under the cursor from the index's words.
+struct IndexHelper<'a> {
+    index: &'a Index,
+}
+
+impl Completer for IndexHelper<'_> {
+    type Candidate = String;
+
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
+        let before = &line[..pos];
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
+            .map(|(i, c)| i + c.len_utf8())
+            .unwrap_or(0);
+        let fragment = before[start..].to_lowercase();
+        if fragment.is_empty() {
+            return Ok((pos, Vec::new()));
+        }
+        let vocabulary = self.index.vocabulary();
+        let candidates = vocabulary
+            .prefix_range(fragment.as_bytes())
+            .take(MAX_COMPLETIONS)
+            .map(|id| vocabulary.word_str(id).to_string())
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for IndexHelper<'_> {
+    type Hint = String;
+}
+impl Highlighter for IndexHelper<'_> {}
+impl Validator for IndexHelper<'_> {}
+impl Helper for IndexHelper<'_> {}
+
+/// `$XDG_STATE_HOME/indexer/history`, or `~/.local/state/indexer/history`.
+fn history_path() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(state.join("indexer").join("history"))
+}
+
+/// Runs the prompt until `:quit` or end of input; returns the exit code.
+pub fn run(index: &Index, stats: bool) -> i32 {
+    let mut editor: Editor<IndexHelper<'_>, DefaultHistory> = match Editor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            eprintln!("indexer: cannot open the prompt: {e}");
+            return 1;
+        }
+    };
+    editor.set_helper(Some(IndexHelper { index }));
+    let history = history_path();
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    eprintln!("Type a word fragment (:help for more, Ctrl-D to leave).");
+    let mut last: Option<(String, Vec<usize>)> = None;
+    let code = loop {
+        let line = match editor.readline(PROMPT) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break 0,
+            Err(e) => {
+                eprintln!("indexer: cannot read input: {e}");
+                break 1;
+            }
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(text);
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        let written = match text {
+            ":quit" | ":q" | ":exit" => break 0,
+            ":help" | ":h" | "?" => writeln!(out, "{HELP}"),
+            ":all" => match &last {
+                Some((query, words)) => write_human(&mut out, index, query, words, true),
+                None => writeln!(out, "no query yet: type one first"),
+            },
+            command if command.starts_with(':') => {
+                writeln!(out, "unknown command {command}: :help lists what the prompt understands")
+            }
+            query_text => match Query::parse(query_text) {
+                Ok(query) => {
+                    let started = Instant::now();
+                    let words = matching_words(index.vocabulary(), &query);
+                    let elapsed = started.elapsed();
+                    let result = write_human(&mut out, index, query_text, &words, false);
+                    if stats {
+                        eprintln!("{} words in {:.3} ms", words.len(), elapsed.as_secs_f64() * 1e3);
+                    }
+                    last = Some((query_text.to_string(), words));
+                    result
+                }
+                Err(e) => writeln!(out, "{e}"),
+            },
+        };
+        if let Err(e) = written.and_then(|_| out.flush()) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                break 0;
+            }
+            eprintln!("indexer: cannot write output: {e}");
+            break 1;
+        }
+    };
+    if let Some(path) = &history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.save_history(path);
+    }
+    code
+}

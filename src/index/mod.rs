@@ -1,0 +1,96 @@
+//! Building the word index of a tree of text files.
+//!
+//! The pipeline, leaf to root:
+//!
+//! * [`walk`] lists the files below a directory in the contract's order
+//!   (sorted relative paths) and says why others were skipped;
+//! * [`tokenize`] splits a file's bytes into lowercased words with their
+//!   line and byte column;
+//! * [`partial`] collects one batch's words into a [`partial::Run`]: its words
+//!   sorted, each with a compact [`postings`] list;
+//! * [`merge`] concatenates the runs, in batch order, into an [`Index`];
+//! * [`build`] drives it all over the process runtime
+//!   ([`crate::parallel`]): forked workers take batches and send runs back
+//!   through an Exchange.
+//!
+//! The index itself knows nothing of processes; only [`build`] does.
+
+pub mod build;
+pub mod merge;
+pub mod partial;
+pub mod postings;
+pub mod tokenize;
+pub mod vocabulary;
+pub mod walk;
+
+pub use build::{build, BuildOptions, BuildReport, Progress};
+pub use postings::Location;
+pub use vocabulary::Vocabulary;
+
+use postings::Locations;
+
+/// Every occurrence of every word of a tree: the vocabulary, and for each
+/// word its count and posting list, over a table of file paths.
+#[derive(Debug, Default)]
+pub struct Index {
+    files: Vec<String>,
+    vocabulary: Vocabulary,
+    counts: Vec<u32>,
+    starts: Vec<u64>,
+    postings: Vec<u8>,
+}
+
+impl Index {
+    pub(crate) fn from_parts(
+        files: Vec<String>,
+        vocabulary: Vocabulary,
+        counts: Vec<u32>,
+        starts: Vec<u64>,
+        postings: Vec<u8>,
+    ) -> Self {
+        debug_assert_eq!(vocabulary.len(), counts.len());
+        debug_assert_eq!(starts.len(), counts.len() + 1);
+        Index { files, vocabulary, counts, starts, postings }
+    }
+
+    /// The distinct words, sorted.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocabulary
+    }
+
+    /// Number of occurrences of word `id`.
+    pub fn count(&self, id: usize) -> u32 {
+        self.counts[id]
+    }
+
+    /// Occurrences of word `id`, in (path, line, column) order.
+    pub fn locations(&self, id: usize) -> Locations<'_> {
+        let start = self.starts[id] as usize;
+        let end = self.starts[id + 1] as usize;
+        Locations::new(&self.postings[start..end])
+    }
+
+    /// The relative path (with `/` separators) of file number `file`.
+    pub fn path(&self, file: u32) -> &str {
+        self.files.get(file as usize).map(String::as_str).unwrap_or("?")
+    }
+
+    /// The file table: relative paths in ascending byte order.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Total occurrences of all words.
+    pub fn occurrences(&self) -> u64 {
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// Approximate heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.vocabulary.heap_bytes()
+            + self.counts.capacity() * 4
+            + self.starts.capacity() * 8
+            + self.postings.capacity()
+            + self.files.iter().map(|f| f.capacity() + 24).sum::<usize>()
+    }
+}

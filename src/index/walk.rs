@@ -1,0 +1,218 @@
+//! Listing the files to index.
+//!
+//! The contract: every regular file below the root, recursively, except
+//! inside version-control folders (`.git`, `.hg`, `.svn`) and what
+//! `--exclude` names; symbolic links are never followed; FIFOs, sockets and
+//! devices are skipped without being opened. Files are returned sorted by
+//! their display path (relative, `/`-separated, lossy UTF-8), which is the
+//! order every answer lists locations in.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use walkdir::WalkDir;
+
+/// Folders that belong to a version-control system, never indexed.
+pub const VCS_FOLDERS: [&str; 3] = [".git", ".hg", ".svn"];
+
+/// A file to index.
+#[derive(Debug, Clone)]
+pub struct FileEntry {
+    /// Path to open.
+    pub path: PathBuf,
+    /// Path relative to the root, `/`-separated, invalid UTF-8 as U+FFFD.
+    pub display: String,
+    /// Size at walk time, used to size batches.
+    pub size: u64,
+}
+
+/// A per-file problem: the path it concerns and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Display path.
+    pub path: String,
+    /// What happened, for `--verbose`.
+    pub message: String,
+}
+
+/// What the walk found.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Regular files, sorted by display path.
+    pub files: Vec<FileEntry>,
+    /// Entries that are not regular files (links, FIFOs, sockets, devices).
+    pub not_regular: Vec<Problem>,
+    /// Folders or entries that could not be read.
+    pub unreadable: Vec<Problem>,
+}
+
+/// Why the root itself cannot be indexed.
+#[derive(Debug)]
+pub enum RootError {
+    /// Nothing exists at the path.
+    NotFound(PathBuf),
+    /// The path is a file or something else, not a directory.
+    NotADirectory(PathBuf),
+    /// The directory exists but cannot be listed.
+    Unreadable(PathBuf, io::Error),
+}
+
+impl fmt::Display for RootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootError::NotFound(p) => write!(f, "{}: no such directory", p.display()),
+            RootError::NotADirectory(p) => {
+                write!(f, "{}: not a directory (give the folder to index)", p.display())
+            }
+            RootError::Unreadable(p, e) => write!(f, "{}: cannot read directory: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for RootError {}
+
+/// `--exclude` globs, matched against the relative path and against each
+/// entry's own name, the way `.gitignore` patterns without a slash match at
+/// any depth: `*` and `?` stay within one path component, `**` crosses them.
+#[derive(Debug, Default, Clone)]
+pub struct Excludes {
+    patterns: Vec<Regex>,
+}
+
+impl Excludes {
+    /// Compiles the globs; an error names the glob that failed.
+    pub fn new<S: AsRef<str>>(globs: &[S]) -> Result<Self, String> {
+        let mut patterns = Vec::new();
+        for glob in globs {
+            let glob = glob.as_ref();
+            let regex = glob_to_regex(glob);
+            patterns.push(
+                Regex::new(&regex).map_err(|e| format!("invalid --exclude glob {glob:?}: {e}"))?,
+            );
+        }
+        Ok(Excludes { patterns })
+    }
+
+    /// True if the entry with this relative path and name is excluded.
+    pub fn is_excluded(&self, relative: &str, name: &str) -> bool {
+        self.patterns.iter().any(|p| p.is_match(relative) || p.is_match(name))
+    }
+}
+
+fn glob_to_regex(glob: &str) -> String {
+    let mut out = String::from("^");
+    let mut chars = glob.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                out.push_str(".*");
+            }
+            '*' => out.push_str("[^/]*"),
+            '?' => out.push_str("[^/]"),
+            c => out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+        }
+    }
+    out.push('$');
+    out
+}
+
+fn display_path(relative: &Path) -> String {
+    relative.to_string_lossy().into_owned()
+}
+
+/// Checks that `root` is a readable directory.
+pub fn check_root(root: &Path) -> Result<(), RootError> {
+    let meta = match std::fs::metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(RootError::NotFound(root.to_path_buf()))
+        }
+        Err(e) => return Err(RootError::Unreadable(root.to_path_buf(), e)),
+    };
+    if !meta.is_dir() {
+        return Err(RootError::NotADirectory(root.to_path_buf()));
+    }
+    std::fs::read_dir(root).map_err(|e| RootError::Unreadable(root.to_path_buf(), e))?;
+    Ok(())
+}
+
+/// Lists the files below `root` (see the module docs for the rules).
+pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
+    check_root(root)?;
+    let mut out = Walk::default();
+    let walker = WalkDir::new(root).follow_links(false).into_iter().filter_entry(|entry| {
+        if entry.depth() == 0 {
+            return true;
+        }
+        let name = entry.file_name().to_string_lossy();
+        if entry.file_type().is_dir() && VCS_FOLDERS.contains(&name.as_ref()) {
+            return false;
+        }
+        if excludes.patterns.is_empty() {
+            return true;
+        }
+        let relative = entry.path().strip_prefix(root).map(display_path).unwrap_or_default();
+        !excludes.is_excluded(&relative, &name)
+    });
+    for entry in walker {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                let path = error
+                    .path()
+                    .and_then(|p| p.strip_prefix(root).ok())
+                    .map(display_path)
+                    .unwrap_or_default();
+                let message = error
+                    .io_error()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| error.to_string());
+                out.unreadable.push(Problem { path, message });
+                continue;
+            }
+        };
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            continue;
+        }
+        let display = entry.path().strip_prefix(root).map(display_path).unwrap_or_default();
+        if !file_type.is_file() {
+            let what = if file_type.is_symlink() { "symbolic link" } else { "not a regular file" };
+            out.not_regular.push(Problem { path: display, message: what.into() });
+            continue;
+        }
+        let size = match entry.metadata() {
+            Ok(meta) => meta.len(),
+            Err(error) => {
+                out.unreadable.push(Problem { path: display, message: error.to_string() });
+                continue;
+            }
+        };
+        out.files.push(FileEntry { path: entry.into_path(), display, size });
+    }
+    out.files.sort_by(|a, b| {
+        a.display
+            .as_bytes()
+            .cmp(b.display.as_bytes())
+            .then_with(|| a.path.as_os_str().cmp(b.path.as_os_str()))
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_names_anywhere_and_paths_from_the_root() {
+        let ex = Excludes::new(&["*.log", "docs/*.md", "build/**"]).unwrap();
+        assert!(ex.is_excluded("a/b/x.log", "x.log"));
+        assert!(ex.is_excluded("docs/a.md", "a.md"));
+        assert!(!ex.is_excluded("docs/sub/a.md", "a.md"));
+        assert!(ex.is_excluded("build/x/y", "y"));
+        assert!(!ex.is_excluded("src/main.rs", "main.rs"));
+    }
+}
