@@ -1,0 +1,314 @@
+//! An independent reference for the indexer's contract (issue 3).
+//!
+//! Single process, no index structure beyond a `BTreeMap`, written straight
+//! from the contract's wording and sharing no code with `src/`. Tests build
+//! the expected answer here and compare it with what the binary prints.
+//!
+//! Where the issue is silent, the project decided:
+//! - `--exclude GLOB` is matched against the path relative to DIRECTORY (with
+//!   `/` separators) and against each path component's name, so `*.log`
+//!   excludes any file named `*.log` anywhere and `target` any entry named
+//!   `target`. `*` matches any run of characters except `/`, `?` one
+//!   character except `/`, `**` any run including `/`. An excluded folder is
+//!   not descended into.
+//! - Regex queries are compiled from the query as typed, case-insensitively;
+//!   lowercasing a regex would change its meaning (`\W` is not `\w`).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde_json::{json, Value};
+use walkdir::WalkDir;
+
+/// Folders holding a version-control system's own data; never indexed.
+const VCS_FOLDERS: [&str; 3] = [".git", ".hg", ".svn"];
+/// A file whose first `BINARY_PROBE` bytes contain NUL is binary.
+const BINARY_PROBE: usize = 8192;
+/// Runs longer than this many bytes, as they stand in the file, are dropped.
+const MAX_WORD_BYTES: usize = 64;
+
+/// One occurrence of a word, as the binary reports it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    /// Relative to DIRECTORY, `/` separators, invalid UTF-8 shown as U+FFFD.
+    pub path: String,
+    pub line: u64,
+    pub column: u64,
+}
+
+/// A file the contract says must be indexed.
+#[derive(Debug, Clone)]
+pub struct TextFile {
+    /// The relative path as the binary must print it.
+    pub relative: String,
+    /// Where to read it.
+    pub path: PathBuf,
+}
+
+/// A word index: lowercased word to every location, sorted.
+pub type Index = BTreeMap<String, Vec<Location>>;
+
+/// Every file below `root` that the contract says is indexed, sorted by
+/// relative path.
+pub fn files(root: &Path, excludes: &[String]) -> Vec<TextFile> {
+    let excludes: Vec<Regex> = excludes.iter().map(|g| glob_regex(g)).collect();
+    let walk = WalkDir::new(root)
+        .follow_links(false)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|entry| {
+            let name = entry.file_name().to_string_lossy();
+            if entry.file_type().is_dir() && VCS_FOLDERS.contains(&name.as_ref()) {
+                return false;
+            }
+            let relative = relative_path(root, entry.path());
+            !excludes
+                .iter()
+                .any(|glob| glob.is_match(&relative) || glob.is_match(&name))
+        });
+    let mut out = Vec::new();
+    for entry in walk {
+        let Ok(entry) = entry else { continue };
+        // `file_type` comes from lstat: symbolic links are not regular files,
+        // and neither are FIFOs, sockets or devices.
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        if is_binary(entry.path()) != Some(false) {
+            continue;
+        }
+        out.push(TextFile {
+            relative: relative_path(root, entry.path()),
+            path: entry.path().to_path_buf(),
+        });
+    }
+    out.sort_by(|a, b| a.relative.cmp(&b.relative));
+    out
+}
+
+/// `Some(true)` if binary, `Some(false)` if text, `None` if unreadable.
+fn is_binary(path: &Path) -> Option<bool> {
+    let mut probe = Vec::with_capacity(BINARY_PROBE);
+    File::open(path)
+        .ok()?
+        .take(BINARY_PROBE as u64)
+        .read_to_end(&mut probe)
+        .ok()?;
+    Some(probe.contains(&0))
+}
+
+fn relative_path(root: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(root).expect("walkdir stays below root");
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// An exclude glob as an anchored regex: `**` any run, `*` any run without
+/// `/`, `?` one character other than `/`, everything else literal.
+pub fn glob_regex(glob: &str) -> Regex {
+    let mut pattern = String::from("(?s)^");
+    let chars: Vec<char> = glob.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                pattern.push_str(".*");
+                i += 1;
+            }
+            '*' => pattern.push_str("[^/]*"),
+            '?' => pattern.push_str("[^/]"),
+            c => pattern.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    pattern.push('$');
+    Regex::new(&pattern).expect("a translated glob is a valid regex")
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Every word occurrence in a file's bytes: (lowercased word, line, column).
+pub fn occurrences(bytes: &[u8]) -> Vec<(String, u64, u64)> {
+    struct Scan {
+        out: Vec<(String, u64, u64)>,
+        line: u64,
+        line_start: usize,
+        /// The word being read: its first byte's offset and its text.
+        word: Option<(usize, String)>,
+    }
+    impl Scan {
+        fn end_word(&mut self) {
+            if let Some((start, raw)) = self.word.take() {
+                if raw.len() <= MAX_WORD_BYTES {
+                    let column = (start - self.line_start + 1) as u64;
+                    self.out.push((raw.to_lowercase(), self.line, column));
+                }
+            }
+        }
+    }
+    let mut scan = Scan {
+        out: Vec::new(),
+        line: 1,
+        line_start: 0,
+        word: None,
+    };
+    let mut offset = 0;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if is_word_char(c) {
+                scan.word
+                    .get_or_insert_with(|| (offset, String::new()))
+                    .1
+                    .push(c);
+            } else {
+                scan.end_word();
+                if c == '\n' {
+                    scan.line += 1;
+                    scan.line_start = offset + 1;
+                }
+            }
+            offset += c.len_utf8();
+        }
+        // Invalid bytes separate words; none of them is `\n`.
+        if !chunk.invalid().is_empty() {
+            scan.end_word();
+            offset += chunk.invalid().len();
+        }
+    }
+    scan.end_word();
+    scan.out
+}
+
+/// The index of every file `files` returns.
+pub fn build_index(root: &Path, excludes: &[String]) -> Index {
+    index_of(&files(root, excludes))
+}
+
+/// The index of the given files only.
+pub fn index_of(files: &[TextFile]) -> Index {
+    let mut index = Index::new();
+    for file in files {
+        let Ok(bytes) = std::fs::read(&file.path) else {
+            continue;
+        };
+        for (word, line, column) in occurrences(&bytes) {
+            index.entry(word).or_default().push(Location {
+                path: file.relative.clone(),
+                line,
+                column,
+            });
+        }
+    }
+    for locations in index.values_mut() {
+        locations.sort();
+    }
+    index
+}
+
+/// The words matching a fragment query, ascending, each with its sorted
+/// locations. `Err` for an invalid regex.
+pub fn query(index: &Index, q: &str) -> Result<Vec<(String, Vec<Location>)>, String> {
+    let lowered = q.to_lowercase();
+    let matches: Box<dyn Fn(&str) -> bool> = if let Some(exact) = lowered.strip_prefix('=') {
+        let exact = exact.to_string();
+        Box::new(move |w| w == exact)
+    } else if q.len() >= 2 && q.starts_with('/') && q.ends_with('/') {
+        let re =
+            Regex::new(&format!("(?i)^(?:{})$", &q[1..q.len() - 1])).map_err(|e| e.to_string())?;
+        Box::new(move |w| re.is_match(w))
+    } else if lowered.contains('*') {
+        let parts: Vec<String> = lowered.split('*').map(regex::escape).collect();
+        let re = Regex::new(&format!("(?s)^{}$", parts.join(".*"))).expect("escaped glob");
+        Box::new(move |w| re.is_match(w))
+    } else {
+        Box::new(move |w| w.starts_with(&lowered))
+    };
+    Ok(index
+        .iter()
+        .filter(|(word, _)| matches(word))
+        .map(|(word, locations)| (word.clone(), locations.clone()))
+        .collect())
+}
+
+/// The exact JSON Lines objects `--json` must print for `queries`, in order.
+pub fn expected_json(index: &Index, queries: &[&str]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for q in queries {
+        for (word, locations) in query(index, q).expect("test queries are valid") {
+            out.push(json!({
+                "query": q,
+                "word": word,
+                "count": locations.len(),
+                "locations": locations
+                    .iter()
+                    .map(|l| json!({"path": l.path, "line": l.line, "column": l.column}))
+                    .collect::<Vec<_>>(),
+            }));
+        }
+    }
+    out
+}
+
+/// Parse the binary's JSON Lines output; panics with the bad line.
+pub fn parse_json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect()
+}
+
+/// The location line of the human view: `  PATH:LINE:COLUMN`.
+pub fn location_line(l: &Location) -> String {
+    format!("  {}:{}:{}", l.path, l.line, l.column)
+}
+
+/// The human view of one query's answer, line by line: words most frequent
+/// first (ties by word), each `WORD (COUNT)` then its locations, bounded to
+/// 10 locations and 20 words unless `all`.
+pub fn expected_human(index: &Index, q: &str, all: bool) -> Vec<String> {
+    const MAX_WORDS: usize = 20;
+    const MAX_LOCATIONS: usize = 10;
+    let mut words = query(index, q).expect("test queries are valid");
+    if words.is_empty() {
+        return vec![format!("no words match \"{q}\"")];
+    }
+    words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+    let mut lines = Vec::new();
+    let shown = if all {
+        words.len()
+    } else {
+        words.len().min(MAX_WORDS)
+    };
+    for (word, locations) in &words[..shown] {
+        lines.push(format!("{word} ({})", locations.len()));
+        let shown_locations = if all {
+            locations.len()
+        } else {
+            locations.len().min(MAX_LOCATIONS)
+        };
+        lines.extend(locations[..shown_locations].iter().map(location_line));
+        if shown_locations < locations.len() {
+            lines.push(format!(
+                "  ... and {} more locations",
+                locations.len() - shown_locations
+            ));
+        }
+    }
+    if shown < words.len() {
+        lines.push(format!(
+            "... and {} more words (--all or :all shows every one)",
+            words.len() - shown
+        ));
+    }
+    lines
+}
