@@ -121,14 +121,15 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
     let mut err = io::stderr().lock();
     let _ = writeln!(
         err,
-        "indexed {} files ({:.1} MB) in {:.2} s, {:.1} MB/s: {} words, {} distinct; {} workers",
+        "indexed {} files ({}) in {:.2} s, {:.1} MB/s: {} words, {} distinct; {} worker{}",
         report.indexed,
-        report.bytes as f64 / 1e6,
+        human_bytes(report.bytes),
         secs,
         report.bytes as f64 / 1e6 / secs.max(1e-6),
         report.words,
         report.distinct,
-        report.workers
+        report.workers,
+        if report.workers == 1 { "" } else { "s" }
     );
     let _ = writeln!(
         err,
@@ -207,5 +208,14 @@ fn output_error(e: io::Error) -> i32 {
         0
     } else {
         fail(EXIT_FAILURE, format!("cannot write output: {e}"))
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.2} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b => format!("{b} bytes"),
     }
 }

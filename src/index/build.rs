@@ -264,11 +264,17 @@ impl<'a> Planner<'a> {
         let end = match self.batch_files {
             Some(n) => (start + n.max(1)).min(self.files.len()),
             None => {
-                let target = (self.remaining_bytes / (self.workers * 4))
-                    .clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES);
+                // Guided self-scheduling: each batch takes a share of what
+                // is left, so batches shrink toward the end and the workers
+                // finish together. The file-count cap spreads small trees
+                // over every worker too.
+                let divisor = self.workers * 4;
+                let target = (self.remaining_bytes / divisor).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES);
+                let remaining_files = (self.files.len() - start) as u64;
+                let max_files = (remaining_files / divisor).max(1) as usize;
                 let mut end = start;
                 let mut bytes = 0u64;
-                while end < self.files.len() && (end == start || bytes < target) {
+                while end < self.files.len() && end - start < max_files && (end == start || bytes < target) {
                     bytes += self.files[end].size;
                     end += 1;
                 }
@@ -542,18 +548,19 @@ pub fn build(
         });
     }
     drop(exchange);
-    co.report.workers = peak.max(1).min(workers);
+    let Coordinator { runs, mut report, .. } = co;
+    report.workers = peak.max(1).min(workers);
 
     let merge_started = Instant::now();
-    let runs: Vec<Run> = co.runs.into_iter().flatten().collect();
+    let runs: Vec<Run> = runs.into_iter().flatten().collect();
     let display: Vec<String> = files.into_iter().map(|f| f.display).collect();
     let index = merge_runs(display, &runs).map_err(BuildError::Merge)?;
     drop(runs);
-    co.report.timings.merge = merge_started.elapsed();
-    co.report.distinct = index.vocabulary().len();
-    co.report.binary.sort();
-    co.report.timings.total = started.elapsed();
-    Ok((index, co.report))
+    report.timings.merge = merge_started.elapsed();
+    report.distinct = index.vocabulary().len();
+    report.binary.sort();
+    report.timings.total = started.elapsed();
+    Ok((index, report))
 }
 
 #[cfg(test)]
