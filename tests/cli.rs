@@ -1,0 +1,551 @@
+//! The command line: bad input, the summary, closed pipes, odd files in the
+//! tree, the human view, `--exclude`, and workers that crash.
+
+mod reference;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use reference::{expected_json, parse_json_lines, Index};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn corpus() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
+}
+
+fn indexer() -> Command {
+    let mut cmd = Command::cargo_bin("indexer").unwrap();
+    cmd.timeout(TIMEOUT).write_stdin("");
+    cmd
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Exit code 2 and exactly one line on stderr, starting `indexer: `.
+fn assert_bad_input(out: &Output, what: &str) {
+    let stderr = stderr_of(out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{what}: exit status; stderr:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: want one line on stderr, got:\n{stderr}"
+    );
+    assert!(lines[0].starts_with("indexer: "), "{what}: {:?}", lines[0]);
+    assert!(out.stdout.is_empty(), "{what}: stdout not empty");
+}
+
+/// The number the summary gives for `key` (e.g. "indexed", "skipped",
+/// "failed"): the count written just before or just after the word.
+fn summary_count(stderr: &str, key: &str) -> Option<u64> {
+    let re = regex::Regex::new(&format!(
+        r"(?i)(\d+)\s+(?:files?\s+)?{key}|{key}[a-z ]*?[:=]?\s+(\d+)\b"
+    ))
+    .unwrap();
+    let caps = re.captures(stderr)?;
+    caps.get(1).or(caps.get(2))?.as_str().parse().ok()
+}
+
+fn assert_json_equals(out: &Output, want: &[serde_json::Value], what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\nstderr:\n{}",
+        out.status,
+        stderr_of(out)
+    );
+    let got = parse_json_lines(&out.stdout);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g, w, "{what}: object {i} differs (got, then want)");
+    }
+    assert_eq!(got.len(), want.len(), "{what}: number of objects");
+}
+
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, bytes).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Bad input.
+
+#[test]
+fn nonexistent_path_is_bad_input() {
+    let out = indexer()
+        .arg("/nonexistent/indexer-test")
+        .arg("--noprompt")
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "nonexistent path");
+}
+
+#[test]
+fn file_path_is_bad_input() {
+    let out = indexer()
+        .arg(corpus().join("README.md"))
+        .arg("--noprompt")
+        .output()
+        .unwrap();
+    assert_bad_input(&out, "a file, not a directory");
+}
+
+#[test]
+fn bad_option_values_are_bad_input() {
+    for args in [
+        &["--workers", "0"][..],
+        &["--workers", "many"],
+        &["--batch", "x"],
+        &["--delay", "soon"],
+    ] {
+        let out = indexer()
+            .arg(corpus())
+            .args(args)
+            .arg("--noprompt")
+            .output()
+            .unwrap();
+        assert_bad_input(&out, &format!("{args:?}"));
+    }
+}
+
+#[test]
+fn invalid_regex_query_is_bad_input() {
+    for extra in [&["--json"][..], &[]] {
+        let out = indexer()
+            .arg(corpus())
+            .args(["--query", "/(unclosed/"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_bad_input(&out, &format!("invalid regex {extra:?}"));
+    }
+}
+
+/// Runs the binary as `nobody`, for whom mode 000 does deny reads.
+fn as_nobody(args: &[&std::ffi::OsStr]) -> Option<Output> {
+    let bin = assert_cmd::cargo::cargo_bin("indexer");
+    let mut cmd = std::process::Command::new("setpriv");
+    if is_root() {
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    } else {
+        cmd = std::process::Command::new(&bin);
+        return Some(cmd.args(args).stdin(Stdio::null()).output().unwrap());
+    }
+    cmd.arg(&bin).args(args).stdin(Stdio::null());
+    match cmd.output() {
+        Ok(out) => Some(out),
+        Err(e) => {
+            println!("note: setpriv unavailable ({e}); skipping, mode 000 does not deny root");
+            None
+        }
+    }
+}
+
+/// A temporary tree `nobody` can walk into (tempdir makes 0700 folders).
+fn open_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn unreadable_directory_is_bad_input() {
+    let dir = open_tempdir();
+    let locked = dir.path().join("locked");
+    fs::create_dir(&locked).unwrap();
+    write(&locked, "a.txt", b"secret words");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    let Some(out) = as_nobody(&[locked.as_os_str(), "--noprompt".as_ref()]) else {
+        return;
+    };
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_bad_input(&out, "unreadable directory");
+}
+
+#[test]
+fn unreadable_files_and_folders_inside_are_counted_not_fatal() {
+    let dir = open_tempdir();
+    let root = dir.path();
+    write(root, "ok.txt", b"visible words here");
+    write(root, "locked.txt", b"hidden words");
+    write(root, "closed/inner.txt", b"hidden words");
+    let mode =
+        |p: &str, m| fs::set_permissions(root.join(p), fs::Permissions::from_mode(m)).unwrap();
+    for f in ["ok.txt", "locked.txt", "closed/inner.txt"] {
+        mode(f, 0o644);
+    }
+    mode("closed", 0o755);
+    mode("locked.txt", 0o000);
+    mode("closed", 0o000);
+    let out = as_nobody(&[
+        root.as_os_str(),
+        "--query".as_ref(),
+        "*".as_ref(),
+        "--json".as_ref(),
+    ]);
+    mode("closed", 0o755);
+    let Some(out) = out else { return };
+    let mut want = Index::new();
+    for (word, column) in [("visible", 1), ("words", 9), ("here", 15)] {
+        want.insert(
+            word.to_string(),
+            vec![reference::Location {
+                path: "ok.txt".into(),
+                line: 1,
+                column,
+            }],
+        );
+    }
+    assert_json_equals(
+        &out,
+        &expected_json(&want, &["*"]),
+        "unreadable entries inside the tree",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Normal runs.
+
+#[test]
+fn noprompt_prints_a_summary_and_exits() {
+    let out = indexer().arg(corpus()).arg("--noprompt").output().unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{:?}\n{stderr}", out.status);
+    assert!(out.stdout.is_empty(), "--noprompt printed on stdout");
+    let files = reference::files(&corpus(), &[]).len() as u64;
+    assert_eq!(
+        summary_count(&stderr, "indexed"),
+        Some(files),
+        "files indexed in:\n{stderr}"
+    );
+    assert_eq!(
+        summary_count(&stderr, "skipped"),
+        Some(2),
+        "binary files skipped in:\n{stderr}"
+    );
+}
+
+#[test]
+fn no_match_prints_nothing_in_json_and_says_so_in_the_human_view() {
+    let out = indexer()
+        .arg(corpus())
+        .args(["--query", "zzqqxx", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = indexer()
+        .arg(corpus())
+        .args(["--query", "zzqqxx"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no words match \"zzqqxx\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `want` appears in `got` as consecutive lines (headers between queries
+/// are the binary's business).
+fn assert_contains_lines(got: &str, want: &[String], what: &str) {
+    let got: Vec<&str> = got.lines().collect();
+    let found = (0..=got.len().saturating_sub(want.len())).any(|start| {
+        got[start..].len() >= want.len() && got[start..start + want.len()] == want[..]
+    });
+    assert!(
+        found,
+        "{what}: expected these lines in order:\n{}\n--- got:\n{}",
+        want.join("\n"),
+        got.join("\n")
+    );
+}
+
+#[test]
+fn human_view_is_bounded_and_all_lifts_the_bounds() {
+    let index = reference::build_index(&corpus(), &[]);
+    // "w" matches more than 20 words, some with over 10 locations.
+    let w = reference::query(&index, "w").unwrap();
+    assert!(w.len() > 20 && w.iter().any(|(_, l)| l.len() > 10));
+    for all in [false, true] {
+        let mut cmd = indexer();
+        cmd.arg(corpus())
+            .args(["--query", "w", "--query", "danube", "--query", "zzqqxx"]);
+        if all {
+            cmd.arg("--all");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let want = reference::expected_human(&index, "w", all);
+        let at = |w: &[String]| stdout.find(&w.join("\n")).unwrap_or(usize::MAX);
+        assert_contains_lines(&stdout, &want, &format!("--query w (all: {all})"));
+        let danube = reference::expected_human(&index, "danube", all);
+        assert_contains_lines(&stdout, &danube, "--query danube");
+        let none = reference::expected_human(&index, "zzqqxx", all);
+        assert_contains_lines(&stdout, &none, "--query zzqqxx");
+        assert!(
+            at(&want) < at(&danube) && at(&danube) < at(&none),
+            "queries answered in order"
+        );
+    }
+}
+
+#[test]
+fn exclude_skips_files_folders_and_paths() {
+    let excludes = [
+        "*.log",
+        "international",
+        "code/*/*.py",
+        "e?ge",
+        "essays/**/notes",
+    ];
+    let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+    let index = reference::build_index(&corpus(), &excludes);
+    assert!(!reference::files(&corpus(), &excludes)
+        .iter()
+        .any(|f| f.relative.ends_with(".py") || f.relative.contains("edge")));
+    let mut cmd = indexer();
+    cmd.arg(corpus()).args(["--query", "*", "--json"]);
+    for e in &excludes {
+        cmd.arg("--exclude").arg(e);
+    }
+    let out = cmd.output().unwrap();
+    assert_json_equals(&out, &expected_json(&index, &["*"]), "--exclude");
+}
+
+#[test]
+fn vcs_folders_are_never_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for rel in [
+        ".git/HEAD",
+        "sub/.hg/store",
+        "a/b/.svn/entries",
+        ".gitignore",
+        "src/.git_keep",
+    ] {
+        write(root, rel, format!("vcsword in {rel}\n").as_bytes());
+    }
+    let index = reference::build_index(root, &[]);
+    assert_eq!(index["vcsword"].len(), 2);
+    let out = indexer()
+        .arg(root)
+        .args(["--query", "*", "--json"])
+        .output()
+        .unwrap();
+    assert_json_equals(&out, &expected_json(&index, &["*"]), "VCS folders");
+}
+
+// ---------------------------------------------------------------------------
+// Odd outputs and odd files.
+
+/// A tree whose `--json` answer to "w" is several megabytes.
+fn big_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in 0..200 {
+        let text: String = (0..2000).map(|i| format!("w{} ", i % 500)).collect();
+        write(
+            dir.path(),
+            &format!("d{}/f{f}.txt", f % 10),
+            text.as_bytes(),
+        );
+    }
+    dir
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let dir = big_tree();
+    for extra in [&["--json"][..], &["--all"]] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("indexer"))
+            .arg(dir.path())
+            .args(["--query", "w"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut head = [0u8; 10];
+        stdout.read_exact(&mut head).unwrap();
+        drop(stdout); // like `| head -c 10`
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr_pipe.read_to_string(&mut s);
+            s
+        });
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > TIMEOUT {
+                let _ = child.kill();
+                panic!("indexer {extra:?} did not end after its stdout closed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = reader.join().unwrap();
+        assert!(
+            !stderr.contains("panicked"),
+            "{extra:?}: panic on closed stdout:\n{stderr}"
+        );
+        assert!(
+            status.success() || status.signal() == Some(libc::SIGPIPE),
+            "{extra:?}: want exit 0 or SIGPIPE, got {status:?}\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn fifo_and_socket_in_the_tree_are_skipped_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "a.txt", b"plain text beside a fifo\n");
+    write(root, "sub/b.txt", b"more text\n");
+    let made = std::process::Command::new("mkfifo")
+        .arg(root.join("sub/pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let _socket = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+    let index = reference::build_index(root, &[]);
+    let out = indexer()
+        .arg(root)
+        .args(["--query", "*", "--json", "--workers", "2", "--batch", "1"])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_json_equals(&out, &expected_json(&index, &["*"]), "tree with a FIFO");
+    let stderr = stderr_of(&out);
+    assert_eq!(summary_count(&stderr, "indexed"), Some(2), "{stderr}");
+    assert_eq!(
+        summary_count(&stderr, "skipped"),
+        Some(2),
+        "FIFO and socket skipped:\n{stderr}"
+    );
+}
+
+#[test]
+fn symlinks_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "real/a.txt", b"linked words\n");
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "o.txt", b"outside words\n");
+    std::os::unix::fs::symlink(root.join("real/a.txt"), root.join("file_link")).unwrap();
+    std::os::unix::fs::symlink(root.join("real"), root.join("dir_link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("out_link")).unwrap();
+    std::os::unix::fs::symlink(root, root.join("real/loop")).unwrap();
+    let index = reference::build_index(root, &[]);
+    assert_eq!(index.len(), 2);
+    let out = indexer()
+        .arg(root)
+        .args(["--query", "*", "--json"])
+        .output()
+        .unwrap();
+    assert_json_equals(&out, &expected_json(&index, &["*"]), "symlinks");
+}
+
+// ---------------------------------------------------------------------------
+// Workers that crash (test-only fault hook).
+
+const CRASH_FILE: &str = "essays/rivers/danube.txt";
+
+#[test]
+fn a_worker_killed_once_is_retried_and_the_index_is_complete() {
+    let index = reference::build_index(&corpus(), &[]);
+    for (fault, batch) in [
+        ("kill:danube", "1"),
+        ("kill:danube", "3"),
+        ("panic:danube", "2"),
+    ] {
+        let marker_dir = tempfile::tempdir().unwrap();
+        let marker = marker_dir.path().join("fired");
+        let out = indexer()
+            .arg(corpus())
+            .args(["--query", "*", "--json", "--workers", "2", "--batch", batch])
+            .env("INDEXER_FAULT", fault)
+            .env("INDEXER_FAULT_ONCE", &marker)
+            .output()
+            .unwrap();
+        assert!(marker.exists(), "{fault}: the fault hook never fired");
+        assert_json_equals(
+            &out,
+            &expected_json(&index, &["*"]),
+            &format!("{fault} once, --batch {batch}"),
+        );
+        let stderr = stderr_of(&out);
+        assert_eq!(
+            summary_count(&stderr, "failed").unwrap_or(0),
+            0,
+            "{fault}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_worker_that_always_crashes_loses_only_its_batch() {
+    let files: Vec<_> = reference::files(&corpus(), &[])
+        .into_iter()
+        .filter(|f| f.relative != CRASH_FILE)
+        .collect();
+    let index = reference::index_of(&files);
+    for fault in ["kill:danube", "panic:danube"] {
+        let out = indexer()
+            .arg(corpus())
+            .args([
+                "--query",
+                "*",
+                "--json",
+                "--workers",
+                "3",
+                "--batch",
+                "1",
+                "--verbose",
+            ])
+            .env("INDEXER_FAULT", fault)
+            .output()
+            .unwrap();
+        assert_json_equals(
+            &out,
+            &expected_json(&index, &["*"]),
+            &format!("{fault} always"),
+        );
+        let stderr = stderr_of(&out);
+        assert_eq!(
+            summary_count(&stderr, "failed"),
+            Some(1),
+            "{fault}: summary:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(CRASH_FILE),
+            "{fault}: --verbose lists the failed file:\n{stderr}"
+        );
+    }
+}
