@@ -243,6 +243,21 @@ fn noprompt_prints_a_summary_and_exits() {
 }
 
 #[test]
+fn no_progress_line_when_stderr_is_not_a_terminal() {
+    let out = indexer()
+        .arg(corpus())
+        .args(["--noprompt", "--delay", "0.05", "--batch", "4"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "progress output on a pipe:\n{stderr:?}"
+    );
+}
+
+#[test]
 fn no_match_prints_nothing_in_json_and_says_so_in_the_human_view() {
     let out = indexer()
         .arg(corpus())

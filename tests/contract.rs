@@ -340,6 +340,18 @@ fn corpus_default_workers_and_batch_equal_reference() {
 }
 
 #[test]
+fn delay_does_not_change_answers() {
+    let index = reference::build_index(corpus(), &[]);
+    let queries = ["river", "*ing", "=école"];
+    let got = run_json(
+        corpus(),
+        &queries,
+        &["--delay", "0.02", "--workers", "3", "--batch", "4"],
+    );
+    assert_same_answers(&got, &expected_json(&index, &queries), "--delay 0.02");
+}
+
+#[test]
 fn regex_queries_keep_the_case_of_their_escapes() {
     // `\D` is "not a digit"; lowercased it would become `\d`.
     let queries = ["/\\D+/", "/[A-Z]+_\\w+/", "/\\w*\\W?/"];
@@ -542,7 +554,10 @@ fn queries_for(index: &Index, picks: &[(usize, u8, usize)]) -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // 24 cases keep the file under a minute; PROPTEST_CASES=500 for a deeper run.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(24)
+    ))]
 
     #[test]
     fn random_trees_answer_like_the_reference(spec in tree_strategy()) {

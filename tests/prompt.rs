@@ -1,0 +1,274 @@
+//! The interactive prompt, driven end to end: through stdin when it is not a
+//! terminal (rustyline reads plain lines), and through a pseudo-terminal made
+//! by `script(1)` when it is available.
+
+mod reference;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn corpus() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
+}
+
+/// The prompt keeps history in the XDG state folder: point it (and HOME) at
+/// a temporary folder so tests never touch the real one.
+struct Session {
+    state: tempfile::TempDir,
+}
+
+impl Session {
+    fn new() -> Self {
+        Session {
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, input: &str) -> Output {
+        Command::cargo_bin("indexer")
+            .unwrap()
+            .arg(corpus())
+            .env("XDG_STATE_HOME", self.state.path().join("state"))
+            .env("HOME", self.state.path())
+            .write_stdin(input)
+            .timeout(TIMEOUT)
+            .output()
+            .unwrap()
+    }
+}
+
+fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Index of the first line of `want` where it appears as consecutive lines
+/// of `got`, searching from line `from`.
+fn find_lines(got: &[&str], want: &[String], from: usize) -> Option<usize> {
+    (from..got.len()).find(|&start| {
+        got.len() - start >= want.len()
+            && got[start..start + want.len()]
+                .iter()
+                .zip(want)
+                .all(|(g, w)| g.trim_end() == w)
+    })
+}
+
+#[test]
+fn query_then_all_then_help_from_stdin_until_eof() {
+    let index = reference::build_index(&corpus(), &[]);
+    let out = Session::new().run("w\n:all\n:help\n");
+    let stdout = stdout_of(&out);
+    assert!(
+        out.status.success(),
+        "exit {:?}; stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    // The first answer is bounded, the `:all` answer complete, in that order.
+    let bounded = reference::expected_human(&index, "w", false);
+    let full = reference::expected_human(&index, "w", true);
+    assert!(bounded.len() < full.len(), "\"w\" should need :all");
+    let at = find_lines(&lines, &bounded, 0).unwrap_or_else(|| {
+        panic!(
+            "bounded answer missing:\n{}\n--- got:\n{stdout}",
+            bounded.join("\n")
+        )
+    });
+    // The header line may follow the prompt text on the same line.
+    let all_at = find_lines(&lines, &full[1..], at + bounded.len())
+        .unwrap_or_else(|| panic!(":all answer missing after the first:\n{stdout}"));
+    assert!(
+        lines[all_at - 1].ends_with(&full[0]),
+        ":all header: {:?}",
+        lines[all_at - 1]
+    );
+    // Every location the reference knows is listed after :all.
+    for (_, locations) in reference::query(&index, "w").unwrap() {
+        for l in &locations {
+            let line = reference::location_line(l);
+            assert!(
+                lines[all_at..].contains(&line.as_str()),
+                "{line:?} missing after :all"
+            );
+        }
+    }
+    let help = lines[all_at + full.len() - 1..].join("\n");
+    for needle in [":quit", ":all", ":help", "=", "/", "*"] {
+        assert!(
+            help.contains(needle),
+            "help text does not mention {needle:?}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn quit_ends_the_session_before_the_next_line() {
+    let out = Session::new().run("danube\n:quit\nmekong\n");
+    let stdout = stdout_of(&out);
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(
+        stdout.contains("  essays/rivers/danube.txt:1:5"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("mekong.md"),
+        "a line after :quit was answered:\n{stdout}"
+    );
+}
+
+#[test]
+fn a_bad_query_at_the_prompt_does_not_end_the_session() {
+    let out = Session::new().run("/(unclosed/\ndanube\nzzqqxx\n");
+    let stdout = stdout_of(&out);
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(
+        stdout.contains("  essays/rivers/danube.txt:3:5"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no words match \"zzqqxx\""), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------
+// Through a pseudo-terminal.
+
+/// A child's output collected by a thread, to wait on without blocking.
+struct Collected(Arc<Mutex<Vec<u8>>>);
+
+impl Collected {
+    fn start(mut from: impl Read + Send + 'static) -> Self {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = from.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Collected(buf)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the output stops growing for a moment (the prompt is
+    /// waiting for input).
+    fn settle(&self) {
+        let start = Instant::now();
+        let mut last = (0, Instant::now());
+        while start.elapsed() < TIMEOUT {
+            std::thread::sleep(Duration::from_millis(50));
+            let len = self.0.lock().unwrap().len();
+            if len != last.0 {
+                last = (len, Instant::now());
+            } else if len > 0 && last.1.elapsed() > Duration::from_millis(400) {
+                return;
+            }
+        }
+        panic!("no quiet prompt; output so far:\n{}", self.text());
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.text().contains(needle) {
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "never saw {needle:?} in:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `script -qfec CMD /dev/null` runs CMD on a new pseudo-terminal, copying
+/// our stdin to it and its output to our stdout; `-e` returns CMD's status.
+fn in_pty(state: &Path) -> Option<std::process::Child> {
+    let bin = assert_cmd::cargo::cargo_bin("indexer");
+    let cmd = format!("'{}' '{}'", bin.display(), corpus().display());
+    match std::process::Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .env("XDG_STATE_HOME", state.join("state"))
+        .env("HOME", state)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => Some(child),
+        Err(e) => {
+            println!("note: script(1) unavailable ({e}); skipping the pseudo-terminal run");
+            None
+        }
+    }
+}
+
+fn wait_exit(child: &mut std::process::Child, out: &Collected) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            panic!("prompt did not end; output:\n{}", out.text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pty_session(leave: &str) {
+    let state = tempfile::tempdir().unwrap();
+    let Some(mut child) = in_pty(state.path()) else {
+        return;
+    };
+    let out = Collected::start(child.stdout.take().unwrap());
+    let mut keys = child.stdin.take().unwrap();
+    out.settle();
+    keys.write_all(b"danube\r").unwrap();
+    out.wait_for("essays/rivers/danube.txt:3:5");
+    out.settle();
+    keys.write_all(b":help\r").unwrap();
+    out.wait_for(":quit");
+    out.settle();
+    keys.write_all(leave.as_bytes()).unwrap();
+    let status = wait_exit(&mut child, &out);
+    assert!(
+        status.success(),
+        "leaving with {leave:?}: {status:?}\n{}",
+        out.text()
+    );
+    // History is kept in the XDG state folder across runs.
+    let history: String = walkdir::WalkDir::new(state.path().join("state"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        history.contains("danube"),
+        "no history with the query under XDG_STATE_HOME"
+    );
+}
+
+#[test]
+fn pty_query_help_and_ctrl_d() {
+    pty_session("\x04");
+}
+
+#[test]
+fn pty_query_help_and_quit() {
+    pty_session(":quit\r");
+}
