@@ -352,6 +352,57 @@ fn exclude_skips_files_folders_and_paths() {
 }
 
 #[test]
+fn exclude_globs_match_like_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for rel in [
+        "a/b.txt",
+        "a-c.txt",
+        "a b.txt",
+        "A.txt",
+        "foo",
+        "x/foo/z.txt",
+        "x/y/foo.md",
+        "deep/a/b/c.log",
+    ] {
+        write(root, rel, b"word\n");
+    }
+    for glob in [
+        "**/foo",
+        "x/**",
+        "*",
+        "a",
+        "a/*",
+        "?.txt",
+        "*.txt",
+        "a?c.txt",
+        "x/*/z.txt",
+        "**",
+        "*/b.txt",
+        "foo",
+        "foo*",
+        "*.log",
+        "deep/**/c.log",
+        "[a]",
+        "a b.txt",
+        "X",
+    ] {
+        let excludes = [glob.to_string()];
+        let index = reference::build_index(root, &excludes);
+        let out = indexer()
+            .arg(root)
+            .args(["--query", "*", "--json", "--exclude", glob])
+            .output()
+            .unwrap();
+        assert_json_equals(
+            &out,
+            &expected_json(&index, &["*"]),
+            &format!("--exclude {glob:?}"),
+        );
+    }
+}
+
+#[test]
 fn vcs_folders_are_never_indexed() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
