@@ -70,13 +70,92 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+/// Room for the longest lowercased word: 64 bytes can grow by half under
+/// `to_lowercase` (for example 'İ', two bytes, becomes three), rounded up
+/// to whole 8-byte lanes.
+const SCRATCH_BYTES: usize = 128;
+
+/// A lowercased word handed to the caller: its bytes, zero-padded to a
+/// whole number of 8-byte lanes so hashing and comparing work a lane at a
+/// time.
+#[derive(Debug, Clone, Copy)]
+pub struct Word<'a> {
+    padded: &'a [u8],
+    len: usize,
+}
+
+impl<'a> Word<'a> {
+    /// The word's bytes (valid UTF-8).
+    #[inline]
+    pub fn as_bytes(&self) -> &'a [u8] {
+        &self.padded[..self.len]
+    }
+
+    /// The bytes followed by zeros up to a multiple of 8.
+    #[inline]
+    pub fn padded(&self) -> &'a [u8] {
+        self.padded
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for the empty word (never produced by the tokenizer).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Lowercases the ASCII letters of 8 bytes at once (bytes >= 0x80 untouched).
+#[inline]
+fn ascii_lowercase_lane(x: u64) -> u64 {
+    let low7 = x & (0x7F * ONES);
+    let at_least_a = low7 + (0x80 - u64::from(b'A')) * ONES;
+    let above_z = low7 + (0x80 - u64::from(b'Z') - 1) * ONES;
+    let upper = at_least_a & !above_z & !x & (0x80 * ONES);
+    x | (upper >> 2)
+}
+
+/// Loads 8 bytes at `at` (zeros past the end of `bytes`).
+#[inline]
+fn load_lane(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at + 8) {
+        Some(lane) => {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(lane);
+            u64::from_le_bytes(buf)
+        }
+        None => {
+            let mut buf = [0u8; 8];
+            let rest = bytes.get(at..).unwrap_or_default();
+            buf[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(buf)
+        }
+    }
+}
+
+/// Copies `text` into `scratch` zero-padded to whole lanes; returns the padded length.
+#[inline]
+fn pad_into(scratch: &mut [u8; SCRATCH_BYTES], text: &[u8]) -> usize {
+    let padded = text.len().div_ceil(8) * 8;
+    scratch[..text.len()].copy_from_slice(text);
+    scratch[text.len()..padded].fill(0);
+    padded
+}
+
 /// Calls `emit(word, position)` for every indexable word of `bytes`, in
 /// order, with `word` lowercased.
 ///
 /// Runs longer than [`MAX_WORD_BYTES`] are skipped whole. Lines and columns
 /// saturate at `u32::MAX` rather than wrap on absurd inputs.
-pub fn for_each_word<F: FnMut(&[u8], Position)>(bytes: &[u8], mut emit: F) {
-    let mut scratch = [0u8; MAX_WORD_BYTES];
+pub fn for_each_word<F: FnMut(Word<'_>, Position)>(bytes: &[u8], mut emit: F) {
+    let mut scratch = [0u8; SCRATCH_BYTES];
     let n = bytes.len();
     let mut line: u32 = 1;
     let mut line_start = 0usize;
@@ -105,15 +184,11 @@ pub fn for_each_word<F: FnMut(&[u8], Position)>(bytes: &[u8], mut emit: F) {
                 }
             },
         }
-        // A word starts at `i`. Scan the ASCII part fast, lowercasing into
-        // the scratch buffer while the word still fits in it.
+        // A word starts at `i`: find its end, decoding only non-ASCII bytes.
         let start = i;
         let mut ascii = true;
         loop {
             while i < n && CLASS[bytes[i] as usize] == WORD {
-                if i - start < MAX_WORD_BYTES {
-                    scratch[i - start] = bytes[i].to_ascii_lowercase();
-                }
                 i += 1;
             }
             if i < n && CLASS[bytes[i] as usize] == NON_ASCII {
@@ -137,14 +212,25 @@ pub fn for_each_word<F: FnMut(&[u8], Position)>(bytes: &[u8], mut emit: F) {
             column: u32::try_from(start - line_start + 1).unwrap_or(u32::MAX),
         };
         if ascii {
-            emit(&scratch[..len], position);
+            // Lowercase a lane at a time with whole-lane stores, so the
+            // caller's whole-lane loads are forwarded from the store buffer.
+            let mut k = 0;
+            while k < len {
+                let keep = (len - k).min(8);
+                let mask = if keep == 8 { u64::MAX } else { (1u64 << (8 * keep)) - 1 };
+                let lane = ascii_lowercase_lane(load_lane(bytes, start + k)) & mask;
+                scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
+                k += 8;
+            }
+            emit(Word { padded: &scratch[..k], len }, position);
         } else {
-            // The scan above accepted only well-formed characters.
-            let word = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
             // `str::to_lowercase`, not per-char lowercasing: the contract
-            // wants its word-final sigma rule too.
-            let lower = word.to_lowercase();
-            emit(lower.as_bytes(), position);
+            // wants its word-final sigma rule too. The scan above accepted
+            // only well-formed characters.
+            let lower = std::str::from_utf8(&bytes[start..i]).unwrap_or_default().to_lowercase();
+            let text = &lower.as_bytes()[..lower.len().min(SCRATCH_BYTES)];
+            let padded = pad_into(&mut scratch, text);
+            emit(Word { padded: &scratch[..padded], len: text.len() }, position);
         }
     }
 }
@@ -156,7 +242,7 @@ mod tests {
     fn words(text: &[u8]) -> Vec<(String, u32, u32)> {
         let mut out = Vec::new();
         for_each_word(text, |w, p| {
-            out.push((String::from_utf8_lossy(w).into_owned(), p.line, p.column))
+            out.push((String::from_utf8_lossy(w.as_bytes()).into_owned(), p.line, p.column))
         });
         out
     }
@@ -195,6 +281,16 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, exact);
         assert_eq!(got[1], ("c".into(), 1, 132));
+    }
+
+    #[test]
+    fn swar_lowercasing_matches_ascii_lowercasing() {
+        for b in 0u8..=255 {
+            let lane = u64::from_le_bytes([b, b'A', b'z', b'Z', b'@', b'[', b'_', 0x80 | b]);
+            let got = ascii_lowercase_lane(lane).to_le_bytes();
+            let want = [b.to_ascii_lowercase(), b'a', b'z', b'z', b'@', b'[', b'_', 0x80 | b];
+            assert_eq!(got, want, "byte {b:#x}");
+        }
     }
 
     #[test]
