@@ -352,6 +352,18 @@ fn delay_does_not_change_answers() {
 }
 
 #[test]
+fn degenerate_queries_follow_the_same_rules() {
+    // Empty prefix (every word), bare `=`, `/`, `//`, a glob of only stars,
+    // `=` before a star (exact wins), a lone backslash.
+    let queries = [
+        "", "=", "/", "//", "**", "=*", "/.*/", "a*b*", "\\", "ÉCOLE*", "*_",
+    ];
+    let index = reference::build_index(corpus(), &[]);
+    let got = run_json(corpus(), &queries, &[]);
+    assert_same_answers(&got, &expected_json(&index, &queries), "degenerate queries");
+}
+
+#[test]
 fn regex_queries_keep_the_case_of_their_escapes() {
     // `\D` is "not a digit"; lowercased it would become `\d`.
     let queries = ["/\\D+/", "/[A-Z]+_\\w+/", "/\\w*\\W?/"];
