@@ -106,7 +106,10 @@ impl<Tx, Rx> Exchange<Tx, Rx> {
     }
 
     fn has_room(&self) -> bool {
-        self.limit.map_or(true, |limit| self.channels.len() < limit)
+        match self.limit {
+            Some(limit) => self.channels.len() < limit,
+            None => true,
+        }
     }
 
     /// Adds a channel, whatever the limit (see [`add_wait`](Exchange::add_wait)).

@@ -133,7 +133,7 @@ type Work<R> = Box<dyn FnOnce() -> R>;
 /// Runs closures in children, at most `limit` at a time, and yields their
 /// results in the order they arrive.
 ///
-/// ```no_run
+/// ```
 /// use indexer::parallel::Queue;
 ///
 /// let mut queue = Queue::with_limit(4);
