@@ -364,6 +364,46 @@ fn degenerate_queries_follow_the_same_rules() {
 }
 
 #[test]
+fn large_files_and_long_posting_lists_equal_reference() {
+    // Partial maps far larger than a pipe buffer, and one word with 300,000
+    // locations spread over every batch.
+    let dir = tempfile::tempdir().unwrap();
+    for f in 0..24 {
+        let lines = if f % 6 == 0 { 60_000 } else { 500 + f * 37 };
+        let text: String = (0..lines)
+            .map(|i| {
+                format!(
+                    "common w{}_{} Ünique{} {:x}\n",
+                    i % 997,
+                    f % 5,
+                    i * f,
+                    i * 31 + f
+                )
+            })
+            .collect();
+        let path = dir.path().join(format!("d{}/f{f}.txt", f % 4));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+    let index = reference::build_index(dir.path(), &[]);
+    assert!(index["common"].len() > 250_000);
+    let queries = ["=common", "w99", "*_3", "ünique12", "/[0-9a-f]{5}/"];
+    let want = expected_json(&index, &queries);
+    for (workers, batch) in [("1", "1000"), ("4", "1"), ("3", "5")] {
+        let got = run_json(
+            dir.path(),
+            &queries,
+            &["--workers", workers, "--batch", batch],
+        );
+        assert_same_answers(
+            &got,
+            &want,
+            &format!("large tree, --workers {workers} --batch {batch}"),
+        );
+    }
+}
+
+#[test]
 fn regex_queries_keep_the_case_of_their_escapes() {
     // `\D` is "not a digit"; lowercased it would become `\d`.
     let queries = ["/\\D+/", "/[A-Z]+_\\w+/", "/\\w*\\W?/"];
