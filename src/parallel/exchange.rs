@@ -154,8 +154,6 @@ impl<Tx, Rx> Exchange<Tx, Rx> {
     where
         F: FnOnce(&mut Channel<Rx, Tx>, A) + 'static,
         A: 'static,
-        Tx: 'static,
-        Rx: 'static,
     {
         if self.has_room() {
             let channel = start(f, args)?;
