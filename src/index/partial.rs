@@ -1,151 +1,414 @@
 //! A worker's partial index: the words of one batch of files and where they
 //! occur, turned into a sorted [`Run`] that crosses the channel in one piece.
 //!
-//! The map is built for the long tail of vocabularies (millions of distinct
-//! identifiers and constants): keys live in one arena instead of one heap
-//! allocation each, the table stores only a `u32` word number, and probes
-//! compare the stored hash before touching key bytes.
+//! Built for the long tail of vocabularies (millions of distinct identifiers
+//! and constants), where every lookup of a rare word misses the cache:
+//!
+//! * one open-addressing table of 64-byte slots, each holding the word's
+//!   hash, its key (inline up to 24 bytes, else in an arena) and the state of
+//!   its posting list, so a lookup and the bookkeeping of an occurrence touch
+//!   one cache line;
+//! * keys are compared as whole 8-byte lanes after the hash, never `memcmp`;
+//! * posting lists grow as chains of blocks in one arena, so the hot path
+//!   never allocates, and a word's next bytes go where its last ones went;
+//! * [`PartialIndex::into_run`] sorts the words once and copies each chain
+//!   into the run.
 
-use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use super::postings::{read_varint, write_varint, PostingWriter};
+use super::postings::{read_varint, write_varint};
+use super::tokenize::Word;
 
-/// A 64-bit hash for short byte strings: word-at-a-time mixing with a
-/// folded 128-bit multiply at the end, so both the low bits (bucket choice)
-/// and the top bits (hashbrown's control byte) are well spread.
+/// A 64-bit hash of a word given as zero-padded 8-byte lanes: lane-at-a-time
+/// mixing, then a folded 128-bit multiply so the low bits (the slot) are
+/// well spread. Never 0: that marks an empty slot.
 #[inline]
-pub fn hash_word(word: &[u8]) -> u64 {
+pub fn hash_word(padded: &[u8], len: usize) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h = word.len() as u64;
-    let mut chunks = word.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut buf = [0u8; 8];
-        buf.copy_from_slice(chunk);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut buf = [0u8; 8];
-        buf[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+    let mut h = len as u64;
+    for lane in padded.chunks_exact(8) {
+        h = (h.rotate_left(23) ^ lane_at(lane)).wrapping_mul(K);
     }
     let full = u128::from(h) * u128::from(K ^ 0xD6E8_FEB8_6659_FD93);
-    (full as u64) ^ ((full >> 64) as u64)
+    ((full as u64) ^ ((full >> 64) as u64)) | 1
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
+#[inline]
+fn lane_at(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(buf)
+}
+
+/// Keys up to this many bytes live in the slot itself.
+const INLINE_KEY: usize = 24;
+/// Room an occurrence may need: three varints of at most five bytes.
+const MAX_ENTRY: usize = 15;
+/// A block's header: end of its data (u32), next block (u32; 0 = none).
+const HEADER: usize = 8;
+const FIRST_BLOCK: usize = 24;
+const MAX_BLOCK: usize = 4096;
+/// Past this many arena bytes a batch's run is cut (u32 offsets).
+const ARENA_LIMIT: usize = 3 << 30;
+
+/// One word: its key and the state of its posting list. One cache line.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Slot {
     hash: u64,
-    key_start: u32,
-    key_len: u32,
-    writer: PostingWriter,
+    /// The padded key if `len <= INLINE_KEY`, else its arena offset in `key[0..4]`.
+    key: [u8; INLINE_KEY],
+    len: u32,
+    count: u32,
+    last_file: u32,
+    last_line: u32,
+    /// First block of the posting chain.
+    head: u32,
+    /// Where the next posting byte goes.
+    tail: u32,
+    /// End of the current block's data area.
+    block_end: u32,
+    /// Header of the current block.
+    block: u32,
 }
 
-/// Words of a batch of files mapped to their posting lists.
-#[derive(Debug, Default)]
+#[inline]
+fn put_varint(dst: &mut [u8], at: &mut usize, mut value: u32) {
+    while value >= 0x80 {
+        dst[*at] = (value as u8) | 0x80;
+        *at += 1;
+        value >>= 7;
+    }
+    dst[*at] = value as u8;
+    *at += 1;
+}
+
+/// Words of a batch of files and their occurrences.
+#[derive(Debug)]
 pub struct PartialIndex {
-    table: HashTable<u32>,
-    entries: Vec<Entry>,
-    keys: Vec<u8>,
-    postings: Vec<Vec<u8>>,
+    slots: Vec<Slot>,
+    words: usize,
+    long_keys: Vec<u8>,
+    arena: Vec<u8>,
     occurrences: u64,
+    /// Occurrences whose slot is being prefetched, oldest first.
+    pending: Box<[Pending; LOOKAHEAD]>,
+    pending_head: usize,
+    pending_len: usize,
+}
+
+/// How many occurrences are hashed ahead of their lookup, so that many
+/// cache misses on slots are in flight at once instead of one at a time.
+const LOOKAHEAD: usize = 8;
+/// Longest key that goes through the lookahead queue (longer ones, only
+/// possible for non-ASCII words after lowercasing, are looked up at once).
+const QUEUED_KEY: usize = 64;
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    hash: u64,
+    len: u32,
+    file: u32,
+    line: u32,
+    column: u32,
+    padded: [u8; QUEUED_KEY],
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending { hash: 0, len: 0, file: 0, line: 0, column: 0, padded: [0; QUEUED_KEY] }
+    }
+}
+
+#[inline]
+fn prefetch<T>(item: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a prefetch is only a hint; it never faults or changes memory.
+        #[allow(unused_unsafe)]
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                (item as *const T).cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = item;
+}
+
+impl Default for PartialIndex {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl PartialIndex {
     /// An empty partial index.
     pub fn new() -> Self {
-        Self::default()
+        PartialIndex {
+            slots: vec![Slot::default(); 1 << 12],
+            words: 0,
+            long_keys: Vec::new(),
+            // Offset 0 means "no block", so the arena starts with padding.
+            arena: vec![0; HEADER],
+            occurrences: 0,
+            pending: Box::new([Pending::default(); LOOKAHEAD]),
+            pending_head: 0,
+            pending_len: 0,
+        }
+    }
+
+    #[inline]
+    fn key_matches(&self, slot: &Slot, padded: &[u8], len: usize) -> bool {
+        if slot.len as usize != len {
+            return false;
+        }
+        let stored: &[u8] = if len <= INLINE_KEY {
+            &slot.key[..padded.len()]
+        } else {
+            let start = u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
+            &self.long_keys[start..start + padded.len()]
+        };
+        stored.chunks_exact(8).zip(padded.chunks_exact(8)).all(|(a, b)| lane_at(a) == lane_at(b))
     }
 
     /// Records one occurrence of `word` (already lowercased). Occurrences
     /// must arrive in (file, line, column) order.
     #[inline]
-    pub fn add(&mut self, word: &[u8], file: u32, line: u32, column: u32) {
-        let hash = hash_word(word);
-        let entries = &self.entries;
-        let keys = &self.keys;
-        let found = self.table.find(hash, |&id| {
-            let e = &entries[id as usize];
-            e.hash == hash && &keys[e.key_start as usize..(e.key_start + e.key_len) as usize] == word
-        });
-        let id = match found {
-            Some(&id) => id as usize,
-            None => {
-                let id = self.entries.len();
-                // Key bytes stay below 4 GiB in a batch: a batch of that size
-                // would not fit the channel frame limit either.
-                let key_start = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
-                self.keys.extend_from_slice(word);
-                self.entries.push(Entry {
-                    hash,
-                    key_start,
-                    key_len: word.len() as u32,
-                    writer: PostingWriter::default(),
-                });
-                self.postings.push(Vec::new());
-                let entries = &self.entries;
-                self.table.insert_unique(hash, id as u32, |&i| entries[i as usize].hash);
-                id
+    pub fn add(&mut self, word: Word<'_>, file: u32, line: u32, column: u32) {
+        let padded = word.padded();
+        let hash = hash_word(padded, word.len());
+        if padded.len() > QUEUED_KEY {
+            self.flush();
+            self.record(hash, padded, word.len(), file, line, column);
+            return;
+        }
+        prefetch(&self.slots[hash as usize & (self.slots.len() - 1)]);
+        if self.pending_len == LOOKAHEAD {
+            self.record_oldest();
+        }
+        let at = (self.pending_head + self.pending_len) % LOOKAHEAD;
+        let p = &mut self.pending[at];
+        p.hash = hash;
+        p.len = word.len() as u32;
+        p.file = file;
+        p.line = line;
+        p.column = column;
+        p.padded[..padded.len()].copy_from_slice(padded);
+        self.pending_len += 1;
+    }
+
+    #[inline]
+    fn record_oldest(&mut self) {
+        let p = self.pending[self.pending_head];
+        self.pending_head = (self.pending_head + 1) % LOOKAHEAD;
+        self.pending_len -= 1;
+        let padded_len = (p.len as usize).div_ceil(8) * 8;
+        self.record(p.hash, &p.padded[..padded_len], p.len as usize, p.file, p.line, p.column);
+    }
+
+    /// Records every queued occurrence.
+    pub fn flush(&mut self) {
+        while self.pending_len > 0 {
+            self.record_oldest();
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, hash: u64, padded: &[u8], len: usize, file: u32, line: u32, column: u32) {
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = &self.slots[i];
+            if slot.hash == hash && self.key_matches(slot, padded, len) {
+                break;
             }
-        };
-        self.entries[id].writer.push(&mut self.postings[id], file, line, column);
+            if slot.hash == 0 {
+                i = self.insert(i, padded, len, hash);
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        self.push_occurrence(i, file, line, column);
         self.occurrences += 1;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert(&mut self, mut i: usize, padded: &[u8], len: usize, hash: u64) -> usize {
+        if (self.words + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+            let mask = self.slots.len() - 1;
+            i = hash as usize & mask;
+            while self.slots[i].hash != 0 {
+                i = (i + 1) & mask;
+            }
+        }
+        let mut slot = Slot { hash, len: len as u32, ..Slot::default() };
+        if len <= INLINE_KEY {
+            slot.key[..padded.len()].copy_from_slice(padded);
+        } else {
+            let start = self.long_keys.len() as u32;
+            slot.key[..4].copy_from_slice(&start.to_le_bytes());
+            self.long_keys.extend_from_slice(padded);
+        }
+        self.slots[i] = slot;
+        self.words += 1;
+        i
+    }
+
+    fn grow(&mut self) {
+        let mut slots = vec![Slot::default(); self.slots.len() * 2];
+        let mask = slots.len() - 1;
+        for slot in self.slots.iter().filter(|s| s.hash != 0) {
+            let mut i = slot.hash as usize & mask;
+            while slots[i].hash != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = *slot;
+        }
+        self.slots = slots;
+    }
+
+    /// Starts a new block for slot `i`'s chain, sized like the list so far.
+    #[cold]
+    #[inline(never)]
+    fn new_block(&mut self, i: usize) {
+        let slot = self.slots[i];
+        let size = (slot.count as usize * 4).clamp(FIRST_BLOCK, MAX_BLOCK);
+        let start = self.arena.len();
+        self.arena.resize(start + HEADER + size, 0);
+        let (start, data) = (start as u32, (start + HEADER) as u32);
+        if slot.head == 0 {
+            self.slots[i].head = start;
+        } else {
+            // Close the current block: record where its data stops, link the new one.
+            let previous = slot.block as usize;
+            self.arena[previous..previous + 4].copy_from_slice(&slot.tail.to_le_bytes());
+            self.arena[previous + 4..previous + 8].copy_from_slice(&start.to_le_bytes());
+        }
+        self.slots[i].block = start;
+        self.slots[i].tail = data;
+        self.slots[i].block_end = data + size as u32;
+    }
+
+    #[inline]
+    fn push_occurrence(&mut self, i: usize, file: u32, line: u32, column: u32) {
+        if (self.slots[i].tail as usize) + MAX_ENTRY > self.slots[i].block_end as usize {
+            self.new_block(i);
+        }
+        let slot = &mut self.slots[i];
+        let tail = slot.tail as usize;
+        let dst = &mut self.arena[tail..tail + MAX_ENTRY];
+        let mut at = 0;
+        if slot.count == 0 || file != slot.last_file {
+            let delta = file - if slot.count == 0 { 0 } else { slot.last_file };
+            if delta < (1 << 30) {
+                put_varint(dst, &mut at, (delta << 1) | 1);
+            } else {
+                // Deltas this large need a u64 varint; rare enough to go slow.
+                let mut wide = Vec::new();
+                write_varint(&mut wide, (u64::from(delta) << 1) | 1);
+                dst[..wide.len()].copy_from_slice(&wide);
+                at = wide.len();
+            }
+            put_varint(dst, &mut at, line);
+            slot.last_file = file;
+        } else {
+            let delta = line - slot.last_line;
+            if delta < (1 << 31) {
+                put_varint(dst, &mut at, delta << 1);
+            } else {
+                let mut wide = Vec::new();
+                write_varint(&mut wide, u64::from(delta) << 1);
+                dst[..wide.len()].copy_from_slice(&wide);
+                at = wide.len();
+            }
+        }
+        put_varint(dst, &mut at, column);
+        slot.last_line = line;
+        slot.count += 1;
+        slot.tail += at as u32;
+    }
+
+    /// True when the arena nears its addressable size: the caller should cut
+    /// the run here (between files) and start a new partial index.
+    pub fn is_full(&self) -> bool {
+        self.arena.len() > ARENA_LIMIT || self.long_keys.len() > ARENA_LIMIT
     }
 
     /// Number of distinct words.
     pub fn distinct_words(&self) -> usize {
-        self.entries.len()
+        self.words
     }
 
     /// Number of occurrences recorded.
     pub fn occurrences(&self) -> u64 {
-        self.occurrences
+        self.occurrences + self.pending_len as u64
     }
 
-    fn key(&self, id: usize) -> &[u8] {
-        let e = &self.entries[id];
-        &self.keys[e.key_start as usize..(e.key_start + e.key_len) as usize]
+    fn key<'a>(&'a self, slot: &'a Slot) -> &'a [u8] {
+        let len = slot.len as usize;
+        if len <= INLINE_KEY {
+            &slot.key[..len]
+        } else {
+            let start = u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
+            &self.long_keys[start..start + len]
+        }
+    }
+
+    /// Appends slot's posting chain to `out`.
+    fn copy_chain(&self, slot: &Slot, out: &mut Vec<u8>) {
+        let mut block = slot.head as usize;
+        while block != 0 {
+            let header = &self.arena[block..block + HEADER];
+            let end = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let next = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+            let data_end = if next == 0 { slot.tail as usize } else { end };
+            out.extend_from_slice(&self.arena[block + HEADER..data_end]);
+            block = next;
+        }
     }
 
     /// Sorts the words by bytes and serializes them with their posting lists.
-    pub fn into_run(self) -> Run {
+    pub fn into_run(mut self) -> Run {
+        self.flush();
         // Sort by an 8-byte big-endian prefix first: most comparisons end
-        // there without touching the arena.
-        let mut order: Vec<(u64, u32)> = (0..self.entries.len())
-            .map(|id| {
-                let key = self.key(id);
+        // there without touching the keys.
+        let mut order: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.hash != 0)
+            .map(|(i, s)| {
+                let key = self.key(s);
                 let mut prefix = [0u8; 8];
                 let n = key.len().min(8);
                 prefix[..n].copy_from_slice(&key[..n]);
-                (u64::from_be_bytes(prefix), id as u32)
+                (u64::from_be_bytes(prefix), i as u32)
             })
             .collect();
         order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| self.key(a.1 as usize).cmp(self.key(b.1 as usize)))
+            a.0.cmp(&b.0).then_with(|| {
+                self.key(&self.slots[a.1 as usize]).cmp(self.key(&self.slots[b.1 as usize]))
+            })
         });
-        let total: usize = self.postings.iter().map(Vec::len).sum::<usize>()
-            + self.keys.len()
-            + self.entries.len() * 8;
-        let mut bytes = Vec::with_capacity(total);
-        for &(_, id) in &order {
-            let id = id as usize;
-            let key = self.key(id);
-            let writer = &self.entries[id].writer;
-            let list = &self.postings[id];
+        let mut bytes =
+            Vec::with_capacity(self.arena.len() + self.long_keys.len() + order.len() * 16);
+        let mut list = Vec::new();
+        for &(_, i) in &order {
+            let slot = &self.slots[i as usize];
+            let key = self.key(slot);
+            list.clear();
+            self.copy_chain(slot, &mut list);
             write_varint(&mut bytes, key.len() as u64);
             bytes.extend_from_slice(key);
-            write_varint(&mut bytes, u64::from(writer.count));
-            write_varint(&mut bytes, u64::from(writer.last_file));
+            write_varint(&mut bytes, u64::from(slot.count));
+            write_varint(&mut bytes, u64::from(slot.last_file));
             write_varint(&mut bytes, list.len() as u64);
-            bytes.extend_from_slice(list);
+            bytes.extend_from_slice(&list);
         }
-        Run {
-            bytes,
-            words: order.len() as u64,
-            occurrences: self.occurrences,
-        }
+        Run { bytes, words: order.len() as u64, occurrences: self.occurrences }
     }
 }
 
@@ -236,14 +499,18 @@ impl<'a> Iterator for RunReader<'a> {
 mod tests {
     use super::*;
     use crate::index::postings::Locations;
+    use crate::index::tokenize::for_each_word;
 
     #[test]
     fn run_lists_words_sorted_with_their_locations() {
         let mut partial = PartialIndex::new();
-        partial.add(b"zeta", 3, 1, 1);
-        partial.add(b"alpha", 3, 1, 6);
-        partial.add(b"zeta", 3, 2, 4);
-        partial.add(b"alphabet", 5, 1, 1);
+        let mut add = |text: &str, file, line, column| {
+            for_each_word(text.as_bytes(), |w, _| partial.add(w, file, line, column));
+        };
+        add("zeta", 3, 1, 1);
+        add("alpha", 3, 1, 6);
+        add("ZETA", 3, 2, 4);
+        add("alphabet", 5, 1, 1);
         let run = partial.into_run();
         let entries: Vec<_> = RunReader::new(&run).collect();
         let words: Vec<&[u8]> = entries.iter().map(|e| e.word).collect();
