@@ -179,7 +179,14 @@ fn answer_queries(index: &Index, queries: &[(&str, Query)], args: &Args) -> i32 
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut json = output::JsonSink::new(index);
-    for (text, query) in queries {
+    let headed = queries.len() > 1 && !args.json;
+    for (n, (text, query)) in queries.iter().enumerate() {
+        if headed {
+            let separator = if n == 0 { "" } else { "\n" };
+            if let Err(e) = writeln!(out, "{separator}query {text:?}:") {
+                return output_error(e);
+            }
+        }
         let started = Instant::now();
         let words = matching_words(index.vocabulary(), query);
         let elapsed = started.elapsed();
