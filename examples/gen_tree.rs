@@ -140,7 +140,8 @@ fn write_file(path: &Path, rng: &mut Rng, words: &[String], zipf: &Zipf) -> io::
         };
         for i in 0..n {
             if i > 0 {
-                line.push_str(*rng.pick(SEPARATORS));
+                let separator: &&str = rng.pick(SEPARATORS);
+                line.push_str(separator);
             }
             line.push_str(&words[zipf.sample(rng)]);
         }

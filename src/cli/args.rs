@@ -61,7 +61,9 @@ pub struct Args {
 }
 
 fn parse_delay(text: &str) -> Result<f64, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !secs.is_finite() || !(0.0..=3600.0).contains(&secs) {
         return Err(format!("{text} is out of range (0 to 3600 seconds)"));
     }

@@ -60,7 +60,10 @@ pub fn run() -> i32 {
         Err(e) => return fail(EXIT_BAD_INPUT, e),
     };
     let options = BuildOptions {
-        workers: args.workers.map(|w| w as usize).unwrap_or_else(parallel::available_cores),
+        workers: args
+            .workers
+            .map(|w| w as usize)
+            .unwrap_or_else(parallel::available_cores),
         batch_files: args.batch.map(|b| b as usize),
         delay: Duration::from_secs_f64(args.delay.unwrap_or(0.0)),
         excludes,
@@ -83,13 +86,19 @@ pub fn run() -> i32 {
     prompt::run(&index, args.stats)
 }
 
-fn build_with_progress(args: &Args, options: &BuildOptions) -> Result<(Index, BuildReport), BuildError> {
+fn build_with_progress(
+    args: &Args,
+    options: &BuildOptions,
+) -> Result<(Index, BuildReport), BuildError> {
     let stderr_is_terminal = io::stderr().is_terminal();
     // Drawn only from the poll loop's callback: indicatif's steady tick
     // would start a thread, and the runtime refuses to fork then.
     let bar = if stderr_is_terminal {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
-        bar.set_style(ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar
     } else {
         ProgressBar::hidden()
@@ -141,7 +150,11 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
         report.failed.len()
     );
     if report.retried > 0 {
-        let _ = writeln!(err, "retried {} batches after a worker failed", report.retried);
+        let _ = writeln!(
+            err,
+            "retried {} batches after a worker failed",
+            report.retried
+        );
     }
     if !report.failed.is_empty() && !verbose {
         let _ = writeln!(err, "(--verbose lists the failed files)");
@@ -196,7 +209,11 @@ fn answer_queries(index: &Index, queries: &[(&str, Query)], args: &Args) -> i32 
             output::write_human(&mut out, index, text, &words, args.all)
         };
         if args.stats {
-            eprintln!("query {text:?}: {} words in {:.3} ms", words.len(), elapsed.as_secs_f64() * 1e3);
+            eprintln!(
+                "query {text:?}: {} words in {:.3} ms",
+                words.len(),
+                elapsed.as_secs_f64() * 1e3
+            );
         }
         if let Err(e) = written {
             return output_error(e);

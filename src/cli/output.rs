@@ -20,7 +20,9 @@ pub struct JsonSink {
 impl JsonSink {
     /// A sink for answers over `index`.
     pub fn new(index: &Index) -> Self {
-        JsonSink { escaped_paths: vec![None; index.files().len()] }
+        JsonSink {
+            escaped_paths: vec![None; index.files().len()],
+        }
     }
 
     fn escaped_path(&mut self, index: &Index, file: u32) -> &str {
@@ -78,13 +80,23 @@ pub fn write_human(
     let mut ranked = words.to_vec();
     // `words` is in byte order and the sort is stable: ties stay alphabetical.
     ranked.sort_by_key(|&id| std::cmp::Reverse(index.count(id)));
-    let shown = if all { ranked.len() } else { ranked.len().min(WORDS_SHOWN) };
+    let shown = if all {
+        ranked.len()
+    } else {
+        ranked.len().min(WORDS_SHOWN)
+    };
     for &id in &ranked[..shown] {
         let count = index.count(id);
         writeln!(out, "{} ({count})", index.vocabulary().word_str(id))?;
         let limit = if all { usize::MAX } else { LOCATIONS_SHOWN };
         for location in index.locations(id).take(limit) {
-            writeln!(out, "  {}:{}:{}", index.path(location.file), location.line, location.column)?;
+            writeln!(
+                out,
+                "  {}:{}:{}",
+                index.path(location.file),
+                location.line,
+                location.column
+            )?;
         }
         let hidden = (count as usize).saturating_sub(limit);
         if hidden > 0 {
@@ -92,7 +104,11 @@ pub fn write_human(
         }
     }
     if shown < ranked.len() {
-        writeln!(out, "... and {} more words (--all or :all shows every one)", ranked.len() - shown)?;
+        writeln!(
+            out,
+            "... and {} more words (--all or :all shows every one)",
+            ranked.len() - shown
+        )?;
     }
     Ok(())
 }

@@ -48,7 +48,12 @@ struct IndexHelper<'a> {
 impl Completer for IndexHelper<'_> {
     type Candidate = String;
 
-    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
         let before = &line[..pos];
         let start = before
             .char_indices()
@@ -127,7 +132,10 @@ pub fn run(index: &Index, stats: bool) -> i32 {
                 None => writeln!(out, "no query yet: type one first"),
             },
             command if command.starts_with(':') => {
-                writeln!(out, "unknown command {command}: :help lists what the prompt understands")
+                writeln!(
+                    out,
+                    "unknown command {command}: :help lists what the prompt understands"
+                )
             }
             query_text => match Query::parse(query_text) {
                 Ok(query) => {
@@ -136,7 +144,11 @@ pub fn run(index: &Index, stats: bool) -> i32 {
                     let elapsed = started.elapsed();
                     let result = write_human(&mut out, index, query_text, &words, false);
                     if stats {
-                        eprintln!("{} words in {:.3} ms", words.len(), elapsed.as_secs_f64() * 1e3);
+                        eprintln!(
+                            "{} words in {:.3} ms",
+                            words.len(),
+                            elapsed.as_secs_f64() * 1e3
+                        );
                     }
                     last = Some((query_text.to_string(), words));
                     result

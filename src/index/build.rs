@@ -105,7 +105,10 @@ impl Fault {
             return;
         }
         if let Some(marker) = &self.once_marker {
-            let created = std::fs::OpenOptions::new().write(true).create_new(true).open(marker);
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(marker);
             if created.is_err() {
                 return;
             }
@@ -269,12 +272,16 @@ impl<'a> Planner<'a> {
                 // finish together. The file-count cap spreads small trees
                 // over every worker too.
                 let divisor = self.workers * 4;
-                let target = (self.remaining_bytes / divisor).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES);
+                let target =
+                    (self.remaining_bytes / divisor).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES);
                 let remaining_files = (self.files.len() - start) as u64;
                 let max_files = (remaining_files / divisor).max(1) as usize;
                 let mut end = start;
                 let mut bytes = 0u64;
-                while end < self.files.len() && end - start < max_files && (end == start || bytes < target) {
+                while end < self.files.len()
+                    && end - start < max_files
+                    && (end == start || bytes < target)
+                {
                     bytes += self.files[end].size;
                     end += 1;
                 }
@@ -284,7 +291,11 @@ impl<'a> Planner<'a> {
         let bytes: u64 = self.files[start..end].iter().map(|f| f.size).sum();
         self.remaining_bytes = self.remaining_bytes.saturating_sub(bytes);
         self.next_file = end;
-        let batch = Batch { id: self.next_id, start: start as u32, end: end as u32 };
+        let batch = Batch {
+            id: self.next_id,
+            start: start as u32,
+            end: end as u32,
+        };
         self.next_id += 1;
         Some(batch)
     }
@@ -345,7 +356,9 @@ fn index_batch(batch: Batch, context: &WorkerContext<'_>, buffer: &mut Vec<u8>) 
         busy_nanos: 0,
     };
     for file in batch.start..batch.end {
-        let Some(entry) = context.files.get(file as usize) else { break };
+        let Some(entry) = context.files.get(file as usize) else {
+            break;
+        };
         if let Some(fault) = &context.fault {
             fault.fire_if_matches(&entry.display);
         }
@@ -400,7 +413,9 @@ impl Coordinator<'_> {
 
     /// Gives the worker its next batch, or tells it to leave.
     fn assign(&mut self, exchange: &mut Exchange<Batch, BatchReport>, pid: Pid) {
-        let Some(channel) = exchange.channel(pid) else { return };
+        let Some(channel) = exchange.channel(pid) else {
+            return;
+        };
         match self.next_batch() {
             Some((batch, retry)) => {
                 // A failed send means the worker died; the Exchange reports
@@ -421,9 +436,16 @@ impl Coordinator<'_> {
     }
 
     fn accept(&mut self, files: &[FileEntry], pid: Pid, report: BatchReport) {
-        let Some((batch, _)) = self.in_flight.remove(&pid) else { return };
+        let Some((batch, _)) = self.in_flight.remove(&pid) else {
+            return;
+        };
         if batch.id != report.id {
-            self.fail(files, pid, batch, "worker answered for another batch".into());
+            self.fail(
+                files,
+                pid,
+                batch,
+                "worker answered for another batch".into(),
+            );
             return;
         }
         self.report.indexed += u64::from(report.indexed);
@@ -437,7 +459,10 @@ impl Coordinator<'_> {
         }
         for (file, message) in report.unreadable {
             if let Some(f) = files.get(file as usize) {
-                self.report.unreadable.push(Problem { path: f.display.clone(), message });
+                self.report.unreadable.push(Problem {
+                    path: f.display.clone(),
+                    message,
+                });
             }
         }
         self.batch_done(files, batch);
@@ -493,7 +518,11 @@ pub fn build(
     };
     co.report.timings.walk = walk_time;
     let bytes_total: u64 = files.iter().map(|f| f.size).sum();
-    let context = WorkerContext { files: &files, delay: options.delay, fault: options.fault.clone() };
+    let context = WorkerContext {
+        files: &files,
+        delay: options.delay,
+        fault: options.fault.clone(),
+    };
 
     let mut exchange: Exchange<Batch, BatchReport> = Exchange::new();
     let mut live = 0usize;
@@ -501,7 +530,10 @@ pub fn build(
     loop {
         // Keep `workers` processes busy while there is work.
         while live < workers && co.has_work() {
-            let channel = parallel::start(|ch: &mut Channel<BatchReport, Batch>, ctx: &WorkerContext<'_>| worker(ch, ctx), &context)?;
+            let channel = parallel::start(
+                |ch: &mut Channel<BatchReport, Batch>, ctx: &WorkerContext<'_>| worker(ch, ctx),
+                &context,
+            )?;
             let Some(pid) = channel.pid() else { break };
             exchange.add(channel);
             live += 1;
@@ -548,7 +580,9 @@ pub fn build(
         });
     }
     drop(exchange);
-    let Coordinator { runs, mut report, .. } = co;
+    let Coordinator {
+        runs, mut report, ..
+    } = co;
     report.workers = peak.max(1).min(workers);
 
     let merge_started = Instant::now();
@@ -571,7 +605,11 @@ mod tests {
         sizes
             .iter()
             .enumerate()
-            .map(|(i, &size)| FileEntry { path: i.to_string().into(), display: i.to_string(), size })
+            .map(|(i, &size)| FileEntry {
+                path: i.to_string().into(),
+                display: i.to_string(),
+                size,
+            })
             .collect()
     }
 

@@ -81,5 +81,7 @@ pub fn merge_runs(files: Vec<String>, runs: &[Run]) -> Result<Index, MalformedRu
         starts.push(postings.len() as u64);
     }
     postings.shrink_to_fit();
-    Ok(Index::from_parts(files, vocabulary, counts, starts, postings))
+    Ok(Index::from_parts(
+        files, vocabulary, counts, starts, postings,
+    ))
 }

@@ -50,7 +50,13 @@ impl Index {
     ) -> Self {
         debug_assert_eq!(vocabulary.len(), counts.len());
         debug_assert_eq!(starts.len(), counts.len() + 1);
-        Index { files, vocabulary, counts, starts, postings }
+        Index {
+            files,
+            vocabulary,
+            counts,
+            starts,
+            postings,
+        }
     }
 
     /// The distinct words, sorted.
@@ -72,7 +78,10 @@ impl Index {
 
     /// The relative path (with `/` separators) of file number `file`.
     pub fn path(&self, file: u32) -> &str {
-        self.files.get(file as usize).map(String::as_str).unwrap_or("?")
+        self.files
+            .get(file as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
     }
 
     /// The file table: relative paths in ascending byte order.

@@ -116,7 +116,14 @@ struct Pending {
 
 impl Default for Pending {
     fn default() -> Self {
-        Pending { hash: 0, len: 0, file: 0, line: 0, column: 0, padded: [0; QUEUED_KEY] }
+        Pending {
+            hash: 0,
+            len: 0,
+            file: 0,
+            line: 0,
+            column: 0,
+            padded: [0; QUEUED_KEY],
+        }
     }
 }
 
@@ -166,10 +173,14 @@ impl PartialIndex {
         let stored: &[u8] = if len <= INLINE_KEY {
             &slot.key[..padded.len()]
         } else {
-            let start = u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
+            let start =
+                u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
             &self.long_keys[start..start + padded.len()]
         };
-        stored.chunks_exact(8).zip(padded.chunks_exact(8)).all(|(a, b)| lane_at(a) == lane_at(b))
+        stored
+            .chunks_exact(8)
+            .zip(padded.chunks_exact(8))
+            .all(|(a, b)| lane_at(a) == lane_at(b))
     }
 
     /// Records one occurrence of `word` (already lowercased). Occurrences
@@ -204,7 +215,14 @@ impl PartialIndex {
         self.pending_head = (self.pending_head + 1) % LOOKAHEAD;
         self.pending_len -= 1;
         let padded_len = (p.len as usize).div_ceil(8) * 8;
-        self.record(p.hash, &p.padded[..padded_len], p.len as usize, p.file, p.line, p.column);
+        self.record(
+            p.hash,
+            &p.padded[..padded_len],
+            p.len as usize,
+            p.file,
+            p.line,
+            p.column,
+        );
     }
 
     /// Records every queued occurrence.
@@ -244,7 +262,11 @@ impl PartialIndex {
                 i = (i + 1) & mask;
             }
         }
-        let mut slot = Slot { hash, len: len as u32, ..Slot::default() };
+        let mut slot = Slot {
+            hash,
+            len: len as u32,
+            ..Slot::default()
+        };
         if len <= INLINE_KEY {
             slot.key[..padded.len()].copy_from_slice(padded);
         } else {
@@ -352,7 +374,8 @@ impl PartialIndex {
         if len <= INLINE_KEY {
             &slot.key[..len]
         } else {
-            let start = u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
+            let start =
+                u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
             &self.long_keys[start..start + len]
         }
     }
@@ -390,7 +413,8 @@ impl PartialIndex {
             .collect();
         order.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0).then_with(|| {
-                self.key(&self.slots[a.1 as usize]).cmp(self.key(&self.slots[b.1 as usize]))
+                self.key(&self.slots[a.1 as usize])
+                    .cmp(self.key(&self.slots[b.1 as usize]))
             })
         });
         let mut bytes =
@@ -408,7 +432,11 @@ impl PartialIndex {
             write_varint(&mut bytes, list.len() as u64);
             bytes.extend_from_slice(&list);
         }
-        Run { bytes, words: order.len() as u64, occurrences: self.occurrences }
+        Run {
+            bytes,
+            words: order.len() as u64,
+            occurrences: self.occurrences,
+        }
     }
 }
 
@@ -451,7 +479,11 @@ pub struct RunReader<'a> {
 impl<'a> RunReader<'a> {
     /// Starts reading `run`.
     pub fn new(run: &'a Run) -> Self {
-        RunReader { bytes: &run.bytes, pos: 0, malformed: false }
+        RunReader {
+            bytes: &run.bytes,
+            pos: 0,
+            malformed: false,
+        }
     }
 
     /// True when reading stopped at malformed bytes.
@@ -476,7 +508,12 @@ impl<'a> RunReader<'a> {
         let list_len = read_varint(bytes, &mut pos)?;
         let postings = take(&mut pos, list_len)?;
         self.pos = pos;
-        Some(RunEntry { word, count, last_file, postings })
+        Some(RunEntry {
+            word,
+            count,
+            last_file,
+            postings,
+        })
     }
 }
 

@@ -116,7 +116,12 @@ pub struct Locations<'a> {
 impl<'a> Locations<'a> {
     /// Iterates over the occurrences encoded in `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Locations { bytes, pos: 0, file: 0, line: 0 }
+        Locations {
+            bytes,
+            pos: 0,
+            file: 0,
+            line: 0,
+        }
     }
 }
 
@@ -165,7 +170,9 @@ mod tests {
         let (b, _) = encode(&second);
         let mut joined = a.clone();
         append_list(&mut joined, &b, Some(wa.last_file)).unwrap();
-        let got: Vec<_> = Locations::new(&joined).map(|l| (l.file, l.line, l.column)).collect();
+        let got: Vec<_> = Locations::new(&joined)
+            .map(|l| (l.file, l.line, l.column))
+            .collect();
         let want: Vec<_> = first.iter().chain(second.iter()).copied().collect();
         assert_eq!(got, want);
     }

@@ -217,20 +217,38 @@ pub fn for_each_word<F: FnMut(Word<'_>, Position)>(bytes: &[u8], mut emit: F) {
             let mut k = 0;
             while k < len {
                 let keep = (len - k).min(8);
-                let mask = if keep == 8 { u64::MAX } else { (1u64 << (8 * keep)) - 1 };
+                let mask = if keep == 8 {
+                    u64::MAX
+                } else {
+                    (1u64 << (8 * keep)) - 1
+                };
                 let lane = ascii_lowercase_lane(load_lane(bytes, start + k)) & mask;
                 scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
                 k += 8;
             }
-            emit(Word { padded: &scratch[..k], len }, position);
+            emit(
+                Word {
+                    padded: &scratch[..k],
+                    len,
+                },
+                position,
+            );
         } else {
             // `str::to_lowercase`, not per-char lowercasing: the contract
             // wants its word-final sigma rule too. The scan above accepted
             // only well-formed characters.
-            let lower = std::str::from_utf8(&bytes[start..i]).unwrap_or_default().to_lowercase();
+            let lower = std::str::from_utf8(&bytes[start..i])
+                .unwrap_or_default()
+                .to_lowercase();
             let text = &lower.as_bytes()[..lower.len().min(SCRATCH_BYTES)];
             let padded = pad_into(&mut scratch, text);
-            emit(Word { padded: &scratch[..padded], len: text.len() }, position);
+            emit(
+                Word {
+                    padded: &scratch[..padded],
+                    len: text.len(),
+                },
+                position,
+            );
         }
     }
 }
@@ -242,7 +260,11 @@ mod tests {
     fn words(text: &[u8]) -> Vec<(String, u32, u32)> {
         let mut out = Vec::new();
         for_each_word(text, |w, p| {
-            out.push((String::from_utf8_lossy(w.as_bytes()).into_owned(), p.line, p.column))
+            out.push((
+                String::from_utf8_lossy(w.as_bytes()).into_owned(),
+                p.line,
+                p.column,
+            ))
         });
         out
     }
@@ -288,7 +310,16 @@ mod tests {
         for b in 0u8..=255 {
             let lane = u64::from_le_bytes([b, b'A', b'z', b'Z', b'@', b'[', b'_', 0x80 | b]);
             let got = ascii_lowercase_lane(lane).to_le_bytes();
-            let want = [b.to_ascii_lowercase(), b'a', b'z', b'z', b'@', b'[', b'_', 0x80 | b];
+            let want = [
+                b.to_ascii_lowercase(),
+                b'a',
+                b'z',
+                b'z',
+                b'@',
+                b'[',
+                b'_',
+                0x80 | b,
+            ];
             assert_eq!(got, want, "byte {b:#x}");
         }
     }

@@ -16,7 +16,10 @@ pub struct Vocabulary {
 impl Vocabulary {
     /// An empty vocabulary with room for `words` words of `bytes` bytes.
     pub fn with_capacity(words: usize, bytes: usize) -> Self {
-        Vocabulary { bytes: Vec::with_capacity(bytes), ends: Vec::with_capacity(words) }
+        Vocabulary {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(words),
+        }
     }
 
     /// Appends a word; words must be pushed in strictly ascending order.
@@ -39,7 +42,11 @@ impl Vocabulary {
     /// The word numbered `id` (0-based rank).
     #[inline]
     pub fn word(&self, id: usize) -> &[u8] {
-        let start = if id == 0 { 0 } else { self.ends[id - 1] as usize };
+        let start = if id == 0 {
+            0
+        } else {
+            self.ends[id - 1] as usize
+        };
         &self.bytes[start..self.ends[id] as usize]
     }
 
@@ -111,8 +118,9 @@ mod tests {
             vocab.push(w.as_bytes());
         }
         for prefix in ["", "a", "1", "ff", "9f", "zz", "10"] {
-            let want: Vec<usize> =
-                (0..words.len()).filter(|&i| words[i].starts_with(prefix)).collect();
+            let want: Vec<usize> = (0..words.len())
+                .filter(|&i| words[i].starts_with(prefix))
+                .collect();
             let got: Vec<usize> = vocab.prefix_range(prefix.as_bytes()).collect();
             assert_eq!(got, want, "prefix {prefix:?}");
         }

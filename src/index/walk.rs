@@ -64,7 +64,11 @@ impl fmt::Display for RootError {
         match self {
             RootError::NotFound(p) => write!(f, "{}: no such directory", p.display()),
             RootError::NotADirectory(p) => {
-                write!(f, "{}: not a directory (give the folder to index)", p.display())
+                write!(
+                    f,
+                    "{}: not a directory (give the folder to index)",
+                    p.display()
+                )
             }
             RootError::Unreadable(p, e) => write!(f, "{}: cannot read directory: {e}", p.display()),
         }
@@ -97,7 +101,9 @@ impl Excludes {
 
     /// True if the entry with this relative path and name is excluded.
     pub fn is_excluded(&self, relative: &str, name: &str) -> bool {
-        self.patterns.iter().any(|p| p.is_match(relative) || p.is_match(name))
+        self.patterns
+            .iter()
+            .any(|p| p.is_match(relative) || p.is_match(name))
     }
 }
 
@@ -143,20 +149,27 @@ pub fn check_root(root: &Path) -> Result<(), RootError> {
 pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
     check_root(root)?;
     let mut out = Walk::default();
-    let walker = WalkDir::new(root).follow_links(false).into_iter().filter_entry(|entry| {
-        if entry.depth() == 0 {
-            return true;
-        }
-        let name = entry.file_name().to_string_lossy();
-        if entry.file_type().is_dir() && VCS_FOLDERS.contains(&name.as_ref()) {
-            return false;
-        }
-        if excludes.patterns.is_empty() {
-            return true;
-        }
-        let relative = entry.path().strip_prefix(root).map(display_path).unwrap_or_default();
-        !excludes.is_excluded(&relative, &name)
-    });
+    let walker = WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|entry| {
+            if entry.depth() == 0 {
+                return true;
+            }
+            let name = entry.file_name().to_string_lossy();
+            if entry.file_type().is_dir() && VCS_FOLDERS.contains(&name.as_ref()) {
+                return false;
+            }
+            if excludes.patterns.is_empty() {
+                return true;
+            }
+            let relative = entry
+                .path()
+                .strip_prefix(root)
+                .map(display_path)
+                .unwrap_or_default();
+            !excludes.is_excluded(&relative, &name)
+        });
     for entry in walker {
         let entry = match entry {
             Ok(entry) => entry,
@@ -178,20 +191,38 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
         if file_type.is_dir() {
             continue;
         }
-        let display = entry.path().strip_prefix(root).map(display_path).unwrap_or_default();
+        let display = entry
+            .path()
+            .strip_prefix(root)
+            .map(display_path)
+            .unwrap_or_default();
         if !file_type.is_file() {
-            let what = if file_type.is_symlink() { "symbolic link" } else { "not a regular file" };
-            out.not_regular.push(Problem { path: display, message: what.into() });
+            let what = if file_type.is_symlink() {
+                "symbolic link"
+            } else {
+                "not a regular file"
+            };
+            out.not_regular.push(Problem {
+                path: display,
+                message: what.into(),
+            });
             continue;
         }
         let size = match entry.metadata() {
             Ok(meta) => meta.len(),
             Err(error) => {
-                out.unreadable.push(Problem { path: display, message: error.to_string() });
+                out.unreadable.push(Problem {
+                    path: display,
+                    message: error.to_string(),
+                });
                 continue;
             }
         };
-        out.files.push(FileEntry { path: entry.into_path(), display, size });
+        out.files.push(FileEntry {
+            path: entry.into_path(),
+            display,
+            size,
+        });
     }
     out.files.sort_by(|a, b| {
         a.display

@@ -16,7 +16,11 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
     match query {
         Query::Prefix(prefix) => vocabulary.prefix_range(prefix.as_bytes()).collect(),
         Query::Exact(word) => vocabulary.find(word.as_bytes()).into_iter().collect(),
-        Query::Pattern { regex, literal_prefix, .. } => vocabulary
+        Query::Pattern {
+            regex,
+            literal_prefix,
+            ..
+        } => vocabulary
             .prefix_range(literal_prefix.as_bytes())
             .filter(|&id| regex.is_match(vocabulary.word_str(id)))
             .collect(),
@@ -39,17 +43,37 @@ mod tests {
 
     fn answer(v: &Vocabulary, q: &str) -> Vec<String> {
         let query = Query::parse(q).unwrap();
-        matching_words(v, &query).into_iter().map(|i| v.word_str(i).to_string()).collect()
+        matching_words(v, &query)
+            .into_iter()
+            .map(|i| v.word_str(i).to_string())
+            .collect()
     }
 
     #[test]
     fn every_query_form_selects_the_right_words() {
-        let v = vocab(&["spin_lock", "spin_lock_irq", "spinlock", "size_t", "unlock", "lock", "é"]);
-        assert_eq!(answer(&v, "SPIN"), ["spin_lock", "spin_lock_irq", "spinlock"]);
-        assert_eq!(answer(&v, "*lock*"), ["lock", "spin_lock", "spin_lock_irq", "spinlock", "unlock"]);
+        let v = vocab(&[
+            "spin_lock",
+            "spin_lock_irq",
+            "spinlock",
+            "size_t",
+            "unlock",
+            "lock",
+            "é",
+        ]);
+        assert_eq!(
+            answer(&v, "SPIN"),
+            ["spin_lock", "spin_lock_irq", "spinlock"]
+        );
+        assert_eq!(
+            answer(&v, "*lock*"),
+            ["lock", "spin_lock", "spin_lock_irq", "spinlock", "unlock"]
+        );
         assert_eq!(answer(&v, "*_t"), ["size_t"]);
         assert_eq!(answer(&v, "spin*irq"), ["spin_lock_irq"]);
-        assert_eq!(answer(&v, "/.*LOCK/"), ["lock", "spin_lock", "spinlock", "unlock"]);
+        assert_eq!(
+            answer(&v, "/.*LOCK/"),
+            ["lock", "spin_lock", "spinlock", "unlock"]
+        );
         assert_eq!(answer(&v, "=Lock"), ["lock"]);
         assert_eq!(answer(&v, "=loc"), Vec::<String>::new());
         assert_eq!(answer(&v, "É"), ["é"]);

@@ -57,7 +57,13 @@ fn compile(query: &str, pattern: &str, case_insensitive: bool) -> Result<Regex, 
             query: query.to_string(),
             // The regex crate's messages span several lines; keep the last,
             // which says what is wrong.
-            reason: e.to_string().lines().last().unwrap_or("invalid regex").trim().to_string(),
+            reason: e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("invalid regex")
+                .trim()
+                .to_string(),
         })
 }
 
