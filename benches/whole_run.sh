@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Whole-run benchmark: the indexer on a real tree beside codesearch's cindex
+# and one ripgrep scan, each timed from the outside with its peak memory
+# summed over all of its processes (forked workers included).
+#
+#   bash benches/whole_run.sh                  # Linux 6.1 from Debian's linux-source-6.1
+#   TREE=/some/tree bash benches/whole_run.sh  # any existing tree
+#   TREE=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])') \
+#       bash benches/whole_run.sh              # CPython's stdlib
+#   RUNS=3 bash benches/whole_run.sh           # best of 3 for each row
+#
+# Environment: TREE (tree to index; default: the kernel unpacked once into
+# $BENCH_DIR), BENCH_DIR (cache, default /tmp/indexer-bench), RUNS (default 1),
+# WORD (what rg scans for, default spin_lock_irqsave), QUERY (what the indexer
+# answers, default spin_lock).
+#
+# The Markdown report goes to stdout, progress to stderr. It reports and never
+# judges: slowness is not a failure. It exits non-zero only when a measured
+# command itself failed (the row then says so).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(git rev-parse --show-toplevel 2>/dev/null || pwd)
+cd "$ROOT"
+
+BENCH_DIR=${BENCH_DIR:-/tmp/indexer-bench}
+RUNS=${RUNS:-1}
+WORD=${WORD:-spin_lock_irqsave}
+QUERY=${QUERY:-spin_lock}
+TARBALL=/usr/src/linux-source-6.1.tar.xz
+PEAKMEM=$ROOT/../shared/tools/peakmem.py
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'whole_run.sh: %s\n' "$*" >&2; exit 2; }
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
+
+# --- 1. What is missing from Debian --------------------------------------
+need=()
+[[ -n ${TREE:-} || -f $TARBALL ]] || need+=(linux-source-6.1)
+command -v cindex >/dev/null || need+=(codesearch)
+command -v rg >/dev/null || need+=(ripgrep)
+command -v hyperfine >/dev/null || need+=(hyperfine) # for ad-hoc comparisons
+if [[ ! -f $PEAKMEM || -z $(command -v python3) ]] && [[ ! -x /usr/bin/time ]]; then
+    need+=(time)
+fi
+if ((${#need[@]})); then
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    log "installing ${need[*]}"
+    "${sudo[@]}" apt-get update >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${need[@]}" >&2
+fi
+
+# --- 2. The tree, unpacked once ------------------------------------------
+if [[ -z ${TREE:-} ]]; then
+    TREE=$BENCH_DIR/linux-source-6.1
+    if [[ ! -f $BENCH_DIR/linux-source-6.1.unpacked ]]; then
+        log "unpacking $TARBALL into $BENCH_DIR (once)"
+        rm -rf "$TREE" "$BENCH_DIR/unpacking"
+        mkdir -p "$BENCH_DIR/unpacking"
+        tar -xf "$TARBALL" -C "$BENCH_DIR/unpacking"
+        mv "$BENCH_DIR/unpacking/linux-source-6.1" "$TREE"
+        rmdir "$BENCH_DIR/unpacking"
+        touch "$BENCH_DIR/linux-source-6.1.unpacked"
+    fi
+fi
+[[ -d $TREE ]] || die "TREE=$TREE is not a directory"
+TREE=$(cd "$TREE" && pwd -P)
+
+# --- 3. Build --------------------------------------------------------------
+log "cargo build --release"
+cargo build --release >&2
+INDEXER=${CARGO_TARGET_DIR:-$ROOT/target}/release/indexer
+[[ -x $INDEXER ]] || die "no binary at $INDEXER"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/whole_run.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+CSEARCHINDEX_FILE=$WORK/csearchindex
+
+# --- 4. Warm the page cache ------------------------------------------------
+log "warming the page cache: $TREE"
+find "$TREE" -type f -print0 | xargs -0 cat >/dev/null
+FILES=$(find "$TREE" -type f | wc -l)
+TREE_MB=$(du -sm --apparent-size "$TREE" | cut -f1)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- 5. Measure ------------------------------------------------------------
+if [[ -f $PEAKMEM ]] && command -v python3 >/dev/null; then
+    METHOD="peakmem.py (wall clock; peak PSS summed over the command's session, sampled every 10 ms)"
+else
+    METHOD="/usr/bin/time -f '%e %M' (wall clock; peak RSS of the largest single process: workers are not summed)"
+    PEAKMEM=
+fi
+
+declare -A WALL MIB RC
+ORDER=()
+FAILED=0
+
+# measure KEY OUT [BEFORE_FN] -- CMD...: runs CMD $RUNS times with stdout in
+# OUT and stderr in OUT.err (of the fastest run); keeps the best wall time and
+# the highest peak memory.
+measure() {
+    local key=$1 out=$2 before=$3
+    shift 4
+    local i rc wall mib line best=
+    for ((i = 1; i <= RUNS; i++)); do
+        [[ -z $before ]] || "$before"
+        rc=0
+        if [[ -n $PEAKMEM ]]; then
+            python3 "$PEAKMEM" "$@" >"$out.try" 2>"$out.try.err" || rc=$?
+            # Last line: 'wall S s, peak session PSS M MiB, peak single RSS R MiB, exit C'
+            line=$(tail -n 1 "$out.try.err")
+            wall=$(sed -nE 's/^wall ([0-9.]+) s,.*/\1/p' <<<"$line")
+            mib=$(sed -nE 's/.*peak session PSS ([0-9]+) MiB.*/\1/p' <<<"$line")
+        else
+            /usr/bin/time -f '%e %M' -o "$out.time" "$@" >"$out.try" 2>"$out.try.err" || rc=$?
+            read -r wall mib <"$out.time"
+            mib=$((mib / 1024))
+        fi
+        [[ -n $wall && -n $mib ]] || { wall=0 mib=0; }
+        if [[ -z $best ]] || awk -v a="$wall" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+            best=$wall
+            mv "$out.try" "$out"
+            mv "$out.try.err" "$out.err"
+        fi
+        if [[ -z ${MIB[$key]:-} ]] || ((mib > MIB[$key])); then MIB[$key]=$mib; fi
+        # rg exits 1 when nothing matched: not a failure.
+        if ((rc != 0)) && ! [[ $key == rg && $rc == 1 ]]; then RC[$key]=$rc; fi
+    done
+    WALL[$key]=$best
+    ORDER+=("$key")
+    if [[ -n ${RC[$key]:-} ]]; then
+        FAILED=1
+        log "$key failed (exit ${RC[$key]}); its stderr:"
+        tail -n 5 "$out.err" >&2
+    fi
+}
+
+fresh_cindex() { rm -f "$CSEARCHINDEX_FILE"; }
+
+log "indexer --noprompt"
+measure indexer "$WORK/indexer" "" -- "$INDEXER" "$TREE" --noprompt
+log "indexer --noprompt --workers 1"
+measure indexer1 "$WORK/indexer1" "" -- "$INDEXER" "$TREE" --noprompt --workers 1
+log "cindex"
+export CSEARCHINDEX=$CSEARCHINDEX_FILE
+measure cindex "$WORK/cindex" fresh_cindex -- cindex "$TREE"
+log "rg -c --no-messages $WORD"
+measure rg "$WORK/rg" "" -- rg -c --no-messages "$WORD" "$TREE"
+query_flags=(--query "$QUERY" --json)
+STATS=0
+if "$INDEXER" --help 2>/dev/null | grep -q -- '--stats'; then
+    query_flags+=(--stats)
+    STATS=1
+fi
+log "indexer --query $QUERY --json"
+measure query "$WORK/query" "" -- "$INDEXER" "$TREE" "${query_flags[@]}"
+log "cat of every file"
+measure cat "$WORK/cat" "" -- sh -c 'find "$1" -type f -print0 | xargs -0 cat >/dev/null' sh "$TREE"
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- 6. Report ---------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+summary=$(grep -m1 '^indexed ' "$WORK/indexer.err" || true)
+workers=$(sed -nE 's/.*; ([0-9]+) workers?$/\1/p' <<<"$summary")
+declare -A LABEL=(
+    [indexer]="\`indexer --noprompt\` (${workers:-?} workers)"
+    [indexer1]="\`indexer --noprompt --workers 1\`"
+    [cindex]="codesearch \`cindex\` (fresh index)"
+    [rg]="\`rg -c $WORD\` (one scan)"
+    [query]="\`indexer --query $QUERY --json\` (build + one query)"
+    [cat]="\`cat\` of every file (read floor)"
+)
+cpu=$(sed -nE 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+runs_note="one run each"
+((RUNS == 1)) || runs_note="best wall time of $RUNS runs, highest peak memory"
+
+echo "### Whole run: $(basename "$TREE") ($FILES files, $TREE_MB MiB), warm page cache"
+echo
+echo "| system | wall s | peak MiB | time vs indexer | memory vs indexer |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+for key in "${ORDER[@]}"; do
+    wall=${WALL[$key]} mib=${MIB[$key]}
+    if [[ -n ${RC[$key]:-} ]]; then
+        echo "| ${LABEL[$key]} | failed (exit ${RC[$key]}) | $mib | - | - |"
+    else
+        echo "| ${LABEL[$key]} | $wall | $mib | $(ratio "$wall" "${WALL[indexer]}") | $(ratio "$mib" "${MIB[indexer]}") |"
+    fi
+done
+echo
+echo "- Speed-up of two workers over one: $(ratio "${WALL[indexer1]}" "${WALL[indexer]}") (one worker ${WALL[indexer1]} s, two ${WALL[indexer]} s)."
+echo "- Indexer summary: \`${summary:-no summary line}\`"
+if ((STATS)); then
+    phases=$(grep -m1 '^time: ' "$WORK/query.err" || true)
+    qline=$(grep -m1 '^query ' "$WORK/query.err" || true)
+    qms=$(sed -nE 's/.* in ([0-9.]+) ms$/\1/p' <<<"$qline")
+    [[ -z $phases ]] || echo "- Phases (\`--stats\`, from the query run): \`$phases\`"
+    if [[ -n $qms ]]; then
+        echo "- Query alone (\`--stats\`): \`$qline\`; one rg scan (${WALL[rg]} s) takes $(awk -v s="${WALL[rg]}" -v ms="$qms" 'BEGIN { if (ms > 0) printf "%.0fx", s * 1000 / ms; else print "more than 1000000x" }') as long."
+    fi
+fi
+rg_lines=$(awk -F: '{ n += $NF } END { print n + 0 }' "$WORK/rg")
+rg_files=$(wc -l <"$WORK/rg")
+echo "- rg found \`$WORD\` on $rg_lines lines in $rg_files files."
+echo "- Machine: $(nproc) cores, ${cpu:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r); load average $LOAD_BEFORE before, $LOAD_AFTER after."
+echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, $runs_note; measured with $METHOD."
+exit "$FAILED"
