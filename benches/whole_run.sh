@@ -76,6 +76,9 @@ INDEXER=${CARGO_TARGET_DIR:-$ROOT/target}/release/indexer
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/whole_run.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+# Every row runs this copy, so a rebuild during the run cannot mix binaries.
+cp "$INDEXER" "$WORK/indexer-bin"
+INDEXER=$WORK/indexer-bin
 CSEARCHINDEX_FILE=$WORK/csearchindex
 
 # --- 4. Warm the page cache ------------------------------------------------
@@ -191,7 +194,8 @@ for key in "${ORDER[@]}"; do
 done
 echo
 echo "- Speed-up of two workers over one: $(ratio "${WALL[indexer1]}" "${WALL[indexer]}") (one worker ${WALL[indexer1]} s, two ${WALL[indexer]} s)."
-echo "- Indexer summary: \`${summary:-no summary line}\`"
+skipped=$(grep -m1 '^skipped ' "$WORK/indexer.err" || true)
+echo "- Indexer summary: \`${summary:-no summary line}\`${skipped:+; \`$skipped\`}"
 if ((STATS)); then
     phases=$(grep -m1 '^time: ' "$WORK/query.err" || true)
     qline=$(grep -m1 '^query ' "$WORK/query.err" || true)
