@@ -62,7 +62,7 @@ fn main() {
         if batch_bytes >= batch_mb << 20 || id + 1 == files.len() {
             build_time += phase.elapsed().as_secs_f64();
             phase = Instant::now();
-            runs.push(std::mem::take(&mut partial).into_run());
+            runs.push(partial.take_run());
             run_time += phase.elapsed().as_secs_f64();
             phase = Instant::now();
             batch_bytes = 0;

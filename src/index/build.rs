@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::merge::{merge_runs, MalformedRun};
+use super::merge::{merge_runs_parallel, MalformedRun};
 use super::partial::{PartialIndex, Run};
 use super::tokenize::for_each_word;
 use super::walk::{walk, Excludes, FileEntry, Problem, RootError};
@@ -144,7 +144,7 @@ pub struct Timings {
     pub walk: Duration,
     /// Reading and tokenizing, summed over workers.
     pub work: Duration,
-    /// Parent time spent receiving and decoding runs.
+    /// Parent CPU time while collecting runs: receiving, decoding, bookkeeping.
     pub transfer: Duration,
     /// Merging the runs.
     pub merge: Duration,
@@ -312,8 +312,9 @@ struct WorkerContext<'a> {
 /// the parent closes its side.
 fn worker(channel: &mut Channel<BatchReport, Batch>, context: &WorkerContext<'_>) {
     let mut buffer = Vec::new();
+    let mut partial = PartialIndex::new();
     while let Ok(batch) = channel.receive() {
-        let report = index_batch(batch, context, &mut buffer);
+        let report = index_batch(batch, context, &mut buffer, &mut partial);
         if channel.send(&report).is_err() {
             return;
         }
@@ -340,12 +341,16 @@ fn read_all(file: &mut File, buffer: &mut Vec<u8>) -> std::io::Result<()> {
     file.read_to_end(buffer).map(|_| ())
 }
 
-fn index_batch(batch: Batch, context: &WorkerContext<'_>, buffer: &mut Vec<u8>) -> BatchReport {
+fn index_batch(
+    batch: Batch,
+    context: &WorkerContext<'_>,
+    buffer: &mut Vec<u8>,
+    partial: &mut PartialIndex,
+) -> BatchReport {
     let started = Instant::now();
     if !context.delay.is_zero() {
         std::thread::sleep(context.delay);
     }
-    let mut partial = PartialIndex::new();
     let mut report = BatchReport {
         id: batch.id,
         run: Run::default(),
@@ -377,7 +382,7 @@ fn index_batch(batch: Batch, context: &WorkerContext<'_>, buffer: &mut Vec<u8>) 
             partial.add(word, file, position.line, position.column)
         });
     }
-    report.run = partial.into_run();
+    report.run = partial.take_run();
     report.busy_nanos = started.elapsed().as_nanos() as u64;
     report
 }
@@ -488,6 +493,23 @@ impl Coordinator<'_> {
     }
 }
 
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let user = usage.user_time();
+            let system = usage.system_time();
+            let micros = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec().max(0) as u64)
+                    + Duration::from_micros(t.tv_usec().max(0) as u64)
+            };
+            micros(user) + micros(system)
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
 /// Walks `root` and builds its index with forked workers, calling
 /// `progress` from the poll loop about ten times a second.
 pub fn build(
@@ -524,6 +546,7 @@ pub fn build(
         fault: options.fault.clone(),
     };
 
+    let collecting = cpu_time();
     let mut exchange: Exchange<Batch, BatchReport> = Exchange::new();
     let mut live = 0usize;
     let mut peak = 0usize;
@@ -543,13 +566,10 @@ pub fn build(
         if exchange.active() == 0 {
             break;
         }
-        let waited = Instant::now();
         let events = exchange.wait(Some(Duration::from_millis(100)))?;
-        let mut handled = false;
         for event in events {
             match event {
                 Event::Message { pid, value } => {
-                    handled = true;
                     co.accept(&files, pid, value);
                     co.assign(&mut exchange, pid);
                 }
@@ -567,9 +587,6 @@ pub fn build(
                 }
             }
         }
-        if handled {
-            co.report.timings.transfer += waited.elapsed();
-        }
         progress(&Progress {
             files_done: co.files_done,
             files_total: files.len(),
@@ -580,6 +597,7 @@ pub fn build(
         });
     }
     drop(exchange);
+    co.report.timings.transfer = cpu_time().saturating_sub(collecting);
     let Coordinator {
         runs, mut report, ..
     } = co;
@@ -588,7 +606,8 @@ pub fn build(
     let merge_started = Instant::now();
     let runs: Vec<Run> = runs.into_iter().flatten().collect();
     let display: Vec<String> = files.into_iter().map(|f| f.display).collect();
-    let index = merge_runs(display, &runs).map_err(BuildError::Merge)?;
+    // Every worker has been reaped: threads are safe from here on.
+    let index = merge_runs_parallel(display, &runs, workers).map_err(BuildError::Merge)?;
     drop(runs);
     report.timings.merge = merge_started.elapsed();
     report.distinct = index.vocabulary().len();

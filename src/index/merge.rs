@@ -5,6 +5,11 @@
 //! in (file, line, column) order when taken in batch order. The merge is a
 //! k-way walk over the runs' sorted words that *concatenates* each word's
 //! lists ([`append_list`]), never decoding or re-inserting an occurrence.
+//!
+//! The vocabulary is cut into ranges at words taken from the runs'
+//! checkpoints, and each range is merged on its own thread: by the time the
+//! merge runs every worker process has been reaped, so no fork can see these
+//! threads. The ranges are then laid end to end.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,27 +34,53 @@ impl std::fmt::Display for MalformedRun {
 
 impl std::error::Error for MalformedRun {}
 
-/// Merges `runs`, given in batch (file) order, into an index over `files`.
-pub fn merge_runs(files: Vec<String>, runs: &[Run]) -> Result<Index, MalformedRun> {
-    let words_hint = runs.iter().map(|r| r.words as usize).max().unwrap_or(0);
-    let bytes_hint: usize = runs.iter().map(|r| r.bytes.len()).sum();
-    let mut vocabulary = Vocabulary::with_capacity(words_hint, words_hint * 8);
-    let mut counts: Vec<u32> = Vec::with_capacity(words_hint);
-    let mut starts: Vec<u64> = Vec::with_capacity(words_hint + 1);
-    let mut postings: Vec<u8> = Vec::with_capacity(bytes_hint);
-    starts.push(0);
+/// Words from `.0` (inclusive) to `.1` (exclusive); `None` is unbounded.
+type WordRange<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
-    let mut readers: Vec<RunReader<'_>> = runs.iter().map(RunReader::new).collect();
-    let mut heads: Vec<Option<RunEntry<'_>>> = readers.iter_mut().map(Iterator::next).collect();
-    // Heap ordered by (word, run number): equal words pop in batch order.
+/// One vocabulary range, merged.
+#[derive(Default)]
+struct Shard {
+    vocabulary: Vocabulary,
+    counts: Vec<u32>,
+    /// Posting list ends, relative to this shard's postings.
+    ends: Vec<u64>,
+    postings: Vec<u8>,
+}
+
+/// Merges the words in `[low, high)` (unbounded where `None`) of every run.
+fn merge_range(
+    runs: &[Run],
+    low: Option<&[u8]>,
+    high: Option<&[u8]>,
+) -> Result<Shard, MalformedRun> {
+    let mut readers: Vec<RunReader<'_>> = runs
+        .iter()
+        .map(|run| match low {
+            Some(word) => RunReader::seek(run, word),
+            None => RunReader::new(run),
+        })
+        .collect();
+    let below_high = |word: &[u8]| high.is_none_or(|h| word < h);
+    let mut heads: Vec<Option<RunEntry<'_>>> = readers
+        .iter_mut()
+        .map(|r| r.next().filter(|e| below_high(e.word)))
+        .collect();
+    for (i, reader) in readers.iter().enumerate() {
+        if heads[i].is_none() && reader.is_malformed() {
+            return Err(MalformedRun { run: i });
+        }
+    }
+    // Ordered by (word, run number): equal words pop in batch order.
     let mut heap: BinaryHeap<Reverse<(&[u8], usize)>> = heads
         .iter()
         .enumerate()
         .filter_map(|(i, h)| h.map(|e| Reverse((e.word, i))))
         .collect();
-
+    let mut shard = Shard::default();
+    let mut group = Vec::new();
     while let Some(Reverse((word, first))) = heap.pop() {
-        let mut group = vec![first];
+        group.clear();
+        group.push(first);
         while let Some(Reverse((next, i))) = heap.peek().copied() {
             if next != word {
                 break;
@@ -63,25 +94,153 @@ pub fn merge_runs(files: Vec<String>, runs: &[Run]) -> Result<Index, MalformedRu
             let Some(entry) = heads[i] else {
                 return Err(MalformedRun { run: i });
             };
-            append_list(&mut postings, entry.postings, last_file).ok_or(MalformedRun { run: i })?;
+            append_list(&mut shard.postings, entry.postings, last_file)
+                .ok_or(MalformedRun { run: i })?;
             count = count.saturating_add(entry.count);
             last_file = Some(entry.last_file);
-            heads[i] = readers[i].next();
-            if let Some(e) = heads[i] {
-                if e.word <= entry.word {
-                    return Err(MalformedRun { run: i });
-                }
-                heap.push(Reverse((e.word, i)));
-            } else if readers[i].is_malformed() {
-                return Err(MalformedRun { run: i });
+            heads[i] = readers[i].next().filter(|e| below_high(e.word));
+            match heads[i] {
+                Some(e) if e.word <= entry.word => return Err(MalformedRun { run: i }),
+                Some(e) => heap.push(Reverse((e.word, i))),
+                None if readers[i].is_malformed() => return Err(MalformedRun { run: i }),
+                None => {}
             }
         }
-        vocabulary.push(word);
-        counts.push(count);
-        starts.push(postings.len() as u64);
+        shard.vocabulary.push(word);
+        shard.counts.push(count);
+        shard.ends.push(shard.postings.len() as u64);
     }
-    postings.shrink_to_fit();
-    Ok(Index::from_parts(
-        files, vocabulary, counts, starts, postings,
-    ))
+    Ok(shard)
+}
+
+/// Words that cut the vocabulary into about `parts` ranges of similar size,
+/// taken from the checkpoints of the largest run.
+fn splitters(runs: &[Run], parts: usize) -> Vec<Vec<u8>> {
+    let Some(largest) = runs.iter().max_by_key(|r| r.bytes.len()) else {
+        return Vec::new();
+    };
+    let points = &largest.checkpoints;
+    let mut cuts: Vec<Vec<u8>> = (1..parts)
+        .filter_map(|k| points.get(k * points.len() / parts))
+        .filter_map(|&offset| {
+            let mut reader = RunReader::new(largest);
+            reader.skip_to(offset as usize);
+            reader.next().map(|e| e.word.to_vec())
+        })
+        .collect();
+    cuts.sort();
+    cuts.dedup();
+    cuts
+}
+
+/// Merges `runs`, given in batch (file) order, into an index over `files`.
+pub fn merge_runs(files: Vec<String>, runs: &[Run]) -> Result<Index, MalformedRun> {
+    merge_runs_parallel(files, runs, 1)
+}
+
+/// [`merge_runs`] on up to `threads` threads, one vocabulary range each.
+/// Only call it where no process will fork while it runs.
+pub fn merge_runs_parallel(
+    files: Vec<String>,
+    runs: &[Run],
+    threads: usize,
+) -> Result<Index, MalformedRun> {
+    let cuts = splitters(runs, threads.max(1));
+    let bounds: Vec<WordRange<'_>> = (0..=cuts.len())
+        .map(|i| {
+            let low = i.checked_sub(1).map(|j| cuts[j].as_slice());
+            let high = cuts.get(i).map(Vec::as_slice);
+            (low, high)
+        })
+        .collect();
+    let shards: Vec<Result<Shard, MalformedRun>> = if bounds.len() == 1 {
+        vec![merge_range(runs, None, None)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = bounds
+                .iter()
+                .map(|&(low, high)| scope.spawn(move || merge_range(runs, low, high)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(MalformedRun { run: usize::MAX })))
+                .collect()
+        })
+    };
+    let shards: Vec<Shard> = shards.into_iter().collect::<Result<_, _>>()?;
+
+    let words: usize = shards.iter().map(|s| s.counts.len()).sum();
+    let word_bytes: usize = shards.iter().map(|s| s.vocabulary.byte_len()).sum();
+    let mut vocabulary = Vocabulary::with_capacity(words, word_bytes);
+    let mut counts = Vec::with_capacity(words);
+    let mut ends = Vec::with_capacity(words);
+    let mut postings = Vec::with_capacity(shards.len());
+    for mut shard in shards {
+        postings.push((counts.len(), std::mem::take(&mut shard.postings)));
+        vocabulary.extend(&shard.vocabulary);
+        counts.extend_from_slice(&shard.counts);
+        ends.extend_from_slice(&shard.ends);
+    }
+    Ok(Index::from_parts(files, vocabulary, counts, ends, postings))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::index::partial::PartialIndex;
+    use crate::index::tokenize::for_each_word;
+
+    /// Text for file `f`: words drawn from a small vocabulary with a skew,
+    /// so some words appear in every run and most in few.
+    fn text(f: u32) -> String {
+        let mut x = u64::from(f) * 0x9E37_79B9 + 7;
+        let mut out = String::new();
+        for i in 0..40 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 3000) % (1 + (x >> 20) % 3000);
+            out.push_str(&format!("w{n:x} "));
+            if i % 7 == 6 {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn parallel_merge_equals_a_map_of_every_occurrence() {
+        let files: Vec<u32> = (0..300).collect();
+        let mut want: BTreeMap<Vec<u8>, Vec<(u32, u32, u32)>> = BTreeMap::new();
+        let mut runs = Vec::new();
+        let mut partial = PartialIndex::new();
+        for &f in &files {
+            for_each_word(text(f).as_bytes(), |w, p| {
+                partial.add(w, f, p.line, p.column);
+                want.entry(w.as_bytes().to_vec())
+                    .or_default()
+                    .push((f, p.line, p.column));
+            });
+            if f % 37 == 36 {
+                runs.push(partial.take_run());
+            }
+        }
+        runs.push(partial.take_run());
+        for threads in [1, 2, 3, 8] {
+            let names = files.iter().map(|f| f.to_string()).collect();
+            let index = merge_runs_parallel(names, &runs, threads).unwrap();
+            let got: BTreeMap<Vec<u8>, Vec<(u32, u32, u32)>> = (0..index.vocabulary().len())
+                .map(|id| {
+                    let locations = index.locations(id).map(|l| (l.file, l.line, l.column));
+                    (index.vocabulary().word(id).to_vec(), locations.collect())
+                })
+                .collect();
+            assert_eq!(got, want, "threads {threads}");
+            for id in 0..index.vocabulary().len() {
+                assert_eq!(index.count(id) as usize, index.locations(id).count());
+            }
+        }
+    }
 }

@@ -31,13 +31,22 @@ use postings::Locations;
 
 /// Every occurrence of every word of a tree: the vocabulary, and for each
 /// word its count and posting list, over a table of file paths.
+///
+/// Posting lists live in one or more *shards*, each holding the lists of a
+/// consecutive range of words back to back: the merge builds one shard per
+/// vocabulary range in parallel, and keeping them apart spares a copy of
+/// the largest part of the index.
 #[derive(Debug, Default)]
 pub struct Index {
     files: Vec<String>,
     vocabulary: Vocabulary,
     counts: Vec<u32>,
-    starts: Vec<u64>,
-    postings: Vec<u8>,
+    /// Per word: end of its list within its shard.
+    ends: Vec<u64>,
+    /// Per shard: its first word.
+    shard_starts: Vec<usize>,
+    /// Per shard: the posting lists of its words.
+    shards: Vec<Vec<u8>>,
 }
 
 impl Index {
@@ -45,17 +54,19 @@ impl Index {
         files: Vec<String>,
         vocabulary: Vocabulary,
         counts: Vec<u32>,
-        starts: Vec<u64>,
-        postings: Vec<u8>,
+        ends: Vec<u64>,
+        shards: Vec<(usize, Vec<u8>)>,
     ) -> Self {
         debug_assert_eq!(vocabulary.len(), counts.len());
-        debug_assert_eq!(starts.len(), counts.len() + 1);
+        debug_assert_eq!(ends.len(), counts.len());
+        let (shard_starts, shards) = shards.into_iter().unzip();
         Index {
             files,
             vocabulary,
             counts,
-            starts,
-            postings,
+            ends,
+            shard_starts,
+            shards,
         }
     }
 
@@ -71,9 +82,18 @@ impl Index {
 
     /// Occurrences of word `id`, in (path, line, column) order.
     pub fn locations(&self, id: usize) -> Locations<'_> {
-        let start = self.starts[id] as usize;
-        let end = self.starts[id + 1] as usize;
-        Locations::new(&self.postings[start..end])
+        let shard = self
+            .shard_starts
+            .partition_point(|&first| first <= id)
+            .saturating_sub(1);
+        let first = self.shard_starts.get(shard).copied().unwrap_or(0);
+        let start = if id == first {
+            0
+        } else {
+            self.ends[id - 1] as usize
+        };
+        let end = self.ends[id] as usize;
+        Locations::new(&self.shards[shard][start..end])
     }
 
     /// The relative path (with `/` separators) of file number `file`.
@@ -98,8 +118,8 @@ impl Index {
     pub fn heap_bytes(&self) -> usize {
         self.vocabulary.heap_bytes()
             + self.counts.capacity() * 4
-            + self.starts.capacity() * 8
-            + self.postings.capacity()
+            + self.ends.capacity() * 8
+            + self.shards.iter().map(Vec::capacity).sum::<usize>()
             + self.files.iter().map(|f| f.capacity() + 24).sum::<usize>()
     }
 }

@@ -380,64 +380,116 @@ impl PartialIndex {
         }
     }
 
-    /// Appends slot's posting chain to `out`.
-    fn copy_chain(&self, slot: &Slot, out: &mut Vec<u8>) {
+    /// The blocks of a slot's posting chain, as arena ranges.
+    fn chain<'a>(&'a self, slot: &'a Slot) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
         let mut block = slot.head as usize;
-        while block != 0 {
+        std::iter::from_fn(move || {
+            if block == 0 {
+                return None;
+            }
             let header = &self.arena[block..block + HEADER];
             let end = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
             let next = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
             let data_end = if next == 0 { slot.tail as usize } else { end };
-            out.extend_from_slice(&self.arena[block + HEADER..data_end]);
+            let range = block + HEADER..data_end;
             block = next;
-        }
+            Some(range)
+        })
     }
 
     /// Sorts the words by bytes and serializes them with their posting lists.
     pub fn into_run(mut self) -> Run {
+        self.take_run()
+    }
+
+    /// Like [`into_run`](Self::into_run), but leaves `self` empty with its
+    /// memory kept, so a worker's next batch pays no page faults for it.
+    pub fn take_run(&mut self) -> Run {
         self.flush();
-        // Sort by an 8-byte big-endian prefix first: most comparisons end
-        // there without touching the keys.
-        let mut order: Vec<(u64, u32)> = self
+        // Sort by the key's first 16 bytes, gathered in one sequential pass
+        // over the table: most comparisons end there without touching slots.
+        let mut order: Vec<SortItem> = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.hash != 0)
             .map(|(i, s)| {
                 let key = self.key(s);
-                let mut prefix = [0u8; 8];
-                let n = key.len().min(8);
+                let mut prefix = [0u8; 16];
+                let n = key.len().min(16);
                 prefix[..n].copy_from_slice(&key[..n]);
-                (u64::from_be_bytes(prefix), i as u32)
+                SortItem {
+                    prefix: u128::from_be_bytes(prefix),
+                    slot: i as u32,
+                    long: key.len() > 16,
+                }
             })
             .collect();
         order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0).then_with(|| {
-                self.key(&self.slots[a.1 as usize])
-                    .cmp(self.key(&self.slots[b.1 as usize]))
+            a.prefix.cmp(&b.prefix).then_with(|| {
+                if a.long || b.long {
+                    self.key(&self.slots[a.slot as usize])
+                        .cmp(self.key(&self.slots[b.slot as usize]))
+                } else {
+                    std::cmp::Ordering::Equal
+                }
             })
         });
         let mut bytes =
-            Vec::with_capacity(self.arena.len() + self.long_keys.len() + order.len() * 16);
-        let mut list = Vec::new();
-        for &(_, i) in &order {
-            let slot = &self.slots[i as usize];
+            Vec::with_capacity(self.arena.len() + self.long_keys.len() + order.len() * 8);
+        let mut checkpoints = Vec::with_capacity(order.len() / CHECKPOINT_EVERY + 1);
+        for (k, item) in order.iter().enumerate() {
+            // Slots and chains are visited in word order, i.e. at random:
+            // fetch the slot sixteen words ahead and its chain eight ahead.
+            if let Some(ahead) = order.get(k + 16) {
+                prefetch(&self.slots[ahead.slot as usize]);
+            }
+            if let Some(ahead) = order.get(k + 8) {
+                let head = self.slots[ahead.slot as usize].head as usize;
+                prefetch(&self.arena[head]);
+            }
+            if k % CHECKPOINT_EVERY == 0 {
+                checkpoints.push(bytes.len() as u64);
+            }
+            let slot = &self.slots[item.slot as usize];
             let key = self.key(slot);
-            list.clear();
-            self.copy_chain(slot, &mut list);
+            let list_len: usize = self.chain(slot).map(|r| r.len()).sum();
             write_varint(&mut bytes, key.len() as u64);
             bytes.extend_from_slice(key);
             write_varint(&mut bytes, u64::from(slot.count));
             write_varint(&mut bytes, u64::from(slot.last_file));
-            write_varint(&mut bytes, list.len() as u64);
-            bytes.extend_from_slice(&list);
+            write_varint(&mut bytes, list_len as u64);
+            for range in self.chain(slot) {
+                bytes.extend_from_slice(&self.arena[range]);
+            }
         }
-        Run {
+        let run = Run {
             bytes,
             words: order.len() as u64,
             occurrences: self.occurrences,
-        }
+            checkpoints,
+        };
+        self.clear();
+        run
     }
+
+    /// Forgets every word, keeping the memory.
+    fn clear(&mut self) {
+        self.slots.fill(Slot::default());
+        self.words = 0;
+        self.long_keys.clear();
+        self.arena.truncate(HEADER);
+        self.occurrences = 0;
+    }
+}
+
+/// A word's place in the sort: its first 16 bytes, big-endian, and its slot.
+#[derive(Debug, Clone, Copy)]
+struct SortItem {
+    prefix: u128,
+    slot: u32,
+    /// Longer than the prefix: ties need the whole key.
+    long: bool,
 }
 
 /// A batch's words in ascending byte order, each with its posting list: the
@@ -452,7 +504,13 @@ pub struct Run {
     pub words: u64,
     /// Occurrences in the run.
     pub occurrences: u64,
+    /// Byte offsets of every [`CHECKPOINT_EVERY`]th entry, so a merge can
+    /// start reading in the middle of the run.
+    pub checkpoints: Vec<u64>,
 }
+
+/// How many entries apart a run's checkpoints are.
+pub const CHECKPOINT_EVERY: usize = 1024;
 
 /// One word of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,6 +542,52 @@ impl<'a> RunReader<'a> {
             pos: 0,
             malformed: false,
         }
+    }
+
+    /// Starts reading `run` at the first entry whose word is `>= word`,
+    /// using the run's checkpoints to skip most of it.
+    pub fn seek(run: &'a Run, word: &[u8]) -> Self {
+        // The last checkpoint whose word is below `word`: the first entry
+        // `>= word` lies after it.
+        let (mut lo, mut hi) = (0usize, run.checkpoints.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let mut probe = RunReader {
+                bytes: &run.bytes,
+                pos: run.checkpoints[mid] as usize,
+                malformed: false,
+            };
+            match probe.next() {
+                Some(entry) if entry.word < word => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        let start = if lo == 0 {
+            0
+        } else {
+            run.checkpoints[lo - 1] as usize
+        };
+        let mut reader = RunReader {
+            bytes: &run.bytes,
+            pos: start.min(run.bytes.len()),
+            malformed: false,
+        };
+        loop {
+            let before = reader.pos;
+            match reader.next() {
+                Some(entry) if entry.word < word => continue,
+                Some(_) => {
+                    reader.pos = before;
+                    return reader;
+                }
+                None => return reader,
+            }
+        }
+    }
+
+    /// Moves to byte `offset`, which must be the start of an entry.
+    pub fn skip_to(&mut self, offset: usize) {
+        self.pos = offset.min(self.bytes.len());
     }
 
     /// True when reading stopped at malformed bytes.

@@ -29,6 +29,18 @@ impl Vocabulary {
         self.ends.push(self.bytes.len() as u64);
     }
 
+    /// Appends every word of `other`, whose words must all sort after ours.
+    pub fn extend(&mut self, other: &Vocabulary) {
+        let base = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|end| base + end));
+    }
+
+    /// Total bytes of all words.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Number of words.
     pub fn len(&self) -> usize {
         self.ends.len()
