@@ -132,7 +132,7 @@ fn write_file(path: &Path, rng: &mut Rng, words: &[String], zipf: &Zipf) -> io::
     for _ in 0..lines {
         let mut line = String::new();
         let indent = rng.below(4);
-        line.extend(std::iter::repeat('\t').take(indent));
+        line.extend(std::iter::repeat_n('\t', indent));
         let n = match rng.below(10) {
             0 => 0,
             1 => 12 + rng.below(30),
