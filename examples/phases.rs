@@ -77,7 +77,13 @@ fn main() {
     let names = (0..files.len()).map(|i| i.to_string()).collect();
     let index = merge_runs(names, &runs).expect("runs are well formed");
     report("merge", t, mb, index.vocabulary().len());
-    println!("  index heap {:.1} MB", index.heap_bytes() as f64 / 1e6);
+    println!(
+        "  index heap {:.1} MB, of which posting lists {:.1} MB ({:.2} bytes per occurrence), vocabulary {:.1} MB",
+        index.heap_bytes() as f64 / 1e6,
+        index.posting_bytes() as f64 / 1e6,
+        index.posting_bytes() as f64 / index.occurrences().max(1) as f64,
+        index.vocabulary().heap_bytes() as f64 / 1e6
+    );
 }
 
 fn report(what: &str, started: Instant, mb: f64, n: usize) {

@@ -37,8 +37,10 @@ use crate::parallel::{self, Channel, Event, Exchange, Pid};
 pub const BINARY_PROBE_BYTES: usize = 8192;
 
 /// Smallest and largest batch, in bytes, when batches are sized automatically.
-const MIN_BATCH_BYTES: u64 = 256 << 10;
-const MAX_BATCH_BYTES: u64 = 48 << 20;
+/// Large batches mean fewer runs, so less vocabulary is sorted, sent and
+/// merged twice; the cap bounds a worker's memory.
+const MIN_BATCH_BYTES: u64 = 1 << 20;
+const MAX_BATCH_BYTES: u64 = 128 << 20;
 
 /// How to build.
 #[derive(Debug, Clone)]
@@ -271,7 +273,7 @@ impl<'a> Planner<'a> {
                 // is left, so batches shrink toward the end and the workers
                 // finish together. The file-count cap spreads small trees
                 // over every worker too.
-                let divisor = self.workers * 4;
+                let divisor = self.workers * 2;
                 let target =
                     (self.remaining_bytes / divisor).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES);
                 let remaining_files = (self.files.len() - start) as u64;

@@ -114,6 +114,11 @@ impl Index {
         self.counts.iter().map(|&c| u64::from(c)).sum()
     }
 
+    /// Bytes of posting lists.
+    pub fn posting_bytes(&self) -> usize {
+        self.shards.iter().map(Vec::len).sum()
+    }
+
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.vocabulary.heap_bytes()
