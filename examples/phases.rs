@@ -75,7 +75,7 @@ fn main() {
 
     let t = Instant::now();
     let names = (0..files.len()).map(|i| i.to_string()).collect();
-    let index = merge_runs(names, &runs).expect("runs are well formed");
+    let index = merge_runs(names, runs).expect("runs are well formed");
     report("merge", t, mb, index.vocabulary().len());
     println!(
         "  index heap {:.1} MB, of which posting lists {:.1} MB ({:.2} bytes per occurrence), vocabulary {:.1} MB",

@@ -609,8 +609,7 @@ pub fn build(
     let runs: Vec<Run> = runs.into_iter().flatten().collect();
     let display: Vec<String> = files.into_iter().map(|f| f.display).collect();
     // Every worker has been reaped: threads are safe from here on.
-    let index = merge_runs_parallel(display, &runs, workers).map_err(BuildError::Merge)?;
-    drop(runs);
+    let index = merge_runs_parallel(display, runs, workers).map_err(BuildError::Merge)?;
     report.timings.merge = merge_started.elapsed();
     report.distinct = index.vocabulary().len();
     report.binary.sort();

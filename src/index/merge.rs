@@ -3,8 +3,9 @@
 //! Runs arrive one per batch, and batches are consecutive ranges of the
 //! sorted file table, so for any word the batches' posting lists are already
 //! in (file, line, column) order when taken in batch order. The merge is a
-//! k-way walk over the runs' sorted words that *concatenates* each word's
-//! lists ([`append_list`]), never decoding or re-inserting an occurrence.
+//! k-way walk over the runs' sorted words that records, for each word, where
+//! its list lies in each run (its *pieces*), never decoding, copying or
+//! re-inserting an occurrence.
 //!
 //! The vocabulary is cut into ranges at words taken from the runs'
 //! checkpoints, and each range is merged on its own thread: by the time the
@@ -15,9 +16,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::partial::{Run, RunEntry, RunReader};
-use super::postings::append_list;
+use super::postings::Locations;
 use super::vocabulary::Vocabulary;
 use super::Index;
+use super::PieceShard;
 
 /// A run that could not be read back: a worker sent malformed data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +44,7 @@ type WordRange<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 struct Shard {
     vocabulary: Vocabulary,
     counts: Vec<u32>,
-    /// Posting list ends, relative to this shard's postings.
-    ends: Vec<u64>,
-    postings: Vec<u8>,
+    pieces: PieceShard,
 }
 
 /// Merges the words in `[low, high)` (unbounded where `None`) of every run.
@@ -94,8 +94,18 @@ fn merge_range(
             let Some(entry) = heads[i] else {
                 return Err(MalformedRun { run: i });
             };
-            append_list(&mut shard.postings, entry.postings, last_file)
-                .ok_or(MalformedRun { run: i })?;
+            // Lists must follow each other in file order, each starting with
+            // an absolute file number: check what a piece will decode to.
+            let first_file = Locations::new(entry.postings).next().map(|l| l.file);
+            match (first_file, last_file) {
+                (None, _) => return Err(MalformedRun { run: i }),
+                (Some(first), Some(last)) if first <= last => return Err(MalformedRun { run: i }),
+                _ => {}
+            }
+            let too_big = |v: usize| u32::try_from(v).map_err(|_| MalformedRun { run: i });
+            shard.pieces.run.push(too_big(i)?);
+            shard.pieces.start.push(too_big(entry.postings_at)?);
+            shard.pieces.len.push(too_big(entry.postings.len())?);
             count = count.saturating_add(entry.count);
             last_file = Some(entry.last_file);
             heads[i] = readers[i].next().filter(|e| below_high(e.word));
@@ -108,7 +118,9 @@ fn merge_range(
         }
         shard.vocabulary.push(word);
         shard.counts.push(count);
-        shard.ends.push(shard.postings.len() as u64);
+        let pieces =
+            u32::try_from(shard.pieces.run.len()).map_err(|_| MalformedRun { run: first })?;
+        shard.pieces.piece_ends.push(pieces);
     }
     Ok(shard)
 }
@@ -134,7 +146,8 @@ fn splitters(runs: &[Run], parts: usize) -> Vec<Vec<u8>> {
 }
 
 /// Merges `runs`, given in batch (file) order, into an index over `files`.
-pub fn merge_runs(files: Vec<String>, runs: &[Run]) -> Result<Index, MalformedRun> {
+/// The index keeps the runs: their posting lists become its own.
+pub fn merge_runs(files: Vec<String>, runs: Vec<Run>) -> Result<Index, MalformedRun> {
     merge_runs_parallel(files, runs, 1)
 }
 
@@ -142,9 +155,25 @@ pub fn merge_runs(files: Vec<String>, runs: &[Run]) -> Result<Index, MalformedRu
 /// Only call it where no process will fork while it runs.
 pub fn merge_runs_parallel(
     files: Vec<String>,
-    runs: &[Run],
+    runs: Vec<Run>,
     threads: usize,
 ) -> Result<Index, MalformedRun> {
+    let shards = merge_shards(&runs, threads)?;
+    let words: usize = shards.iter().map(|s| s.counts.len()).sum();
+    let word_bytes: usize = shards.iter().map(|s| s.vocabulary.byte_len()).sum();
+    let mut vocabulary = Vocabulary::with_capacity(words, word_bytes);
+    let mut counts = Vec::with_capacity(words);
+    let mut pieces = Vec::with_capacity(shards.len());
+    for mut shard in shards {
+        shard.pieces.first_word = counts.len();
+        vocabulary.extend(&shard.vocabulary);
+        counts.extend_from_slice(&shard.counts);
+        pieces.push(shard.pieces);
+    }
+    Ok(Index::from_parts(files, vocabulary, counts, pieces, runs))
+}
+
+fn merge_shards(runs: &[Run], threads: usize) -> Result<Vec<Shard>, MalformedRun> {
     let cuts = splitters(runs, threads.max(1));
     let bounds: Vec<WordRange<'_>> = (0..=cuts.len())
         .map(|i| {
@@ -167,21 +196,7 @@ pub fn merge_runs_parallel(
                 .collect()
         })
     };
-    let shards: Vec<Shard> = shards.into_iter().collect::<Result<_, _>>()?;
-
-    let words: usize = shards.iter().map(|s| s.counts.len()).sum();
-    let word_bytes: usize = shards.iter().map(|s| s.vocabulary.byte_len()).sum();
-    let mut vocabulary = Vocabulary::with_capacity(words, word_bytes);
-    let mut counts = Vec::with_capacity(words);
-    let mut ends = Vec::with_capacity(words);
-    let mut postings = Vec::with_capacity(shards.len());
-    for mut shard in shards {
-        postings.push((counts.len(), std::mem::take(&mut shard.postings)));
-        vocabulary.extend(&shard.vocabulary);
-        counts.extend_from_slice(&shard.counts);
-        ends.extend_from_slice(&shard.ends);
-    }
-    Ok(Index::from_parts(files, vocabulary, counts, ends, postings))
+    shards.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -230,7 +245,7 @@ mod tests {
         runs.push(partial.take_run());
         for threads in [1, 2, 3, 8] {
             let names = files.iter().map(|f| f.to_string()).collect();
-            let index = merge_runs_parallel(names, &runs, threads).unwrap();
+            let index = merge_runs_parallel(names, runs.clone(), threads).unwrap();
             let got: BTreeMap<Vec<u8>, Vec<(u32, u32, u32)>> = (0..index.vocabulary().len())
                 .map(|id| {
                     let locations = index.locations(id).map(|l| (l.file, l.line, l.column));

@@ -27,26 +27,79 @@ pub use build::{build, BuildOptions, BuildReport, Progress};
 pub use postings::Location;
 pub use vocabulary::Vocabulary;
 
+use partial::Run;
 use postings::Locations;
 
 /// Every occurrence of every word of a tree: the vocabulary, and for each
 /// word its count and posting list, over a table of file paths.
 ///
-/// Posting lists live in one or more *shards*, each holding the lists of a
-/// consecutive range of words back to back: the merge builds one shard per
-/// vocabulary range in parallel, and keeping them apart spares a copy of
-/// the largest part of the index.
+/// The posting lists stay where they arrived: in the workers' runs. A word's
+/// list is the concatenation of its *pieces*, one per run it occurs in, in
+/// batch order; each piece starts with an absolute file number, so pieces
+/// decode on their own. Merging therefore copies no occurrence at all, and
+/// the index needs no second copy of the largest thing it holds.
 #[derive(Debug, Default)]
 pub struct Index {
     files: Vec<String>,
     vocabulary: Vocabulary,
     counts: Vec<u32>,
-    /// Per word: end of its list within its shard.
-    ends: Vec<u64>,
-    /// Per shard: its first word.
-    shard_starts: Vec<usize>,
-    /// Per shard: the posting lists of its words.
-    shards: Vec<Vec<u8>>,
+    shards: Vec<PieceShard>,
+    runs: Vec<Run>,
+}
+
+/// The pieces of the words of one vocabulary range, merged on its own thread.
+#[derive(Debug, Default)]
+pub(crate) struct PieceShard {
+    /// First word of the range.
+    pub(crate) first_word: usize,
+    /// Per word of the range: end of its pieces in the arrays below.
+    pub(crate) piece_ends: Vec<u32>,
+    /// Per piece: the run, where its list starts in the run, its length.
+    pub(crate) run: Vec<u32>,
+    pub(crate) start: Vec<u32>,
+    pub(crate) len: Vec<u32>,
+}
+
+impl PieceShard {
+    fn heap_bytes(&self) -> usize {
+        (self.piece_ends.capacity()
+            + self.run.capacity()
+            + self.start.capacity()
+            + self.len.capacity())
+            * 4
+    }
+}
+
+/// The occurrences of one word, decoded piece by piece.
+#[derive(Debug, Clone)]
+pub struct WordLocations<'a> {
+    index: &'a Index,
+    shard: &'a PieceShard,
+    next_piece: usize,
+    end_piece: usize,
+    current: Locations<'a>,
+}
+
+impl Iterator for WordLocations<'_> {
+    type Item = Location;
+
+    #[inline]
+    fn next(&mut self) -> Option<Location> {
+        loop {
+            if let Some(location) = self.current.next() {
+                return Some(location);
+            }
+            if self.next_piece >= self.end_piece {
+                return None;
+            }
+            let p = self.next_piece;
+            self.next_piece += 1;
+            let run = &self.index.runs[self.shard.run[p] as usize].bytes;
+            let start = self.shard.start[p] as usize;
+            let end = start + self.shard.len[p] as usize;
+            self.current = Locations::new(run.get(start..end).unwrap_or_default());
+        }
+    }
 }
 
 impl Index {
@@ -54,19 +107,16 @@ impl Index {
         files: Vec<String>,
         vocabulary: Vocabulary,
         counts: Vec<u32>,
-        ends: Vec<u64>,
-        shards: Vec<(usize, Vec<u8>)>,
+        shards: Vec<PieceShard>,
+        runs: Vec<Run>,
     ) -> Self {
         debug_assert_eq!(vocabulary.len(), counts.len());
-        debug_assert_eq!(ends.len(), counts.len());
-        let (shard_starts, shards) = shards.into_iter().unzip();
         Index {
             files,
             vocabulary,
             counts,
-            ends,
-            shard_starts,
             shards,
+            runs,
         }
     }
 
@@ -81,19 +131,25 @@ impl Index {
     }
 
     /// Occurrences of word `id`, in (path, line, column) order.
-    pub fn locations(&self, id: usize) -> Locations<'_> {
-        let shard = self
-            .shard_starts
-            .partition_point(|&first| first <= id)
+    pub fn locations(&self, id: usize) -> WordLocations<'_> {
+        let s = self
+            .shards
+            .partition_point(|shard| shard.first_word <= id)
             .saturating_sub(1);
-        let first = self.shard_starts.get(shard).copied().unwrap_or(0);
-        let start = if id == first {
+        let shard = &self.shards[s];
+        let local = id - shard.first_word;
+        let start = if local == 0 {
             0
         } else {
-            self.ends[id - 1] as usize
+            shard.piece_ends[local - 1] as usize
         };
-        let end = self.ends[id] as usize;
-        Locations::new(&self.shards[shard][start..end])
+        WordLocations {
+            index: self,
+            shard,
+            next_piece: start,
+            end_piece: shard.piece_ends[local] as usize,
+            current: Locations::new(&[]),
+        }
     }
 
     /// The relative path (with `/` separators) of file number `file`.
@@ -116,15 +172,22 @@ impl Index {
 
     /// Bytes of posting lists.
     pub fn posting_bytes(&self) -> usize {
-        self.shards.iter().map(Vec::len).sum()
+        self.shards
+            .iter()
+            .map(|s| s.len.iter().map(|&l| l as usize).sum::<usize>())
+            .sum()
     }
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.vocabulary.heap_bytes()
             + self.counts.capacity() * 4
-            + self.ends.capacity() * 8
-            + self.shards.iter().map(Vec::capacity).sum::<usize>()
+            + self
+                .shards
+                .iter()
+                .map(PieceShard::heap_bytes)
+                .sum::<usize>()
+            + self.runs.iter().map(|r| r.bytes.capacity()).sum::<usize>()
             + self.files.iter().map(|f| f.capacity() + 24).sum::<usize>()
     }
 }

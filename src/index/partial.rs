@@ -91,40 +91,27 @@ pub struct PartialIndex {
     long_keys: Vec<u8>,
     arena: Vec<u8>,
     occurrences: u64,
-    /// Occurrences whose slot is being prefetched, oldest first.
-    pending: Box<[Pending; LOOKAHEAD]>,
-    pending_head: usize,
-    pending_len: usize,
+    /// Occurrences waiting for their lookup, in order, and their keys'
+    /// padded lanes back to back: looked up a chunk at a time, with each
+    /// slot prefetched [`LOOKAHEAD`] occurrences before it is needed.
+    pending: Vec<Pending>,
+    pending_keys: Vec<u8>,
 }
 
-/// How many occurrences are hashed ahead of their lookup, so that many
-/// cache misses on slots are in flight at once instead of one at a time.
+/// How many occurrences ahead a slot is prefetched, so that many cache
+/// misses are in flight at once instead of one at a time.
 const LOOKAHEAD: usize = 8;
-/// Longest key that goes through the lookahead queue (longer ones, only
-/// possible for non-ASCII words after lowercasing, are looked up at once).
-const QUEUED_KEY: usize = 64;
+/// Occurrences gathered before their lookups run.
+const CHUNK: usize = 2048;
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     hash: u64,
+    key_start: u32,
     len: u32,
     file: u32,
     line: u32,
     column: u32,
-    padded: [u8; QUEUED_KEY],
-}
-
-impl Default for Pending {
-    fn default() -> Self {
-        Pending {
-            hash: 0,
-            len: 0,
-            file: 0,
-            line: 0,
-            column: 0,
-            padded: [0; QUEUED_KEY],
-        }
-    }
 }
 
 #[inline]
@@ -159,9 +146,8 @@ impl PartialIndex {
             // Offset 0 means "no block", so the arena starts with padding.
             arena: vec![0; HEADER],
             occurrences: 0,
-            pending: Box::new([Pending::default(); LOOKAHEAD]),
-            pending_head: 0,
-            pending_len: 0,
+            pending: Vec::with_capacity(CHUNK),
+            pending_keys: Vec::with_capacity(CHUNK * 16),
         }
     }
 
@@ -189,47 +175,38 @@ impl PartialIndex {
     pub fn add(&mut self, word: Word<'_>, file: u32, line: u32, column: u32) {
         let padded = word.padded();
         let hash = hash_word(padded, word.len());
-        if padded.len() > QUEUED_KEY {
+        self.pending.push(Pending {
+            hash,
+            key_start: self.pending_keys.len() as u32,
+            len: word.len() as u32,
+            file,
+            line,
+            column,
+        });
+        self.pending_keys.extend_from_slice(padded);
+        if self.pending.len() == CHUNK {
             self.flush();
-            self.record(hash, padded, word.len(), file, line, column);
-            return;
         }
-        prefetch(&self.slots[hash as usize & (self.slots.len() - 1)]);
-        if self.pending_len == LOOKAHEAD {
-            self.record_oldest();
-        }
-        let at = (self.pending_head + self.pending_len) % LOOKAHEAD;
-        let p = &mut self.pending[at];
-        p.hash = hash;
-        p.len = word.len() as u32;
-        p.file = file;
-        p.line = line;
-        p.column = column;
-        p.padded[..padded.len()].copy_from_slice(padded);
-        self.pending_len += 1;
     }
 
-    #[inline]
-    fn record_oldest(&mut self) {
-        let p = self.pending[self.pending_head];
-        self.pending_head = (self.pending_head + 1) % LOOKAHEAD;
-        self.pending_len -= 1;
-        let padded_len = (p.len as usize).div_ceil(8) * 8;
-        self.record(
-            p.hash,
-            &p.padded[..padded_len],
-            p.len as usize,
-            p.file,
-            p.line,
-            p.column,
-        );
-    }
-
-    /// Records every queued occurrence.
+    /// Records every gathered occurrence.
     pub fn flush(&mut self) {
-        while self.pending_len > 0 {
-            self.record_oldest();
+        let pending = std::mem::take(&mut self.pending);
+        let keys = std::mem::take(&mut self.pending_keys);
+        let mask = self.slots.len() - 1;
+        for (k, p) in pending.iter().enumerate() {
+            if let Some(ahead) = pending.get(k + LOOKAHEAD) {
+                // The table may grow meanwhile; a stale hint is harmless.
+                prefetch(&self.slots[ahead.hash as usize & mask.min(self.slots.len() - 1)]);
+            }
+            let start = p.key_start as usize;
+            let padded = &keys[start..start + (p.len as usize).div_ceil(8) * 8];
+            self.record(p.hash, padded, p.len as usize, p.file, p.line, p.column);
         }
+        self.pending = pending;
+        self.pending.clear();
+        self.pending_keys = keys;
+        self.pending_keys.clear();
     }
 
     #[inline]
@@ -366,7 +343,7 @@ impl PartialIndex {
 
     /// Number of occurrences recorded.
     pub fn occurrences(&self) -> u64 {
-        self.occurrences + self.pending_len as u64
+        self.occurrences + self.pending.len() as u64
     }
 
     fn key<'a>(&'a self, slot: &'a Slot) -> &'a [u8] {
@@ -523,6 +500,8 @@ pub struct RunEntry<'a> {
     pub last_file: u32,
     /// Encoded posting list (see [`super::postings`]).
     pub postings: &'a [u8],
+    /// Where the posting list starts in the run's bytes.
+    pub postings_at: usize,
 }
 
 /// Reads a run's entries in order. Malformed bytes end the iteration and
@@ -610,9 +589,11 @@ impl<'a> RunReader<'a> {
         let count = u32::try_from(read_varint(bytes, &mut pos)?).ok()?;
         let last_file = u32::try_from(read_varint(bytes, &mut pos)?).ok()?;
         let list_len = read_varint(bytes, &mut pos)?;
+        let postings_at = pos;
         let postings = take(&mut pos, list_len)?;
         self.pos = pos;
         Some(RunEntry {
+            postings_at,
             word,
             count,
             last_file,

@@ -112,6 +112,39 @@ impl<'a> Word<'a> {
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 
+const HIGH_BITS: u64 = 0x80 * ONES;
+const LOW_BITS: u64 = 0x7F * ONES;
+
+/// High bit of each byte of `x7` (bytes below 0x80) set iff `lo <= byte <= hi`.
+#[inline]
+fn lanes_in_range(x7: u64, lo: u8, hi: u8) -> u64 {
+    let at_least_lo = x7 + (0x80 - u64::from(lo)) * ONES;
+    let above_hi = x7 + (0x7F - u64::from(hi)) * ONES;
+    at_least_lo & !above_hi & HIGH_BITS
+}
+
+/// High bit of each byte of `x7` (bytes below 0x80) set iff the byte is `c`.
+#[inline]
+fn lanes_equal_to(x7: u64, c: u8) -> u64 {
+    let t = x7 ^ (u64::from(c) * ONES);
+    !((t + LOW_BITS) | t) & HIGH_BITS
+}
+
+/// High bit of each byte set iff it is an ASCII letter, digit or `_`.
+#[inline]
+fn word_lanes(x: u64) -> u64 {
+    let x7 = x & LOW_BITS;
+    let letters = lanes_in_range(x7 | (0x20 * ONES), b'a', b'z');
+    let digits = lanes_in_range(x7, b'0', b'9');
+    (letters | digits | lanes_equal_to(x7, b'_')) & !x & HIGH_BITS
+}
+
+/// High bit of each byte set iff it is `\n`.
+#[inline]
+fn newline_lanes(x: u64) -> u64 {
+    lanes_equal_to(x & LOW_BITS, b'\n') & !x & HIGH_BITS
+}
+
 /// Lowercases the ASCII letters of 8 bytes at once (bytes >= 0x80 untouched).
 #[inline]
 fn ascii_lowercase_lane(x: u64) -> u64 {
@@ -161,6 +194,30 @@ pub fn for_each_word<F: FnMut(Word<'_>, Position)>(bytes: &[u8], mut emit: F) {
     let mut line_start = 0usize;
     let mut i = 0usize;
     while i < n {
+        // Skip separators eight bytes at a time, counting the newlines passed.
+        while i + 8 <= n {
+            let lane = load_lane(bytes, i);
+            let stop = word_lanes(lane) | (lane & HIGH_BITS);
+            let passed = if stop == 0 {
+                u64::MAX
+            } else {
+                (stop & stop.wrapping_neg()) - 1
+            };
+            let newlines = newline_lanes(lane) & passed;
+            if newlines != 0 {
+                line = line.saturating_add(newlines.count_ones());
+                line_start = i + (63 - newlines.leading_zeros() as usize) / 8 + 1;
+            }
+            if stop == 0 {
+                i += 8;
+            } else {
+                i += stop.trailing_zeros() as usize / 8;
+                break;
+            }
+        }
+        if i >= n {
+            break;
+        }
         let b = bytes[i];
         match CLASS[b as usize] {
             SEPARATOR => {
@@ -184,12 +241,25 @@ pub fn for_each_word<F: FnMut(Word<'_>, Position)>(bytes: &[u8], mut emit: F) {
                 }
             },
         }
-        // A word starts at `i`: find its end, decoding only non-ASCII bytes.
+        // A word starts at `i`: find its end eight bytes at a time, decoding
+        // only non-ASCII bytes.
         let start = i;
         let mut ascii = true;
         loop {
-            while i < n && CLASS[bytes[i] as usize] == WORD {
-                i += 1;
+            loop {
+                if i + 8 > n {
+                    while i < n && CLASS[bytes[i] as usize] == WORD {
+                        i += 1;
+                    }
+                    break;
+                }
+                let other = !word_lanes(load_lane(bytes, i)) & HIGH_BITS;
+                if other == 0 {
+                    i += 8;
+                } else {
+                    i += other.trailing_zeros() as usize / 8;
+                    break;
+                }
             }
             if i < n && CLASS[bytes[i] as usize] == NON_ASCII {
                 match decode_char(bytes, i) {
@@ -303,6 +373,22 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, exact);
         assert_eq!(got[1], ("c".into(), 1, 132));
+    }
+
+    #[test]
+    fn lane_classes_match_the_byte_table() {
+        for b in 0u8..=255 {
+            for pos in 0..8 {
+                let mut lane = [b'.'; 8];
+                lane[pos] = b;
+                lane[(pos + 3) % 8] = 0xC3;
+                let x = u64::from_le_bytes(lane);
+                let bit = 1u64 << (8 * pos + 7);
+                let is_word = CLASS[b as usize] == WORD;
+                assert_eq!(word_lanes(x) & bit != 0, is_word, "byte {b:#x}");
+                assert_eq!(newline_lanes(x) & bit != 0, b == b'\n', "byte {b:#x}");
+            }
+        }
     }
 
     #[test]
