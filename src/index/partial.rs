@@ -114,6 +114,35 @@ struct Pending {
     column: u32,
 }
 
+/// Asks the kernel to back `memory` with 2 MiB pages where it can. The
+/// slot table and the posting arena are read and written at random over
+/// hundreds of megabytes: with 4 KiB pages nearly every access is also a
+/// TLB miss and a page walk, which costs more than the cache miss itself.
+fn advise_huge_pages<T>(memory: &[T]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = memory.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(memory);
+        let aligned_start = start.next_multiple_of(HUGE);
+        let aligned_end = end - end % HUGE;
+        if aligned_end > aligned_start {
+            // SAFETY: the range lies inside memory this process owns (the
+            // slice), and MADV_HUGEPAGE changes only how it is backed, never
+            // its contents; failure (e.g. THP disabled) is harmless.
+            unsafe {
+                libc::madvise(
+                    aligned_start as *mut libc::c_void,
+                    aligned_end - aligned_start,
+                    libc::MADV_HUGEPAGE,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = memory;
+}
+
 #[inline]
 fn prefetch<T>(item: &T) {
     #[cfg(target_arch = "x86_64")]
@@ -258,6 +287,7 @@ impl PartialIndex {
 
     fn grow(&mut self) {
         let mut slots = vec![Slot::default(); self.slots.len() * 2];
+        advise_huge_pages(&slots);
         let mask = slots.len() - 1;
         for slot in self.slots.iter().filter(|s| s.hash != 0) {
             let mut i = slot.hash as usize & mask;
@@ -276,7 +306,12 @@ impl PartialIndex {
         let slot = self.slots[i];
         let size = (slot.count as usize * 4).clamp(FIRST_BLOCK, MAX_BLOCK);
         let start = self.arena.len();
+        let capacity = self.arena.capacity();
         self.arena.resize(start + HEADER + size, 0);
+        if self.arena.capacity() != capacity {
+            advise_huge_pages(self.arena.spare_capacity_mut());
+            advise_huge_pages(&self.arena);
+        }
         let (start, data) = (start as u32, (start + HEADER) as u32);
         if slot.head == 0 {
             self.slots[i].head = start;
@@ -398,20 +433,26 @@ impl PartialIndex {
                 SortItem {
                     prefix: u128::from_be_bytes(prefix),
                     slot: i as u32,
-                    long: key.len() > 16,
                 }
             })
             .collect();
-        order.sort_unstable_by(|a, b| {
-            a.prefix.cmp(&b.prefix).then_with(|| {
-                if a.long || b.long {
+        // Whole-key comparisons are needed only among words sharing their
+        // first 16 bytes: sort by the prefix alone, then fix up those runs.
+        order.sort_unstable_by_key(|item| item.prefix);
+        let mut tie = 0;
+        while tie < order.len() {
+            let mut end = tie + 1;
+            while end < order.len() && order[end].prefix == order[tie].prefix {
+                end += 1;
+            }
+            if end - tie > 1 {
+                order[tie..end].sort_unstable_by(|a, b| {
                     self.key(&self.slots[a.slot as usize])
                         .cmp(self.key(&self.slots[b.slot as usize]))
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
-        });
+                });
+            }
+            tie = end;
+        }
         let mut bytes =
             Vec::with_capacity(self.arena.len() + self.long_keys.len() + order.len() * 8);
         let mut checkpoints = Vec::with_capacity(order.len() / CHECKPOINT_EVERY + 1);
@@ -465,8 +506,6 @@ impl PartialIndex {
 struct SortItem {
     prefix: u128,
     slot: u32,
-    /// Longer than the prefix: ties need the whole key.
-    long: bool,
 }
 
 /// A batch's words in ascending byte order, each with its posting list: the
