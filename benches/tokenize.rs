@@ -292,7 +292,7 @@ fn merge(c: &mut Criterion) {
         .collect();
     let words: u64 = files.iter().map(|f| count_words(f)).sum();
     let occurrences: u64 = runs.iter().map(|r| r.occurrences).sum();
-    let run_bytes: usize = runs.iter().map(|r| r.bytes.len()).sum();
+    let run_bytes: usize = runs.iter().map(|r| r.bytes.len() + r.postings.len()).sum();
     eprintln!(
         "merge input: {MERGE_RUNS} runs, {:.1} MiB, {occurrences} occurrences ({words} words tokenized)",
         run_bytes as f64 / (1 << 20) as f64

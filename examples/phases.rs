@@ -70,7 +70,7 @@ fn main() {
     }
     report("tokenize + partial map + runs", t, mb, runs.len());
     println!("  of which map {build_time:.3} s, runs {run_time:.3} s");
-    let run_bytes: usize = runs.iter().map(|r| r.bytes.len()).sum();
+    let run_bytes: usize = runs.iter().map(|r| r.bytes.len() + r.postings.len()).sum();
     println!("  run bytes {:.1} MB", run_bytes as f64 / 1e6);
 
     let t = Instant::now();

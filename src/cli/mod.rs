@@ -76,6 +76,18 @@ pub fn run() -> i32 {
         Err(e) => return fail(EXIT_FAILURE, e),
     };
     print_summary(&report, args.verbose, args.stats);
+    if args.stats {
+        let m = index.memory();
+        let mb = |b: usize| b as f64 / 1e6;
+        eprintln!(
+            "index memory: runs {:.1} MB, vocabulary {:.1} MB, pieces {:.1} MB ({} pieces), files {:.1} MB",
+            mb(m.runs),
+            mb(m.vocabulary),
+            mb(m.pieces),
+            m.pieces_count,
+            mb(m.files)
+        );
+    }
 
     if !queries.is_empty() {
         return answer_queries(&index, &queries, &args);

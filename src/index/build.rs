@@ -40,7 +40,7 @@ pub const BINARY_PROBE_BYTES: usize = 8192;
 /// Large batches mean fewer runs, so less vocabulary is sorted, sent and
 /// merged twice; the cap bounds a worker's memory.
 const MIN_BATCH_BYTES: u64 = 1 << 20;
-const MAX_BATCH_BYTES: u64 = 128 << 20;
+const MAX_BATCH_BYTES: u64 = 32 << 20;
 
 /// How to build.
 #[derive(Debug, Clone)]

@@ -128,17 +128,13 @@ fn merge_range(
 /// Words that cut the vocabulary into about `parts` ranges of similar size,
 /// taken from the checkpoints of the largest run.
 fn splitters(runs: &[Run], parts: usize) -> Vec<Vec<u8>> {
-    let Some(largest) = runs.iter().max_by_key(|r| r.bytes.len()) else {
+    let Some(largest) = runs.iter().max_by_key(|r| r.bytes.len() + r.postings.len()) else {
         return Vec::new();
     };
-    let points = &largest.checkpoints;
+    let points = largest.checkpoints.len();
     let mut cuts: Vec<Vec<u8>> = (1..parts)
-        .filter_map(|k| points.get(k * points.len() / parts))
-        .filter_map(|&offset| {
-            let mut reader = RunReader::new(largest);
-            reader.skip_to(offset as usize);
-            reader.next().map(|e| e.word.to_vec())
-        })
+        .filter_map(|k| RunReader::at_checkpoint(largest, k * points / parts))
+        .filter_map(|mut reader| reader.next().map(|e| e.word.to_vec()))
         .collect();
     cuts.sort();
     cuts.dedup();
@@ -155,10 +151,17 @@ pub fn merge_runs(files: Vec<String>, runs: Vec<Run>) -> Result<Index, Malformed
 /// Only call it where no process will fork while it runs.
 pub fn merge_runs_parallel(
     files: Vec<String>,
-    runs: Vec<Run>,
+    mut runs: Vec<Run>,
     threads: usize,
 ) -> Result<Index, MalformedRun> {
     let shards = merge_shards(&runs, threads)?;
+    // The shards hold the words now; free the runs' copies before the
+    // vocabulary is laid out, which is when the index is largest.
+    for run in &mut runs {
+        run.bytes = Vec::new();
+        run.checkpoints = Vec::new();
+    }
+    release_free_memory();
     let words: usize = shards.iter().map(|s| s.counts.len()).sum();
     let word_bytes: usize = shards.iter().map(|s| s.vocabulary.byte_len()).sum();
     let mut vocabulary = Vocabulary::with_capacity(words, word_bytes);
@@ -171,6 +174,17 @@ pub fn merge_runs_parallel(
         pieces.push(shard.pieces);
     }
     Ok(Index::from_parts(files, vocabulary, counts, pieces, runs))
+}
+
+/// Hands memory the allocator holds but no longer uses back to the kernel.
+/// (`main` tunes glibc to keep freed memory, which pays off while workers
+/// churn through batches, not once the index is built.)
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the heap to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn merge_shards(runs: &[Run], threads: usize) -> Result<Vec<Shard>, MalformedRun> {

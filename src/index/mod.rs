@@ -44,7 +44,23 @@ pub struct Index {
     vocabulary: Vocabulary,
     counts: Vec<u32>,
     shards: Vec<PieceShard>,
-    runs: Vec<Run>,
+    /// Per run (batch): its posting lists.
+    postings: Vec<Vec<u8>>,
+}
+
+/// Heap bytes an [`Index`] holds, by part (see [`Index::memory`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IndexMemory {
+    /// The workers' posting lists.
+    pub runs: usize,
+    /// The sorted words and their counts.
+    pub vocabulary: usize,
+    /// Where each word's lists lie in the runs.
+    pub pieces: usize,
+    /// Number of pieces.
+    pub pieces_count: usize,
+    /// The file table.
+    pub files: usize,
 }
 
 /// The pieces of the words of one vocabulary range, merged on its own thread.
@@ -94,7 +110,7 @@ impl Iterator for WordLocations<'_> {
             }
             let p = self.next_piece;
             self.next_piece += 1;
-            let run = &self.index.runs[self.shard.run[p] as usize].bytes;
+            let run = &self.index.postings[self.shard.run[p] as usize];
             let start = self.shard.start[p] as usize;
             let end = start + self.shard.len[p] as usize;
             self.current = Locations::new(run.get(start..end).unwrap_or_default());
@@ -111,12 +127,14 @@ impl Index {
         runs: Vec<Run>,
     ) -> Self {
         debug_assert_eq!(vocabulary.len(), counts.len());
+        // The runs' words are merged into `vocabulary`; only their lists stay.
+        let postings = runs.into_iter().map(|run| run.postings).collect();
         Index {
             files,
             vocabulary,
             counts,
             shards,
-            runs,
+            postings,
         }
     }
 
@@ -178,6 +196,17 @@ impl Index {
             .sum()
     }
 
+    /// Heap bytes held, by part.
+    pub fn memory(&self) -> IndexMemory {
+        IndexMemory {
+            runs: self.postings.iter().map(Vec::capacity).sum(),
+            vocabulary: self.vocabulary.heap_bytes() + self.counts.capacity() * 4,
+            pieces: self.shards.iter().map(PieceShard::heap_bytes).sum(),
+            pieces_count: self.shards.iter().map(|s| s.run.len()).sum(),
+            files: self.files.iter().map(|f| f.capacity() + 24).sum(),
+        }
+    }
+
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.vocabulary.heap_bytes()
@@ -187,7 +216,7 @@ impl Index {
                 .iter()
                 .map(PieceShard::heap_bytes)
                 .sum::<usize>()
-            + self.runs.iter().map(|r| r.bytes.capacity()).sum::<usize>()
+            + self.postings.iter().map(Vec::capacity).sum::<usize>()
             + self.files.iter().map(|f| f.capacity() + 24).sum::<usize>()
     }
 }

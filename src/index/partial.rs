@@ -453,8 +453,8 @@ impl PartialIndex {
             }
             tie = end;
         }
-        let mut bytes =
-            Vec::with_capacity(self.arena.len() + self.long_keys.len() + order.len() * 8);
+        let mut bytes = Vec::with_capacity(self.long_keys.len() + order.len() * 16);
+        let mut postings = Vec::with_capacity(self.arena.len());
         let mut checkpoints = Vec::with_capacity(order.len() / CHECKPOINT_EVERY + 1);
         for (k, item) in order.iter().enumerate() {
             // Slots and chains are visited in word order, i.e. at random:
@@ -467,7 +467,7 @@ impl PartialIndex {
                 prefetch(&self.arena[head]);
             }
             if k % CHECKPOINT_EVERY == 0 {
-                checkpoints.push(bytes.len() as u64);
+                checkpoints.push((bytes.len() as u64, postings.len() as u64));
             }
             let slot = &self.slots[item.slot as usize];
             let key = self.key(slot);
@@ -478,11 +478,12 @@ impl PartialIndex {
             write_varint(&mut bytes, u64::from(slot.last_file));
             write_varint(&mut bytes, list_len as u64);
             for range in self.chain(slot) {
-                bytes.extend_from_slice(&self.arena[range]);
+                postings.extend_from_slice(&self.arena[range]);
             }
         }
         let run = Run {
             bytes,
+            postings,
             words: order.len() as u64,
             occurrences: self.occurrences,
             checkpoints,
@@ -513,16 +514,21 @@ struct SortItem {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Run {
     /// Per word: varint length, word bytes, varint count, varint last file,
-    /// varint list length, posting list.
+    /// varint list length.
     #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
+    /// The words' posting lists, back to back in the same order. Kept apart
+    /// from the words so that, once merged, the words can be dropped while
+    /// the lists become the index's own.
+    #[serde(with = "serde_bytes")]
+    pub postings: Vec<u8>,
     /// Distinct words in the run.
     pub words: u64,
     /// Occurrences in the run.
     pub occurrences: u64,
-    /// Byte offsets of every [`CHECKPOINT_EVERY`]th entry, so a merge can
-    /// start reading in the middle of the run.
-    pub checkpoints: Vec<u64>,
+    /// Offsets (in `bytes`, in `postings`) of every [`CHECKPOINT_EVERY`]th
+    /// entry, so a merge can start reading in the middle of the run.
+    pub checkpoints: Vec<(u64, u64)>,
 }
 
 /// How many entries apart a run's checkpoints are.
@@ -539,7 +545,7 @@ pub struct RunEntry<'a> {
     pub last_file: u32,
     /// Encoded posting list (see [`super::postings`]).
     pub postings: &'a [u8],
-    /// Where the posting list starts in the run's bytes.
+    /// Where the posting list starts in the run's postings.
     pub postings_at: usize,
 }
 
@@ -548,16 +554,24 @@ pub struct RunEntry<'a> {
 #[derive(Debug, Clone)]
 pub struct RunReader<'a> {
     bytes: &'a [u8],
+    postings: &'a [u8],
     pos: usize,
+    postings_pos: usize,
     malformed: bool,
 }
 
 impl<'a> RunReader<'a> {
     /// Starts reading `run`.
     pub fn new(run: &'a Run) -> Self {
+        Self::at(run, (0, 0))
+    }
+
+    fn at(run: &'a Run, (pos, postings_pos): (u64, u64)) -> Self {
         RunReader {
             bytes: &run.bytes,
-            pos: 0,
+            postings: &run.postings,
+            pos: (pos as usize).min(run.bytes.len()),
+            postings_pos: postings_pos as usize,
             malformed: false,
         }
     }
@@ -570,32 +584,22 @@ impl<'a> RunReader<'a> {
         let (mut lo, mut hi) = (0usize, run.checkpoints.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let mut probe = RunReader {
-                bytes: &run.bytes,
-                pos: run.checkpoints[mid] as usize,
-                malformed: false,
-            };
-            match probe.next() {
+            match Self::at(run, run.checkpoints[mid]).next() {
                 Some(entry) if entry.word < word => lo = mid + 1,
                 _ => hi = mid,
             }
         }
-        let start = if lo == 0 {
-            0
+        let mut reader = if lo == 0 {
+            Self::new(run)
         } else {
-            run.checkpoints[lo - 1] as usize
-        };
-        let mut reader = RunReader {
-            bytes: &run.bytes,
-            pos: start.min(run.bytes.len()),
-            malformed: false,
+            Self::at(run, run.checkpoints[lo - 1])
         };
         loop {
-            let before = reader.pos;
+            let before = (reader.pos, reader.postings_pos);
             match reader.next() {
                 Some(entry) if entry.word < word => continue,
                 Some(_) => {
-                    reader.pos = before;
+                    (reader.pos, reader.postings_pos) = before;
                     return reader;
                 }
                 None => return reader,
@@ -603,9 +607,9 @@ impl<'a> RunReader<'a> {
         }
     }
 
-    /// Moves to byte `offset`, which must be the start of an entry.
-    pub fn skip_to(&mut self, offset: usize) {
-        self.pos = offset.min(self.bytes.len());
+    /// Starts reading `run` at its `k`th checkpoint.
+    pub fn at_checkpoint(run: &'a Run, k: usize) -> Option<Self> {
+        run.checkpoints.get(k).map(|&point| Self::at(run, point))
     }
 
     /// True when reading stopped at malformed bytes.
@@ -616,21 +620,18 @@ impl<'a> RunReader<'a> {
     fn read_entry(&mut self) -> Option<RunEntry<'a>> {
         let bytes = self.bytes;
         let mut pos = self.pos;
-        let take = |pos: &mut usize, len: u64| -> Option<&'a [u8]> {
-            let len = usize::try_from(len).ok()?;
-            let end = pos.checked_add(len)?;
-            let slice = bytes.get(*pos..end)?;
-            *pos = end;
-            Some(slice)
-        };
-        let word_len = read_varint(bytes, &mut pos)?;
-        let word = take(&mut pos, word_len)?;
+        let word_len = usize::try_from(read_varint(bytes, &mut pos)?).ok()?;
+        let word = bytes.get(pos..pos.checked_add(word_len)?)?;
+        pos += word_len;
         let count = u32::try_from(read_varint(bytes, &mut pos)?).ok()?;
         let last_file = u32::try_from(read_varint(bytes, &mut pos)?).ok()?;
-        let list_len = read_varint(bytes, &mut pos)?;
-        let postings_at = pos;
-        let postings = take(&mut pos, list_len)?;
+        let list_len = usize::try_from(read_varint(bytes, &mut pos)?).ok()?;
+        let postings_at = self.postings_pos;
+        let postings = self
+            .postings
+            .get(postings_at..postings_at.checked_add(list_len)?)?;
         self.pos = pos;
+        self.postings_pos = postings_at + list_len;
         Some(RunEntry {
             postings_at,
             word,
