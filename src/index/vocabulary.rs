@@ -62,6 +62,22 @@ impl Vocabulary {
         &self.bytes[start..self.ends[id] as usize]
     }
 
+    /// The words numbered `range`, with their numbers, walked in order
+    /// (cheaper than looking each one up).
+    pub fn words_in(&self, range: Range<usize>) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        let mut start = if range.start == 0 {
+            0
+        } else {
+            self.ends[range.start - 1] as usize
+        };
+        let ends = &self.ends[range.start..range.end.max(range.start)];
+        ends.iter().enumerate().map(move |(k, &end)| {
+            let word = &self.bytes[start..end as usize];
+            start = end as usize;
+            (range.start + k, word)
+        })
+    }
+
     /// The word as text (words are always valid UTF-8: they come from
     /// decoded characters).
     pub fn word_str(&self, id: usize) -> &str {
@@ -102,6 +118,43 @@ impl Vocabulary {
             }
         }
         start..lo
+    }
+
+    /// The numbers of the words containing `needle`, ascending: a
+    /// substring search over the whole arena, which, after each hit, resumes
+    /// at the end of the word hit (a hit that runs past its word's end is
+    /// in no word, but the next word may still hold the needle, so the
+    /// search resumes at its start).
+    pub fn containing<'a>(&'a self, needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+        let finder = memchr::memmem::Finder::new(needle);
+        let mut from = 0usize;
+        let mut id = 0usize;
+        std::iter::from_fn(move || loop {
+            let at = from + finder.find(self.bytes.get(from..)?)?;
+            // The word whose bytes include offset `at`: hits only move
+            // forward, so gallop from the last one instead of searching all.
+            id = self.word_at(at, id);
+            let end = *self.ends.get(id)? as usize;
+            from = end;
+            if at + needle.len() <= end {
+                return Some(id);
+            }
+        })
+    }
+
+    /// The number of the word holding byte `at` of the arena, searching
+    /// forward from word `hint` (which must not be past it).
+    fn word_at(&self, at: usize, hint: usize) -> usize {
+        let holds_or_after = |id: usize| self.ends[id] as usize > at;
+        let mut lo = hint.min(self.len());
+        let mut step = 1;
+        let mut hi = lo;
+        while hi < self.len() && !holds_or_after(hi) {
+            lo = hi + 1;
+            hi = (hi + step).min(self.len());
+            step *= 2;
+        }
+        lo + self.ends[lo..hi.max(lo)].partition_point(|&end| end as usize <= at)
     }
 
     /// The number of `word`, if present.

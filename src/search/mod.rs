@@ -7,23 +7,53 @@
 
 mod query;
 
-pub use query::{Query, QueryError};
+pub use query::{Filter, Query, QueryError};
 
 use crate::index::Vocabulary;
+
+/// Shorter needles hit nearly every word: scanning the words is faster.
+const MIN_NEEDLE: usize = 3;
 
 /// The numbers of the words `query` matches, in ascending byte order.
 pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
     match query {
         Query::Prefix(prefix) => vocabulary.prefix_range(prefix.as_bytes()).collect(),
         Query::Exact(word) => vocabulary.find(word.as_bytes()).into_iter().collect(),
-        Query::Pattern {
-            regex,
-            literal_prefix,
-            ..
-        } => vocabulary
-            .prefix_range(literal_prefix.as_bytes())
-            .filter(|&id| regex.is_match(vocabulary.word_str(id)))
-            .collect(),
+        Query::Pattern { regex, filter, .. } => {
+            let fits = |word: &[u8]| {
+                word.len() >= filter.min_len
+                    && word.len() <= filter.max_len
+                    && word.ends_with(filter.suffix.as_bytes())
+                    && match &filter.glob {
+                        Some(pieces) => Filter::glob_matches(pieces, word),
+                        // Words come from decoded characters: valid UTF-8.
+                        None => std::str::from_utf8(word).is_ok_and(|w| regex.is_match(w)),
+                    }
+            };
+            if filter
+                .glob
+                .as_ref()
+                .is_some_and(|p| p.iter().all(String::is_empty))
+            {
+                // `*`, `**`, ...: every word.
+                (0..vocabulary.len()).collect()
+            } else if filter.prefix.is_empty() && filter.needle.len() >= MIN_NEEDLE {
+                // No prefix to narrow by, but a literal every match holds:
+                // one substring search over all the words, then the check
+                // on the few words it lands in.
+                vocabulary
+                    .containing(filter.needle.as_bytes())
+                    .filter(|&id| fits(vocabulary.word(id)))
+                    .collect()
+            } else {
+                let range = vocabulary.prefix_range(filter.prefix.as_bytes());
+                vocabulary
+                    .words_in(range)
+                    .filter(|&(_, word)| fits(word))
+                    .map(|(id, _)| id)
+                    .collect()
+            }
+        }
     }
 }
 
@@ -47,6 +77,77 @@ mod tests {
             .into_iter()
             .map(|i| v.word_str(i).to_string())
             .collect()
+    }
+
+    /// The filters only skip words: they must never change an answer. Check
+    /// them against running the plain anchored regex over every word.
+    #[test]
+    fn filters_agree_with_a_plain_scan() {
+        let words = [
+            "spin_lock",
+            "spin_lock_irq",
+            "spinlock",
+            "size_t",
+            "unlock",
+            "lock",
+            "é",
+            "ſpin",
+            "k",
+            "kelvin",
+            "sock_t",
+            "_t",
+            "t",
+            "a_b_c",
+            "abc",
+            "aabbcc",
+            "cab",
+            "x86_64",
+            "0xdeadbeef",
+            "deadbeef",
+            "σοφος",
+            "οδος",
+            "lock_lock",
+            "locklock",
+            "ab",
+            "ba",
+        ];
+        let v = vocab(&words);
+        let queries = [
+            "*lock*",
+            "*_t",
+            "*a*b*c*",
+            "*",
+            "**",
+            "a*",
+            "*b",
+            "s*k",
+            "*lo*ck*",
+            "*ſ*",
+            "/.*LOCK.*/",
+            "/.*_T/",
+            "/spin_.*_irq/",
+            "/[a-f0-9]{8}/",
+            "/(foo|spin)_.*/",
+            "/K.*/",
+            "/.*/",
+            "/lock(lock)?/",
+            "/x86_64/",
+            "/Σ.*/",
+            "/.*ς/",
+            "/ab|ba/",
+            "/a?b/",
+        ];
+        for q in queries {
+            let query = Query::parse(q).unwrap();
+            let plain: Vec<String> = match &query {
+                Query::Pattern { regex, .. } => (0..v.len())
+                    .filter(|&i| regex.is_match(v.word_str(i)))
+                    .map(|i| v.word_str(i).to_string())
+                    .collect(),
+                _ => unreachable!("{q} is a pattern"),
+            };
+            assert_eq!(answer(&v, q), plain, "query {q}");
+        }
     }
 
     #[test]

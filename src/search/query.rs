@@ -21,11 +21,169 @@ pub enum Query {
     Pattern {
         /// The pattern as typed.
         source: String,
-        /// Anchored, case-insensitive regex.
+        /// Anchored regex over the whole word.
         regex: Regex,
-        /// A prefix every match must have (narrows the scan).
-        literal_prefix: String,
+        /// What every match must satisfy, so most words are ruled out
+        /// without running the regex.
+        filter: Filter,
     },
+}
+
+/// Cheap necessary conditions on the words a pattern can match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Every match begins with this (narrows the scan to a prefix range).
+    pub prefix: String,
+    /// Every match contains this (found with a substring search over the
+    /// whole vocabulary at once).
+    pub needle: String,
+    /// Every match ends with this.
+    pub suffix: String,
+    /// Bounds on a match's length in bytes.
+    pub min_len: usize,
+    /// For globs: the literal pieces between the `*`s. A word matches when
+    /// it starts with the first, ends with the last and holds the others in
+    /// order between them, which is checked directly, without the regex.
+    pub glob: Option<Vec<String>>,
+    /// See `min_len`; `usize::MAX` when unbounded.
+    pub max_len: usize,
+}
+
+/// `a == b` for the short strings of glob matching, without a call into
+/// the C library's `memcmp` per comparison.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    for i in 0..a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+    }
+    true
+}
+
+/// Where `needle` (not empty) first occurs in the short `haystack`.
+#[inline]
+fn find_short(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let last = haystack.len().checked_sub(needle.len())?;
+    (0..=last)
+        .find(|&at| haystack[at] == needle[0] && same(&haystack[at..at + needle.len()], needle))
+}
+
+impl Filter {
+    /// True if `word` matches the glob's pieces (see [`Filter::glob`]).
+    pub fn glob_matches(pieces: &[String], word: &[u8]) -> bool {
+        let Some((first, rest)) = pieces.split_first() else {
+            return true;
+        };
+        let (first, rest_bytes) = (first.as_bytes(), rest);
+        let Some((last, middle)) = rest_bytes.split_last() else {
+            return same(word, first);
+        };
+        let last = last.as_bytes();
+        if word.len() < first.len() + last.len()
+            || !same(&word[..first.len()], first)
+            || !same(&word[word.len() - last.len()..], last)
+        {
+            return false;
+        }
+        let mut inside = &word[first.len()..word.len() - last.len()];
+        for piece in middle
+            .iter()
+            .map(String::as_bytes)
+            .filter(|p| !p.is_empty())
+        {
+            match find_short(inside, piece) {
+                Some(at) => inside = &inside[at + piece.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// What a case-insensitive regex's syntax tree says about every word it
+/// matches in full: length bounds, a literal prefix and a literal it must
+/// contain. Words are lowercase, so a letter class such as `[Kk]` stands for
+/// the one lowercase letter all its members lowercase to.
+fn regex_filter(pattern: &str) -> Filter {
+    use regex_syntax::hir::{Class, HirKind};
+
+    let Ok(mut hir) = regex_syntax::ParserBuilder::new()
+        .case_insensitive(true)
+        .build()
+        .parse(pattern)
+    else {
+        return Filter {
+            max_len: usize::MAX,
+            ..Filter::default()
+        };
+    };
+    let properties = hir.properties();
+    let mut filter = Filter {
+        min_len: properties.minimum_len().unwrap_or(0),
+        max_len: properties.maximum_len().unwrap_or(usize::MAX),
+        ..Filter::default()
+    };
+    while let HirKind::Capture(capture) = hir.kind() {
+        hir = (*capture.sub).clone();
+    }
+    // The literal text one node of a concatenation requires, if any.
+    let literal = |node: &regex_syntax::hir::Hir| -> Option<String> {
+        match node.kind() {
+            HirKind::Literal(lit) => std::str::from_utf8(&lit.0).ok().map(str::to_string),
+            HirKind::Class(Class::Unicode(class)) => {
+                let mut lowered: Option<String> = None;
+                let mut members = 0;
+                for range in class.ranges() {
+                    for c in range.start()..=range.end() {
+                        members += 1;
+                        if members > 8 {
+                            return None;
+                        }
+                        let lower: String = c.to_lowercase().collect();
+                        match &lowered {
+                            Some(l) if *l != lower => return None,
+                            _ => lowered = Some(lower),
+                        }
+                    }
+                }
+                lowered
+            }
+            _ => None,
+        }
+    };
+    let nodes: Vec<regex_syntax::hir::Hir> = match hir.kind() {
+        HirKind::Concat(nodes) => nodes.clone(),
+        _ => vec![hir.clone()],
+    };
+    let mut run = String::new();
+    let mut at_start = true;
+    for node in &nodes {
+        match literal(node) {
+            Some(text) => run.push_str(&text),
+            None => {
+                if at_start {
+                    filter.prefix = run.clone();
+                }
+                at_start = false;
+                if run.len() > filter.needle.len() {
+                    filter.needle = std::mem::take(&mut run);
+                }
+                run.clear();
+            }
+        }
+    }
+    if at_start {
+        filter.prefix = run.clone();
+    }
+    filter.suffix = run.clone();
+    if run.len() > filter.needle.len() {
+        filter.needle = run;
+    }
+    filter
 }
 
 /// A query that cannot be understood: an invalid regular expression.
@@ -75,23 +233,38 @@ impl Query {
         }
         if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
             let pattern = &text[1..text.len() - 1];
+            let regex = compile(text, pattern, true)?;
             return Ok(Query::Pattern {
                 source: text.to_string(),
-                regex: compile(text, pattern, true)?,
-                literal_prefix: String::new(),
+                regex,
+                filter: regex_filter(pattern),
             });
         }
         if text.contains('*') {
             let lower = text.to_lowercase();
             let pieces: Vec<String> = lower.split('*').map(regex::escape).collect();
-            let literal_prefix = lower.split('*').next().unwrap_or_default().to_string();
+            let literals: Vec<&str> = lower.split('*').collect();
+            let fixed: usize = literals.iter().map(|l| l.len()).sum();
+            let filter = Filter {
+                prefix: literals.first().copied().unwrap_or_default().to_string(),
+                needle: literals
+                    .iter()
+                    .max_by_key(|l| l.len())
+                    .copied()
+                    .unwrap_or_default()
+                    .to_string(),
+                min_len: fixed,
+                max_len: usize::MAX,
+                suffix: String::new(),
+                glob: Some(literals.iter().map(|l| l.to_string()).collect()),
+            };
             return Ok(Query::Pattern {
                 source: text.to_string(),
                 // Words are stored lowercased and the glob is lowercased the same
                 // way, so its literals compare exactly (case folding would
                 // also equate letters such as 'σ' and 'ς').
                 regex: compile(text, &format!("(?s:{})", pieces.join(".*")), false)?,
-                literal_prefix,
+                filter,
             });
         }
         Ok(Query::Prefix(text.to_lowercase()))
