@@ -292,6 +292,12 @@ const CORPUS_QUERIES: &[&str] = &[
     "éc",
     "οδ",
     "ΟΔΟΣ",
+    // A final Σ lowercases to ς, yet the words it begins have σ there.
+    "ΟΔΥΣ",
+    "*ΔΥΣ*",
+    "*Σ",
+    "=ΟΔΥΣΣΕΥΣ",
+    "ΣΟΦΟΣ",
     "мос",
     "İstanbul",
     "東京",

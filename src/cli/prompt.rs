@@ -66,8 +66,8 @@ impl Completer for IndexHelper<'_> {
             return Ok((pos, Vec::new()));
         }
         let vocabulary = self.index.vocabulary();
-        let candidates = vocabulary
-            .prefix_range(fragment.as_bytes())
+        let candidates = matching_words(vocabulary, &Query::Prefix(fragment))
+            .into_iter()
             .take(MAX_COMPLETIONS)
             .map(|id| vocabulary.word_str(id).to_string())
             .collect();

@@ -18,7 +18,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -323,10 +322,18 @@ fn worker(channel: &mut Channel<BatchReport, Batch>, context: &WorkerContext<'_>
     }
 }
 
-fn read_file(entry: &FileEntry, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+/// What reading a file found.
+enum FileContent {
+    /// The whole file is in the buffer.
+    Text,
+    /// A NUL byte within the first [`BINARY_PROBE_BYTES`]: the rest was not read.
+    Binary,
+}
+
+fn read_file(entry: &FileEntry, buffer: &mut Vec<u8>) -> std::io::Result<FileContent> {
     // O_NONBLOCK: a file replaced by a FIFO since the walk must not hang us;
     // O_NOFOLLOW: nor may one replaced by a link lead outside the tree.
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(&entry.path)?;
@@ -335,12 +342,23 @@ fn read_file(entry: &FileEntry, buffer: &mut Vec<u8>) -> std::io::Result<()> {
         return Err(std::io::Error::other("no longer a regular file"));
     }
     buffer.clear();
-    buffer.reserve(meta.len() as usize);
-    read_all(&mut file, buffer)
-}
-
-fn read_all(file: &mut File, buffer: &mut Vec<u8>) -> std::io::Result<()> {
-    file.read_to_end(buffer).map(|_| ())
+    // Probe first, so a binary file (perhaps a sparse one of many GB) costs
+    // one small read, never a read or an allocation of its whole size.
+    let mut file = file;
+    (&mut file)
+        .take(BINARY_PROBE_BYTES as u64)
+        .read_to_end(buffer)?;
+    if memchr::memchr(0, buffer).is_some() {
+        return Ok(FileContent::Binary);
+    }
+    // The size is only a hint (the file may be growing or shrinking).
+    buffer.reserve(
+        (meta.len() as usize)
+            .saturating_sub(buffer.len())
+            .min(1 << 30),
+    );
+    file.read_to_end(buffer)?;
+    Ok(FileContent::Text)
 }
 
 fn index_batch(
@@ -369,14 +387,16 @@ fn index_batch(
         if let Some(fault) = &context.fault {
             fault.fire_if_matches(&entry.display);
         }
-        if let Err(e) = read_file(entry, buffer) {
-            report.unreadable.push((file, e.to_string()));
-            continue;
-        }
-        let probe = &buffer[..buffer.len().min(BINARY_PROBE_BYTES)];
-        if memchr::memchr(0, probe).is_some() {
-            report.binary.push(file);
-            continue;
+        match read_file(entry, buffer) {
+            Ok(FileContent::Text) => {}
+            Ok(FileContent::Binary) => {
+                report.binary.push(file);
+                continue;
+            }
+            Err(e) => {
+                report.unreadable.push((file, e.to_string()));
+                continue;
+            }
         }
         report.indexed += 1;
         report.bytes += buffer.len() as u64;

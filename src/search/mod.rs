@@ -14,11 +14,73 @@ use crate::index::Vocabulary;
 /// Shorter needles hit nearly every word: scanning the words is faster.
 const MIN_NEEDLE: usize = 3;
 
+/// Spellings of `text` with each lowercase sigma as either σ or ς: to a
+/// case-insensitive match they are one letter, but `str::to_lowercase`
+/// writes a word-final Σ as ς, so "ΟΔΥΣ" lowercases to "οδυς" while the
+/// word it begins, "οδυσσέας", has σ. `None` past 2^6 spellings.
+fn sigma_spellings(text: &str) -> Option<Vec<String>> {
+    let mut spellings = vec![String::new()];
+    for c in text.chars() {
+        if c == 'σ' || c == 'ς' {
+            if spellings.len() >= 64 {
+                return None;
+            }
+            let other: Vec<String> = spellings.iter().map(|s| format!("{s}ς")).collect();
+            for s in &mut spellings {
+                s.push('σ');
+            }
+            spellings.extend(other);
+        } else {
+            for s in &mut spellings {
+                s.push(c);
+            }
+        }
+    }
+    Some(spellings)
+}
+
+/// Words matching any spelling of `text` (see [`sigma_spellings`]), by
+/// `select` for one spelling, or, past the cap, by `fallback` over all words.
+fn by_spelling<I: Iterator<Item = usize>>(
+    vocabulary: &Vocabulary,
+    text: &str,
+    select: impl Fn(&[u8]) -> I,
+    fallback: impl Fn(&[u8]) -> bool,
+) -> Vec<usize> {
+    if !text.contains(['σ', 'ς']) {
+        return select(text.as_bytes()).collect();
+    }
+    let mut ids: Vec<usize> = match sigma_spellings(text) {
+        Some(spellings) => spellings
+            .iter()
+            .flat_map(|s| select(s.as_bytes()))
+            .collect(),
+        None => vocabulary
+            .words_in(0..vocabulary.len())
+            .filter(|(_, w)| fallback(w))
+            .map(|(id, _)| id)
+            .collect(),
+    };
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// The numbers of the words `query` matches, in ascending byte order.
 pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
     match query {
-        Query::Prefix(prefix) => vocabulary.prefix_range(prefix.as_bytes()).collect(),
-        Query::Exact(word) => vocabulary.find(word.as_bytes()).into_iter().collect(),
+        Query::Prefix(prefix) => by_spelling(
+            vocabulary,
+            prefix,
+            |p| vocabulary.prefix_range(p),
+            |w| w.len() >= prefix.len() && query::same(&w[..prefix.len()], prefix.as_bytes()),
+        ),
+        Query::Exact(word) => by_spelling(
+            vocabulary,
+            word,
+            |w| vocabulary.find(w).into_iter(),
+            |w| query::same(w, word.as_bytes()),
+        ),
         Query::Pattern { regex, filter, .. } => {
             let fits = |word: &[u8]| {
                 word.len() >= filter.min_len

@@ -50,15 +50,19 @@ pub struct Filter {
 }
 
 /// `a == b` for the short strings of glob matching, without a call into
-/// the C library's `memcmp` per comparison.
+/// the C library's `memcmp` per comparison, and with σ (CF 83) and ς
+/// (CF 82) taken as the same letter, as a case-insensitive match must.
 #[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     for i in 0..a.len() {
         if a[i] != b[i] {
-            return false;
+            let sigmas = (a[i] | 1) == 0x83 && (b[i] | 1) == 0x83 && i > 0 && a[i - 1] == 0xCF;
+            if !sigmas {
+                return false;
+            }
         }
     }
     true
@@ -245,14 +249,16 @@ impl Query {
             let pieces: Vec<String> = lower.split('*').map(regex::escape).collect();
             let literals: Vec<&str> = lower.split('*').collect();
             let fixed: usize = literals.iter().map(|l| l.len()).sum();
+            // The prefix and needle are matched byte for byte, so they stop
+            // short of any sigma (which matches either spelling).
+            let before_sigma = |l: &str| l.split(['σ', 'ς']).next().unwrap_or_default().to_string();
             let filter = Filter {
-                prefix: literals.first().copied().unwrap_or_default().to_string(),
+                prefix: before_sigma(literals.first().copied().unwrap_or_default()),
                 needle: literals
                     .iter()
-                    .max_by_key(|l| l.len())
-                    .copied()
-                    .unwrap_or_default()
-                    .to_string(),
+                    .map(|l| before_sigma(l))
+                    .max_by_key(String::len)
+                    .unwrap_or_default(),
                 min_len: fixed,
                 max_len: usize::MAX,
                 suffix: String::new(),
@@ -260,13 +266,23 @@ impl Query {
             };
             return Ok(Query::Pattern {
                 source: text.to_string(),
-                // Words are stored lowercased and the glob is lowercased the same
-                // way, so its literals compare exactly (case folding would
-                // also equate letters such as 'σ' and 'ς').
+                // Kept for completeness; globs are matched by their pieces.
                 regex: compile(text, &format!("(?s:{})", pieces.join(".*")), false)?,
                 filter,
             });
         }
         Ok(Query::Prefix(text.to_lowercase()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigmas_match_either_spelling_in_globs() {
+        let pieces: Vec<String> = vec!["".into(), "δυς".into(), "".into()];
+        assert!(same("υσ".as_bytes(), "υς".as_bytes()));
+        assert!(Filter::glob_matches(&pieces, "οδυσσέας".as_bytes()));
     }
 }

@@ -217,10 +217,14 @@ pub fn index_of(files: &[TextFile]) -> Index {
 /// The words matching a fragment query, ascending, each with its sorted
 /// locations. `Err` for an invalid regex.
 pub fn query(index: &Index, q: &str) -> Result<Vec<(String, Vec<Location>)>, String> {
-    let lowered = q.to_lowercase();
+    // Case-insensitive: lowercase the query as words are lowercased, and
+    // treat the two lowercase sigmas alike (`to_lowercase` turns a final Σ
+    // into ς, so "ΟΔΥΣ" lowercases to "οδυς" yet must find "οδυσσέας").
+    let fold = |s: &str| s.replace('ς', "σ");
+    let lowered = fold(&q.to_lowercase());
     let matches: Box<dyn Fn(&str) -> bool> = if let Some(exact) = lowered.strip_prefix('=') {
         let exact = exact.to_string();
-        Box::new(move |w| w == exact)
+        Box::new(move |w| fold(w) == exact)
     } else if q.len() >= 2 && q.starts_with('/') && q.ends_with('/') {
         let re =
             Regex::new(&format!("(?i)^(?:{})$", &q[1..q.len() - 1])).map_err(|e| e.to_string())?;
@@ -228,9 +232,9 @@ pub fn query(index: &Index, q: &str) -> Result<Vec<(String, Vec<Location>)>, Str
     } else if lowered.contains('*') {
         let parts: Vec<String> = lowered.split('*').map(regex::escape).collect();
         let re = Regex::new(&format!("(?s)^{}$", parts.join(".*"))).expect("escaped glob");
-        Box::new(move |w| re.is_match(w))
+        Box::new(move |w| re.is_match(&fold(w)))
     } else {
-        Box::new(move |w| w.starts_with(&lowered))
+        Box::new(move |w| fold(w).starts_with(&lowered))
     };
     Ok(index
         .iter()
