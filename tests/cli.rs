@@ -369,6 +369,10 @@ fn exclude_globs_match_like_the_reference() {
     }
     for glob in [
         "**/foo",
+        "**/*.txt",
+        "/a",
+        "./x/",
+        "deep/",
         "x/**",
         "*",
         "a",

@@ -21,6 +21,8 @@ use args::Args;
 
 /// Exit code for bad input (arguments, the directory, a query), as rg uses.
 const EXIT_BAD_INPUT: i32 = 2;
+/// Files per batch when `--delay` is given without `--batch` (pprocess's slice).
+const DELAY_BATCH_FILES: usize = 5;
 /// Exit code when the build itself could not run.
 const EXIT_FAILURE: i32 = 1;
 
@@ -39,9 +41,15 @@ pub fn run() -> i32 {
                 let _ = e.print();
                 return 0;
             }
-            // clap's message spans lines; keep the first, which says what is wrong.
+            // clap's message spans lines: keep its first paragraph (what is
+            // wrong, and which argument) on one line.
             let rendered = e.to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.is_empty())
+                .collect();
+            let first = first.join(" ");
             let first = first.trim_start_matches("error: ");
             return fail(EXIT_BAD_INPUT, format!("{first} (see indexer --help)"));
         }
@@ -64,7 +72,13 @@ pub fn run() -> i32 {
             .workers
             .map(|w| w as usize)
             .unwrap_or_else(parallel::available_cores),
-        batch_files: args.batch.map(|b| b as usize),
+        // --delay simulates pprocess's demo, whose unit of work is a slice of
+        // files: without --batch, hand out its default slice of 5 files, so
+        // the number of batches (and of delays) does not grow with workers.
+        batch_files: args
+            .batch
+            .map(|b| b as usize)
+            .or(args.delay.filter(|d| *d > 0.0).map(|_| DELAY_BATCH_FILES)),
         delay: Duration::from_secs_f64(args.delay.unwrap_or(0.0)),
         excludes,
         fault: Fault::from_env(),
@@ -142,8 +156,9 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
     let mut err = io::stderr().lock();
     let _ = writeln!(
         err,
-        "indexed {} files ({}) in {:.2} s, {:.1} MB/s: {} words, {} distinct; {} worker{}",
+        "indexed {} file{} ({}) in {:.2} s, {:.1} MB/s: {} words, {} distinct; {} worker{}",
         report.indexed,
+        if report.indexed == 1 { "" } else { "s" },
         human_bytes(report.bytes),
         secs,
         report.bytes as f64 / 1e6 / secs.max(1e-6),
@@ -154,8 +169,9 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
     );
     let _ = writeln!(
         err,
-        "skipped {} files: {} binary, {} unreadable, {} not regular; {} failed",
+        "skipped {} file{}: {} binary, {} unreadable, {} not regular; {} failed",
         report.skipped(),
+        if report.skipped() == 1 { "" } else { "s" },
         report.binary.len(),
         report.unreadable.len(),
         report.not_regular.len(),

@@ -122,6 +122,13 @@ pub fn run(index: &Index, stats: bool) -> i32 {
             continue;
         }
         let _ = editor.add_history_entry(text);
+        // Saved as it is typed, so a session ended by a signal keeps it.
+        if let Some(path) = &history {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = editor.append_history(path);
+        }
         let stdout = io::stdout();
         let mut out = stdout.lock();
         let written = match text {
@@ -164,11 +171,5 @@ pub fn run(index: &Index, stats: bool) -> i32 {
             break 1;
         }
     };
-    if let Some(path) = &history {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = editor.save_history(path);
-    }
     code
 }

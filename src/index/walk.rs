@@ -108,13 +108,25 @@ impl Excludes {
 }
 
 fn glob_to_regex(glob: &str) -> String {
+    // `./docs`, `/docs` and `docs/` all mean the folder `docs` here.
+    let glob = glob
+        .strip_prefix("./")
+        .or_else(|| glob.strip_prefix('/'))
+        .unwrap_or(glob);
+    let glob = glob.strip_suffix('/').unwrap_or(glob);
     let mut out = String::from("^");
     let mut chars = glob.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '*' if chars.peek() == Some(&'*') => {
                 chars.next();
-                out.push_str(".*");
+                if chars.peek() == Some(&'/') {
+                    // `**/`: zero or more whole folders, as in .gitignore.
+                    chars.next();
+                    out.push_str("(?:.*/)?");
+                } else {
+                    out.push_str(".*");
+                }
             }
             '*' => out.push_str("[^/]*"),
             '?' => out.push_str("[^/]"),
@@ -239,7 +251,10 @@ mod tests {
 
     #[test]
     fn globs_match_names_anywhere_and_paths_from_the_root() {
-        let ex = Excludes::new(&["*.log", "docs/*.md", "build/**"]).unwrap();
+        let ex = Excludes::new(&["*.log", "docs/*.md", "build/**", "**/*.tmp", "./top/"]).unwrap();
+        assert!(ex.is_excluded("x.tmp", "x.tmp"));
+        assert!(ex.is_excluded("a/b/x.tmp", "x.tmp"));
+        assert!(ex.is_excluded("top", "top"));
         assert!(ex.is_excluded("a/b/x.log", "x.log"));
         assert!(ex.is_excluded("docs/a.md", "a.md"));
         assert!(!ex.is_excluded("docs/sub/a.md", "a.md"));

@@ -9,8 +9,10 @@
 //!   `/` separators) and against each path component's name, so `*.log`
 //!   excludes any file named `*.log` anywhere and `target` any entry named
 //!   `target`. `*` matches any run of characters except `/`, `?` one
-//!   character except `/`, `**` any run including `/`. An excluded folder is
-//!   not descended into.
+//!   character except `/`, `**` any run including `/`, and `**/` zero or
+//!   more whole folders (so `**/x` also matches a top-level `x`, as in
+//!   `.gitignore`). A leading `/` or `./` and a trailing `/` are dropped.
+//!   An excluded folder is not descended into.
 //! - Regex queries are compiled from the query as typed, case-insensitively;
 //!   lowercasing a regex would change its meaning (`\W` is not `\w`).
 #![allow(dead_code)]
@@ -113,11 +115,20 @@ fn relative_path(root: &Path, path: &Path) -> String {
 /// An exclude glob as an anchored regex: `**` any run, `*` any run without
 /// `/`, `?` one character other than `/`, everything else literal.
 pub fn glob_regex(glob: &str) -> Regex {
+    let glob = glob
+        .strip_prefix("./")
+        .or_else(|| glob.strip_prefix('/'))
+        .unwrap_or(glob);
+    let glob = glob.strip_suffix('/').unwrap_or(glob);
     let mut pattern = String::from("(?s)^");
     let chars: Vec<char> = glob.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') && chars.get(i + 2) == Some(&'/') => {
+                pattern.push_str("(?:.*/)?");
+                i += 2;
+            }
             '*' if chars.get(i + 1) == Some(&'*') => {
                 pattern.push_str(".*");
                 i += 1;
