@@ -9,8 +9,9 @@
 //! batch order.
 //!
 //! Batches are consecutive ranges of the sorted file table, sized by bytes
-//! and shrinking as the work runs out (guided self-scheduling), so both
-//! workers stay busy to the end and no run has to be re-sorted.
+//! and shrinking as the work runs out (guided self-scheduling), so every
+//! worker stays busy to the end, and no occurrence is ever re-sorted: a
+//! word's list is its runs' lists in batch order.
 //!
 //! A worker that dies (panic, signal, early exit) has its batch retried once
 //! in a new process; a batch that fails twice has its files reported as

@@ -8,7 +8,8 @@
 //!   line and byte column;
 //! * [`partial`] collects one batch's words into a [`partial::Run`]: its words
 //!   sorted, each with a compact [`postings`] list;
-//! * [`merge`] concatenates the runs, in batch order, into an [`Index`];
+//! * [`merge`] merges the runs' words, in batch order, into an [`Index`]
+//!   that keeps the runs' posting lists as they are;
 //! * [`build`] drives it all over the process runtime
 //!   ([`crate::parallel`]): forked workers take batches and send runs back
 //!   through an Exchange.

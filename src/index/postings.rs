@@ -10,7 +10,8 @@
 //! the first entry, so a list always starts with an absolute file number.
 //! Two lists of the same word covering consecutive file ranges are joined by
 //! rewriting only the first varint of the second ([`append_list`]), which is
-//! what lets the merge concatenate per-batch lists instead of re-inserting
+//! what lets per-batch lists be chained (the merge) or joined into one
+//! (a writer wanting one contiguous list) instead of re-inserting
 //! every occurrence. Typical entries take two or three bytes.
 
 /// Where a word occurs: a file number (the position of its path in the

@@ -85,7 +85,12 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
             let fits = |word: &[u8]| {
                 word.len() >= filter.min_len
                     && word.len() <= filter.max_len
-                    && word.ends_with(filter.suffix.as_bytes())
+                    && (filter.suffix.is_empty()
+                        || word.len() >= filter.suffix.len()
+                            && query::same(
+                                &word[word.len() - filter.suffix.len()..],
+                                filter.suffix.as_bytes(),
+                            ))
                     && match &filter.glob {
                         Some(pieces) => Filter::glob_matches(pieces, word),
                         // Words come from decoded characters: valid UTF-8.
