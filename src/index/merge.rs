@@ -36,6 +36,40 @@ impl std::fmt::Display for MalformedRun {
 
 impl std::error::Error for MalformedRun {}
 
+/// A run's current word in the merge's heap, ordered by (word, run): equal
+/// words pop in batch order. The word's first eight bytes, big-endian,
+/// settle most comparisons without comparing the slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head<'a> {
+    prefix: u64,
+    word: &'a [u8],
+    run: usize,
+}
+
+impl<'a> Head<'a> {
+    fn new(word: &'a [u8], run: usize) -> Self {
+        let mut prefix = [0u8; 8];
+        let n = word.len().min(8);
+        prefix[..n].copy_from_slice(&word[..n]);
+        Head { prefix: u64::from_be_bytes(prefix), word, run }
+    }
+}
+
+impl Ord for Head<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| self.word.cmp(other.word))
+            .then(self.run.cmp(&other.run))
+    }
+}
+
+impl PartialOrd for Head<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// Words from `.0` (inclusive) to `.1` (exclusive); `None` is unbounded.
 type WordRange<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
@@ -71,17 +105,17 @@ fn merge_range(
         }
     }
     // Ordered by (word, run number): equal words pop in batch order.
-    let mut heap: BinaryHeap<Reverse<(&[u8], usize)>> = heads
+    let mut heap: BinaryHeap<Reverse<Head<'_>>> = heads
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| h.map(|e| Reverse((e.word, i))))
+        .filter_map(|(i, h)| h.map(|e| Reverse(Head::new(e.word, i))))
         .collect();
     let mut shard = Shard::default();
     let mut group = Vec::new();
-    while let Some(Reverse((word, first))) = heap.pop() {
+    while let Some(Reverse(Head { word, run: first, .. })) = heap.pop() {
         group.clear();
         group.push(first);
-        while let Some(Reverse((next, i))) = heap.peek().copied() {
+        while let Some(&Reverse(Head { word: next, run: i, .. })) = heap.peek() {
             if next != word {
                 break;
             }
@@ -111,7 +145,7 @@ fn merge_range(
             heads[i] = readers[i].next().filter(|e| below_high(e.word));
             match heads[i] {
                 Some(e) if e.word <= entry.word => return Err(MalformedRun { run: i }),
-                Some(e) => heap.push(Reverse((e.word, i))),
+                Some(e) => heap.push(Reverse(Head::new(e.word, i))),
                 None if readers[i].is_malformed() => return Err(MalformedRun { run: i }),
                 None => {}
             }
