@@ -51,7 +51,11 @@ impl<'a> Head<'a> {
         let mut prefix = [0u8; 8];
         let n = word.len().min(8);
         prefix[..n].copy_from_slice(&word[..n]);
-        Head { prefix: u64::from_be_bytes(prefix), word, run }
+        Head {
+            prefix: u64::from_be_bytes(prefix),
+            word,
+            run,
+        }
     }
 }
 
@@ -112,10 +116,16 @@ fn merge_range(
         .collect();
     let mut shard = Shard::default();
     let mut group = Vec::new();
-    while let Some(Reverse(Head { word, run: first, .. })) = heap.pop() {
+    while let Some(Reverse(Head {
+        word, run: first, ..
+    })) = heap.pop()
+    {
         group.clear();
         group.push(first);
-        while let Some(&Reverse(Head { word: next, run: i, .. })) = heap.peek() {
+        while let Some(&Reverse(Head {
+            word: next, run: i, ..
+        })) = heap.peek()
+        {
             if next != word {
                 break;
             }
