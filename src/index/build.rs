@@ -414,7 +414,7 @@ fn index_batch(
 struct Coordinator<'a> {
     planner: Planner<'a>,
     retries: VecDeque<Batch>,
-    in_flight: HashMap<Pid, (Batch, bool)>,
+    in_flight: HashMap<Pid, Batch>,
     attempts: HashMap<u32, u8>,
     runs: Vec<Option<Run>>,
     report: BuildReport,
@@ -423,16 +423,16 @@ struct Coordinator<'a> {
 }
 
 impl Coordinator<'_> {
-    fn next_batch(&mut self) -> Option<(Batch, bool)> {
+    fn next_batch(&mut self) -> Option<Batch> {
         if let Some(batch) = self.retries.pop_front() {
-            return Some((batch, true));
+            return Some(batch);
         }
         let batch = self.planner.next()?;
         self.report.batches += 1;
         if self.runs.len() <= batch.id as usize {
             self.runs.resize_with(batch.id as usize + 1, || None);
         }
-        Some((batch, false))
+        Some(batch)
     }
 
     fn has_work(&self) -> bool {
@@ -445,11 +445,11 @@ impl Coordinator<'_> {
             return;
         };
         match self.next_batch() {
-            Some((batch, retry)) => {
+            Some(batch) => {
                 // A failed send means the worker died; the Exchange reports
                 // that as an event and the batch is retried from there.
                 let _ = channel.send(&batch);
-                self.in_flight.insert(pid, (batch, retry));
+                self.in_flight.insert(pid, batch);
             }
             None => {
                 let _ = channel.close_send();
@@ -464,16 +464,11 @@ impl Coordinator<'_> {
     }
 
     fn accept(&mut self, files: &[FileEntry], pid: Pid, report: BatchReport) {
-        let Some((batch, _)) = self.in_flight.remove(&pid) else {
+        let Some(batch) = self.in_flight.remove(&pid) else {
             return;
         };
         if batch.id != report.id {
-            self.fail(
-                files,
-                pid,
-                batch,
-                "worker answered for another batch".into(),
-            );
+            self.fail(files, batch, "worker answered for another batch".into());
             return;
         }
         self.report.indexed += u64::from(report.indexed);
@@ -498,7 +493,7 @@ impl Coordinator<'_> {
     }
 
     /// A worker died holding `batch`: retry it once, then give up on its files.
-    fn fail(&mut self, files: &[FileEntry], _pid: Pid, batch: Batch, why: String) {
+    fn fail(&mut self, files: &[FileEntry], batch: Batch, why: String) {
         let attempts = self.attempts.entry(batch.id).or_insert(0);
         *attempts += 1;
         if *attempts < 2 {
@@ -598,14 +593,14 @@ pub fn build(
                 }
                 Event::Finished { pid } => {
                     live = live.saturating_sub(1);
-                    if let Some((batch, _)) = co.in_flight.remove(&pid) {
-                        co.fail(&files, pid, batch, "worker exited without answering".into());
+                    if let Some(batch) = co.in_flight.remove(&pid) {
+                        co.fail(&files, batch, "worker exited without answering".into());
                     }
                 }
                 Event::Failed { pid, error } => {
                     live = live.saturating_sub(1);
-                    if let Some((batch, _)) = co.in_flight.remove(&pid) {
-                        co.fail(&files, pid, batch, error.to_string());
+                    if let Some(batch) = co.in_flight.remove(&pid) {
+                        co.fail(&files, batch, error.to_string());
                     }
                 }
             }

@@ -208,16 +208,9 @@ impl Index {
         }
     }
 
-    /// Approximate heap bytes held.
+    /// Approximate heap bytes held: the parts of [`Index::memory`] summed.
     pub fn heap_bytes(&self) -> usize {
-        self.vocabulary.heap_bytes()
-            + self.counts.capacity() * 4
-            + self
-                .shards
-                .iter()
-                .map(PieceShard::heap_bytes)
-                .sum::<usize>()
-            + self.postings.iter().map(Vec::capacity).sum::<usize>()
-            + self.files.iter().map(|f| f.capacity() + 24).sum::<usize>()
+        let m = self.memory();
+        m.runs + m.vocabulary + m.pieces + m.files
     }
 }

@@ -222,11 +222,11 @@ impl PartialIndex {
     pub fn flush(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         let keys = std::mem::take(&mut self.pending_keys);
-        let mask = self.slots.len() - 1;
         for (k, p) in pending.iter().enumerate() {
             if let Some(ahead) = pending.get(k + LOOKAHEAD) {
-                // The table may grow meanwhile; a stale hint is harmless.
-                prefetch(&self.slots[ahead.hash as usize & mask.min(self.slots.len() - 1)]);
+                // Where that occurrence will probe first (should the table
+                // grow before then, the hint is merely wasted).
+                prefetch(&self.slots[ahead.hash as usize & (self.slots.len() - 1)]);
             }
             let start = p.key_start as usize;
             let padded = &keys[start..start + (p.len as usize).div_ceil(8) * 8];
