@@ -6,7 +6,10 @@
 //! * [`index`] walks a tree, tokenizes files in forked workers and merges
 //!   their partial maps into an [`index::Index`].
 //! * [`search`] answers fragment queries over an index. It never forks.
+//! * [`store`] saves an index to a file, opens it in place, and refreshes
+//!   it after the tree changed (re-indexing through [`index::build`]).
 
 pub mod index;
 pub mod parallel;
 pub mod search;
+pub mod store;

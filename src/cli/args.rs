@@ -13,8 +13,20 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "indexer", version, about, long_about = None)]
 pub struct Args {
-    /// The directory to index.
-    pub directory: PathBuf,
+    /// The directory to index (optional with --index: the saved index is
+    /// then opened as it is, without looking at the tree).
+    #[arg(required_unless_present = "index")]
+    pub directory: Option<PathBuf>,
+
+    /// Keep the index in FILE: build and save it if FILE does not exist,
+    /// else refresh it (re-index only files added, removed or changed since)
+    /// and save. Without DIRECTORY, open FILE read-only.
+    #[arg(long, value_name = "FILE")]
+    pub index: Option<PathBuf>,
+
+    /// Build afresh and save the index to FILE, replacing any index there.
+    #[arg(long, value_name = "FILE", conflicts_with = "index", requires = "directory")]
+    pub save: Option<PathBuf>,
 
     /// Answer this query and exit instead of opening the prompt (repeatable;
     /// answered in order).

@@ -13,9 +13,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use indexer::index::build::{BuildError, Fault};
 use indexer::index::walk::Excludes;
-use indexer::index::{build, BuildOptions, BuildReport, Index, Progress};
+use indexer::index::{build, BuildOptions, BuildReport, Index, Progress, View};
 use indexer::parallel;
 use indexer::search::{matching_words, Query};
+use indexer::store::{self, StoreError, Stored};
 
 use args::Args;
 
@@ -84,15 +85,142 @@ pub fn run() -> i32 {
         fault: Fault::from_env(),
     };
 
-    let (index, report) = match build_with_progress(&args, &options) {
+    let view = match obtain_view(&args, &options) {
+        Ok(view) => view,
+        Err(code) => return code,
+    };
+
+    if !queries.is_empty() {
+        return answer_queries(&view, &queries, &args);
+    }
+    if args.noprompt {
+        return 0;
+    }
+    prompt::run(&view, args.stats)
+}
+
+/// The index to answer from: built, built and saved, refreshed, or opened,
+/// as the arguments say; reports what was done on stderr. `Err` is the exit
+/// code after a one-line error.
+fn obtain_view(args: &Args, options: &BuildOptions) -> Result<View, i32> {
+    let Some(directory) = &args.directory else {
+        // `--index FILE` alone: the saved index as it is.
+        let Some(file) = &args.index else {
+            return Err(fail(EXIT_BAD_INPUT, "give a DIRECTORY to index, or --index FILE"));
+        };
+        return match Stored::open(file) {
+            Ok(Some(stored)) => {
+                let (root, saved_at) = (stored.root(), stored.saved_at());
+                let view = stored.into_view();
+                eprintln!(
+                    "opened {}: {} files, {} words; built from {root}, saved {}; the tree was not checked for changes since",
+                    file.display(),
+                    view.files().len(),
+                    view.occurrences(),
+                    store::format_time(saved_at),
+                );
+                Ok(view)
+            }
+            Ok(None) => Err(fail(
+                EXIT_BAD_INPUT,
+                format!(
+                    "{} does not exist (make it with `indexer DIR --index {}`)",
+                    file.display(),
+                    file.display()
+                ),
+            )),
+            Err(e) => Err(fail(EXIT_BAD_INPUT, e)),
+        };
+    };
+    let root = store::canonical_root(directory);
+    if let Some(file) = &args.index {
+        match Stored::open(file) {
+            Ok(Some(stored)) => return refresh_with_progress(args, options, file, stored, &root),
+            Ok(None) => {}
+            Err(e) => return Err(fail(EXIT_BAD_INPUT, e)),
+        }
+    }
+    let (index, report) = match build_with_progress(directory, options) {
         Ok(built) => built,
-        Err(BuildError::Root(e)) => return fail(EXIT_BAD_INPUT, e),
-        Err(e) => return fail(EXIT_FAILURE, e),
+        Err(BuildError::Root(e)) => return Err(fail(EXIT_BAD_INPUT, e)),
+        Err(e) => return Err(fail(EXIT_FAILURE, e)),
     };
     print_summary(&report, args.verbose, args.stats);
-    if args.stats {
-        let m = index.memory();
-        let mb = |b: usize| b as f64 / 1e6;
+    let view = View::single(index);
+    print_memory(&view, args.stats);
+    if let Some(file) = args.save.as_ref().or(args.index.as_ref()) {
+        let records = store::records_of(&report, directory);
+        match store::save(file, &root, &options.excludes.globs(), &view, &records) {
+            Ok(saved) => eprintln!(
+                "saved {} ({}) in {:.2} s",
+                file.display(),
+                human_bytes(saved.bytes),
+                saved.time.as_secs_f64()
+            ),
+            Err(e) => return Err(fail(EXIT_FAILURE, e)),
+        }
+    }
+    Ok(view)
+}
+
+fn refresh_with_progress(
+    args: &Args,
+    options: &BuildOptions,
+    file: &std::path::Path,
+    stored: Stored,
+    root: &std::path::Path,
+) -> Result<View, i32> {
+    let bar = progress_bar();
+    let result = store::refresh(file, stored, root, options, &mut |p: &Progress| {
+        bar.set_message(progress_line(p));
+    });
+    bar.finish_and_clear();
+    let (view, refreshed) = match result {
+        Ok(done) => done,
+        Err(e @ (StoreError::Format(..) | StoreError::OtherRoot { .. })) => {
+            return Err(fail(EXIT_BAD_INPUT, e))
+        }
+        Err(StoreError::Build(BuildError::Root(e))) => return Err(fail(EXIT_BAD_INPUT, e)),
+        Err(e) => return Err(fail(EXIT_FAILURE, e)),
+    };
+    let reindexed = refreshed.added + refreshed.changed;
+    if reindexed > 0 {
+        print_summary(&refreshed.build, args.verbose, args.stats);
+    }
+    let saved = match refreshed.saved {
+        Some(s) if s.delta => format!(
+            "; saved the changes beside it ({}) in {:.2} s",
+            human_bytes(s.bytes),
+            s.time.as_secs_f64()
+        ),
+        Some(s) => format!(
+            "; rewrote it ({}) in {:.2} s",
+            human_bytes(s.bytes),
+            s.time.as_secs_f64()
+        ),
+        None => "; nothing to save".to_string(),
+    };
+    eprintln!(
+        "refreshed {} in {:.2} s: reused {} file{}, re-indexed {reindexed} ({} added, {} changed), removed {}{saved}",
+        file.display(),
+        refreshed.time.as_secs_f64(),
+        refreshed.reused,
+        if refreshed.reused == 1 { "" } else { "s" },
+        refreshed.added,
+        refreshed.changed,
+        refreshed.removed,
+    );
+    print_memory(&view, args.stats);
+    Ok(view)
+}
+
+fn print_memory(view: &View, stats: bool) {
+    if !stats {
+        return;
+    }
+    let mb = |b: usize| b as f64 / 1e6;
+    for layer in view.layers() {
+        let m = layer.index().memory();
         eprintln!(
             "index memory: runs {:.1} MB, vocabulary {:.1} MB, pieces {:.1} MB ({} pieces), files {:.1} MB",
             mb(m.runs),
@@ -102,37 +230,28 @@ pub fn run() -> i32 {
             mb(m.files)
         );
     }
+}
 
-    if !queries.is_empty() {
-        return answer_queries(&index, &queries, &args);
+fn progress_bar() -> ProgressBar {
+    // Drawn only from the poll loop's callback: indicatif's steady tick
+    // would start a thread, and the runtime refuses to fork then.
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
     }
-    if args.noprompt {
-        return 0;
-    }
-    prompt::run(&index, args.stats)
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(
+        ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar
 }
 
 fn build_with_progress(
-    args: &Args,
+    directory: &std::path::Path,
     options: &BuildOptions,
 ) -> Result<(Index, BuildReport), BuildError> {
-    let stderr_is_terminal = io::stderr().is_terminal();
-    // Drawn only from the poll loop's callback: indicatif's steady tick
-    // would start a thread, and the runtime refuses to fork then.
-    let bar = if stderr_is_terminal {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
-        bar.set_style(
-            ProgressStyle::with_template("{msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let result = build(&args.directory, options, &mut |p: &Progress| {
-        if stderr_is_terminal {
-            bar.set_message(progress_line(p));
-        }
+    let bar = progress_bar();
+    let result = build(directory, options, &mut |p: &Progress| {
+        bar.set_message(progress_line(p));
     });
     bar.finish_and_clear();
     result
@@ -216,10 +335,10 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
     }
 }
 
-fn answer_queries(index: &Index, queries: &[(&str, Query)], args: &Args) -> i32 {
+fn answer_queries(view: &View, queries: &[(&str, Query)], args: &Args) -> i32 {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let mut json = output::JsonSink::new(index);
+    let mut json = output::JsonSink::new(view);
     let headed = queries.len() > 1 && !args.json;
     for (n, (text, query)) in queries.iter().enumerate() {
         if headed {
@@ -229,12 +348,12 @@ fn answer_queries(index: &Index, queries: &[(&str, Query)], args: &Args) -> i32 
             }
         }
         let started = Instant::now();
-        let words = matching_words(index.vocabulary(), query);
+        let words = view.hits(|vocabulary| matching_words(vocabulary, query));
         let elapsed = started.elapsed();
         let written = if args.json {
-            json.write(&mut out, index, text, &words)
+            json.write(&mut out, view, text, &words)
         } else {
-            output::write_human(&mut out, index, text, &words, args.all)
+            output::write_human(&mut out, view, text, &words, args.all)
         };
         if args.stats {
             eprintln!(

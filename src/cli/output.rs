@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use indexer::index::Index;
+use indexer::index::{Hit, View};
 
 /// How many words and locations per word the human view shows by default.
 pub const WORDS_SHOWN: usize = 20;
@@ -19,35 +19,39 @@ pub struct JsonSink {
 
 impl JsonSink {
     /// A sink for answers over `index`.
-    pub fn new(index: &Index) -> Self {
+    pub fn new(view: &View) -> Self {
         JsonSink {
-            escaped_paths: vec![None; index.files().len()],
+            escaped_paths: vec![None; view.files().len()],
         }
     }
 
-    fn escaped_path(&mut self, index: &Index, file: u32) -> &str {
-        let slot = &mut self.escaped_paths[file as usize];
-        slot.get_or_insert_with(|| json_string(index.path(file)).into_boxed_str())
+    fn escaped_path(&mut self, view: &View, file: u32) -> String {
+        match self.escaped_paths.get_mut(file as usize) {
+            Some(slot) => slot
+                .get_or_insert_with(|| json_string(view.path(file)).into_boxed_str())
+                .to_string(),
+            None => json_string(view.path(file)),
+        }
     }
 
     /// Writes every matching word of `query`.
     pub fn write(
         &mut self,
         out: &mut impl Write,
-        index: &Index,
+        view: &View,
         query: &str,
-        words: &[usize],
+        words: &[Hit],
     ) -> io::Result<()> {
         let query = json_string(query);
-        for &id in words {
+        for hit in words {
             write!(
                 out,
                 "{{\"query\":{query},\"word\":{},\"count\":{},\"locations\":[",
-                json_string(index.vocabulary().word_str(id)),
-                index.count(id)
+                json_string(&view.word(hit)),
+                view.count(hit)
             )?;
-            for (n, location) in index.locations(id).enumerate() {
-                let path = self.escaped_path(index, location.file);
+            for (n, location) in view.locations(hit).enumerate() {
+                let path = self.escaped_path(view, location.file);
                 let comma = if n == 0 { "" } else { "," };
                 write!(
                     out,
@@ -69,31 +73,30 @@ fn json_string(text: &str) -> String {
 /// and `path:line:column` locations, bounded unless `all`.
 pub fn write_human(
     out: &mut impl Write,
-    index: &Index,
+    view: &View,
     query: &str,
-    words: &[usize],
+    words: &[Hit],
     all: bool,
 ) -> io::Result<()> {
     if words.is_empty() {
         return writeln!(out, "no words match {query:?}");
     }
-    let mut ranked = words.to_vec();
+    let mut ranked: Vec<(u64, &Hit)> = words.iter().map(|h| (view.count(h), h)).collect();
     // `words` is in byte order and the sort is stable: ties stay alphabetical.
-    ranked.sort_by_key(|&id| std::cmp::Reverse(index.count(id)));
+    ranked.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
     let shown = if all {
         ranked.len()
     } else {
         ranked.len().min(WORDS_SHOWN)
     };
-    for &id in &ranked[..shown] {
-        let count = index.count(id);
-        writeln!(out, "{} ({count})", index.vocabulary().word_str(id))?;
+    for &(count, hit) in &ranked[..shown] {
+        writeln!(out, "{} ({count})", view.word(hit))?;
         let limit = if all { usize::MAX } else { LOCATIONS_SHOWN };
-        for location in index.locations(id).take(limit) {
+        for location in view.locations(hit).take(limit) {
             writeln!(
                 out,
                 "  {}:{}:{}",
-                index.path(location.file),
+                view.path(location.file),
                 location.line,
                 location.column
             )?;

@@ -16,7 +16,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
-use indexer::index::Index;
+use indexer::index::{Hit, View};
 use indexer::search::{matching_words, Query};
 
 use super::output::write_human;
@@ -42,7 +42,7 @@ All queries are case-insensitive. Tab completes a fragment from the index.
 
 /// Completes the fragment under the cursor from the index's words.
 struct IndexHelper<'a> {
-    index: &'a Index,
+    view: &'a View,
 }
 
 impl Completer for IndexHelper<'_> {
@@ -65,11 +65,17 @@ impl Completer for IndexHelper<'_> {
         if fragment.is_empty() {
             return Ok((pos, Vec::new()));
         }
-        let vocabulary = self.index.vocabulary();
-        let candidates = matching_words(vocabulary, &Query::Prefix(fragment))
+        let query = Query::Prefix(fragment);
+        let candidates = self
+            .view
+            .hits(|vocabulary| {
+                let mut ids = matching_words(vocabulary, &query);
+                ids.truncate(MAX_COMPLETIONS);
+                ids
+            })
             .into_iter()
             .take(MAX_COMPLETIONS)
-            .map(|id| vocabulary.word_str(id).to_string())
+            .map(|hit| self.view.word(&hit).to_string())
             .collect();
         Ok((start, candidates))
     }
@@ -92,7 +98,7 @@ fn history_path() -> Option<PathBuf> {
 }
 
 /// Runs the prompt until `:quit` or end of input; returns the exit code.
-pub fn run(index: &Index, stats: bool) -> i32 {
+pub fn run(view: &View, stats: bool) -> i32 {
     let mut editor: Editor<IndexHelper<'_>, DefaultHistory> = match Editor::new() {
         Ok(editor) => editor,
         Err(e) => {
@@ -100,13 +106,13 @@ pub fn run(index: &Index, stats: bool) -> i32 {
             return 1;
         }
     };
-    editor.set_helper(Some(IndexHelper { index }));
+    editor.set_helper(Some(IndexHelper { view }));
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
     eprintln!("Type a word fragment (:help for more, Ctrl-D to leave).");
-    let mut last: Option<(String, Vec<usize>)> = None;
+    let mut last: Option<(String, Vec<Hit>)> = None;
     let code = loop {
         let line = match editor.readline(PROMPT) {
             Ok(line) => line,
@@ -135,7 +141,7 @@ pub fn run(index: &Index, stats: bool) -> i32 {
             ":quit" | ":q" | ":exit" => break 0,
             ":help" | ":h" | "?" => writeln!(out, "{HELP}"),
             ":all" => match &last {
-                Some((query, words)) => write_human(&mut out, index, query, words, true),
+                Some((query, words)) => write_human(&mut out, view, query, words, true),
                 None => writeln!(out, "no query yet: type one first"),
             },
             command if command.starts_with(':') => {
@@ -147,9 +153,9 @@ pub fn run(index: &Index, stats: bool) -> i32 {
             query_text => match Query::parse(query_text) {
                 Ok(query) => {
                     let started = Instant::now();
-                    let words = matching_words(index.vocabulary(), &query);
+                    let words = view.hits(|vocabulary| matching_words(vocabulary, &query));
                     let elapsed = started.elapsed();
-                    let result = write_human(&mut out, index, query_text, &words, false);
+                    let result = write_human(&mut out, view, query_text, &words, false);
                     if stats {
                         eprintln!(
                             "{} words in {:.3} ms",

@@ -181,6 +181,8 @@ pub struct BuildReport {
     pub retried: usize,
     /// Per-phase times.
     pub timings: Timings,
+    /// The files listed, in the index's file order.
+    pub files: Vec<FileEntry>,
 }
 
 impl BuildReport {
@@ -537,6 +539,17 @@ pub fn build(
 ) -> Result<(Index, BuildReport), BuildError> {
     let started = Instant::now();
     let listing = walk(root, &options.excludes).map_err(BuildError::Root)?;
+    build_listed(listing, started, options, progress)
+}
+
+/// Builds the index of files already listed (by [`walk`], at `started`),
+/// for a refresh that indexes only some of a tree.
+pub fn build_listed(
+    listing: super::walk::Walk,
+    started: Instant,
+    options: &BuildOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(Index, BuildReport), BuildError> {
     let files = listing.files;
     let walk_time = started.elapsed();
 
@@ -623,12 +636,13 @@ pub fn build(
 
     let merge_started = Instant::now();
     let runs: Vec<Run> = runs.into_iter().flatten().collect();
-    let display: Vec<String> = files.into_iter().map(|f| f.display).collect();
+    let display: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
     // Every worker has been reaped: threads are safe from here on.
     let index = merge_runs_parallel(display, runs, workers).map_err(BuildError::Merge)?;
     report.timings.merge = merge_started.elapsed();
     report.distinct = index.vocabulary().len();
     report.binary.sort();
+    report.files = files;
     report.timings.total = started.elapsed();
     Ok((index, report))
 }
@@ -645,6 +659,7 @@ mod tests {
                 path: i.to_string().into(),
                 display: i.to_string(),
                 size,
+                mtime_ns: 0,
             })
             .collect()
     }

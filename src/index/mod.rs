@@ -17,16 +17,21 @@
 //! The index itself knows nothing of processes; only [`build`] does.
 
 pub mod build;
+pub mod bytes;
 pub mod merge;
 pub mod partial;
 pub mod postings;
 pub mod tokenize;
 pub mod vocabulary;
+pub mod view;
 pub mod walk;
 
 pub use build::{build, BuildOptions, BuildReport, Progress};
 pub use postings::Location;
+pub use view::{Hit, Layer, View};
 pub use vocabulary::Vocabulary;
+
+use bytes::{Array, Bytes};
 
 use partial::Run;
 use postings::Locations;
@@ -34,19 +39,81 @@ use postings::Locations;
 /// Every occurrence of every word of a tree: the vocabulary, and for each
 /// word its count and posting list, over a table of file paths.
 ///
-/// The posting lists stay where they arrived: in the workers' runs. A word's
-/// list is the concatenation of its *pieces*, one per run it occurs in, in
-/// batch order; each piece starts with an absolute file number, so pieces
-/// decode on their own. Merging therefore copies no occurrence at all, and
-/// the index needs no second copy of the largest thing it holds.
+/// After a build, the posting lists stay where they arrived: in the workers'
+/// runs. A word's list is the concatenation of its *pieces*, one per run it
+/// occurs in, in batch order; each piece starts with an absolute file
+/// number, so pieces decode on their own. Merging therefore copies no
+/// occurrence at all, and the index needs no second copy of the largest
+/// thing it holds. An index loaded from a file has one contiguous list per
+/// word instead, used in place.
 #[derive(Debug, Default)]
 pub struct Index {
     files: Vec<String>,
     vocabulary: Vocabulary,
-    counts: Vec<u32>,
-    shards: Vec<PieceShard>,
-    /// Per run (batch): its posting lists.
-    postings: Vec<Vec<u8>>,
+    counts: Array<u32>,
+    postings: Postings,
+}
+
+/// Where the posting lists live.
+#[derive(Debug)]
+enum Postings {
+    /// A fresh build's: pieces in the workers' runs.
+    Pieces {
+        shards: Vec<PieceShard>,
+        /// Per run (batch): its posting lists.
+        runs: Vec<Vec<u8>>,
+    },
+    /// A stored index's: word `i`'s list is `lists[offsets[i]..offsets[i + 1]]`.
+    Flat { offsets: Offsets, lists: Bytes },
+}
+
+/// Where each stored list starts: 32-bit while the lists fit in 4 GiB
+/// (which saves 4 bytes a word), 64-bit beyond.
+#[derive(Debug)]
+pub enum Offsets {
+    /// Offsets below 2^32.
+    Narrow(Array<u32>),
+    /// Any offsets.
+    Wide(Array<u64>),
+}
+
+impl Offsets {
+    fn get(&self, i: usize) -> Option<u64> {
+        match self {
+            Offsets::Narrow(a) => a.as_slice().get(i).map(|&o| u64::from(o)),
+            Offsets::Wide(a) => a.as_slice().get(i).copied(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Offsets::Narrow(a) => a.len(),
+            Offsets::Wide(a) => a.len(),
+        }
+    }
+
+    fn rise(&self) -> bool {
+        match self {
+            Offsets::Narrow(a) => a.as_slice().windows(2).all(|w| w[0] <= w[1]),
+            Offsets::Wide(a) => a.as_slice().windows(2).all(|w| w[0] <= w[1]),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Offsets::Narrow(a) => a.heap_bytes(),
+            Offsets::Wide(a) => a.heap_bytes(),
+        }
+    }
+}
+
+impl Default for Postings {
+    fn default() -> Self {
+        Postings::Pieces {
+            shards: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
 }
 
 /// Heap bytes an [`Index`] holds, by part (see [`Index::memory`]).
@@ -87,13 +154,42 @@ impl PieceShard {
     }
 }
 
-/// The occurrences of one word, decoded piece by piece.
+/// The posting lists of one word, as stored: its pieces in batch order
+/// (one list for a loaded index). Each starts with an absolute file number.
 #[derive(Debug, Clone)]
-pub struct WordLocations<'a> {
-    index: &'a Index,
-    shard: &'a PieceShard,
+pub struct RawLists<'a> {
+    runs: &'a [Vec<u8>],
+    shard: Option<&'a PieceShard>,
     next_piece: usize,
     end_piece: usize,
+    single: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for RawLists<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if let Some(list) = self.single.take() {
+            return Some(list);
+        }
+        let shard = self.shard?;
+        if self.next_piece >= self.end_piece {
+            return None;
+        }
+        let p = self.next_piece;
+        self.next_piece += 1;
+        let run = self.runs.get(*shard.run.get(p)? as usize)?;
+        let start = *shard.start.get(p)? as usize;
+        let end = start + *shard.len.get(p)? as usize;
+        Some(run.get(start..end).unwrap_or_default())
+    }
+}
+
+/// The occurrences of one word, decoded list by list.
+#[derive(Debug, Clone)]
+pub struct WordLocations<'a> {
+    lists: RawLists<'a>,
     current: Locations<'a>,
 }
 
@@ -106,15 +202,7 @@ impl Iterator for WordLocations<'_> {
             if let Some(location) = self.current.next() {
                 return Some(location);
             }
-            if self.next_piece >= self.end_piece {
-                return None;
-            }
-            let p = self.next_piece;
-            self.next_piece += 1;
-            let run = &self.index.postings[self.shard.run[p] as usize];
-            let start = self.shard.start[p] as usize;
-            let end = start + self.shard.len[p] as usize;
-            self.current = Locations::new(run.get(start..end).unwrap_or_default());
+            self.current = Locations::new(self.lists.next()?);
         }
     }
 }
@@ -129,14 +217,35 @@ impl Index {
     ) -> Self {
         debug_assert_eq!(vocabulary.len(), counts.len());
         // The runs' words are merged into `vocabulary`; only their lists stay.
-        let postings = runs.into_iter().map(|run| run.postings).collect();
+        let runs = runs.into_iter().map(|run| run.postings).collect();
         Index {
             files,
             vocabulary,
-            counts,
-            shards,
-            postings,
+            counts: Array::Owned(counts),
+            postings: Postings::Pieces { shards, runs },
         }
+    }
+
+    /// An index over stored parts, used in place: `offsets` has one more
+    /// entry than there are words, rises, and ends within `lists` (checked).
+    pub fn from_stored(
+        files: Vec<String>,
+        vocabulary: Vocabulary,
+        counts: Array<u32>,
+        offsets: Offsets,
+        lists: Bytes,
+    ) -> Option<Self> {
+        let fits = counts.len() == vocabulary.len()
+            && offsets.len() == vocabulary.len() + 1
+            && offsets.get(0) == Some(0)
+            && offsets.get(vocabulary.len()) == Some(lists.len() as u64)
+            && offsets.rise();
+        fits.then_some(Index {
+            files,
+            vocabulary,
+            counts,
+            postings: Postings::Flat { offsets, lists },
+        })
     }
 
     /// The distinct words, sorted.
@@ -146,27 +255,49 @@ impl Index {
 
     /// Number of occurrences of word `id`.
     pub fn count(&self, id: usize) -> u32 {
-        self.counts[id]
+        self.counts.as_slice().get(id).copied().unwrap_or(0)
+    }
+
+    /// The posting lists of word `id` as stored (see [`RawLists`]).
+    pub fn raw_lists(&self, id: usize) -> RawLists<'_> {
+        let mut lists = RawLists {
+            runs: &[],
+            shard: None,
+            next_piece: 0,
+            end_piece: 0,
+            single: None,
+        };
+        match &self.postings {
+            Postings::Pieces { shards, runs } => {
+                let s = shards
+                    .partition_point(|shard| shard.first_word <= id)
+                    .saturating_sub(1);
+                let Some(shard) = shards.get(s) else {
+                    return lists;
+                };
+                let local = id.wrapping_sub(shard.first_word);
+                let start = match local {
+                    0 => 0,
+                    _ => shard.piece_ends.get(local - 1).map_or(0, |&e| e as usize),
+                };
+                lists.runs = runs;
+                lists.shard = Some(shard);
+                lists.next_piece = start;
+                lists.end_piece = shard.piece_ends.get(local).map_or(0, |&e| e as usize);
+            }
+            Postings::Flat { offsets, lists: bytes } => {
+                if let (Some(start), Some(end)) = (offsets.get(id), offsets.get(id + 1)) {
+                    lists.single = bytes.get(start as usize..end as usize);
+                }
+            }
+        }
+        lists
     }
 
     /// Occurrences of word `id`, in (path, line, column) order.
     pub fn locations(&self, id: usize) -> WordLocations<'_> {
-        let s = self
-            .shards
-            .partition_point(|shard| shard.first_word <= id)
-            .saturating_sub(1);
-        let shard = &self.shards[s];
-        let local = id - shard.first_word;
-        let start = if local == 0 {
-            0
-        } else {
-            shard.piece_ends[local - 1] as usize
-        };
         WordLocations {
-            index: self,
-            shard,
-            next_piece: start,
-            end_piece: shard.piece_ends[local] as usize,
+            lists: self.raw_lists(id),
             current: Locations::new(&[]),
         }
     }
@@ -186,24 +317,37 @@ impl Index {
 
     /// Total occurrences of all words.
     pub fn occurrences(&self) -> u64 {
-        self.counts.iter().map(|&c| u64::from(c)).sum()
+        self.counts.as_slice().iter().map(|&c| u64::from(c)).sum()
     }
 
     /// Bytes of posting lists.
     pub fn posting_bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.len.iter().map(|&l| l as usize).sum::<usize>())
-            .sum()
+        match &self.postings {
+            Postings::Pieces { shards, .. } => shards
+                .iter()
+                .map(|s| s.len.iter().map(|&l| l as usize).sum::<usize>())
+                .sum(),
+            Postings::Flat { lists, .. } => lists.len(),
+        }
     }
 
     /// Heap bytes held, by part.
     pub fn memory(&self) -> IndexMemory {
+        let (runs, pieces, pieces_count) = match &self.postings {
+            Postings::Pieces { shards, runs } => (
+                runs.iter().map(Vec::capacity).sum(),
+                shards.iter().map(PieceShard::heap_bytes).sum(),
+                shards.iter().map(|s| s.run.len()).sum(),
+            ),
+            Postings::Flat { offsets, lists } => {
+                (lists.heap_bytes() + offsets.heap_bytes(), 0, 0)
+            }
+        };
         IndexMemory {
-            runs: self.postings.iter().map(Vec::capacity).sum(),
-            vocabulary: self.vocabulary.heap_bytes() + self.counts.capacity() * 4,
-            pieces: self.shards.iter().map(PieceShard::heap_bytes).sum(),
-            pieces_count: self.shards.iter().map(|s| s.run.len()).sum(),
+            runs,
+            vocabulary: self.vocabulary.heap_bytes() + self.counts.heap_bytes(),
+            pieces,
+            pieces_count,
             files: self.files.iter().map(|f| f.capacity() + 24).sum(),
         }
     }

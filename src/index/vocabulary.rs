@@ -1,95 +1,244 @@
 //! The sorted set of distinct words, the index's entry point for search.
 //!
-//! Words are stored back to back in one byte arena, in ascending byte order,
-//! so a word number is also its rank: prefix and exact lookups are binary
-//! searches, and a prefix's matches are one contiguous range.
+//! Word numbers are ranks in ascending byte order, so prefix and exact
+//! lookups are binary searches and a prefix's matches are one contiguous
+//! range of numbers. Words are kept in one of two forms:
+//!
+//! * an *arena* (a fresh build): words back to back plus each word's end,
+//!   so a word is a slice and a substring search is one `memmem` pass over
+//!   all the words;
+//! * *front-coded blocks* (a saved index, used in place): blocks of
+//!   [`BLOCK`] words, each word after a block's first stored as the length
+//!   it shares with the word before plus the rest. Sorted identifiers share
+//!   long prefixes, so this holds the kernel's 5 million words in 40% of
+//!   the arena's bytes and needs no per-word ends; a lookup binary-searches
+//!   the blocks' first words (stored whole) and decodes one block.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
+use super::bytes::{Array, Bytes};
+use super::postings::{read_varint, write_varint};
+
+/// Words per front-coded block: a lookup decodes at most this many.
+pub const BLOCK: usize = 16;
+
 /// Distinct words in ascending byte order; a word's number is its rank.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Vocabulary {
+    form: Form,
+}
+
+#[derive(Debug, Clone)]
+enum Form {
+    Arena(Arena),
+    Front(Front),
+}
+
+impl Default for Vocabulary {
+    fn default() -> Self {
+        Vocabulary {
+            form: Form::Arena(Arena::default()),
+        }
+    }
+}
+
+/// Why stored words cannot be used as a vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadVocabulary;
+
+#[derive(Debug, Default, Clone)]
+struct Arena {
     bytes: Vec<u8>,
+    /// Per word: the end of its bytes in `bytes`.
     ends: Vec<u64>,
 }
 
-impl Vocabulary {
-    /// An empty vocabulary with room for `words` words of `bytes` bytes.
-    pub fn with_capacity(words: usize, bytes: usize) -> Self {
-        Vocabulary {
-            bytes: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity(words),
+#[derive(Debug, Clone)]
+struct Front {
+    /// The blocks, back to back.
+    data: Bytes,
+    /// Where each block starts in `data`, and `data`'s length last.
+    blocks: Array<u64>,
+    /// Number of words.
+    len: usize,
+}
+
+/// Encodes words, pushed in ascending order, as front-coded blocks.
+#[derive(Debug, Default)]
+pub struct FrontCoder {
+    data: Vec<u8>,
+    blocks: Vec<u64>,
+    previous: Vec<u8>,
+    len: usize,
+}
+
+impl FrontCoder {
+    /// Appends the next word (strictly greater than the previous one).
+    pub fn push(&mut self, word: &[u8]) {
+        if self.len % BLOCK == 0 {
+            self.blocks.push(self.data.len() as u64);
+            write_varint(&mut self.data, word.len() as u64);
+            self.data.extend_from_slice(word);
+        } else {
+            let shared = self
+                .previous
+                .iter()
+                .zip(word)
+                .take_while(|(a, b)| a == b)
+                .count();
+            write_varint(&mut self.data, shared as u64);
+            write_varint(&mut self.data, (word.len() - shared) as u64);
+            self.data.extend_from_slice(&word[shared..]);
+        }
+        self.previous.clear();
+        self.previous.extend_from_slice(word);
+        self.len += 1;
+    }
+
+    /// The blocks, where each starts (plus the end), and the word count.
+    pub fn finish(mut self) -> (Vec<u8>, Vec<u64>, usize) {
+        self.blocks.push(self.data.len() as u64);
+        (self.data, self.blocks, self.len)
+    }
+}
+
+impl Front {
+    fn block_count(&self) -> usize {
+        self.blocks.len().saturating_sub(1)
+    }
+
+    /// The block's bytes (empty if the stored offsets are bad).
+    fn block(&self, k: usize) -> &[u8] {
+        let b = self.blocks.as_slice();
+        match (b.get(k), b.get(k + 1)) {
+            (Some(&s), Some(&e)) => self.data.get(s as usize..e as usize).unwrap_or_default(),
+            _ => &[],
         }
     }
 
-    /// Appends a word; words must be pushed in strictly ascending order.
-    pub fn push(&mut self, word: &[u8]) {
-        debug_assert!(self.ends.is_empty() || self.word(self.len() - 1) < word);
-        self.bytes.extend_from_slice(word);
-        self.ends.push(self.bytes.len() as u64);
-    }
-
-    /// Appends every word of `other`, whose words must all sort after ours.
-    pub fn extend(&mut self, other: &Vocabulary) {
-        let base = self.bytes.len() as u64;
-        self.bytes.extend_from_slice(&other.bytes);
-        self.ends.extend(other.ends.iter().map(|end| base + end));
-    }
-
-    /// Total bytes of all words.
-    pub fn byte_len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Number of words.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// True when there are no words.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The word numbered `id` (0-based rank).
-    #[inline]
-    pub fn word(&self, id: usize) -> &[u8] {
-        let start = if id == 0 {
-            0
-        } else {
-            self.ends[id - 1] as usize
+    /// The first word of block `k`, stored whole.
+    fn first_word(&self, k: usize) -> &[u8] {
+        let block = self.block(k);
+        let mut pos = 0;
+        let Some(len) = read_varint(block, &mut pos) else {
+            return &[];
         };
-        &self.bytes[start..self.ends[id] as usize]
+        let end = pos.saturating_add(len as usize);
+        block.get(pos..end).unwrap_or_default()
     }
 
-    /// The words numbered `range`, with their numbers, walked in order
-    /// (cheaper than looking each one up).
-    pub fn words_in(&self, range: Range<usize>) -> impl Iterator<Item = (usize, &[u8])> + '_ {
-        let mut start = if range.start == 0 {
-            0
-        } else {
-            self.ends[range.start - 1] as usize
-        };
-        let ends = &self.ends[range.start..range.end.max(range.start)];
-        ends.iter().enumerate().map(move |(k, &end)| {
-            let word = &self.bytes[start..end as usize];
-            start = end as usize;
-            (range.start + k, word)
-        })
+    /// Decodes block `k`'s words from the `skip`-th on into `buf`, calling
+    /// `f(id, word)` for each until it returns false; returns false then.
+    fn decode_block(
+        &self,
+        k: usize,
+        skip: usize,
+        buf: &mut Vec<u8>,
+        f: &mut dyn FnMut(usize, &[u8]) -> bool,
+    ) -> bool {
+        let block = self.block(k);
+        let first = k * BLOCK;
+        let count = BLOCK.min(self.len.saturating_sub(first));
+        let mut pos = 0;
+        buf.clear();
+        for j in 0..count {
+            let (shared, rest) = if j == 0 {
+                (0, read_varint(block, &mut pos))
+            } else {
+                let shared = read_varint(block, &mut pos).unwrap_or(u64::MAX);
+                (shared as usize, read_varint(block, &mut pos))
+            };
+            let Some(rest) = rest else { return true };
+            let Some(suffix) = block.get(pos..pos.saturating_add(rest as usize)) else {
+                return true;
+            };
+            pos += rest as usize;
+            if shared > buf.len() {
+                return true;
+            }
+            buf.truncate(shared);
+            buf.extend_from_slice(suffix);
+            if j >= skip && !f(first + j, buf) {
+                return false;
+            }
+        }
+        true
     }
 
-    /// The word as text (words are always valid UTF-8: they come from
-    /// decoded characters).
-    pub fn word_str(&self, id: usize) -> &str {
-        std::str::from_utf8(self.word(id)).unwrap_or("\u{FFFD}")
-    }
-
-    /// First word number whose word is `>= key`.
-    fn lower_bound(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.len());
+    /// First word number whose word fails `pred` (true on a leading run).
+    fn partition_point(&self, pred: &dyn Fn(&[u8]) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.block_count());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.word(mid) < key {
+            if pred(self.first_word(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == 0 {
+            return 0;
+        }
+        let k = lo - 1;
+        let mut point = k * BLOCK;
+        let mut buf = Vec::new();
+        self.decode_block(k, 0, &mut buf, &mut |id, word| {
+            if pred(word) {
+                point = id + 1;
+                true
+            } else {
+                false
+            }
+        });
+        point
+    }
+
+    /// Calls `f` on the words numbered `range`, in order, until it returns false.
+    fn for_each_in(&self, range: Range<usize>, f: &mut dyn FnMut(usize, &[u8]) -> bool) {
+        let end = range.end.min(self.len);
+        let mut buf = Vec::new();
+        let mut id = range.start;
+        while id < end {
+            let k = id / BLOCK;
+            let go_on = self.decode_block(k, id % BLOCK, &mut buf, &mut |i, w| i < end && f(i, w));
+            if !go_on {
+                return;
+            }
+            id = (k + 1) * BLOCK;
+        }
+    }
+}
+
+impl Arena {
+    fn word(&self, id: usize) -> &[u8] {
+        let start = if id == 0 { 0 } else { self.ends[id - 1] as usize };
+        self.bytes
+            .get(start..self.ends[id] as usize)
+            .unwrap_or_default()
+    }
+
+    /// The number of the word holding byte `at` of the arena, searching
+    /// forward from word `hint` (which must not be past it).
+    fn word_at(&self, at: usize, hint: usize) -> usize {
+        let ends = &self.ends;
+        let holds_or_after = |id: usize| ends[id] as usize > at;
+        let mut lo = hint.min(ends.len());
+        let mut step = 1;
+        let mut hi = lo;
+        while hi < ends.len() && !holds_or_after(hi) {
+            lo = hi + 1;
+            hi = (hi + step).min(ends.len());
+            step *= 2;
+        }
+        lo + ends[lo..hi.max(lo)].partition_point(|&end| end as usize <= at)
+    }
+
+    fn partition_point(&self, pred: &dyn Fn(&[u8]) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.word(mid)) {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -97,75 +246,238 @@ impl Vocabulary {
         }
         lo
     }
+}
 
-    /// The word numbers of every word beginning with `prefix`.
-    pub fn prefix_range(&self, prefix: &[u8]) -> Range<usize> {
-        let start = self.lower_bound(prefix);
-        let mut end = start;
-        // Gallop, then binary search, for the end of the prefix block.
-        let mut step = 1;
-        while end < self.len() && self.word(end).starts_with(prefix) {
-            end = (end + step).min(self.len());
-            step *= 2;
+impl Vocabulary {
+    /// An empty vocabulary with room for `words` words of `bytes` bytes.
+    pub fn with_capacity(words: usize, bytes: usize) -> Self {
+        Vocabulary {
+            form: Form::Arena(Arena {
+                bytes: Vec::with_capacity(bytes),
+                ends: Vec::with_capacity(words),
+            }),
         }
-        let (mut lo, mut hi) = (start, end);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.word(mid).starts_with(prefix) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        start..lo
     }
 
-    /// The numbers of the words containing `needle`, ascending: a
-    /// substring search over the whole arena, which, after each hit, resumes
-    /// at the end of the word hit (a hit that runs past its word's end is
-    /// in no word, but the next word may still hold the needle, so the
-    /// search resumes at its start).
-    pub fn containing<'a>(&'a self, needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-        let finder = memchr::memmem::Finder::new(needle);
-        let mut from = 0usize;
-        let mut id = 0usize;
-        std::iter::from_fn(move || loop {
-            let at = from + finder.find(self.bytes.get(from..)?)?;
-            // The word whose bytes include offset `at`: hits only move
-            // forward, so gallop from the last one instead of searching all.
-            id = self.word_at(at, id);
-            let end = *self.ends.get(id)? as usize;
-            from = end;
-            if at + needle.len() <= end {
-                return Some(id);
-            }
+    /// A vocabulary over stored front-coded blocks (see [`FrontCoder`]),
+    /// used in place. The block table is checked against the data; the
+    /// words' order is not (the file's checksum vouches for it), and a
+    /// damaged block reads as fewer words, never as a panic.
+    pub fn from_front_coded(
+        data: Bytes,
+        blocks: Array<u64>,
+        len: usize,
+    ) -> Result<Self, BadVocabulary> {
+        let b = blocks.as_slice();
+        let fits = b.len() == len.div_ceil(BLOCK) + 1
+            && b.first() == Some(&0)
+            && b.last() == Some(&(data.len() as u64))
+            && b.windows(2).all(|w| w[0] < w[1] || (len == 0 && w[0] == w[1]));
+        if !fits {
+            return Err(BadVocabulary);
+        }
+        Ok(Vocabulary {
+            form: Form::Front(Front { data, blocks, len }),
         })
     }
 
-    /// The number of the word holding byte `at` of the arena, searching
-    /// forward from word `hint` (which must not be past it).
-    fn word_at(&self, at: usize, hint: usize) -> usize {
-        let holds_or_after = |id: usize| self.ends[id] as usize > at;
-        let mut lo = hint.min(self.len());
-        let mut step = 1;
-        let mut hi = lo;
-        while hi < self.len() && !holds_or_after(hi) {
-            lo = hi + 1;
-            hi = (hi + step).min(self.len());
-            step *= 2;
+    /// The words as front-coded blocks (see [`FrontCoder`]).
+    pub fn front_coded(&self) -> (Vec<u8>, Vec<u64>, usize) {
+        let mut coder = FrontCoder::default();
+        self.for_each_in(0..self.len(), &mut |_, w| {
+            coder.push(w);
+            true
+        });
+        coder.finish()
+    }
+
+    fn arena(&mut self) -> &mut Arena {
+        if let Form::Front(_) = self.form {
+            let mut arena = Arena::default();
+            self.for_each_in(0..self.len(), &mut |_, w| {
+                arena.bytes.extend_from_slice(w);
+                arena.ends.push(arena.bytes.len() as u64);
+                true
+            });
+            self.form = Form::Arena(arena);
         }
-        lo + self.ends[lo..hi.max(lo)].partition_point(|&end| end as usize <= at)
+        match &mut self.form {
+            Form::Arena(arena) => arena,
+            Form::Front(_) => unreachable!("converted to an arena above"),
+        }
+    }
+
+    /// Appends a word; words must be pushed in strictly ascending order.
+    pub fn push(&mut self, word: &[u8]) {
+        debug_assert!(self.is_empty() || *self.word(self.len() - 1) < *word);
+        let arena = self.arena();
+        arena.bytes.extend_from_slice(word);
+        arena.ends.push(arena.bytes.len() as u64);
+    }
+
+    /// Appends every word of `other`, whose words must all sort after ours.
+    pub fn extend(&mut self, other: &Vocabulary) {
+        let arena = self.arena();
+        other.for_each_in(0..other.len(), &mut |_, w| {
+            arena.bytes.extend_from_slice(w);
+            arena.ends.push(arena.bytes.len() as u64);
+            true
+        });
+    }
+
+    /// Total bytes of all words (of their stored form).
+    pub fn byte_len(&self) -> usize {
+        match &self.form {
+            Form::Arena(a) => a.bytes.len(),
+            Form::Front(f) => f.data.len(),
+        }
+    }
+
+    /// Number of words.
+    pub fn len(&self) -> usize {
+        match &self.form {
+            Form::Arena(a) => a.ends.len(),
+            Form::Front(f) => f.len,
+        }
+    }
+
+    /// True when there are no words.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The word numbered `id` (0-based rank): borrowed from an arena,
+    /// decoded from a block.
+    pub fn word(&self, id: usize) -> Cow<'_, [u8]> {
+        match &self.form {
+            Form::Arena(a) => Cow::Borrowed(a.word(id)),
+            Form::Front(f) => {
+                let mut word = Vec::new();
+                let mut buf = Vec::new();
+                f.decode_block(id / BLOCK, id % BLOCK, &mut buf, &mut |_, w| {
+                    word.extend_from_slice(w);
+                    false
+                });
+                Cow::Owned(word)
+            }
+        }
+    }
+
+    /// The word as text (words are always valid UTF-8: they come from
+    /// decoded characters).
+    pub fn word_str(&self, id: usize) -> Cow<'_, str> {
+        match self.word(id) {
+            Cow::Borrowed(w) => String::from_utf8_lossy(w),
+            Cow::Owned(w) => Cow::Owned(String::from_utf8_lossy(&w).into_owned()),
+        }
+    }
+
+    /// Calls `f(id, word)` on the words numbered `range`, in order, until
+    /// it returns false (cheaper than looking each one up).
+    pub fn for_each_in(&self, range: Range<usize>, f: &mut dyn FnMut(usize, &[u8]) -> bool) {
+        match &self.form {
+            Form::Arena(a) => {
+                for id in range.start..range.end.min(a.ends.len()) {
+                    if !f(id, a.word(id)) {
+                        return;
+                    }
+                }
+            }
+            Form::Front(front) => front.for_each_in(range, f),
+        }
+    }
+
+    /// The numbers in `range` of the words `keep` accepts, ascending.
+    pub fn select_in(&self, range: Range<usize>, keep: &dyn Fn(&[u8]) -> bool) -> Vec<usize> {
+        let mut ids = Vec::new();
+        self.for_each_in(range, &mut |id, w| {
+            if keep(w) {
+                ids.push(id);
+            }
+            true
+        });
+        ids
+    }
+
+    /// First word number whose word fails `pred`, which must hold on a
+    /// leading run of the words and fail on the rest.
+    fn partition_point(&self, pred: &dyn Fn(&[u8]) -> bool) -> usize {
+        match &self.form {
+            Form::Arena(a) => a.partition_point(pred),
+            Form::Front(f) => f.partition_point(pred),
+        }
+    }
+
+    /// The word numbers of every word beginning with `prefix`.
+    pub fn prefix_range(&self, prefix: &[u8]) -> Range<usize> {
+        let start = self.partition_point(&|w| w < prefix);
+        let end = self.partition_point(&|w| w < prefix || w.starts_with(prefix));
+        start..end.max(start)
+    }
+
+    /// The numbers of the words containing `needle` that `keep` accepts,
+    /// ascending: a substring search over all the words at once (over the
+    /// arena, or block by block), which after each hit resumes at the end
+    /// of the word hit, so each word is checked once.
+    pub fn containing(&self, needle: &[u8], keep: &dyn Fn(&[u8]) -> bool) -> Vec<usize> {
+        let finder = memchr::memmem::Finder::new(needle);
+        let mut ids = Vec::new();
+        match &self.form {
+            Form::Arena(a) => {
+                let (mut from, mut id) = (0usize, 0usize);
+                while let Some(hit) = a.bytes.get(from..).and_then(|b| finder.find(b)) {
+                    let at = from + hit;
+                    // Hits only move forward: gallop from the last word.
+                    id = a.word_at(at, id);
+                    let Some(&end) = a.ends.get(id) else { break };
+                    from = end as usize;
+                    // A hit running past its word's end is in no word.
+                    if at + needle.len() <= from && keep(a.word(id)) {
+                        ids.push(id);
+                    }
+                }
+            }
+            Form::Front(f) => {
+                // Each block's words, NUL-separated (no word holds a NUL),
+                // so a hit never spans two words.
+                let (mut scratch, mut starts, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+                for k in 0..f.block_count() {
+                    scratch.clear();
+                    starts.clear();
+                    f.decode_block(k, 0, &mut buf, &mut |_, w| {
+                        starts.push(scratch.len());
+                        scratch.extend_from_slice(w);
+                        scratch.push(0);
+                        true
+                    });
+                    starts.push(scratch.len());
+                    let mut from = 0;
+                    while let Some(hit) = scratch.get(from..).and_then(|b| finder.find(b)) {
+                        let j = starts.partition_point(|&s| s <= from + hit) - 1;
+                        let word = &scratch[starts[j]..starts[j + 1] - 1];
+                        if keep(word) {
+                            ids.push(k * BLOCK + j);
+                        }
+                        from = starts[j + 1];
+                    }
+                }
+            }
+        }
+        ids
     }
 
     /// The number of `word`, if present.
     pub fn find(&self, word: &[u8]) -> Option<usize> {
-        let i = self.lower_bound(word);
-        (i < self.len() && self.word(i) == word).then_some(i)
+        let i = self.partition_point(&|w| w < word);
+        (i < self.len() && *self.word(i) == *word).then_some(i)
     }
 
     /// Bytes held by the vocabulary.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 8
+        match &self.form {
+            Form::Arena(a) => a.bytes.capacity() + a.ends.capacity() * 8,
+            Form::Front(f) => f.data.heap_bytes() + f.blocks.heap_bytes(),
+        }
     }
 }
 
@@ -191,5 +503,60 @@ mod tests {
         }
         assert_eq!(vocab.find(words[3].as_bytes()), Some(3));
         assert_eq!(vocab.find(b"zz"), None);
+    }
+
+    use proptest::prelude::*;
+
+    fn front(words: &[Vec<u8>]) -> Vocabulary {
+        let mut coder = FrontCoder::default();
+        for w in words {
+            coder.push(w);
+        }
+        let (data, blocks, len) = coder.finish();
+        Vocabulary::from_front_coded(Bytes::Owned(data), Array::Owned(blocks), len).unwrap()
+    }
+
+    proptest! {
+        /// Front-coded blocks answer every lookup as the arena does (and as
+        /// a plain scan of the sorted words does).
+        #[test]
+        fn front_coded_blocks_agree_with_the_arena(
+            mut words in proptest::collection::vec("[a-d]{0,6}", 0..120),
+            probes in proptest::collection::vec("[a-e]{0,4}", 1..12),
+        ) {
+            words.sort();
+            words.dedup();
+            words.retain(|w| !w.is_empty());
+            let bytes: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+            let mut arena = Vocabulary::default();
+            for w in &bytes {
+                arena.push(w);
+            }
+            let coded = front(&bytes);
+            prop_assert_eq!(coded.len(), words.len());
+            for (id, w) in bytes.iter().enumerate() {
+                prop_assert_eq!(&*coded.word(id), w.as_slice());
+                prop_assert_eq!(coded.find(w), Some(id));
+            }
+            for p in &probes {
+                let p = p.as_bytes();
+                let want: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].starts_with(p)).collect();
+                let range: Vec<usize> = coded.prefix_range(p).collect();
+                prop_assert_eq!(&range, &want);
+                prop_assert_eq!(arena.prefix_range(p).collect::<Vec<_>>(), want);
+                if !p.is_empty() {
+                    let want: Vec<usize> = (0..bytes.len())
+                        .filter(|&i| memchr::memmem::find(&bytes[i], p).is_some())
+                        .collect();
+                    prop_assert_eq!(&coded.containing(p, &|_| true), &want);
+                    prop_assert_eq!(&arena.containing(p, &|_| true), &want);
+                }
+                let found = bytes.iter().position(|w| w.as_slice() == p);
+                prop_assert_eq!(coded.find(p), found);
+            }
+            let mid = words.len() / 3..words.len();
+            let all: Vec<usize> = mid.clone().collect();
+            prop_assert_eq!(coded.select_in(mid, &|_| true), all);
+        }
     }
 }

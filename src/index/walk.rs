@@ -26,6 +26,9 @@ pub struct FileEntry {
     pub display: String,
     /// Size at walk time, used to size batches.
     pub size: u64,
+    /// Modification time at walk time, in nanoseconds since 1970: with the
+    /// size, what a refresh compares to tell a changed file.
+    pub mtime_ns: i64,
 }
 
 /// A per-file problem: the path it concerns and what went wrong.
@@ -83,6 +86,7 @@ impl std::error::Error for RootError {}
 #[derive(Debug, Default, Clone)]
 pub struct Excludes {
     patterns: Vec<Regex>,
+    globs: Vec<String>,
 }
 
 impl Excludes {
@@ -96,7 +100,15 @@ impl Excludes {
                 Regex::new(&regex).map_err(|e| format!("invalid --exclude glob {glob:?}: {e}"))?,
             );
         }
-        Ok(Excludes { patterns })
+        Ok(Excludes {
+            patterns,
+            globs: globs.iter().map(|g| g.as_ref().to_string()).collect(),
+        })
+    }
+
+    /// The globs, as given.
+    pub fn globs(&self) -> Vec<String> {
+        self.globs.clone()
     }
 
     /// True if the entry with this relative path and name is excluded.
@@ -221,6 +233,12 @@ fn visit(entry: walkdir::Result<walkdir::DirEntry>, root: &Path, out: &mut Walk)
             path: entry.into_path(),
             display,
             size: meta.len(),
+            mtime_ns: {
+                use std::os::unix::fs::MetadataExt;
+                meta.mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(meta.mtime_nsec())
+            },
         }),
         Err(error) => out.unreadable.push(Problem {
             path: display,

@@ -55,11 +55,7 @@ fn by_spelling<I: Iterator<Item = usize>>(
             .iter()
             .flat_map(|s| select(s.as_bytes()))
             .collect(),
-        None => vocabulary
-            .words_in(0..vocabulary.len())
-            .filter(|(_, w)| fallback(w))
-            .map(|(id, _)| id)
-            .collect(),
+        None => vocabulary.select_in(0..vocabulary.len(), &fallback),
     };
     ids.sort_unstable();
     ids.dedup();
@@ -108,17 +104,10 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
                 // No prefix to narrow by, but a literal every match holds:
                 // one substring search over all the words, then the check
                 // on the few words it lands in.
-                vocabulary
-                    .containing(filter.needle.as_bytes())
-                    .filter(|&id| fits(vocabulary.word(id)))
-                    .collect()
+                vocabulary.containing(filter.needle.as_bytes(), &fits)
             } else {
                 let range = vocabulary.prefix_range(filter.prefix.as_bytes());
-                vocabulary
-                    .words_in(range)
-                    .filter(|&(_, word)| fits(word))
-                    .map(|(id, _)| id)
-                    .collect()
+                vocabulary.select_in(range, &fits)
             }
         }
     }
@@ -212,7 +201,7 @@ mod tests {
             let query = Query::parse(q).unwrap();
             let plain: Vec<String> = match &query {
                 Query::Pattern { regex, .. } => (0..v.len())
-                    .filter(|&i| regex.is_match(v.word_str(i)))
+                    .filter(|&i| regex.is_match(&v.word_str(i)))
                     .map(|i| v.word_str(i).to_string())
                     .collect(),
                 _ => unreachable!("{q} is a pattern"),

@@ -1,0 +1,143 @@
+//! Byte buffers and number arrays that are either owned (a fresh build) or
+//! borrowed from a shared buffer (an index file mapped into memory).
+//!
+//! A saved index is used in place: its vocabulary, counts and posting lists
+//! are slices of the mapped file, never copied or decoded up front, which is
+//! what makes opening one cost milliseconds. The index layer only sees
+//! `AsRef<[u8]>` owners here; it knows nothing of files or mapping.
+
+use std::fmt;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+/// Something that owns bytes and can be shared between segments.
+pub type Owner = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Owned bytes, or a range of a shared owner's bytes.
+#[derive(Clone)]
+pub enum Bytes {
+    /// Bytes of a fresh build.
+    Owned(Vec<u8>),
+    /// `range` of `owner`'s bytes (checked against its length when made).
+    Shared { owner: Owner, range: Range<usize> },
+}
+
+impl Default for Bytes {
+    fn default() -> Self {
+        Bytes::Owned(Vec::new())
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bytes::Owned(v) => write!(f, "Bytes::Owned({} bytes)", v.len()),
+            Bytes::Shared { range, .. } => write!(f, "Bytes::Shared({range:?})"),
+        }
+    }
+}
+
+impl Bytes {
+    /// `range` of `owner`, or `None` if the range lies outside it.
+    pub fn shared(owner: &Owner, range: Range<usize>) -> Option<Bytes> {
+        let bytes: &[u8] = (**owner).as_ref();
+        bytes.get(range.clone())?;
+        Some(Bytes::Shared {
+            owner: Arc::clone(owner),
+            range,
+        })
+    }
+
+    /// Heap bytes held by this buffer alone (zero for a shared range).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Bytes::Owned(v) => v.capacity(),
+            Bytes::Shared { .. } => 0,
+        }
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared { owner, range } => {
+                let bytes: &[u8] = (**owner).as_ref();
+                bytes.get(range.clone()).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// An array of plain numbers: owned, or little-endian bytes of a shared
+/// owner used in place.
+#[derive(Clone)]
+pub enum Array<T: bytemuck::Pod> {
+    /// Numbers of a fresh build.
+    Owned(Vec<T>),
+    /// Shared bytes, checked for alignment and length when made.
+    Shared(Bytes),
+}
+
+impl<T: bytemuck::Pod> Default for Array<T> {
+    fn default() -> Self {
+        Array::Owned(Vec::new())
+    }
+}
+
+impl<T: bytemuck::Pod> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Array({} items)", self.len())
+    }
+}
+
+impl<T: bytemuck::Pod> Array<T> {
+    /// The numbers stored in `bytes`, or `None` if `bytes` is misaligned
+    /// or not a whole number of items. Numbers are stored little-endian,
+    /// so only little-endian machines read them in place.
+    pub fn shared(bytes: Bytes) -> Option<Array<T>> {
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        bytemuck::try_cast_slice::<u8, T>(&bytes).ok()?;
+        Some(Array::Shared(bytes))
+    }
+
+    /// The numbers.
+    #[inline]
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            Array::Owned(v) => v,
+            // Checked in `shared`; an empty slice stands in for the
+            // impossible failure rather than a panic.
+            Array::Shared(bytes) => bytemuck::try_cast_slice(bytes).unwrap_or_default(),
+        }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// True when there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// Heap bytes held by this array alone (zero when shared).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Array::Owned(v) => v.capacity() * std::mem::size_of::<T>(),
+            Array::Shared(_) => 0,
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> From<Vec<T>> for Array<T> {
+    fn from(v: Vec<T>) -> Self {
+        Array::Owned(v)
+    }
+}

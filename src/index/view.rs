@@ -1,0 +1,361 @@
+//! One searchable view over a stack of indexes.
+//!
+//! A saved index that was refreshed is a *base* plus a small *delta*: the
+//! base still holds files that changed or vanished since it was built, and
+//! the delta holds their new versions and the files added since. A [`View`]
+//! answers as if it were one index built from scratch: it merges the
+//! layers' file tables into one sorted table, hides each layer's dropped
+//! files, lowers the counts of the words those files held (the layer says
+//! by how much: see [`Layer::new`]), hides words left with no occurrence,
+//! and merges a word's occurrences across layers in (path, line, column)
+//! order. A fresh build is a view of one layer, with nothing dropped.
+
+use std::cmp::Ordering;
+
+use super::postings::Location;
+use super::{Index, Vocabulary, WordLocations};
+
+/// Most layers a view stacks: a base, its delta, and a delta being made.
+pub const MAX_LAYERS: usize = 3;
+
+/// Marks a dropped file in [`Layer::rank`] and an absent part in [`Hit`].
+const NONE: u32 = u32::MAX;
+
+/// One index of a view, with the files it no longer speaks for.
+#[derive(Debug)]
+pub struct Layer {
+    index: Index,
+    /// Per file of the layer: its number in the view's file table, or NONE.
+    rank: Vec<u32>,
+    /// Words holding occurrences in dropped files: (word, occurrences left),
+    /// sorted by word.
+    adjusted: Vec<(u32, u32)>,
+    /// True when the view numbers this layer's files as the layer does.
+    identity: bool,
+}
+
+impl Layer {
+    /// `index`, less the files marked in `dropped` (indexed by file number;
+    /// missing entries are kept). `adjusted` lists, sorted by word number,
+    /// every word with occurrences in dropped files and how many it has
+    /// left elsewhere (see [`occurrences_in`]).
+    pub fn new(index: Index, dropped: &[bool], adjusted: Vec<(u32, u32)>) -> Layer {
+        let rank = (0..index.files().len())
+            .map(|f| if dropped.get(f) == Some(&true) { NONE } else { 0 })
+            .collect();
+        Layer {
+            index,
+            rank,
+            adjusted,
+            identity: false,
+        }
+    }
+
+    /// True when the view keeps every file of this layer under its own
+    /// number, so stored lists need no renumbering.
+    pub fn is_identity(&self) -> bool {
+        self.identity
+    }
+
+    /// The layer's index, dropped files and all.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// True if the layer's file number `file` is part of the view.
+    pub fn keeps(&self, file: u32) -> bool {
+        self.rank.get(file as usize).is_some_and(|&r| r != NONE)
+    }
+
+    /// Occurrences of word `id` in the files the view keeps.
+    pub fn count(&self, id: usize) -> u32 {
+        if !self.adjusted.is_empty() {
+            if let Ok(k) = self.adjusted.binary_search_by_key(&(id as u32), |&(w, _)| w) {
+                return self.adjusted[k].1;
+            }
+        }
+        self.index.count(id)
+    }
+
+    /// The adjusted counts (see [`Layer::new`]).
+    pub fn adjusted(&self) -> &[(u32, u32)] {
+        &self.adjusted
+    }
+
+    /// Occurrences of word `id` in kept files, numbered in the view.
+    fn locations(&self, id: usize) -> LayerLocations<'_> {
+        LayerLocations {
+            inner: self.index.locations(id),
+            rank: &self.rank,
+        }
+    }
+}
+
+/// For each word of `index` with occurrences in the files marked in
+/// `files`: (word, occurrences outside those files). What a [`Layer`] needs
+/// to hide them; it decodes every posting list, so it is worth doing once,
+/// when a delta is made, not at each query.
+pub fn occurrences_in(index: &Index, files: &[bool]) -> Vec<(u32, u32)> {
+    if !files.iter().any(|&f| f) {
+        return Vec::new();
+    }
+    let mut adjusted = Vec::new();
+    for id in 0..index.vocabulary().len() {
+        let inside = index
+            .locations(id)
+            .filter(|l| files.get(l.file as usize) == Some(&true))
+            .count() as u32;
+        if inside > 0 {
+            adjusted.push((id as u32, index.count(id).saturating_sub(inside)));
+        }
+    }
+    adjusted
+}
+
+struct LayerLocations<'a> {
+    inner: WordLocations<'a>,
+    rank: &'a [u32],
+}
+
+impl Iterator for LayerLocations<'_> {
+    type Item = Location;
+
+    #[inline]
+    fn next(&mut self) -> Option<Location> {
+        loop {
+            let mut location = self.inner.next()?;
+            match self.rank.get(location.file as usize) {
+                Some(&r) if r != NONE => {
+                    location.file = r;
+                    return Some(location);
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// A word of a view: its number in each layer that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    parts: [u32; MAX_LAYERS],
+}
+
+impl Hit {
+    /// The layers holding the word, with its number in each.
+    pub fn parts(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.parts
+            .iter()
+            .enumerate()
+            .filter(|(_, &id)| id != NONE)
+            .map(|(layer, &id)| (layer, id as usize))
+    }
+
+    fn first(&self) -> (usize, usize) {
+        self.parts().next().unwrap_or((0, 0))
+    }
+}
+
+/// Layers answering as one index (see the module docs).
+#[derive(Debug)]
+pub struct View {
+    layers: Vec<Layer>,
+    files: Vec<String>,
+    /// Per file of the view: (layer, file number in that layer).
+    origins: Vec<(u32, u32)>,
+}
+
+impl View {
+    /// A view of one index, as built.
+    pub fn single(index: Index) -> View {
+        View::new(vec![Layer::new(index, &[], Vec::new())])
+    }
+
+    /// A view of `layers` (at most [`MAX_LAYERS`]; extra ones are ignored):
+    /// their kept files merged into one table sorted by path.
+    pub fn new(mut layers: Vec<Layer>) -> View {
+        layers.truncate(MAX_LAYERS);
+        let mut entries: Vec<(&str, usize, usize)> = Vec::new();
+        for (l, layer) in layers.iter().enumerate() {
+            for (f, path) in layer.index.files().iter().enumerate() {
+                if layer.rank[f] != NONE {
+                    entries.push((path.as_str(), l, f));
+                }
+            }
+        }
+        // Each layer's table is sorted already; a stable sort keeps ties
+        // (never expected: layers keep disjoint files) in layer order.
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let files: Vec<String> = entries.iter().map(|e| e.0.to_string()).collect();
+        let origins: Vec<(u32, u32)> = entries.iter().map(|e| (e.1 as u32, e.2 as u32)).collect();
+        for (r, &(l, f)) in origins.iter().enumerate() {
+            layers[l as usize].rank[f as usize] = r as u32;
+        }
+        for layer in &mut layers {
+            layer.identity = layer.rank.iter().enumerate().all(|(f, &r)| r == f as u32);
+        }
+        View {
+            layers,
+            files,
+            origins,
+        }
+    }
+
+    /// Where the view's file `file` comes from: (layer, its number there).
+    pub fn origin(&self, file: usize) -> Option<(usize, usize)> {
+        self.origins
+            .get(file)
+            .map(|&(l, f)| (l as usize, f as usize))
+    }
+
+    /// The layers, base first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Takes the layers back.
+    pub fn into_layers(self) -> Vec<Layer> {
+        self.layers
+    }
+
+    /// The file table: relative paths in ascending byte order.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// The relative path of the view's file number `file`.
+    pub fn path(&self, file: u32) -> &str {
+        self.files
+            .get(file as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
+    }
+
+    /// The words each layer's `select` picks from its vocabulary (word
+    /// numbers, ascending), merged in byte order, without words whose every
+    /// occurrence is in dropped files.
+    pub fn hits(&self, mut select: impl FnMut(&Vocabulary) -> Vec<usize>) -> Vec<Hit> {
+        let picked: Vec<Vec<usize>> = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let mut ids = select(layer.index.vocabulary());
+                if !layer.adjusted.is_empty() {
+                    ids.retain(|&id| layer.count(id) > 0);
+                }
+                ids
+            })
+            .collect();
+        let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
+        if picked.len() == 1 {
+            // One layer: its picks, as they are.
+            for &id in &picked[0] {
+                let mut hit = Hit {
+                    parts: [NONE; MAX_LAYERS],
+                };
+                hit.parts[0] = id as u32;
+                hits.push(hit);
+            }
+            return hits;
+        }
+        let mut next = vec![0usize; picked.len()];
+        // The next pick's word in each layer, decoded once per pick.
+        let word_of = |l: usize, k: usize| {
+            picked[l]
+                .get(k)
+                .map(|&id| self.layers[l].index.vocabulary().word(id))
+        };
+        let mut heads: Vec<Option<std::borrow::Cow<'_, [u8]>>> =
+            (0..picked.len()).map(|l| word_of(l, 0)).collect();
+        loop {
+            // The smallest word among the layers' next picks, and who has it.
+            let mut smallest: Option<&[u8]> = None;
+            let mut hit = Hit {
+                parts: [NONE; MAX_LAYERS],
+            };
+            for (l, ids) in picked.iter().enumerate() {
+                let (Some(&id), Some(word)) = (ids.get(next[l]), heads[l].as_deref()) else {
+                    continue;
+                };
+                match smallest.map(|s| word.cmp(s)) {
+                    Some(Ordering::Greater) => continue,
+                    Some(Ordering::Less) | None => {
+                        smallest = Some(word);
+                        hit.parts = [NONE; MAX_LAYERS];
+                    }
+                    Some(Ordering::Equal) => {}
+                }
+                hit.parts[l] = id as u32;
+            }
+            if smallest.is_none() {
+                return hits;
+            }
+            for (l, &id) in hit.parts.iter().enumerate() {
+                if id != NONE {
+                    next[l] += 1;
+                    heads[l] = word_of(l, next[l]);
+                }
+            }
+            hits.push(hit);
+        }
+    }
+
+    /// The word's bytes.
+    pub fn word_bytes(&self, hit: &Hit) -> std::borrow::Cow<'_, [u8]> {
+        let (l, id) = hit.first();
+        self.layers[l].index.vocabulary().word(id)
+    }
+
+    /// The word as text.
+    pub fn word(&self, hit: &Hit) -> std::borrow::Cow<'_, str> {
+        let (l, id) = hit.first();
+        self.layers[l].index.vocabulary().word_str(id)
+    }
+
+    /// Occurrences of the word in the view.
+    pub fn count(&self, hit: &Hit) -> u64 {
+        hit.parts()
+            .map(|(l, id)| u64::from(self.layers[l].count(id)))
+            .sum()
+    }
+
+    /// Occurrences of the word, numbered in the view's file table, in
+    /// (path, line, column) order.
+    pub fn locations(&self, hit: &Hit) -> impl Iterator<Item = Location> + '_ {
+        let mut streams: Vec<std::iter::Peekable<LayerLocations<'_>>> = hit
+            .parts()
+            .map(|(l, id)| self.layers[l].locations(id).peekable())
+            .collect();
+        std::iter::from_fn(move || {
+            if streams.len() == 1 {
+                return streams[0].next();
+            }
+            let mut best: Option<(usize, Location)> = None;
+            for (s, stream) in streams.iter_mut().enumerate() {
+                if let Some(&location) = stream.peek() {
+                    if best.is_none_or(|(_, b)| location < b) {
+                        best = Some((s, location));
+                    }
+                }
+            }
+            let (s, _) = best?;
+            streams[s].next()
+        })
+    }
+
+    /// Total occurrences in the view.
+    pub fn occurrences(&self) -> u64 {
+        self.layers
+            .iter()
+            .map(|layer| {
+                let all = layer.index.occurrences();
+                let lowered: u64 = layer
+                    .adjusted
+                    .iter()
+                    .map(|&(w, left)| u64::from(layer.index.count(w as usize) - left.min(layer.index.count(w as usize))))
+                    .sum();
+                all - lowered.min(all)
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,423 @@
+//! The container every index file uses: a checked header, a table of
+//! sections, and the sections themselves.
+//!
+//! ```text
+//! 0     magic            8 bytes  \x89IDX\r\n\x1a\n
+//! 8     format version   u32      FORMAT_VERSION
+//! 12    word rules       u32      WORD_RULES: how text was cut into words
+//! 16    sections         u32      at most MAX_SECTIONS
+//! 20    reserved         u32      0
+//! 24    file length      u64      the whole file, to catch truncation
+//! 32    section table    32 bytes per section:
+//!                        id u32, reserved u32, offset u64, length u64,
+//!                        xxh3 of the section's bytes u64
+//! ...   header hash      u64      xxh3 of everything above
+//! ...   sections, each starting at a multiple of 8 bytes
+//! ```
+//!
+//! All numbers are little-endian. Numbers arrays are stored aligned, so an
+//! opened file is used in place. Every length read from a file is checked
+//! against the file's size before it is used, and every section's checksum
+//! is verified before any of it is read, so a damaged or foreign file is
+//! refused with a reason instead of misread.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use crate::index::bytes::{Bytes, Owner};
+
+/// First bytes of every index file.
+pub const MAGIC: [u8; 8] = *b"\x89IDX\r\n\x1a\n";
+/// Version of this layout and of the sections' encodings.
+pub const FORMAT_VERSION: u32 = 1;
+/// Version of the contract's word rules (what a word is, lowercasing, the
+/// 64-byte limit, lines and columns). An index cut by other rules would
+/// answer differently, so it is refused, not reinterpreted.
+pub const WORD_RULES: u32 = 1;
+/// More sections than any version writes means a damaged file.
+const MAX_SECTIONS: usize = 64;
+const FIXED_HEADER: usize = 32;
+const SECTION_ENTRY: usize = 32;
+
+/// Why bytes are not a usable index file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatError {
+    /// The magic bytes are not ours.
+    NotAnIndex,
+    /// Another format version.
+    Version(u32),
+    /// Made with other word rules.
+    WordRules(u32),
+    /// Shorter than its header says.
+    Truncated { expected: u64, found: u64 },
+    /// A checksum or a structural check failed; says where.
+    Damaged(&'static str),
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatError::NotAnIndex => write!(f, "is not an indexer index"),
+            FormatError::Version(v) => write!(
+                f,
+                "has format version {v}; this indexer reads version {FORMAT_VERSION}"
+            ),
+            FormatError::WordRules(v) => write!(
+                f,
+                "was cut into words by other rules (version {v}; this indexer uses {WORD_RULES})"
+            ),
+            FormatError::Truncated { expected, found } => write!(
+                f,
+                "is truncated ({found} bytes of {expected})"
+            ),
+            FormatError::Damaged(what) => write!(f, "is damaged ({what})"),
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// The sections of a checked file.
+pub struct Container {
+    owner: Owner,
+    sections: Vec<(u32, std::ops::Range<usize>)>,
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+impl Container {
+    /// Checks the header and every section's checksum.
+    pub fn open(owner: Owner) -> Result<Container, FormatError> {
+        let bytes: &[u8] = (*owner).as_ref();
+        let found = bytes.len() as u64;
+        let truncated = |expected: u64| FormatError::Truncated { expected, found };
+        if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+            return Err(FormatError::NotAnIndex);
+        }
+        let version = u32_at(bytes, 8).ok_or(truncated(FIXED_HEADER as u64))?;
+        if version != FORMAT_VERSION {
+            return Err(FormatError::Version(version));
+        }
+        let rules = u32_at(bytes, 12).ok_or(truncated(FIXED_HEADER as u64))?;
+        if rules != WORD_RULES {
+            return Err(FormatError::WordRules(rules));
+        }
+        let count = u32_at(bytes, 16).ok_or(truncated(FIXED_HEADER as u64))? as usize;
+        let length = u64_at(bytes, 24).ok_or(truncated(FIXED_HEADER as u64))?;
+        if count > MAX_SECTIONS {
+            return Err(FormatError::Damaged("header"));
+        }
+        let table_end = FIXED_HEADER + count * SECTION_ENTRY;
+        let header_end = table_end + 8;
+        if found < length.max(header_end as u64) {
+            return Err(truncated(length.max(header_end as u64)));
+        }
+        if u64_at(bytes, table_end) != Some(xxh3_64(&bytes[..table_end])) {
+            return Err(FormatError::Damaged("header checksum"));
+        }
+        if found != length {
+            return Err(FormatError::Damaged("file length"));
+        }
+        let mut sections = Vec::with_capacity(count);
+        for k in 0..count {
+            let at = FIXED_HEADER + k * SECTION_ENTRY;
+            let entry = |offset| u64_at(bytes, at + offset).unwrap_or(u64::MAX);
+            let id = u32_at(bytes, at).unwrap_or(0);
+            let (offset, len, hash) = (entry(8), entry(16), entry(24));
+            let end = offset.checked_add(len).filter(|&e| e <= found);
+            let Some(end) = end.filter(|_| offset >= header_end as u64 && offset % 8 == 0) else {
+                return Err(FormatError::Damaged("section table"));
+            };
+            let range = offset as usize..end as usize;
+            if xxh3_64(&bytes[range.clone()]) != hash {
+                return Err(FormatError::Damaged(section_name(id)));
+            }
+            sections.push((id, range));
+        }
+        Ok(Container { owner, sections })
+    }
+
+    /// Section `id`'s bytes, if present.
+    pub fn section(&self, id: u32) -> Option<Bytes> {
+        let (_, range) = self.sections.iter().find(|(s, _)| *s == id)?;
+        Bytes::shared(&self.owner, range.clone())
+    }
+}
+
+/// Section ids and names (for messages).
+pub mod section {
+    pub const META: u32 = 1;
+    pub const FILES: u32 = 2;
+    pub const WORDS: u32 = 3;
+    pub const BLOCKS: u32 = 4;
+    pub const COUNTS: u32 = 5;
+    pub const OFFSETS: u32 = 6;
+    pub const LISTS: u32 = 7;
+    pub const DROPPED: u32 = 8;
+    pub const ADJUSTED_WORDS: u32 = 9;
+    pub const ADJUSTED_LEFT: u32 = 10;
+    pub const OFFSETS_WIDE: u32 = 11;
+}
+
+fn section_name(id: u32) -> &'static str {
+    match id {
+        section::META => "checksum of its description",
+        section::FILES => "checksum of its file table",
+        section::WORDS | section::BLOCKS => "checksum of its vocabulary",
+        section::COUNTS => "checksum of its word counts",
+        section::OFFSETS | section::OFFSETS_WIDE | section::LISTS => "checksum of its occurrences",
+        section::DROPPED | section::ADJUSTED_WORDS | section::ADJUSTED_LEFT => {
+            "checksum of its refresh record"
+        }
+        _ => "checksum of an unknown section",
+    }
+}
+
+/// Writes a container section by section into a temporary file next to
+/// its destination, then makes it the destination atomically: fsync, then
+/// rename, then fsync of the folder. A crash at any moment leaves the old
+/// file or the new one, never a mix.
+pub struct Writer {
+    out: BufWriter<File>,
+    temp: PathBuf,
+    destination: PathBuf,
+    position: u64,
+    table: Vec<[u64; 4]>,
+    current: Option<(u32, u64, Xxh3)>,
+    sections: usize,
+}
+
+impl Writer {
+    /// Starts a file for `destination` with room for `sections` sections.
+    pub fn create(destination: &Path, sections: usize) -> io::Result<Writer> {
+        remove_stale_temporaries(destination);
+        let temp = temporary_path(destination, std::process::id());
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
+        let mut writer = Writer {
+            out: BufWriter::with_capacity(1 << 20, file),
+            temp,
+            destination: destination.to_path_buf(),
+            position: 0,
+            table: Vec::with_capacity(sections),
+            current: None,
+            sections,
+        };
+        let header = FIXED_HEADER + sections * SECTION_ENTRY + 8;
+        if let Err(e) = writer.raw(&vec![0; header]) {
+            writer.abandon();
+            return Err(e);
+        }
+        Ok(writer)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.position += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Starts section `id` (aligned to 8 bytes).
+    pub fn begin(&mut self, id: u32) -> io::Result<()> {
+        let pad = (8 - self.position % 8) % 8;
+        self.raw(&[0; 8][..pad as usize])?;
+        self.current = Some((id, self.position, Xxh3::new()));
+        Ok(())
+    }
+
+    /// Appends bytes to the current section.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some((_, _, hasher)) = &mut self.current {
+            hasher.update(bytes);
+        }
+        self.raw(bytes)
+    }
+
+    /// Ends the current section.
+    pub fn end(&mut self) {
+        if let Some((id, start, hasher)) = self.current.take() {
+            self.table
+                .push([u64::from(id), start, self.position - start, hasher.digest()]);
+        }
+    }
+
+    /// A whole section at once.
+    pub fn section(&mut self, id: u32, bytes: &[u8]) -> io::Result<()> {
+        self.begin(id)?;
+        self.write(bytes)?;
+        self.end();
+        Ok(())
+    }
+
+    /// Writes the header, syncs, and renames the file into place.
+    pub fn commit(mut self) -> io::Result<u64> {
+        let result = self.finish();
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    fn finish(&mut self) -> io::Result<u64> {
+        if self.table.len() != self.sections {
+            return Err(io::Error::other("index writer: section count mismatch"));
+        }
+        let mut header = Vec::with_capacity(FIXED_HEADER + self.table.len() * SECTION_ENTRY + 8);
+        header.extend_from_slice(&MAGIC);
+        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header.extend_from_slice(&WORD_RULES.to_le_bytes());
+        header.extend_from_slice(&(self.table.len() as u32).to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&self.position.to_le_bytes());
+        for &[id, offset, len, hash] in &self.table {
+            header.extend_from_slice(&(id as u32).to_le_bytes());
+            header.extend_from_slice(&0u32.to_le_bytes());
+            header.extend_from_slice(&offset.to_le_bytes());
+            header.extend_from_slice(&len.to_le_bytes());
+            header.extend_from_slice(&hash.to_le_bytes());
+        }
+        let hash = xxh3_64(&header);
+        header.extend_from_slice(&hash.to_le_bytes());
+        self.out.flush()?;
+        let file = self.out.get_mut();
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&header)?;
+        file.sync_all()?;
+        fs::rename(&self.temp, &self.destination)?;
+        sync_folder(&self.destination);
+        Ok(self.position)
+    }
+
+    fn abandon(&mut self) {
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+/// `FILE.tmp.PID`: where process PID writes FILE's next version.
+fn temporary_path(destination: &Path, pid: u32) -> PathBuf {
+    let mut name = destination.as_os_str().to_owned();
+    name.push(format!(".tmp.{pid}"));
+    PathBuf::from(name)
+}
+
+/// Removes temporaries left by killed saves of `destination` (their process
+/// is gone); a live process's temporary is left alone.
+fn remove_stale_temporaries(destination: &Path) {
+    let (Some(folder), Some(name)) = (destination.parent(), destination.file_name()) else {
+        return;
+    };
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".tmp.");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        let entry_name = entry_name.to_string_lossy();
+        let Some(pid) = entry_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone || pid == std::process::id() as i32 {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Makes a rename in `path`'s folder durable.
+pub fn sync_folder(path: &Path) {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = File::open(folder) {
+        let _ = dir.sync_all();
+    }
+}
+
+/// Little-endian encoder for the small sections.
+#[derive(Default)]
+pub struct Encoder {
+    /// The bytes so far.
+    pub bytes: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn u8(&mut self, v: u8) {
+        self.bytes.push(v);
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i64(&mut self, v: i64) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.bytes.extend_from_slice(v);
+    }
+}
+
+/// Checked decoder for the small sections: every read is bounds-checked,
+/// every length is checked against the bytes left before it is used.
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Decoder { bytes, at: 0 }
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let out = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(out)
+    }
+    pub fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    pub fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    pub fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+}

@@ -1,0 +1,504 @@
+//! Saving an index to a file, opening it again in milliseconds, and
+//! refreshing it after the tree changed.
+//!
+//! A saved index is a *base* file, and after refreshes a *delta* file
+//! beside it (`FILE.delta`). Rewriting a kernel-sized base costs seconds
+//! (most of it the fsync of a few hundred megabytes), so a refresh that
+//! touched a few files writes only a delta: the new versions of the changed
+//! and added files, which of the base's files it hides, and by how much
+//! that lowers the base's word counts. A [`View`] stacks the two and
+//! answers exactly as a fresh build would. When the delta grows past an
+//! eighth of the tree, the refresh writes a new base instead and drops the
+//! delta.
+//!
+//! Every write goes to a temporary file in the destination's folder, is
+//! synced, then renamed over the destination; a delta names the base it
+//! belongs to, so a crash between writing a new base and removing the old
+//! delta leaves a delta that is ignored, never misapplied.
+//!
+//! Files are used in place through a memory map: [`format`] checks the
+//! header and every section's checksum when a file is opened, and the
+//! index layer reads the vocabulary, counts and lists from the map without
+//! decoding them first.
+
+pub mod format;
+mod segment;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use format::FormatError;
+pub use segment::{FileRecord, Kind, Meta, Segment};
+
+use crate::index::build::{build_listed, BuildError};
+use crate::index::bytes::Owner;
+use crate::index::view::occurrences_in;
+use crate::index::walk::{walk, Walk};
+use crate::index::{BuildOptions, BuildReport, Layer, Progress, View};
+
+/// A delta is folded into a new base once its files (plus the base files
+/// it hides) pass this fraction of the tree: past it, queries pay for the
+/// stacking and a refresh re-reads a large delta.
+const COMPACT_FRACTION: usize = 8;
+
+/// Why an index file could not be used or written.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Not an index, or a damaged or incompatible one.
+    Format(PathBuf, FormatError),
+    /// The file system refused.
+    Io(PathBuf, &'static str, io::Error),
+    /// The index was built from another tree.
+    OtherRoot {
+        file: PathBuf,
+        built_from: String,
+        asked: String,
+    },
+    /// The refresh's build could not run.
+    Build(BuildError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Format(path, e) => write!(
+                f,
+                "{}: {e}; rebuild it with `indexer DIR --save {}`",
+                path.display(),
+                path.display()
+            ),
+            StoreError::Io(path, action, e) => write!(f, "cannot {action} {}: {e}", path.display()),
+            StoreError::OtherRoot {
+                file,
+                built_from,
+                asked,
+            } => write!(
+                f,
+                "{} was built from {built_from}, not {asked} (use --save to replace it)",
+                file.display()
+            ),
+            StoreError::Build(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The side file holding `path`'s refreshes.
+pub fn delta_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".delta");
+    PathBuf::from(name)
+}
+
+/// Maps `path` read-only. Index files are only ever replaced by rename,
+/// never rewritten in place, so a mapped file does not change under us.
+fn map(path: &Path) -> Result<Option<Owner>, StoreError> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::Io(path.into(), "open", e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::Io(path.into(), "read", e))?
+        .len();
+    if len == 0 {
+        return Ok(Some(Arc::new(Vec::<u8>::new())));
+    }
+    // SAFETY: the map is read-only and the file is never modified in place
+    // by this program (see above); another program truncating it under us
+    // is the hazard every mmap-based reader (ripgrep included) accepts.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| StoreError::Io(path.into(), "map", e))?;
+    Ok(Some(Arc::new(map)))
+}
+
+/// A saved index: its base and, if refreshed, the delta on it.
+#[derive(Debug)]
+pub struct Stored {
+    /// The base segment.
+    pub base: Segment,
+    /// The delta, if one belongs to this base.
+    pub delta: Option<Segment>,
+}
+
+impl Stored {
+    /// Opens `path` (and its delta); `Ok(None)` if `path` does not exist.
+    pub fn open(path: &Path) -> Result<Option<Stored>, StoreError> {
+        let Some(owner) = map(path)? else {
+            return Ok(None);
+        };
+        let base = segment::read(owner).map_err(|e| StoreError::Format(path.into(), e))?;
+        if base.meta.kind != Kind::Base {
+            return Err(StoreError::Format(
+                path.into(),
+                FormatError::Damaged("a refresh file, not an index"),
+            ));
+        }
+        let delta_file = delta_path(path);
+        let delta = match map(&delta_file)? {
+            Some(owner) => {
+                let delta =
+                    segment::read(owner).map_err(|e| StoreError::Format(delta_file.clone(), e))?;
+                // A delta of another base is left over from before a full
+                // save: ignore it.
+                (delta.meta.kind == Kind::Delta && delta.meta.base_id == base.meta.base_id)
+                    .then_some(delta)
+            }
+            None => None,
+        };
+        Ok(Some(Stored { base, delta }))
+    }
+
+    /// The tree it was built from, for messages.
+    pub fn root(&self) -> String {
+        String::from_utf8_lossy(&self.base.meta.root).into_owned()
+    }
+
+    /// When it was last saved, in seconds since 1970.
+    pub fn saved_at(&self) -> u64 {
+        self.delta
+            .as_ref()
+            .map_or(self.base.meta.saved_at, |d| d.meta.saved_at)
+    }
+
+    /// The index as one view.
+    pub fn into_view(self) -> View {
+        let Stored { base, delta } = self;
+        let mut layers = Vec::with_capacity(2);
+        match delta {
+            Some(delta) => {
+                let dropped = marks(base.records.len(), &delta.dropped);
+                layers.push(Layer::new(base.index, &dropped, delta.adjusted));
+                layers.push(Layer::new(delta.index, &[], Vec::new()));
+            }
+            None => layers.push(Layer::new(base.index, &[], Vec::new())),
+        }
+        View::new(layers)
+    }
+}
+
+fn marks(len: usize, set: &[u32]) -> Vec<bool> {
+    let mut marked = vec![false; len];
+    for &f in set {
+        if let Some(m) = marked.get_mut(f as usize) {
+            *m = true;
+        }
+    }
+    marked
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn new_base_id(path: &Path) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut seed = Vec::new();
+    seed.extend_from_slice(&nanos.to_le_bytes());
+    seed.extend_from_slice(&std::process::id().to_le_bytes());
+    seed.extend_from_slice(path.as_os_str().as_bytes());
+    xxhash_rust::xxh3::xxh3_64(&seed)
+}
+
+/// The records of a build's files, in its index's order.
+pub fn records_of(report: &BuildReport, root: &Path) -> Vec<FileRecord> {
+    let recheck: std::collections::HashSet<&str> = report
+        .unreadable
+        .iter()
+        .chain(&report.failed)
+        .map(|p| p.path.as_str())
+        .collect();
+    report
+        .files
+        .iter()
+        .map(|entry| {
+            let raw = relative_bytes(&entry.path, root);
+            FileRecord {
+                raw: (raw != entry.display.as_bytes()).then(|| raw.to_vec()),
+                display: entry.display.clone(),
+                size: entry.size,
+                mtime_ns: entry.mtime_ns,
+                recheck: recheck.contains(entry.display.as_str()),
+            }
+        })
+        .collect()
+}
+
+fn relative_bytes<'a>(path: &'a Path, root: &Path) -> &'a [u8] {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .as_os_str()
+        .as_bytes()
+}
+
+/// What a save wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Saved {
+    /// Bytes of the file written.
+    pub bytes: u64,
+    /// Time taken.
+    pub time: Duration,
+    /// True if a delta was written rather than a whole base.
+    pub delta: bool,
+}
+
+/// Saves a fresh build of `root` (canonical) as a new base at `path`.
+pub fn save(
+    path: &Path,
+    root: &Path,
+    excludes: &[String],
+    view: &View,
+    records: &[FileRecord],
+) -> Result<Saved, StoreError> {
+    let started = Instant::now();
+    let meta = Meta {
+        kind: Kind::Base,
+        base_id: new_base_id(path),
+        root: root.as_os_str().as_bytes().to_vec(),
+        excludes: excludes.to_vec(),
+        saved_at: now_secs(),
+    };
+    let bytes = segment::write(path, view, records, &meta, &[], &[])
+        .map_err(|e| StoreError::Io(path.into(), "write", e))?;
+    // Any delta belonged to the old base; it would be ignored, but it is
+    // dead weight.
+    let _ = fs::remove_file(delta_path(path));
+    Ok(Saved {
+        bytes,
+        time: started.elapsed(),
+        delta: false,
+    })
+}
+
+/// What a refresh found and did.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// Files unchanged since the last save, used as saved.
+    pub reused: usize,
+    /// Files new since.
+    pub added: usize,
+    /// Files whose size or modification time changed.
+    pub changed: usize,
+    /// Files gone since.
+    pub removed: usize,
+    /// The build of the added and changed files.
+    pub build: BuildReport,
+    /// What was written, if anything changed.
+    pub saved: Option<Saved>,
+    /// The whole refresh.
+    pub time: Duration,
+}
+
+/// Brings the index saved at `path` up to date with `root`: re-indexes only
+/// the files added or changed since (with forked workers, as a build does),
+/// then saves a delta, or a new base when the delta has grown large.
+pub fn refresh(
+    path: &Path,
+    stored: Stored,
+    root: &Path,
+    options: &BuildOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(View, Refreshed), StoreError> {
+    let started = Instant::now();
+    let canonical = root.as_os_str().as_bytes();
+    if stored.base.meta.root != canonical {
+        return Err(StoreError::OtherRoot {
+            file: path.into(),
+            built_from: stored.root(),
+            asked: root.display().to_string(),
+        });
+    }
+    let listing = walk(root, &options.excludes).map_err(|e| StoreError::Build(BuildError::Root(e)))?;
+    let Stored { base, delta } = stored;
+
+    // What is saved now: the base's files the delta does not hide, and the
+    // delta's files; each keyed by raw relative path.
+    let hidden = marks(base.records.len(), delta.as_ref().map_or(&[], |d| &d.dropped));
+    let mut saved: HashMap<&[u8], (usize, usize)> = HashMap::new();
+    for (f, record) in base.records.iter().enumerate() {
+        if !hidden[f] {
+            saved.insert(record.raw_path(), (0, f));
+        }
+    }
+    let delta_records: &[FileRecord] = delta.as_ref().map_or(&[], |d| &d.records);
+    for (f, record) in delta_records.iter().enumerate() {
+        saved.insert(record.raw_path(), (1, f));
+    }
+    let mut kept = [vec![false; base.records.len()], vec![false; delta_records.len()]];
+    let mut report = Refreshed::default();
+    let mut to_index = Vec::new();
+    for entry in listing.files {
+        let raw = relative_bytes(&entry.path, root);
+        let record = saved.get(raw).map(|&(l, f)| {
+            let record = if l == 0 {
+                &base.records[f]
+            } else {
+                &delta_records[f]
+            };
+            (l, f, record)
+        });
+        match record {
+            Some((l, f, r)) if r.size == entry.size && r.mtime_ns == entry.mtime_ns && !r.recheck => {
+                kept[l][f] = true;
+                report.reused += 1;
+            }
+            Some(_) => {
+                report.changed += 1;
+                to_index.push(entry);
+            }
+            None => {
+                report.added += 1;
+                to_index.push(entry);
+            }
+        }
+    }
+    report.removed = saved.len() - report.reused - report.changed;
+    let unchanged = to_index.is_empty() && report.removed == 0;
+    let restore = |base: Segment, delta: Option<Segment>| Stored { base, delta }.into_view();
+    if unchanged {
+        report.time = started.elapsed();
+        return Ok((restore(base, delta), report));
+    }
+
+    let subset = Walk {
+        files: to_index,
+        not_regular: listing.not_regular,
+        unreadable: listing.unreadable,
+    };
+    let (fresh, build) =
+        build_listed(subset, Instant::now(), options, progress).map_err(StoreError::Build)?;
+    let fresh_records = records_of(&build, root);
+    report.build = build;
+
+    // Hide every base and delta file not kept; count what that hides.
+    let base_dropped: Vec<bool> = kept[0].iter().map(|k| !k).collect();
+    let delta_dropped: Vec<bool> = kept[1].iter().map(|k| !k).collect();
+    let base_adjusted = occurrences_in(&base.index, &base_dropped);
+    let base_records = base.records;
+    let base_id = base.meta.base_id;
+    let base_layer = Layer::new(base.index, &base_dropped, base_adjusted);
+    let mut upper = Vec::with_capacity(2);
+    let mut upper_records = Vec::with_capacity(2);
+    if let Some(delta) = delta {
+        let adjusted = occurrences_in(&delta.index, &delta_dropped);
+        upper.push(Layer::new(delta.index, &delta_dropped, adjusted));
+        upper_records.push(delta.records);
+    }
+    upper.push(Layer::new(fresh, &[], Vec::new()));
+    upper_records.push(fresh_records);
+
+    let base_kept = kept[0].iter().filter(|&&k| k).count();
+    let upper_files = kept[1].iter().filter(|&&k| k).count() + report.build.files.len();
+    let hidden_base = base_records.len() - base_kept;
+    let compact = (upper_files + hidden_base) * COMPACT_FRACTION > base_records.len().max(1);
+
+    let write_started = Instant::now();
+    let view = if compact {
+        let mut layers = vec![base_layer];
+        layers.extend(upper);
+        let view = View::new(layers);
+        let mut all = vec![base_records];
+        all.extend(upper_records);
+        let records = view_records(&view, &all);
+        let mut saved = save(path, root, &options.excludes.globs(), &view, &records)?;
+        saved.time = write_started.elapsed();
+        report.saved = Some(saved);
+        view
+    } else {
+        let delta_view = View::new(upper);
+        let records = view_records(&delta_view, &upper_records);
+        let meta = Meta {
+            kind: Kind::Delta,
+            base_id,
+            root: canonical.to_vec(),
+            excludes: options.excludes.globs(),
+            saved_at: now_secs(),
+        };
+        let dropped: Vec<u32> = (0..base_dropped.len() as u32)
+            .filter(|&f| base_dropped[f as usize])
+            .collect();
+        let destination = delta_path(path);
+        let bytes = segment::write(
+            &destination,
+            &delta_view,
+            &records,
+            &meta,
+            &dropped,
+            base_layer.adjusted(),
+        )
+        .map_err(|e| StoreError::Io(destination, "write", e))?;
+        report.saved = Some(Saved {
+            bytes,
+            time: write_started.elapsed(),
+            delta: true,
+        });
+        let mut layers = vec![base_layer];
+        layers.extend(delta_view.into_layers());
+        View::new(layers)
+    };
+    report.time = started.elapsed();
+    Ok((view, report))
+}
+
+/// The records of a view's files, from each layer's records.
+fn view_records(view: &View, layers: &[Vec<FileRecord>]) -> Vec<FileRecord> {
+    (0..view.files().len())
+        .filter_map(|file| {
+            let (l, f) = view.origin(file)?;
+            layers.get(l)?.get(f).cloned()
+        })
+        .collect()
+}
+
+/// Opens `data` as an index file and decodes every word, count and
+/// location of it; returns how many locations it decoded. For fuzzing the
+/// loader: whatever the bytes, this must return, not panic or hang.
+pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
+    let owner: Owner = Arc::new(data.to_vec());
+    let segment = segment::read(owner)?;
+    let dropped = marks(segment.records.len(), &segment.dropped);
+    let view = View::new(vec![Layer::new(segment.index, &dropped, segment.adjusted)]);
+    let mut decoded = 0u64;
+    for hit in view.hits(|v| (0..v.len()).collect()) {
+        let _ = (view.word(&hit), view.count(&hit));
+        for location in view.locations(&hit) {
+            let _ = view.path(location.file);
+            decoded += 1;
+        }
+    }
+    Ok(decoded)
+}
+
+/// The canonical form of the directory an index is built from.
+pub fn canonical_root(root: &Path) -> PathBuf {
+    fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
+}
+
+/// `secs` since 1970 as `YYYY-MM-DD HH:MM UTC`.
+pub fn format_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02} UTC")
+}
