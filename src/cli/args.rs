@@ -25,7 +25,12 @@ pub struct Args {
     pub index: Option<PathBuf>,
 
     /// Build afresh and save the index to FILE, replacing any index there.
-    #[arg(long, value_name = "FILE", conflicts_with = "index", requires = "directory")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "index",
+        requires = "directory"
+    )]
     pub save: Option<PathBuf>,
 
     /// Answer this query and exit instead of opening the prompt (repeatable;

@@ -85,41 +85,53 @@ pub fn run() -> i32 {
         fault: Fault::from_env(),
     };
 
-    let view = match obtain_view(&args, &options) {
-        Ok(view) => view,
+    let (view, note) = match obtain_view(&args, &options) {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
 
     if !queries.is_empty() {
-        return answer_queries(&view, &queries, &args);
+        let code = answer_queries(&view, &queries, &args);
+        // After the answers: a damaged file then fails with one line only.
+        if let (0, Some(note)) = (code, note) {
+            eprintln!("{note}");
+        }
+        return code;
+    }
+    if let Some(note) = note {
+        eprintln!("{note}");
     }
     if args.noprompt {
         return 0;
     }
-    prompt::run(&view, args.stats)
+    prompt::run(&view, &args)
 }
 
 /// The index to answer from: built, built and saved, refreshed, or opened,
-/// as the arguments say; reports what was done on stderr. `Err` is the exit
-/// code after a one-line error.
-fn obtain_view(args: &Args, options: &BuildOptions) -> Result<View, i32> {
+/// as the arguments say; reports what was done on stderr (an opened file's
+/// note is returned, to be shown once answers are known good). `Err` is the
+/// exit code after a one-line error.
+fn obtain_view(args: &Args, options: &BuildOptions) -> Result<(View, Option<String>), i32> {
     let Some(directory) = &args.directory else {
         // `--index FILE` alone: the saved index as it is.
         let Some(file) = &args.index else {
-            return Err(fail(EXIT_BAD_INPUT, "give a DIRECTORY to index, or --index FILE"));
+            return Err(fail(
+                EXIT_BAD_INPUT,
+                "give a DIRECTORY to index, or --index FILE",
+            ));
         };
         return match Stored::open(file) {
             Ok(Some(stored)) => {
                 let (root, saved_at) = (stored.root(), stored.saved_at());
                 let view = stored.into_view();
-                eprintln!(
+                let note = format!(
                     "opened {}: {} files, {} words; built from {root}, saved {}; the tree was not checked for changes since",
                     file.display(),
                     view.files().len(),
                     view.occurrences(),
                     store::format_time(saved_at),
                 );
-                Ok(view)
+                Ok((view, Some(note)))
             }
             Ok(None) => Err(fail(
                 EXIT_BAD_INPUT,
@@ -135,7 +147,9 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<View, i32> {
     let root = store::canonical_root(directory);
     if let Some(file) = &args.index {
         match Stored::open(file) {
-            Ok(Some(stored)) => return refresh_with_progress(args, options, file, stored, &root),
+            Ok(Some(stored)) => {
+                return refresh_with_progress(args, options, file, stored, &root).map(|v| (v, None))
+            }
             Ok(None) => {}
             Err(e) => return Err(fail(EXIT_BAD_INPUT, e)),
         }
@@ -160,7 +174,7 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<View, i32> {
             Err(e) => return Err(fail(EXIT_FAILURE, e)),
         }
     }
-    Ok(view)
+    Ok((view, None))
 }
 
 fn refresh_with_progress(
@@ -350,6 +364,9 @@ fn answer_queries(view: &View, queries: &[(&str, Query)], args: &Args) -> i32 {
         let started = Instant::now();
         let words = view.hits(|vocabulary| matching_words(vocabulary, query));
         let elapsed = started.elapsed();
+        if !view.verify(&words) {
+            return fail(EXIT_BAD_INPUT, damaged_message(args));
+        }
         let written = if args.json {
             json.write(&mut out, view, text, &words)
         } else {
@@ -370,6 +387,18 @@ fn answer_queries(view: &View, queries: &[(&str, Query)], args: &Args) -> i32 {
         Ok(()) => 0,
         Err(e) => output_error(e),
     }
+}
+
+/// What to say when a saved index failed a checksum while answering.
+pub(crate) fn damaged_message(args: &Args) -> String {
+    let file = args
+        .index
+        .as_ref()
+        .or(args.save.as_ref())
+        .map_or_else(|| "the index".to_string(), |f| f.display().to_string());
+    format!(
+        "{file} is damaged (checksum of its occurrences); rebuild it with `indexer DIR --save {file}`"
+    )
 }
 
 /// A closed pipe (`| head`) ends the output quietly, as in rg; any other

@@ -98,7 +98,8 @@ fn history_path() -> Option<PathBuf> {
 }
 
 /// Runs the prompt until `:quit` or end of input; returns the exit code.
-pub fn run(view: &View, stats: bool) -> i32 {
+pub fn run(view: &View, args: &super::args::Args) -> i32 {
+    let stats = args.stats;
     let mut editor: Editor<IndexHelper<'_>, DefaultHistory> = match Editor::new() {
         Ok(editor) => editor,
         Err(e) => {
@@ -155,6 +156,10 @@ pub fn run(view: &View, stats: bool) -> i32 {
                     let started = Instant::now();
                     let words = view.hits(|vocabulary| matching_words(vocabulary, &query));
                     let elapsed = started.elapsed();
+                    if !view.verify(&words) {
+                        eprintln!("indexer: {}", super::damaged_message(args));
+                        break 2;
+                    }
                     let result = write_human(&mut out, view, query_text, &words, false);
                     if stats {
                         eprintln!(

@@ -141,3 +141,108 @@ impl<T: bytemuck::Pod> From<Vec<T>> for Array<T> {
         Array::Owned(v)
     }
 }
+
+/// Bytes checked lazily, chunk by chunk, against stored hashes: a saved
+/// index's posting lists are most of its size, and a query reads a few of
+/// them, so each chunk is verified the first time something in it is read
+/// rather than all at open. The hash function is the store's (this layer
+/// only keeps the results).
+pub struct Chunked {
+    bytes: Bytes,
+    chunk: usize,
+    hashes: Array<u64>,
+    hash: fn(&[u8]) -> u64,
+    verified: Box<[std::sync::atomic::AtomicU8]>,
+    damaged: std::sync::atomic::AtomicBool,
+}
+
+const UNCHECKED: u8 = 0;
+const GOOD: u8 = 1;
+const BAD: u8 = 2;
+
+impl fmt::Debug for Chunked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Chunked({} bytes, {} chunks)",
+            self.bytes.len(),
+            self.hashes.len()
+        )
+    }
+}
+
+impl Chunked {
+    /// `bytes` checked in `chunk`-byte pieces against `hashes` (one per
+    /// piece, the last one short); `None` if the counts disagree.
+    pub fn new(
+        bytes: Bytes,
+        chunk: usize,
+        hashes: Array<u64>,
+        hash: fn(&[u8]) -> u64,
+    ) -> Option<Self> {
+        if chunk == 0 || hashes.len() != bytes.len().div_ceil(chunk) {
+            return None;
+        }
+        let verified = (0..hashes.len())
+            .map(|_| std::sync::atomic::AtomicU8::new(UNCHECKED))
+            .collect();
+        Some(Chunked {
+            bytes,
+            chunk,
+            hashes,
+            hash,
+            verified,
+            damaged: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Heap bytes held (the chunk marks; the bytes are shared).
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.heap_bytes() + self.hashes.heap_bytes() + self.verified.len()
+    }
+
+    /// `range` of the bytes once every chunk it touches is verified;
+    /// `None` (and [`Chunked::is_damaged`] from then on) if one is not.
+    pub fn get(&self, range: Range<usize>) -> Option<&[u8]> {
+        use std::sync::atomic::Ordering;
+        let out = self.bytes.get(range.clone())?;
+        if range.is_empty() {
+            return Some(out);
+        }
+        for k in range.start / self.chunk..=(range.end - 1) / self.chunk {
+            let mark = self.verified.get(k)?;
+            let state = match mark.load(Ordering::Relaxed) {
+                UNCHECKED => {
+                    let start = k * self.chunk;
+                    let end = (start + self.chunk).min(self.bytes.len());
+                    let piece = self.bytes.get(start..end)?;
+                    let good = self.hashes.as_slice().get(k) == Some(&(self.hash)(piece));
+                    let state = if good { GOOD } else { BAD };
+                    mark.store(state, Ordering::Relaxed);
+                    state
+                }
+                state => state,
+            };
+            if state != GOOD {
+                self.damaged.store(true, Ordering::Relaxed);
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    /// True once a chunk failed its check.
+    pub fn is_damaged(&self) -> bool {
+        self.damaged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

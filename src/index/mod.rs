@@ -22,8 +22,8 @@ pub mod merge;
 pub mod partial;
 pub mod postings;
 pub mod tokenize;
-pub mod vocabulary;
 pub mod view;
+pub mod vocabulary;
 pub mod walk;
 
 pub use build::{build, BuildOptions, BuildReport, Progress};
@@ -31,7 +31,7 @@ pub use postings::Location;
 pub use view::{Hit, Layer, View};
 pub use vocabulary::Vocabulary;
 
-use bytes::{Array, Bytes};
+use bytes::{Array, Chunked};
 
 use partial::Run;
 use postings::Locations;
@@ -64,7 +64,7 @@ enum Postings {
         runs: Vec<Vec<u8>>,
     },
     /// A stored index's: word `i`'s list is `lists[offsets[i]..offsets[i + 1]]`.
-    Flat { offsets: Offsets, lists: Bytes },
+    Flat { offsets: Offsets, lists: Chunked },
 }
 
 /// Where each stored list starts: 32-bit while the lists fit in 4 GiB
@@ -233,7 +233,7 @@ impl Index {
         vocabulary: Vocabulary,
         counts: Array<u32>,
         offsets: Offsets,
-        lists: Bytes,
+        lists: Chunked,
     ) -> Option<Self> {
         let fits = counts.len() == vocabulary.len()
             && offsets.len() == vocabulary.len() + 1
@@ -285,8 +285,13 @@ impl Index {
                 lists.next_piece = start;
                 lists.end_piece = shard.piece_ends.get(local).map_or(0, |&e| e as usize);
             }
-            Postings::Flat { offsets, lists: bytes } => {
+            Postings::Flat {
+                offsets,
+                lists: bytes,
+            } => {
                 if let (Some(start), Some(end)) = (offsets.get(id), offsets.get(id + 1)) {
+                    // A chunk failing its check reads as no occurrences;
+                    // the index then reports itself damaged.
                     lists.single = bytes.get(start as usize..end as usize);
                 }
             }
@@ -300,6 +305,25 @@ impl Index {
             lists: self.raw_lists(id),
             current: Locations::new(&[]),
         }
+    }
+
+    /// True once a stored list failed its checksum (see [`Index::verify`]).
+    pub fn is_damaged(&self) -> bool {
+        match &self.postings {
+            Postings::Flat { lists, .. } => lists.is_damaged(),
+            Postings::Pieces { .. } => false,
+        }
+    }
+
+    /// Verifies the stored lists of the words `ids` (a saved index checks
+    /// its lists lazily, as they are first read); false if one is damaged.
+    pub fn verify(&self, ids: impl Iterator<Item = usize>) -> bool {
+        if let Postings::Flat { .. } = self.postings {
+            for id in ids {
+                let _ = self.raw_lists(id).count();
+            }
+        }
+        !self.is_damaged()
     }
 
     /// The relative path (with `/` separators) of file number `file`.
@@ -339,9 +363,7 @@ impl Index {
                 shards.iter().map(PieceShard::heap_bytes).sum(),
                 shards.iter().map(|s| s.run.len()).sum(),
             ),
-            Postings::Flat { offsets, lists } => {
-                (lists.heap_bytes() + offsets.heap_bytes(), 0, 0)
-            }
+            Postings::Flat { offsets, lists } => (lists.heap_bytes() + offsets.heap_bytes(), 0, 0),
         };
         IndexMemory {
             runs,

@@ -105,6 +105,49 @@ pub fn append_list(out: &mut Vec<u8>, list: &[u8], previous_last_file: Option<u3
     Some(())
 }
 
+/// Occurrences in `list` whose file is marked in `marked` (by file
+/// number): what dropping those files takes from the list. Reads only the
+/// varints' ends, not their values, except the file steps.
+pub fn count_in_files(list: &[u8], marked: &[bool]) -> u32 {
+    // Past the end of a varint starting at `pos` (one byte, nearly always).
+    #[inline(always)]
+    fn skip(list: &[u8], mut pos: usize) -> usize {
+        while let Some(&b) = list.get(pos) {
+            pos += 1;
+            if b < 0x80 {
+                break;
+            }
+        }
+        pos
+    }
+    let mut pos = 0;
+    let mut file = 0u64;
+    let mut inside = false;
+    let mut count = 0u32;
+    while let Some(&first) = list.get(pos) {
+        let head = if first < 0x80 {
+            pos += 1;
+            u64::from(first)
+        } else {
+            match read_varint(list, &mut pos) {
+                Some(head) => head,
+                None => break,
+            }
+        };
+        if head & 1 == 1 {
+            file = file.saturating_add(head >> 1);
+            inside = usize::try_from(file)
+                .ok()
+                .and_then(|f| marked.get(f))
+                .is_some_and(|&m| m);
+            pos = skip(list, pos);
+        }
+        pos = skip(list, pos);
+        count += u32::from(inside);
+    }
+    count
+}
+
 /// Decodes a posting list; stops early (without panicking) at malformed bytes.
 #[derive(Debug, Clone)]
 pub struct Locations<'a> {
@@ -176,6 +219,25 @@ mod tests {
             .collect();
         let want: Vec<_> = first.iter().chain(second.iter()).copied().collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn counts_in_marked_files_match_decoding() {
+        let locations = [
+            (0, 1, 1),
+            (0, 300, 9),
+            (2, 7, 300),
+            (2, 8, 1),
+            (200, 2, 1),
+            (201, 1, 1),
+        ];
+        let (list, _) = encode(&locations);
+        for marked_file in [0u32, 1, 2, 200, 201] {
+            let mut marked = vec![false; 202];
+            marked[marked_file as usize] = true;
+            let want = locations.iter().filter(|l| l.0 == marked_file).count() as u32;
+            assert_eq!(count_in_files(&list, &marked), want, "file {marked_file}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::cmp::Ordering;
 
-use super::postings::Location;
+use super::postings::{count_in_files, Location};
 use super::{Index, Vocabulary, WordLocations};
 
 /// Most layers a view stacks: a base, its delta, and a delta being made.
@@ -41,7 +41,13 @@ impl Layer {
     /// left elsewhere (see [`occurrences_in`]).
     pub fn new(index: Index, dropped: &[bool], adjusted: Vec<(u32, u32)>) -> Layer {
         let rank = (0..index.files().len())
-            .map(|f| if dropped.get(f) == Some(&true) { NONE } else { 0 })
+            .map(|f| {
+                if dropped.get(f) == Some(&true) {
+                    NONE
+                } else {
+                    0
+                }
+            })
             .collect();
         Layer {
             index,
@@ -70,7 +76,10 @@ impl Layer {
     /// Occurrences of word `id` in the files the view keeps.
     pub fn count(&self, id: usize) -> u32 {
         if !self.adjusted.is_empty() {
-            if let Ok(k) = self.adjusted.binary_search_by_key(&(id as u32), |&(w, _)| w) {
+            if let Ok(k) = self
+                .adjusted
+                .binary_search_by_key(&(id as u32), |&(w, _)| w)
+            {
                 return self.adjusted[k].1;
             }
         }
@@ -93,23 +102,35 @@ impl Layer {
 
 /// For each word of `index` with occurrences in the files marked in
 /// `files`: (word, occurrences outside those files). What a [`Layer`] needs
-/// to hide them; it decodes every posting list, so it is worth doing once,
-/// when a delta is made, not at each query.
+/// to hide them. It reads every posting list, so it is done once, when a
+/// delta is made, not at each query, and on two threads: the caller must
+/// not fork while it runs (it returns only when both are joined).
 pub fn occurrences_in(index: &Index, files: &[bool]) -> Vec<(u32, u32)> {
     if !files.iter().any(|&f| f) {
         return Vec::new();
     }
-    let mut adjusted = Vec::new();
-    for id in 0..index.vocabulary().len() {
-        let inside = index
-            .locations(id)
-            .filter(|l| files.get(l.file as usize) == Some(&true))
-            .count() as u32;
-        if inside > 0 {
-            adjusted.push((id as u32, index.count(id).saturating_sub(inside)));
+    let scan = |range: std::ops::Range<usize>| {
+        let mut adjusted = Vec::new();
+        for id in range {
+            let inside: u32 = index
+                .raw_lists(id)
+                .map(|list| count_in_files(list, files))
+                .sum();
+            if inside > 0 {
+                adjusted.push((id as u32, index.count(id).saturating_sub(inside)));
+            }
         }
-    }
-    adjusted
+        adjusted
+    };
+    let words = index.vocabulary().len();
+    let half = words / 2;
+    std::thread::scope(|scope| {
+        let upper = scope.spawn(|| scan(half..words));
+        let mut adjusted = scan(0..half);
+        // A scan thread only panics on a bug; scan again here if it did.
+        adjusted.extend(upper.join().unwrap_or_else(|_| scan(half..words)));
+        adjusted
+    })
 }
 
 struct LayerLocations<'a> {
@@ -343,6 +364,24 @@ impl View {
         })
     }
 
+    /// Verifies the stored lists the words `hits` read (see
+    /// [`Index::verify`]); false if any is damaged. Called before printing
+    /// an answer, so a damaged file is reported, not half-printed.
+    pub fn verify(&self, hits: &[Hit]) -> bool {
+        self.layers.iter().enumerate().all(|(l, layer)| {
+            let ids = hits.iter().filter_map(|h| {
+                let id = h.parts[l];
+                (id != NONE).then_some(id as usize)
+            });
+            layer.index.verify(ids)
+        })
+    }
+
+    /// True once a stored list failed its checksum.
+    pub fn is_damaged(&self) -> bool {
+        self.layers.iter().any(|layer| layer.index.is_damaged())
+    }
+
     /// Total occurrences in the view.
     pub fn occurrences(&self) -> u64 {
         self.layers
@@ -352,7 +391,11 @@ impl View {
                 let lowered: u64 = layer
                     .adjusted
                     .iter()
-                    .map(|&(w, left)| u64::from(layer.index.count(w as usize) - left.min(layer.index.count(w as usize))))
+                    .map(|&(w, left)| {
+                        u64::from(
+                            layer.index.count(w as usize) - left.min(layer.index.count(w as usize)),
+                        )
+                    })
                     .sum();
                 all - lowered.min(all)
             })

@@ -212,7 +212,11 @@ impl Front {
 
 impl Arena {
     fn word(&self, id: usize) -> &[u8] {
-        let start = if id == 0 { 0 } else { self.ends[id - 1] as usize };
+        let start = if id == 0 {
+            0
+        } else {
+            self.ends[id - 1] as usize
+        };
         self.bytes
             .get(start..self.ends[id] as usize)
             .unwrap_or_default()
@@ -272,7 +276,8 @@ impl Vocabulary {
         let fits = b.len() == len.div_ceil(BLOCK) + 1
             && b.first() == Some(&0)
             && b.last() == Some(&(data.len() as u64))
-            && b.windows(2).all(|w| w[0] < w[1] || (len == 0 && w[0] == w[1]));
+            && b.windows(2)
+                .all(|w| w[0] < w[1] || (len == 0 && w[0] == w[1]));
         if !fits {
             return Err(BadVocabulary);
         }

@@ -9,7 +9,7 @@
 //! 20    reserved         u32      0
 //! 24    file length      u64      the whole file, to catch truncation
 //! 32    section table    32 bytes per section:
-//!                        id u32, reserved u32, offset u64, length u64,
+//!                        id u32, flags u32, offset u64, length u64,
 //!                        xxh3 of the section's bytes u64
 //! ...   header hash      u64      xxh3 of everything above
 //! ...   sections, each starting at a multiple of 8 bytes
@@ -19,7 +19,10 @@
 //! opened file is used in place. Every length read from a file is checked
 //! against the file's size before it is used, and every section's checksum
 //! is verified before any of it is read, so a damaged or foreign file is
-//! refused with a reason instead of misread.
+//! refused with a reason instead of misread. The one exception is a section
+//! flagged [`LAZY`]: the posting lists, most of the file, which carry a hash
+//! per chunk and are verified chunk by chunk as queries first read them
+//! (see [`crate::index::bytes::Chunked`]); opening stays cheap.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -41,6 +44,8 @@ pub const WORD_RULES: u32 = 1;
 /// More sections than any version writes means a damaged file.
 const MAX_SECTIONS: usize = 64;
 const FIXED_HEADER: usize = 32;
+/// Section flag: verified by chunk hashes as it is read, not at open.
+pub const LAZY: u32 = 1;
 const SECTION_ENTRY: usize = 32;
 
 /// Why bytes are not a usable index file.
@@ -70,10 +75,9 @@ impl fmt::Display for FormatError {
                 f,
                 "was cut into words by other rules (version {v}; this indexer uses {WORD_RULES})"
             ),
-            FormatError::Truncated { expected, found } => write!(
-                f,
-                "is truncated ({found} bytes of {expected})"
-            ),
+            FormatError::Truncated { expected, found } => {
+                write!(f, "is truncated ({found} bytes of {expected})")
+            }
             FormatError::Damaged(what) => write!(f, "is damaged ({what})"),
         }
     }
@@ -129,20 +133,36 @@ impl Container {
             return Err(FormatError::Damaged("file length"));
         }
         let mut sections = Vec::with_capacity(count);
+        // Sections follow one another in table order, each at the next
+        // multiple of 8, with zeros between: no byte of the file escapes
+        // every check.
+        let mut expected = header_end as u64;
         for k in 0..count {
             let at = FIXED_HEADER + k * SECTION_ENTRY;
             let entry = |offset| u64_at(bytes, at + offset).unwrap_or(u64::MAX);
             let id = u32_at(bytes, at).unwrap_or(0);
+            let flags = u32_at(bytes, at + 4).unwrap_or(0);
             let (offset, len, hash) = (entry(8), entry(16), entry(24));
             let end = offset.checked_add(len).filter(|&e| e <= found);
-            let Some(end) = end.filter(|_| offset >= header_end as u64 && offset % 8 == 0) else {
+            let aligned = expected.next_multiple_of(8);
+            let Some(end) = end.filter(|_| offset == aligned) else {
                 return Err(FormatError::Damaged("section table"));
             };
+            if bytes[expected as usize..offset as usize]
+                .iter()
+                .any(|&b| b != 0)
+            {
+                return Err(FormatError::Damaged("padding"));
+            }
+            expected = end;
             let range = offset as usize..end as usize;
-            if xxh3_64(&bytes[range.clone()]) != hash {
+            if flags & LAZY == 0 && xxh3_64(&bytes[range.clone()]) != hash {
                 return Err(FormatError::Damaged(section_name(id)));
             }
             sections.push((id, range));
+        }
+        if expected != length {
+            return Err(FormatError::Damaged("section table"));
         }
         Ok(Container { owner, sections })
     }
@@ -167,6 +187,7 @@ pub mod section {
     pub const ADJUSTED_WORDS: u32 = 9;
     pub const ADJUSTED_LEFT: u32 = 10;
     pub const OFFSETS_WIDE: u32 = 11;
+    pub const LIST_CHUNKS: u32 = 12;
 }
 
 fn section_name(id: u32) -> &'static str {
@@ -175,7 +196,9 @@ fn section_name(id: u32) -> &'static str {
         section::FILES => "checksum of its file table",
         section::WORDS | section::BLOCKS => "checksum of its vocabulary",
         section::COUNTS => "checksum of its word counts",
-        section::OFFSETS | section::OFFSETS_WIDE | section::LISTS => "checksum of its occurrences",
+        section::OFFSETS | section::OFFSETS_WIDE | section::LISTS | section::LIST_CHUNKS => {
+            "checksum of its occurrences"
+        }
         section::DROPPED | section::ADJUSTED_WORDS | section::ADJUSTED_LEFT => {
             "checksum of its refresh record"
         }
@@ -192,7 +215,7 @@ pub struct Writer {
     temp: PathBuf,
     destination: PathBuf,
     position: u64,
-    table: Vec<[u64; 4]>,
+    table: Vec<[u64; 5]>,
     current: Option<(u32, u64, Xxh3)>,
     sections: usize,
 }
@@ -248,9 +271,23 @@ impl Writer {
 
     /// Ends the current section.
     pub fn end(&mut self) {
+        self.end_with(0);
+    }
+
+    /// Ends the current section, which the reader verifies by chunks.
+    pub fn end_lazy(&mut self) {
+        self.end_with(LAZY);
+    }
+
+    fn end_with(&mut self, flags: u32) {
         if let Some((id, start, hasher)) = self.current.take() {
-            self.table
-                .push([u64::from(id), start, self.position - start, hasher.digest()]);
+            self.table.push([
+                u64::from(id),
+                u64::from(flags),
+                start,
+                self.position - start,
+                hasher.digest(),
+            ]);
         }
     }
 
@@ -282,9 +319,9 @@ impl Writer {
         header.extend_from_slice(&(self.table.len() as u32).to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
         header.extend_from_slice(&self.position.to_le_bytes());
-        for &[id, offset, len, hash] in &self.table {
+        for &[id, flags, offset, len, hash] in &self.table {
             header.extend_from_slice(&(id as u32).to_le_bytes());
-            header.extend_from_slice(&0u32.to_le_bytes());
+            header.extend_from_slice(&(flags as u32).to_le_bytes());
             header.extend_from_slice(&offset.to_le_bytes());
             header.extend_from_slice(&len.to_le_bytes());
             header.extend_from_slice(&hash.to_le_bytes());

@@ -115,8 +115,8 @@ fn map(path: &Path) -> Result<Option<Owner>, StoreError> {
     // SAFETY: the map is read-only and the file is never modified in place
     // by this program (see above); another program truncating it under us
     // is the hazard every mmap-based reader (ripgrep included) accepts.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| StoreError::Io(path.into(), "map", e))?;
+    let map =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::Io(path.into(), "map", e))?;
     Ok(Some(Arc::new(map)))
 }
 
@@ -270,8 +270,8 @@ pub fn save(
         excludes: excludes.to_vec(),
         saved_at: now_secs(),
     };
-    let bytes = segment::write(path, view, records, &meta, &[], &[])
-        .map_err(|e| StoreError::Io(path.into(), "write", e))?;
+    let bytes =
+        segment::write(path, view, records, &meta, &[], &[]).map_err(|e| write_error(path, e))?;
     // Any delta belonged to the old base; it would be ignored, but it is
     // dead weight.
     let _ = fs::remove_file(delta_path(path));
@@ -320,12 +320,16 @@ pub fn refresh(
             asked: root.display().to_string(),
         });
     }
-    let listing = walk(root, &options.excludes).map_err(|e| StoreError::Build(BuildError::Root(e)))?;
+    let listing =
+        walk(root, &options.excludes).map_err(|e| StoreError::Build(BuildError::Root(e)))?;
     let Stored { base, delta } = stored;
 
     // What is saved now: the base's files the delta does not hide, and the
     // delta's files; each keyed by raw relative path.
-    let hidden = marks(base.records.len(), delta.as_ref().map_or(&[], |d| &d.dropped));
+    let hidden = marks(
+        base.records.len(),
+        delta.as_ref().map_or(&[], |d| &d.dropped),
+    );
     let mut saved: HashMap<&[u8], (usize, usize)> = HashMap::new();
     for (f, record) in base.records.iter().enumerate() {
         if !hidden[f] {
@@ -336,7 +340,10 @@ pub fn refresh(
     for (f, record) in delta_records.iter().enumerate() {
         saved.insert(record.raw_path(), (1, f));
     }
-    let mut kept = [vec![false; base.records.len()], vec![false; delta_records.len()]];
+    let mut kept = [
+        vec![false; base.records.len()],
+        vec![false; delta_records.len()],
+    ];
     let mut report = Refreshed::default();
     let mut to_index = Vec::new();
     for entry in listing.files {
@@ -350,7 +357,9 @@ pub fn refresh(
             (l, f, record)
         });
         match record {
-            Some((l, f, r)) if r.size == entry.size && r.mtime_ns == entry.mtime_ns && !r.recheck => {
+            Some((l, f, r))
+                if r.size == entry.size && r.mtime_ns == entry.mtime_ns && !r.recheck =>
+            {
                 kept[l][f] = true;
                 report.reused += 1;
             }
@@ -386,6 +395,12 @@ pub fn refresh(
     let base_dropped: Vec<bool> = kept[0].iter().map(|k| !k).collect();
     let delta_dropped: Vec<bool> = kept[1].iter().map(|k| !k).collect();
     let base_adjusted = occurrences_in(&base.index, &base_dropped);
+    if base.index.is_damaged() {
+        return Err(StoreError::Format(
+            path.into(),
+            FormatError::Damaged("checksum of its occurrences"),
+        ));
+    }
     let base_records = base.records;
     let base_id = base.meta.base_id;
     let base_layer = Layer::new(base.index, &base_dropped, base_adjusted);
@@ -393,6 +408,12 @@ pub fn refresh(
     let mut upper_records = Vec::with_capacity(2);
     if let Some(delta) = delta {
         let adjusted = occurrences_in(&delta.index, &delta_dropped);
+        if delta.index.is_damaged() {
+            return Err(StoreError::Format(
+                delta_path(path),
+                FormatError::Damaged("checksum of its occurrences"),
+            ));
+        }
         upper.push(Layer::new(delta.index, &delta_dropped, adjusted));
         upper_records.push(delta.records);
     }
@@ -438,7 +459,7 @@ pub fn refresh(
             &dropped,
             base_layer.adjusted(),
         )
-        .map_err(|e| StoreError::Io(destination, "write", e))?;
+        .map_err(|e| write_error(&destination, e))?;
         report.saved = Some(Saved {
             bytes,
             time: write_started.elapsed(),
@@ -450,6 +471,17 @@ pub fn refresh(
     };
     report.time = started.elapsed();
     Ok((view, report))
+}
+
+fn write_error(path: &Path, e: io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::InvalidData && e.to_string() == segment::DAMAGED_SOURCE {
+        StoreError::Format(
+            path.into(),
+            FormatError::Damaged("checksum of its occurrences"),
+        )
+    } else {
+        StoreError::Io(path.into(), "write", e)
+    }
 }
 
 /// The records of a view's files, from each layer's records.
@@ -477,6 +509,9 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
             let _ = view.path(location.file);
             decoded += 1;
         }
+    }
+    if view.is_damaged() {
+        return Err(FormatError::Damaged("checksum of its occurrences"));
     }
     Ok(decoded)
 }

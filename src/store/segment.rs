@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 
 use super::format::{section, Container, Decoder, Encoder, FormatError, Writer};
-use crate::index::bytes::{Array, Bytes, Owner};
+use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, PostingWriter};
 use crate::index::vocabulary::FrontCoder;
 use crate::index::{Hit, Index, Offsets, View, Vocabulary};
@@ -129,7 +129,9 @@ fn decode_records(bytes: &[u8]) -> Option<Vec<FileRecord>> {
     let mut d = Decoder::new(bytes);
     let n = d.u64()?;
     // A record takes at least 21 bytes: bound the allocation by the section.
-    let n = usize::try_from(n).ok().filter(|&n| n <= d.remaining() / 21)?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= d.remaining() / 21)?;
     let mut records = Vec::with_capacity(n);
     for _ in 0..n {
         let display = String::from_utf8(d.bytes()?.to_vec()).ok()?;
@@ -150,6 +152,58 @@ fn decode_records(bytes: &[u8]) -> Option<Vec<FileRecord>> {
     (d.remaining() == 0).then_some(records)
 }
 
+/// Why a write was abandoned when its source failed a checksum.
+pub const DAMAGED_SOURCE: &str =
+    "the saved index being rewritten is damaged (checksum of its occurrences)";
+
+/// Bytes of posting lists per chunk hash: small enough that a query
+/// verifies little more than it reads, large enough that the hash table
+/// stays tiny (about 300 entries for the kernel).
+const LIST_CHUNK: usize = 1 << 20;
+
+/// The hash of each [`LIST_CHUNK`] bytes written through it.
+struct ChunkHasher {
+    current: xxhash_rust::xxh3::Xxh3,
+    filled: usize,
+    hashes: Vec<u64>,
+}
+
+impl ChunkHasher {
+    fn new() -> Self {
+        ChunkHasher {
+            current: xxhash_rust::xxh3::Xxh3::new(),
+            filled: 0,
+            hashes: vec![LIST_CHUNK as u64],
+        }
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = (LIST_CHUNK - self.filled).min(bytes.len());
+            self.current.update(&bytes[..take]);
+            self.filled += take;
+            bytes = &bytes[take..];
+            if self.filled == LIST_CHUNK {
+                self.hashes.push(self.current.digest());
+                self.current.reset();
+                self.filled = 0;
+            }
+        }
+    }
+
+    /// The chunk size, then each chunk's hash.
+    fn finish(mut self) -> Vec<u64> {
+        if self.filled > 0 {
+            self.hashes.push(self.current.digest());
+        }
+        self.hashes
+    }
+}
+
+fn hash_chunk(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
 fn u32s(bytes: &[u32]) -> &[u8] {
     bytemuck::cast_slice(bytes)
 }
@@ -165,7 +219,7 @@ pub fn write(
     adjusted: &[(u32, u32)],
 ) -> io::Result<u64> {
     let delta = meta.kind == Kind::Delta;
-    let mut w = Writer::create(destination, if delta { 10 } else { 7 })?;
+    let mut w = Writer::create(destination, if delta { 11 } else { 8 })?;
     w.section(section::META, &encode_meta(meta))?;
     w.section(section::FILES, &encode_records(records))?;
 
@@ -175,6 +229,7 @@ pub fn write(
     let mut offsets = Vec::with_capacity(hits.len() + 1);
     let mut written = 0u64;
     let mut list = Vec::new();
+    let mut chunks = ChunkHasher::new();
     w.begin(section::LISTS)?;
     for hit in &hits {
         list.clear();
@@ -186,10 +241,12 @@ pub fn write(
         counts.push(count);
         offsets.push(written);
         w.write(&list)?;
+        chunks.update(&list);
         written += list.len() as u64;
     }
     offsets.push(written);
-    w.end();
+    w.end_lazy();
+    w.section(section::LIST_CHUNKS, bytemuck::cast_slice(&chunks.finish()))?;
     let (words, blocks, _) = vocabulary.finish();
     w.section(section::WORDS, &words)?;
     w.section(section::BLOCKS, bytemuck::cast_slice(&blocks))?;
@@ -205,6 +262,11 @@ pub fn write(
         let (words, left): (Vec<u32>, Vec<u32>) = adjusted.iter().copied().unzip();
         w.section(section::ADJUSTED_WORDS, u32s(&words))?;
         w.section(section::ADJUSTED_LEFT, u32s(&left))?;
+    }
+    if view.is_damaged() {
+        // A stored list failed its check while being copied: keep the old
+        // file rather than commit one with occurrences missing.
+        return Err(io::Error::new(io::ErrorKind::InvalidData, DAMAGED_SOURCE));
     }
     w.commit()
 }
@@ -245,23 +307,28 @@ pub fn read(owner: Owner) -> Result<Segment, FormatError> {
     let array32 = |id| Array::<u32>::shared(need(id)?).ok_or(damaged("a number table"));
     let array64 = |id| Array::<u64>::shared(need(id)?).ok_or(damaged("a number table"));
     let counts = array32(section::COUNTS)?;
-    let vocabulary =
-        Vocabulary::from_front_coded(need(section::WORDS)?, array64(section::BLOCKS)?, counts.len())
-            .map_err(|_| damaged("vocabulary"))?;
+    let vocabulary = Vocabulary::from_front_coded(
+        need(section::WORDS)?,
+        array64(section::BLOCKS)?,
+        counts.len(),
+    )
+    .map_err(|_| damaged("vocabulary"))?;
     let offsets = match c.section(section::OFFSETS) {
         Some(_) => Offsets::Narrow(array32(section::OFFSETS)?),
         None => Offsets::Wide(array64(section::OFFSETS_WIDE)?),
     };
     let files = records.iter().map(|r| r.display.clone()).collect();
-    let lists: Bytes = need(section::LISTS)?;
-    let index = Index::from_stored(
-        files,
-        vocabulary,
-        counts,
-        offsets,
-        lists,
-    )
-    .ok_or(damaged("occurrence offsets"))?;
+    let chunks = array64(section::LIST_CHUNKS)?;
+    let (chunk, hashes) = chunks
+        .as_slice()
+        .split_first()
+        .ok_or(damaged("a number table"))?;
+    let hashes = Array::Owned(hashes.to_vec());
+    let chunk = usize::try_from(*chunk).map_err(|_| damaged("a number table"))?;
+    let lists = Chunked::new(need(section::LISTS)?, chunk, hashes, hash_chunk)
+        .ok_or(damaged("a number table"))?;
+    let index = Index::from_stored(files, vocabulary, counts, offsets, lists)
+        .ok_or(damaged("occurrence offsets"))?;
     let (mut dropped, mut adjusted) = (Vec::new(), Vec::new());
     if meta.kind == Kind::Delta {
         dropped = array32(section::DROPPED)?.as_slice().to_vec();
