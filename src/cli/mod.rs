@@ -197,7 +197,11 @@ fn refresh_with_progress(
         Err(StoreError::Build(BuildError::Root(e))) => return Err(fail(EXIT_BAD_INPUT, e)),
         Err(e) => return Err(fail(EXIT_FAILURE, e)),
     };
-    let reindexed = refreshed.added + refreshed.changed;
+    let reindexed = if refreshed.rebuilt {
+        refreshed.build.files.len()
+    } else {
+        refreshed.added + refreshed.changed
+    };
     if reindexed > 0 {
         print_summary(&refreshed.build, args.verbose, args.stats);
     }
@@ -214,8 +218,13 @@ fn refresh_with_progress(
         ),
         None => "; nothing to save".to_string(),
     };
+    let why = if refreshed.rebuilt {
+        "; over an eighth of the tree differed from the last full save, so all of it"
+    } else {
+        ""
+    };
     eprintln!(
-        "refreshed {} in {:.2} s: reused {} file{}, re-indexed {reindexed} ({} added, {} changed), removed {}{saved}",
+        "refreshed {} in {:.2} s: reused {} file{}, re-indexed {reindexed} ({} added, {} changed{why}), removed {}{saved}",
         file.display(),
         refreshed.time.as_secs_f64(),
         refreshed.reused,
@@ -224,6 +233,16 @@ fn refresh_with_progress(
         refreshed.changed,
         refreshed.removed,
     );
+    if args.stats {
+        eprintln!(
+            "time: list and compare {:.3} s, re-index {:.3} s, scan saved lists {:.3} s, write {:.3} s, total {:.3} s",
+            refreshed.compare_time.as_secs_f64(),
+            refreshed.build.timings.total.as_secs_f64(),
+            refreshed.scan_time.as_secs_f64(),
+            refreshed.saved.map_or(0.0, |s| s.time.as_secs_f64()),
+            refreshed.time.as_secs_f64()
+        );
+    }
     print_memory(&view, args.stats);
     Ok(view)
 }

@@ -31,6 +31,8 @@ pub use postings::Location;
 pub use view::{Hit, Layer, View};
 pub use vocabulary::Vocabulary;
 
+use std::ops::Range;
+
 use bytes::{Array, Chunked};
 
 use partial::Run;
@@ -297,6 +299,39 @@ impl Index {
             }
         }
         lists
+    }
+
+    /// Calls `f(id, list)` for every stored list of the words numbered
+    /// `range`, in order: for a loaded index, one pass over its contiguous
+    /// lists (checked once, up front) instead of a lookup per word.
+    pub fn for_each_list(&self, range: Range<usize>, f: &mut dyn FnMut(usize, &[u8])) {
+        match &self.postings {
+            Postings::Flat { offsets, lists } => {
+                let (Some(start), Some(end)) = (offsets.get(range.start), offsets.get(range.end))
+                else {
+                    return;
+                };
+                let Some(all) = lists.get(start as usize..end as usize) else {
+                    return;
+                };
+                let mut from = 0usize;
+                for id in range {
+                    let Some(next) = offsets.get(id + 1) else {
+                        return;
+                    };
+                    let to = (next - start) as usize;
+                    f(id, all.get(from..to).unwrap_or_default());
+                    from = to;
+                }
+            }
+            Postings::Pieces { .. } => {
+                for id in range {
+                    for list in self.raw_lists(id) {
+                        f(id, list);
+                    }
+                }
+            }
+        }
     }
 
     /// Occurrences of word `id`, in (path, line, column) order.

@@ -107,7 +107,8 @@ pub fn append_list(out: &mut Vec<u8>, list: &[u8], previous_last_file: Option<u3
 
 /// Occurrences in `list` whose file is marked in `marked` (by file
 /// number): what dropping those files takes from the list. Reads only the
-/// varints' ends, not their values, except the file steps.
+/// varints' ends, not their values, except the file steps, and stops at
+/// the first file past the last marked one (`marked` ends there).
 pub fn count_in_files(list: &[u8], marked: &[bool]) -> u32 {
     // Past the end of a varint starting at `pos` (one byte, nearly always).
     #[inline(always)]
@@ -136,10 +137,10 @@ pub fn count_in_files(list: &[u8], marked: &[bool]) -> u32 {
         };
         if head & 1 == 1 {
             file = file.saturating_add(head >> 1);
-            inside = usize::try_from(file)
-                .ok()
-                .and_then(|f| marked.get(f))
-                .is_some_and(|&m| m);
+            if file >= marked.len() as u64 {
+                break;
+            }
+            inside = marked[file as usize];
             pos = skip(list, pos);
         }
         pos = skip(list, pos);

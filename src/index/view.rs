@@ -106,21 +106,28 @@ impl Layer {
 /// delta is made, not at each query, and on two threads: the caller must
 /// not fork while it runs (it returns only when both are joined).
 pub fn occurrences_in(index: &Index, files: &[bool]) -> Vec<(u32, u32)> {
-    if !files.iter().any(|&f| f) {
+    // Lists are in file order: nothing past the last marked file matters.
+    let Some(last) = files.iter().rposition(|&f| f) else {
         return Vec::new();
-    }
+    };
+    let files = &files[..=last];
     let scan = |range: std::ops::Range<usize>| {
-        let mut adjusted = Vec::new();
-        for id in range {
-            let inside: u32 = index
-                .raw_lists(id)
-                .map(|list| count_in_files(list, files))
-                .sum();
-            if inside > 0 {
-                adjusted.push((id as u32, index.count(id).saturating_sub(inside)));
+        // (word, occurrences inside), pieces of one word summed.
+        let mut inside: Vec<(u32, u32)> = Vec::new();
+        index.for_each_list(range, &mut |id, list| {
+            let n = count_in_files(list, files);
+            if n == 0 {
+                return;
             }
+            match inside.last_mut() {
+                Some((w, sum)) if *w == id as u32 => *sum += n,
+                _ => inside.push((id as u32, n)),
+            }
+        });
+        for (id, n) in &mut inside {
+            *n = index.count(*id as usize).saturating_sub(*n);
         }
-        adjusted
+        inside
     };
     let words = index.vocabulary().len();
     let half = words / 2;

@@ -297,13 +297,21 @@ pub struct Refreshed {
     pub build: BuildReport,
     /// What was written, if anything changed.
     pub saved: Option<Saved>,
+    /// True if the changes had grown past an eighth of the tree, so the
+    /// whole tree was indexed again into a new base.
+    pub rebuilt: bool,
     /// The whole refresh.
     pub time: Duration,
+    /// Listing the tree and comparing it with the saved files.
+    pub compare_time: Duration,
+    /// Reading the saved lists to hide dropped files.
+    pub scan_time: Duration,
 }
 
 /// Brings the index saved at `path` up to date with `root`: re-indexes only
-/// the files added or changed since (with forked workers, as a build does),
-/// then saves a delta, or a new base when the delta has grown large.
+/// the files added or changed since (with forked workers, as a build does)
+/// and saves them as a delta; or, once the files differing from the base
+/// pass an eighth of the tree, rebuilds and saves a new base.
 pub fn refresh(
     path: &Path,
     stored: Stored,
@@ -346,7 +354,7 @@ pub fn refresh(
     ];
     let mut report = Refreshed::default();
     let mut to_index = Vec::new();
-    for entry in listing.files {
+    for entry in &listing.files {
         let raw = relative_bytes(&entry.path, root);
         let record = saved.get(raw).map(|&(l, f)| {
             let record = if l == 0 {
@@ -365,20 +373,48 @@ pub fn refresh(
             }
             Some(_) => {
                 report.changed += 1;
-                to_index.push(entry);
+                to_index.push(entry.clone());
             }
             None => {
                 report.added += 1;
-                to_index.push(entry);
+                to_index.push(entry.clone());
             }
         }
     }
     report.removed = saved.len() - report.reused - report.changed;
+    report.compare_time = started.elapsed();
     let unchanged = to_index.is_empty() && report.removed == 0;
     let restore = |base: Segment, delta: Option<Segment>| Stored { base, delta }.into_view();
     if unchanged {
         report.time = started.elapsed();
         return Ok((restore(base, delta), report));
+    }
+
+    // Once the files differing from the base pass an eighth of the tree,
+    // stacking costs queries more than it saves, and a whole new base is
+    // due. Building it from the tree (then saving the fresh build's lists
+    // as they are) is faster than re-encoding every saved list into a new
+    // numbering, so that is what happens.
+    let delta_kept = kept[1].iter().filter(|&&k| k).count();
+    let base_kept = kept[0].iter().filter(|&&k| k).count();
+    let hidden_base = base.records.len() - base_kept;
+    let compact =
+        (delta_kept + to_index.len() + hidden_base) * COMPACT_FRACTION > base.records.len().max(1);
+    if compact {
+        drop((base, delta));
+        let (index, build) =
+            build_listed(listing, Instant::now(), options, progress).map_err(StoreError::Build)?;
+        let records = records_of(&build, root);
+        report.build = build;
+        let view = View::single(index);
+        let write_started = Instant::now();
+        let mut saved = save(path, root, &options.excludes.globs(), &view, &records)?;
+        saved.time = write_started.elapsed();
+        report.saved = Some(saved);
+        report.rebuilt = true;
+        report.reused = 0;
+        report.time = started.elapsed();
+        return Ok((view, report));
     }
 
     let subset = Walk {
@@ -394,6 +430,7 @@ pub fn refresh(
     // Hide every base and delta file not kept; count what that hides.
     let base_dropped: Vec<bool> = kept[0].iter().map(|k| !k).collect();
     let delta_dropped: Vec<bool> = kept[1].iter().map(|k| !k).collect();
+    let scan_started = Instant::now();
     let base_adjusted = occurrences_in(&base.index, &base_dropped);
     if base.index.is_damaged() {
         return Err(StoreError::Format(
@@ -401,7 +438,6 @@ pub fn refresh(
             FormatError::Damaged("checksum of its occurrences"),
         ));
     }
-    let base_records = base.records;
     let base_id = base.meta.base_id;
     let base_layer = Layer::new(base.index, &base_dropped, base_adjusted);
     let mut upper = Vec::with_capacity(2);
@@ -417,58 +453,41 @@ pub fn refresh(
         upper.push(Layer::new(delta.index, &delta_dropped, adjusted));
         upper_records.push(delta.records);
     }
+    report.scan_time = scan_started.elapsed();
     upper.push(Layer::new(fresh, &[], Vec::new()));
     upper_records.push(fresh_records);
 
-    let base_kept = kept[0].iter().filter(|&&k| k).count();
-    let upper_files = kept[1].iter().filter(|&&k| k).count() + report.build.files.len();
-    let hidden_base = base_records.len() - base_kept;
-    let compact = (upper_files + hidden_base) * COMPACT_FRACTION > base_records.len().max(1);
-
     let write_started = Instant::now();
-    let view = if compact {
-        let mut layers = vec![base_layer];
-        layers.extend(upper);
-        let view = View::new(layers);
-        let mut all = vec![base_records];
-        all.extend(upper_records);
-        let records = view_records(&view, &all);
-        let mut saved = save(path, root, &options.excludes.globs(), &view, &records)?;
-        saved.time = write_started.elapsed();
-        report.saved = Some(saved);
-        view
-    } else {
-        let delta_view = View::new(upper);
-        let records = view_records(&delta_view, &upper_records);
-        let meta = Meta {
-            kind: Kind::Delta,
-            base_id,
-            root: canonical.to_vec(),
-            excludes: options.excludes.globs(),
-            saved_at: now_secs(),
-        };
-        let dropped: Vec<u32> = (0..base_dropped.len() as u32)
-            .filter(|&f| base_dropped[f as usize])
-            .collect();
-        let destination = delta_path(path);
-        let bytes = segment::write(
-            &destination,
-            &delta_view,
-            &records,
-            &meta,
-            &dropped,
-            base_layer.adjusted(),
-        )
-        .map_err(|e| write_error(&destination, e))?;
-        report.saved = Some(Saved {
-            bytes,
-            time: write_started.elapsed(),
-            delta: true,
-        });
-        let mut layers = vec![base_layer];
-        layers.extend(delta_view.into_layers());
-        View::new(layers)
+    let delta_view = View::new(upper);
+    let records = view_records(&delta_view, &upper_records);
+    let meta = Meta {
+        kind: Kind::Delta,
+        base_id,
+        root: canonical.to_vec(),
+        excludes: options.excludes.globs(),
+        saved_at: now_secs(),
     };
+    let dropped: Vec<u32> = (0..base_dropped.len() as u32)
+        .filter(|&f| base_dropped[f as usize])
+        .collect();
+    let destination = delta_path(path);
+    let bytes = segment::write(
+        &destination,
+        &delta_view,
+        &records,
+        &meta,
+        &dropped,
+        base_layer.adjusted(),
+    )
+    .map_err(|e| write_error(&destination, e))?;
+    report.saved = Some(Saved {
+        bytes,
+        time: write_started.elapsed(),
+        delta: true,
+    });
+    let mut layers = vec![base_layer];
+    layers.extend(delta_view.into_layers());
+    let view = View::new(layers);
     report.time = started.elapsed();
     Ok((view, report))
 }
