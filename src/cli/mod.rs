@@ -197,11 +197,7 @@ fn refresh_with_progress(
         Err(StoreError::Build(BuildError::Root(e))) => return Err(fail(EXIT_BAD_INPUT, e)),
         Err(e) => return Err(fail(EXIT_FAILURE, e)),
     };
-    let reindexed = if refreshed.rebuilt {
-        refreshed.build.files.len()
-    } else {
-        refreshed.added + refreshed.changed
-    };
+    let reindexed = refreshed.added + refreshed.changed;
     if reindexed > 0 {
         print_summary(&refreshed.build, args.verbose, args.stats);
     }
@@ -212,19 +208,14 @@ fn refresh_with_progress(
             s.time.as_secs_f64()
         ),
         Some(s) => format!(
-            "; rewrote it ({}) in {:.2} s",
+            "; over an eighth of the tree differed from its last full save, so merged it all into a new one ({}) in {:.2} s",
             human_bytes(s.bytes),
             s.time.as_secs_f64()
         ),
         None => "; nothing to save".to_string(),
     };
-    let why = if refreshed.rebuilt {
-        "; over an eighth of the tree differed from the last full save, so all of it"
-    } else {
-        ""
-    };
     eprintln!(
-        "refreshed {} in {:.2} s: reused {} file{}, re-indexed {reindexed} ({} added, {} changed{why}), removed {}{saved}",
+        "refreshed {} in {:.2} s: reused {} file{}, re-indexed {reindexed} ({} added, {} changed), removed {}{saved}",
         file.display(),
         refreshed.time.as_secs_f64(),
         refreshed.reused,

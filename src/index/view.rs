@@ -92,7 +92,11 @@ impl Layer {
     }
 
     /// Occurrences of word `id` in kept files, numbered in the view.
-    fn locations(&self, id: usize) -> LayerLocations<'_> {
+    pub fn locations(&self, id: usize) -> impl Iterator<Item = Location> + '_ {
+        self.layer_locations(id)
+    }
+
+    fn layer_locations(&self, id: usize) -> LayerLocations<'_> {
         LayerLocations {
             inner: self.index.locations(id),
             rank: &self.rank,
@@ -352,7 +356,7 @@ impl View {
     pub fn locations(&self, hit: &Hit) -> impl Iterator<Item = Location> + '_ {
         let mut streams: Vec<std::iter::Peekable<LayerLocations<'_>>> = hit
             .parts()
-            .map(|(l, id)| self.layers[l].locations(id).peekable())
+            .map(|(l, id)| self.layers[l].layer_locations(id).peekable())
             .collect();
         std::iter::from_fn(move || {
             if streams.len() == 1 {

@@ -298,7 +298,7 @@ pub struct Refreshed {
     /// What was written, if anything changed.
     pub saved: Option<Saved>,
     /// True if the changes had grown past an eighth of the tree, so the
-    /// whole tree was indexed again into a new base.
+    /// layers were merged into a new base.
     pub rebuilt: bool,
     /// The whole refresh.
     pub time: Duration,
@@ -311,7 +311,7 @@ pub struct Refreshed {
 /// Brings the index saved at `path` up to date with `root`: re-indexes only
 /// the files added or changed since (with forked workers, as a build does)
 /// and saves them as a delta; or, once the files differing from the base
-/// pass an eighth of the tree, rebuilds and saves a new base.
+/// pass an eighth of the tree, merges everything into a new base.
 pub fn refresh(
     path: &Path,
     stored: Stored,
@@ -391,31 +391,13 @@ pub fn refresh(
     }
 
     // Once the files differing from the base pass an eighth of the tree,
-    // stacking costs queries more than it saves, and a whole new base is
-    // due. Building it from the tree (then saving the fresh build's lists
-    // as they are) is faster than re-encoding every saved list into a new
-    // numbering, so that is what happens.
+    // stacking costs queries more than it saves: the layers are merged into
+    // a new base instead of a delta.
     let delta_kept = kept[1].iter().filter(|&&k| k).count();
     let base_kept = kept[0].iter().filter(|&&k| k).count();
     let hidden_base = base.records.len() - base_kept;
     let compact =
         (delta_kept + to_index.len() + hidden_base) * COMPACT_FRACTION > base.records.len().max(1);
-    if compact {
-        drop((base, delta));
-        let (index, build) =
-            build_listed(listing, Instant::now(), options, progress).map_err(StoreError::Build)?;
-        let records = records_of(&build, root);
-        report.build = build;
-        let view = View::single(index);
-        let write_started = Instant::now();
-        let mut saved = save(path, root, &options.excludes.globs(), &view, &records)?;
-        saved.time = write_started.elapsed();
-        report.saved = Some(saved);
-        report.rebuilt = true;
-        report.reused = 0;
-        report.time = started.elapsed();
-        return Ok((view, report));
-    }
 
     let subset = Walk {
         files: to_index,
@@ -427,9 +409,36 @@ pub fn refresh(
     let fresh_records = records_of(&build, root);
     report.build = build;
 
-    // Hide every base and delta file not kept; count what that hides.
+    // Hide every base and delta file not kept.
     let base_dropped: Vec<bool> = kept[0].iter().map(|k| !k).collect();
     let delta_dropped: Vec<bool> = kept[1].iter().map(|k| !k).collect();
+    if compact {
+        // A new base from the layers as they stand: the writer re-encodes
+        // the lists of layers that lost files, counting what it keeps, so
+        // no count needs adjusting first.
+        let mut layers = vec![Layer::new(base.index, &base_dropped, Vec::new())];
+        let mut records = vec![base.records];
+        if let Some(delta) = delta {
+            layers.push(Layer::new(delta.index, &delta_dropped, Vec::new()));
+            records.push(delta.records);
+        }
+        layers.push(Layer::new(fresh, &[], Vec::new()));
+        records.push(fresh_records);
+        let view = View::new(layers);
+        let records = view_records(&view, &records);
+        let write_started = Instant::now();
+        let mut saved = save(path, root, &options.excludes.globs(), &view, &records)?;
+        saved.time = write_started.elapsed();
+        report.saved = Some(saved);
+        report.rebuilt = true;
+        report.time = started.elapsed();
+        // Answer from the file just written: one layer, in place.
+        let view = match Stored::open(path)? {
+            Some(stored) => stored.into_view(),
+            None => view,
+        };
+        return Ok((view, report));
+    }
     let scan_started = Instant::now();
     let base_adjusted = occurrences_in(&base.index, &base_dropped);
     if base.index.is_damaged() {

@@ -289,6 +289,12 @@ fn encode_list(view: &View, hit: &Hit, out: &mut Vec<u8>) -> u32 {
             }
             return layer.index().count(id);
         }
+        // Most words live in one layer: renumber its list alone.
+        let mut writer = PostingWriter::default();
+        for l in layer.locations(id) {
+            writer.push(out, l.file, l.line, l.column);
+        }
+        return writer.count;
     }
     let mut writer = PostingWriter::default();
     for l in view.locations(hit) {
