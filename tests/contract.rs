@@ -11,7 +11,9 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use proptest::prelude::*;
-use reference::{expected_json, occurrences, parse_json_lines, query, Index, Location};
+use reference::{
+    assert_same_answers, expected_json, occurrences, parse_json_lines, query, Index, Location,
+};
 
 fn corpus() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
@@ -36,21 +38,6 @@ fn run_json(root: &Path, queries: &[&str], extra: &[&str]) -> Vec<serde_json::Va
         String::from_utf8_lossy(&out.stderr)
     );
     parse_json_lines(&out.stdout)
-}
-
-/// Compares object by object so a failure names the first differing word.
-fn assert_same_answers(got: &[serde_json::Value], want: &[serde_json::Value], context: &str) {
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert_eq!(g, w, "{context}: object {i} differs (got, then want)");
-    }
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{context}: {} objects printed, {} expected; first extra: {:?}",
-        got.len(),
-        want.len(),
-        got.get(want.len()).or(want.get(got.len()))
-    );
 }
 
 // ---------------------------------------------------------------------------

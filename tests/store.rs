@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use assert_cmd::Command;
 use proptest::prelude::*;
-use reference::{expected_json, parse_json_lines, Index};
+use reference::{assert_same_answers, expected_json, parse_json_lines, Index};
 use serde_json::Value;
 
 /// Ordinary runs.
@@ -306,21 +306,6 @@ fn expected<S: AsRef<str>>(root: &Path, queries: &[S]) -> Vec<Value> {
     let index = reference::build_index(root, &[]);
     let queries: Vec<&str> = queries.iter().map(|q| q.as_ref()).collect();
     expected_json(&index, &queries)
-}
-
-/// Compares object by object so a failure names the first differing word.
-fn assert_same_answers(got: &[Value], want: &[Value], context: &str) {
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert_eq!(g, w, "{context}: object {i} differs (got, then want)");
-    }
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{context}: {} objects printed, {} expected; first extra: {:?}",
-        got.len(),
-        want.len(),
-        got.get(want.len()).or(want.get(got.len()))
-    );
 }
 
 /// Why `out` is not a proper refusal (exit code 2, exactly one line on

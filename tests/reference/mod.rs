@@ -273,6 +273,21 @@ pub fn expected_json(index: &Index, queries: &[&str]) -> Vec<Value> {
     out
 }
 
+/// Compares object by object so a failure names the first differing word.
+pub fn assert_same_answers(got: &[serde_json::Value], want: &[serde_json::Value], context: &str) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g, w, "{context}: object {i} differs (got, then want)");
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{context}: {} objects printed, {} expected; first extra: {:?}",
+        got.len(),
+        want.len(),
+        got.get(want.len()).or(want.get(got.len()))
+    );
+}
+
 /// Parse the binary's JSON Lines output; panics with the bad line.
 pub fn parse_json_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
