@@ -37,9 +37,11 @@ wall() { # prints the wall seconds of one run of "$@"
 }
 mean_ms() { # hyperfine's mean in milliseconds
     hyperfine -N -w 3 -r "${2:-20}" --export-json "$BENCH_DIR/h.json" "$1" >/dev/null 2>&1
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(f"{r[\"mean\"]*1e3:.1f} ms (min {r[\"min\"]*1e3:.1f}, max {r[\"max\"]*1e3:.1f})")' "$BENCH_DIR/h.json"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.1f ms (min %.1f, max %.1f)" % (r["mean"]*1e3, r["min"]*1e3, r["max"]*1e3))' "$BENCH_DIR/h.json"
 }
 
+log "warming the page cache (cat of every file)"
+find "$TREE" -type f -print0 | xargs -0 cat >/dev/null 2>&1 || true
 rm -f "$INDEX" "$INDEX.delta"
 log "full build and save"
 save_wall=$(wall "$BIN" "$TREE" --save "$INDEX" --noprompt)

@@ -40,7 +40,7 @@ use crate::index::build::{build_listed, BuildError};
 use crate::index::bytes::Owner;
 use crate::index::view::occurrences_in;
 use crate::index::walk::{walk, Walk};
-use crate::index::{BuildOptions, BuildReport, Layer, Progress, View};
+use crate::index::{BuildOptions, BuildReport, Index, Layer, Progress, View};
 
 /// A delta is folded into a new base once its files (plus the base files
 /// it hides) pass this fraction of the tree: past it, queries pay for the
@@ -440,7 +440,15 @@ pub fn refresh(
         return Ok((view, report));
     }
     let scan_started = Instant::now();
-    let base_adjusted = occurrences_in(&base.index, &base_dropped);
+    // The delta being replaced already counted what the files it hid held;
+    // only files hidden now for the first time need the scan.
+    let newly: Vec<bool> = base_dropped
+        .iter()
+        .zip(&hidden)
+        .map(|(&dropped, &before)| dropped && !before)
+        .collect();
+    let previous = delta.as_ref().map_or(&[][..], |d| &d.adjusted[..]);
+    let base_adjusted = lower_counts(&base.index, previous, &occurrences_in(&base.index, &newly));
     if base.index.is_damaged() {
         return Err(StoreError::Format(
             path.into(),
@@ -499,6 +507,41 @@ pub fn refresh(
     let view = View::new(layers);
     report.time = started.elapsed();
     Ok((view, report))
+}
+
+/// Counts left per word after two rounds of hiding files: `previous` and
+/// `more` each list (word, occurrences left) after hiding their own files
+/// from `index`'s full counts (both sorted by word).
+fn lower_counts(index: &Index, previous: &[(u32, u32)], more: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    if more.is_empty() {
+        return previous.to_vec();
+    }
+    let mut merged = Vec::with_capacity(previous.len() + more.len());
+    let (mut a, mut b) = (previous.iter().peekable(), more.iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(&&(wa, left)), Some(&&(wb, _))) if wa < wb => {
+                a.next();
+                (wa, left)
+            }
+            (Some(&&(wa, left_a)), Some(&&(wb, left_b))) if wa == wb => {
+                a.next();
+                b.next();
+                let taken = index.count(wb as usize).saturating_sub(left_b);
+                (wa, left_a.saturating_sub(taken))
+            }
+            (_, Some(&&(wb, left_b))) => {
+                b.next();
+                (wb, left_b)
+            }
+            (Some(&&(wa, left)), None) => {
+                a.next();
+                (wa, left)
+            }
+            (None, None) => return merged,
+        };
+        merged.push(next);
+    }
 }
 
 fn write_error(path: &Path, e: io::Error) -> StoreError {
