@@ -2083,3 +2083,43 @@ fn refresh_does_not_reread_unchanged_files() {
         "refresh must not re-read the unchanged victim.txt",
     );
 }
+
+#[test]
+fn an_index_kept_inside_its_tree_is_not_indexed() {
+    // `indexer . --index .index` is a natural way to keep one: the file and
+    // its delta must not count as files of the tree, or every refresh
+    // would see them changed.
+    let tree = tempfile::tempdir().unwrap();
+    let mut clock = Clock::new();
+    let paths = write_random_tree(tree.path(), &mut Rng::new(11), 60, &mut clock);
+    let file = tree.path().join(".index");
+    refresh(tree.path(), &file, &[]);
+    let edited = tree.path().join(&paths[0]);
+    let mut text = fs::read(&edited).unwrap();
+    text.extend_from_slice(b"\nfreshword\n");
+    fs::write(&edited, text).unwrap();
+    set_mtime(&edited, clock.next());
+    let stderr = refresh(tree.path(), &file, &[]);
+    assert_eq!(
+        refresh_counts(&stderr, "one edit"),
+        (paths.len() as u64 - 1, 1)
+    );
+    assert!(tree.path().join(".index.delta").exists(), "{stderr}");
+    let stderr = refresh(tree.path(), &file, &[]);
+    assert_eq!(refresh_counts(&stderr, "no edit"), (paths.len() as u64, 0));
+    let got = answers_of(
+        &indexer()
+            .arg(tree.path())
+            .arg("--index")
+            .arg(&file)
+            .args(json_args(&["*"]))
+            .output()
+            .unwrap(),
+        "answers",
+    );
+    assert_same_answers(
+        &got,
+        &expected(tree.path(), &["*"]),
+        "index inside the tree",
+    );
+}

@@ -68,7 +68,7 @@ pub fn run() -> i32 {
         Ok(ex) => ex,
         Err(e) => return fail(EXIT_BAD_INPUT, e),
     };
-    let options = BuildOptions {
+    let mut options = BuildOptions {
         workers: args
             .workers
             .map(|w| w as usize)
@@ -85,6 +85,14 @@ pub fn run() -> i32 {
         fault: Fault::from_env(),
     };
 
+    // An index kept inside the tree it indexes is not part of the tree.
+    if let (Some(directory), Some(file)) =
+        (&args.directory, args.index.as_ref().or(args.save.as_ref()))
+    {
+        if let Some(relative) = store::relative_to(file, directory) {
+            options.excludes.exclude_saved_index(&relative);
+        }
+    }
     let (view, note) = match obtain_view(&args, &options) {
         Ok(opened) => opened,
         Err(code) => return code,

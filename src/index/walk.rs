@@ -87,6 +87,8 @@ impl std::error::Error for RootError {}
 pub struct Excludes {
     patterns: Vec<Regex>,
     globs: Vec<String>,
+    /// Matched against the relative path only (see [`Excludes::exclude_saved_index`]).
+    anchored: Vec<Regex>,
 }
 
 impl Excludes {
@@ -103,7 +105,22 @@ impl Excludes {
         Ok(Excludes {
             patterns,
             globs: globs.iter().map(|g| g.as_ref().to_string()).collect(),
+            anchored: Vec::new(),
         })
+    }
+
+    /// Also leaves out a saved index at `relative` (from the root) and the
+    /// files its saves write beside it (`.delta`, `.tmp.PID`): an index kept
+    /// inside the tree it indexes would otherwise change under every
+    /// refresh and be read as a binary file each time.
+    pub fn exclude_saved_index(&mut self, relative: &str) {
+        let pattern = format!(
+            r"^{}(?:\.delta)?(?:\.tmp\.[0-9]+)?$",
+            regex::escape(relative)
+        );
+        if let Ok(regex) = Regex::new(&pattern) {
+            self.anchored.push(regex);
+        }
     }
 
     /// The globs, as given.
@@ -116,6 +133,7 @@ impl Excludes {
         self.patterns
             .iter()
             .any(|p| p.is_match(relative) || p.is_match(name))
+            || self.anchored.iter().any(|p| p.is_match(relative))
     }
 }
 
@@ -178,7 +196,7 @@ fn keep(entry: &walkdir::DirEntry, root: &Path, excludes: &Excludes) -> bool {
     if entry.file_type().is_dir() && VCS_FOLDERS.contains(&name.as_ref()) {
         return false;
     }
-    if excludes.patterns.is_empty() {
+    if excludes.patterns.is_empty() && excludes.anchored.is_empty() {
         return true;
     }
     let relative = entry

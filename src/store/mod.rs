@@ -587,6 +587,20 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
     Ok(decoded)
 }
 
+/// `file`'s path relative to `directory` (`/`-separated, as the walk shows
+/// paths), if `file` lies inside it; `file` need not exist yet.
+pub fn relative_to(file: &Path, directory: &Path) -> Option<String> {
+    let root = fs::canonicalize(directory).ok()?;
+    let name = file.file_name()?;
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let path = fs::canonicalize(folder).ok()?.join(name);
+    let relative = path.strip_prefix(&root).ok()?;
+    Some(relative.to_string_lossy().into_owned())
+}
+
 /// The canonical form of the directory an index is built from.
 pub fn canonical_root(root: &Path) -> PathBuf {
     fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
