@@ -189,6 +189,92 @@ fn varint_ends(list: &[u8], from: usize) -> u64 {
     mask
 }
 
+/// One file's run of a posting list: the file, and the bytes after the
+/// entry that opens it (its line and column, then its other entries), which
+/// do not depend on how files are numbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group<'a> {
+    /// The file number.
+    pub file: u32,
+    /// The group's bytes after its head varint.
+    pub body: &'a [u8],
+    /// Occurrences in the group.
+    pub entries: u32,
+}
+
+impl Group<'_> {
+    /// Appends the group to a list whose previous group is in file
+    /// `previous` (`None` at the start), numbered `file` there.
+    pub fn write(&self, out: &mut Vec<u8>, file: u32, previous: Option<u32>) {
+        let delta = file.saturating_sub(previous.unwrap_or(0));
+        write_varint(out, (u64::from(delta) << 1) | 1);
+        out.extend_from_slice(self.body);
+    }
+}
+
+/// The groups of a posting list, in order: renumbering files or dropping
+/// some rewrites only the groups' heads and copies their bodies, without
+/// decoding a single occurrence. Stops at malformed bytes.
+#[derive(Debug, Clone)]
+pub struct Groups<'a> {
+    list: &'a [u8],
+    pos: usize,
+    file: u64,
+}
+
+impl<'a> Groups<'a> {
+    /// The groups of `list`.
+    pub fn new(list: &'a [u8]) -> Self {
+        Groups {
+            list,
+            pos: 0,
+            file: 0,
+        }
+    }
+
+    fn skip_varint(&mut self) -> Option<()> {
+        loop {
+            let b = *self.list.get(self.pos)?;
+            self.pos += 1;
+            if b < 0x80 {
+                return Some(());
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for Groups<'a> {
+    type Item = Group<'a>;
+
+    fn next(&mut self) -> Option<Group<'a>> {
+        let head = read_varint(self.list, &mut self.pos)?;
+        if head & 1 == 0 {
+            self.pos = self.list.len();
+            return None;
+        }
+        self.file = self.file.checked_add(head >> 1)?;
+        let start = self.pos;
+        // The opening entry's line and column, then continuation entries
+        // (line step, column) until the next group's head (odd first byte).
+        self.skip_varint()?;
+        self.skip_varint()?;
+        let mut entries = 1u32;
+        while let Some(&b) = self.list.get(self.pos) {
+            if b & 1 == 1 {
+                break;
+            }
+            self.skip_varint()?;
+            self.skip_varint()?;
+            entries += 1;
+        }
+        Some(Group {
+            file: u32::try_from(self.file).ok()?,
+            body: &self.list[start..self.pos],
+            entries,
+        })
+    }
+}
+
 /// Decodes a posting list; stops early (without panicking) at malformed bytes.
 #[derive(Debug, Clone)]
 pub struct Locations<'a> {
@@ -279,6 +365,30 @@ mod tests {
             let want = locations.iter().filter(|l| l.0 == marked_file).count() as u32;
             assert_eq!(count_in_files(&list, &marked), want, "file {marked_file}");
         }
+    }
+
+    #[test]
+    fn groups_renumber_without_decoding() {
+        let locations = [
+            (0, 1, 1),
+            (0, 300, 9),
+            (3, 7, 300),
+            (3, 8, 1),
+            (3, 9, 2),
+            (90, 2, 1),
+        ];
+        let (list, _) = encode(&locations);
+        let groups: Vec<Group> = Groups::new(&list).collect();
+        let files: Vec<(u32, u32)> = groups.iter().map(|g| (g.file, g.entries)).collect();
+        assert_eq!(files, [(0, 2), (3, 3), (90, 1)]);
+        // Drop file 3, renumber 0 -> 5 and 90 -> 6.
+        let mut out = Vec::new();
+        groups[0].write(&mut out, 5, None);
+        groups[2].write(&mut out, 6, Some(5));
+        let got: Vec<_> = Locations::new(&out)
+            .map(|l| (l.file, l.line, l.column))
+            .collect();
+        assert_eq!(got, [(5, 1, 1), (5, 300, 9), (6, 2, 1)]);
     }
 
     #[test]

@@ -86,6 +86,12 @@ impl Layer {
         self.index.count(id)
     }
 
+    /// The view's number for the layer's file `file`, if the view keeps it.
+    #[inline]
+    pub fn rank(&self, file: u32) -> Option<u32> {
+        self.rank.get(file as usize).copied().filter(|&r| r != NONE)
+    }
+
     /// The adjusted counts (see [`Layer::new`]).
     pub fn adjusted(&self) -> &[(u32, u32)] {
         &self.adjusted

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::format::{section, Container, Decoder, Encoder, FormatError, Writer};
 use crate::index::bytes::{Array, Chunked, Owner};
-use crate::index::postings::{append_list, PostingWriter};
+use crate::index::postings::{append_list, Group, Groups};
 use crate::index::vocabulary::FrontCoder;
 use crate::index::{Hit, Index, Offsets, View, Vocabulary};
 
@@ -229,11 +229,12 @@ pub fn write(
     let mut offsets = Vec::with_capacity(hits.len() + 1);
     let mut written = 0u64;
     let mut list = Vec::new();
+    let mut groups = Vec::new();
     let mut chunks = ChunkHasher::new();
     w.begin(section::LISTS)?;
     for hit in &hits {
         list.clear();
-        let count = encode_list(view, hit, &mut list);
+        let count = encode_list(view, hit, &mut groups, &mut list);
         if count == 0 {
             continue;
         }
@@ -272,35 +273,54 @@ pub fn write(
 }
 
 /// Encodes a word's list in the view's file numbering; returns its count.
-fn encode_list(view: &View, hit: &Hit, out: &mut Vec<u8>) -> u32 {
+/// Stored lists are joined as they are when the view numbers files as they
+/// were stored; otherwise their file groups are renumbered, dropped or
+/// interleaved across layers, each group's body copied untouched.
+fn encode_list<'v>(
+    view: &'v View,
+    hit: &Hit,
+    groups: &mut Vec<(u32, Group<'v>)>,
+    out: &mut Vec<u8>,
+) -> u32 {
     let mut parts = hit.parts();
-    if let (Some((l, id)), None) = (parts.next(), parts.next()) {
+    let single = match (parts.next(), parts.next()) {
+        (Some(part), None) => Some(part),
+        _ => None,
+    };
+    if let Some((l, id)) = single {
         let layer = &view.layers()[l];
         if layer.is_identity() {
-            // Numbered as the view numbers files: join the stored lists.
             let mut last_file = None;
             for piece in layer.index().raw_lists(id) {
                 if append_list(out, piece, last_file).is_none() {
                     break;
                 }
-                last_file = crate::index::postings::Locations::new(piece)
-                    .last()
-                    .map(|l| l.file);
+                last_file = Groups::new(piece).last().map(|g| g.file);
             }
             return layer.index().count(id);
         }
-        // Most words live in one layer: renumber its list alone.
-        let mut writer = PostingWriter::default();
-        for l in layer.locations(id) {
-            writer.push(out, l.file, l.line, l.column);
+    }
+    groups.clear();
+    for (l, id) in hit.parts() {
+        let layer = &view.layers()[l];
+        for piece in layer.index().raw_lists(id) {
+            groups.extend(
+                Groups::new(piece).filter_map(|g| layer.rank(g.file).map(|rank| (rank, g))),
+            );
         }
-        return writer.count;
     }
-    let mut writer = PostingWriter::default();
-    for l in view.locations(hit) {
-        writer.push(out, l.file, l.line, l.column);
+    if single.is_none() {
+        // Layers hold disjoint files: ordering groups by file is the merge.
+        groups.sort_by_key(|&(rank, _)| rank);
     }
-    writer.count
+    let mut previous = None;
+    let mut count = 0u32;
+    for (rank, group) in groups.iter() {
+        group.write(out, *rank, previous);
+        previous = Some(*rank);
+        count = count.saturating_add(group.entries);
+    }
+    count
 }
 
 /// Reads a segment from a checked container's bytes.
