@@ -2123,3 +2123,180 @@ fn an_index_kept_inside_its_tree_is_not_indexed() {
         "index inside the tree",
     );
 }
+
+#[test]
+fn a_file_moved_over_another_with_its_times_kept_is_noticed() {
+    // `mv a b` where both had the same size and mtime (as after `tar x` or
+    // `cp -p`): only the inode and ctime tell that b changed.
+    let tree = tempfile::tempdir().unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let file = idx.path().join("m.idx");
+    for i in 0..20 {
+        fs::write(tree.path().join(format!("f{i}")), format!("filler q{i}\n")).unwrap();
+    }
+    let (a, b) = (tree.path().join("a"), tree.path().join("b"));
+    fs::write(&a, "apple\n").unwrap();
+    fs::write(&b, "mango\n").unwrap();
+    let then = SystemTime::now() - Duration::from_secs(86_400);
+    set_mtime(&a, then);
+    set_mtime(&b, then);
+    refresh(tree.path(), &file, &[]);
+    fs::rename(&a, &b).unwrap();
+    let got = answers_of(
+        &indexer()
+            .arg(tree.path())
+            .arg("--index")
+            .arg(&file)
+            .args(json_args(&["/.*/"]))
+            .output()
+            .unwrap(),
+        "refresh after mv",
+    );
+    assert_same_answers(
+        &got,
+        &expected(tree.path(), &["/.*/"]),
+        "mv with times kept",
+    );
+}
+
+#[test]
+fn files_whose_shown_paths_collide_keep_the_build_order_after_a_refresh() {
+    // Two names that differ only in invalid UTF-8 bytes display alike; a
+    // build orders them by their raw bytes, and so must a refresh.
+    let tree = tempfile::tempdir().unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let file = idx.path().join("c.idx");
+    for i in 0..40 {
+        fs::write(
+            tree.path().join(format!("f{i}.txt")),
+            format!("filler w{i}\n"),
+        )
+        .unwrap();
+    }
+    let fe = tree.path().join(OsStr::from_bytes(b"a\xfe"));
+    let ff = tree.path().join(OsStr::from_bytes(b"a\xff"));
+    fs::write(&fe, "foo one\n").unwrap();
+    fs::write(&ff, "\nfoo two\n").unwrap();
+    refresh(tree.path(), &file, &[]);
+    fs::write(&fe, "foo one\n\n\n").unwrap();
+    set_mtime(&fe, SystemTime::now() + Duration::from_secs(5));
+    let args = json_args(&["foo"]);
+    let refreshed = answers_of(
+        &indexer()
+            .arg(tree.path())
+            .arg("--index")
+            .arg(&file)
+            .args(&args)
+            .output()
+            .unwrap(),
+        "refresh",
+    );
+    let fresh = answers_of(
+        &indexer().arg(tree.path()).args(&args).output().unwrap(),
+        "fresh",
+    );
+    assert_same_answers(&refreshed, &fresh, "colliding display paths");
+}
+
+#[test]
+fn a_fifo_in_place_of_the_index_or_its_delta_is_refused_without_hanging() {
+    let idx = tempfile::tempdir().unwrap();
+    let fifo = idx.path().join("fifo.idx");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = indexer()
+        .arg("--index")
+        .arg(&fifo)
+        .args(["--query", "a"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "a FIFO as the index");
+
+    let tree = tempfile::tempdir().unwrap();
+    fs::write(tree.path().join("a.txt"), "alpha\n").unwrap();
+    let file = idx.path().join("x.idx");
+    refresh(tree.path(), &file, &[]);
+    let made = std::process::Command::new("mkfifo")
+        .arg(idx.path().join("x.idx.delta"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = indexer()
+        .arg("--index")
+        .arg(&file)
+        .args(["--query", "a"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "a FIFO as the delta");
+}
+
+#[test]
+fn saving_into_a_missing_folder_is_refused_before_building() {
+    let tree = tempfile::tempdir().unwrap();
+    fs::write(tree.path().join("a.txt"), "alpha\n").unwrap();
+    let missing = tree.path().join("no/such/folder/x.idx");
+    for flag in ["--save", "--index"] {
+        let out = indexer()
+            .arg(tree.path())
+            .arg(flag)
+            .arg(&missing)
+            .arg("--noprompt")
+            .output()
+            .unwrap();
+        assert_refused(&out, flag);
+        assert!(
+            !stderr_of(&out).contains("indexed"),
+            "built before refusing: {}",
+            stderr_of(&out)
+        );
+    }
+}
+
+#[test]
+fn a_refresh_keeps_the_builds_excludes_unless_given_new_ones() {
+    let tree = tempfile::tempdir().unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let file = idx.path().join("e.idx");
+    fs::write(tree.path().join("kept.txt"), "alpha\n").unwrap();
+    fs::create_dir(tree.path().join("target")).unwrap();
+    fs::write(tree.path().join("target/out.txt"), "alphabuild\n").unwrap();
+    refresh(tree.path(), &file, &["--exclude", "target"]);
+    let query = json_args(&["alpha"]);
+    let run = |extra: &[&str]| {
+        let out = indexer()
+            .arg(tree.path())
+            .arg("--index")
+            .arg(&file)
+            .args(extra)
+            .args(&query)
+            .output()
+            .unwrap();
+        answers_of(&out, "refresh")
+    };
+    let fresh = |extra: &[&str]| {
+        answers_of(
+            &indexer()
+                .arg(tree.path())
+                .args(extra)
+                .args(&query)
+                .output()
+                .unwrap(),
+            "fresh",
+        )
+    };
+    // Same command without --exclude: still excluded.
+    assert_same_answers(
+        &run(&[]),
+        &fresh(&["--exclude", "target"]),
+        "saved excludes kept",
+    );
+    // New globs replace the saved ones.
+    assert_same_answers(
+        &run(&["--exclude", "*.md"]),
+        &fresh(&["--exclude", "*.md"]),
+        "new excludes",
+    );
+}

@@ -128,6 +128,12 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<(View, Option<Stri
                 "give a DIRECTORY to index, or --index FILE",
             ));
         };
+        if !args.exclude.is_empty() {
+            return Err(fail(
+                EXIT_BAD_INPUT,
+                "--exclude applies when a DIRECTORY is indexed; an opened index is answered as saved",
+            ));
+        }
         return match Stored::open(file) {
             Ok(Some(stored)) => {
                 let (root, saved_at) = (stored.root(), stored.saved_at());
@@ -152,11 +158,33 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<(View, Option<Stri
             Err(e) => Err(fail(EXIT_BAD_INPUT, e)),
         };
     };
+    // Bad input is refused before any work: the tree, and where to save.
+    if let Err(e) = indexer::index::walk::check_root(directory) {
+        return Err(fail(EXIT_BAD_INPUT, e));
+    }
+    if let Some(file) = args.index.as_ref().or(args.save.as_ref()) {
+        if let Err(e) = store::check_writable(file) {
+            return Err(fail(EXIT_BAD_INPUT, e));
+        }
+    }
     let root = store::canonical_root(directory);
     if let Some(file) = &args.index {
         match Stored::open(file) {
             Ok(Some(stored)) => {
-                return refresh_with_progress(args, options, file, stored, &root).map(|v| (v, None))
+                // A refresh keeps the build's --exclude globs unless new
+                // ones are given, as a user re-running the same command
+                // without them would expect.
+                let mut options = options.clone();
+                if args.exclude.is_empty() && !stored.excludes().is_empty() {
+                    if let Ok(mut saved) = Excludes::new(stored.excludes()) {
+                        if let Some(relative) = store::relative_to(file, directory) {
+                            saved.exclude_saved_index(&relative);
+                        }
+                        options.excludes = saved;
+                    }
+                }
+                return refresh_with_progress(args, &options, file, stored, &root)
+                    .map(|v| (v, None));
             }
             Ok(None) => {}
             Err(e) => return Err(fail(EXIT_BAD_INPUT, e)),

@@ -660,6 +660,8 @@ mod tests {
                 display: i.to_string(),
                 size,
                 mtime_ns: 0,
+                ctime_ns: 0,
+                inode: 0,
             })
             .collect()
     }

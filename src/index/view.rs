@@ -32,6 +32,9 @@ pub struct Layer {
     adjusted: Vec<(u32, u32)>,
     /// True when the view numbers this layer's files as the layer does.
     identity: bool,
+    /// Per file: its raw relative path, to order files whose displayed
+    /// paths are equal (invalid UTF-8 shown as U+FFFD) as a build does.
+    raw_paths: Vec<Vec<u8>>,
 }
 
 impl Layer {
@@ -54,7 +57,14 @@ impl Layer {
             rank,
             adjusted,
             identity: false,
+            raw_paths: Vec::new(),
         }
+    }
+
+    /// The layer with its files' raw relative paths (see [`View::new`]).
+    pub fn with_raw_paths(mut self, raw_paths: Vec<Vec<u8>>) -> Layer {
+        self.raw_paths = raw_paths;
+        self
     }
 
     /// True when the view keeps every file of this layer under its own
@@ -213,19 +223,22 @@ impl View {
     /// their kept files merged into one table sorted by path.
     pub fn new(mut layers: Vec<Layer>) -> View {
         layers.truncate(MAX_LAYERS);
-        let mut entries: Vec<(&str, usize, usize)> = Vec::new();
+        let mut entries: Vec<(&str, &[u8], usize, usize)> = Vec::new();
         for (l, layer) in layers.iter().enumerate() {
             for (f, path) in layer.index.files().iter().enumerate() {
                 if layer.rank[f] != NONE {
-                    entries.push((path.as_str(), l, f));
+                    let raw = layer
+                        .raw_paths
+                        .get(f)
+                        .map_or(path.as_bytes(), |r| r.as_slice());
+                    entries.push((path.as_str(), raw, l, f));
                 }
             }
         }
-        // Each layer's table is sorted already; a stable sort keeps ties
-        // (never expected: layers keep disjoint files) in layer order.
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        // As the walk orders files: by displayed path, then raw path.
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(b.1)));
         let files: Vec<String> = entries.iter().map(|e| e.0.to_string()).collect();
-        let origins: Vec<(u32, u32)> = entries.iter().map(|e| (e.1 as u32, e.2 as u32)).collect();
+        let origins: Vec<(u32, u32)> = entries.iter().map(|e| (e.2 as u32, e.3 as u32)).collect();
         for (r, &(l, f)) in origins.iter().enumerate() {
             layers[l as usize].rank[f as usize] = r as u32;
         }

@@ -12,6 +12,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
+use std::os::unix::fs::MetadataExt;
+
 use walkdir::WalkDir;
 
 /// Folders that belong to a version-control system, never indexed.
@@ -29,6 +31,12 @@ pub struct FileEntry {
     /// Modification time at walk time, in nanoseconds since 1970: with the
     /// size, what a refresh compares to tell a changed file.
     pub mtime_ns: i64,
+    /// Status-change time (ctime) and inode at walk time: a file moved over
+    /// another, copied with its times kept, or made unreadable keeps its
+    /// size and mtime but not these (git compares them for the same reason).
+    pub ctime_ns: i64,
+    /// See `ctime_ns`.
+    pub inode: u64,
 }
 
 /// A per-file problem: the path it concerns and what went wrong.
@@ -251,18 +259,19 @@ fn visit(entry: walkdir::Result<walkdir::DirEntry>, root: &Path, out: &mut Walk)
             path: entry.into_path(),
             display,
             size: meta.len(),
-            mtime_ns: {
-                use std::os::unix::fs::MetadataExt;
-                meta.mtime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(meta.mtime_nsec())
-            },
+            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
         }),
         Err(error) => out.unreadable.push(Problem {
             path: display,
             message: error.to_string(),
         }),
     }
+}
+
+fn nanos(secs: i64, nanos: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 /// Threads that walk top-level folders side by side: listing folders and

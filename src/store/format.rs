@@ -53,6 +53,8 @@ const SECTION_ENTRY: usize = 32;
 pub enum FormatError {
     /// The magic bytes are not ours.
     NotAnIndex,
+    /// Not a regular file (a folder, a FIFO, a device).
+    NotAFile,
     /// Another format version.
     Version(u32),
     /// Made with other word rules.
@@ -67,6 +69,7 @@ impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FormatError::NotAnIndex => write!(f, "is not an indexer index"),
+            FormatError::NotAFile => write!(f, "is not a regular file"),
             FormatError::Version(v) => write!(
                 f,
                 "has format version {v}; this indexer reads version {FORMAT_VERSION}"
@@ -218,19 +221,33 @@ pub struct Writer {
     table: Vec<[u64; 5]>,
     current: Option<(u32, u64, Xxh3)>,
     sections: usize,
+    committed: bool,
+}
+
+impl Drop for Writer {
+    /// A write abandoned midway (an error, or a damaged source) leaves no
+    /// temporary behind.
+    fn drop(&mut self) {
+        if !self.committed {
+            self.abandon();
+        }
+    }
 }
 
 impl Writer {
     /// Starts a file for `destination` with room for `sections` sections.
     pub fn create(destination: &Path, sections: usize) -> io::Result<Writer> {
         remove_stale_temporaries(destination);
+        let mut delta = destination.as_os_str().to_owned();
+        delta.push(".delta");
+        remove_stale_temporaries(Path::new(&delta));
         let temp = temporary_path(destination, std::process::id());
         let file = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&temp)?;
-        let mut writer = Writer {
+        let writer = Writer {
             out: BufWriter::with_capacity(1 << 20, file),
             temp,
             destination: destination.to_path_buf(),
@@ -238,12 +255,11 @@ impl Writer {
             table: Vec::with_capacity(sections),
             current: None,
             sections,
+            committed: false,
         };
         let header = FIXED_HEADER + sections * SECTION_ENTRY + 8;
-        if let Err(e) = writer.raw(&vec![0; header]) {
-            writer.abandon();
-            return Err(e);
-        }
+        let mut writer = writer;
+        writer.raw(&vec![0; header])?;
         Ok(writer)
     }
 
@@ -301,11 +317,7 @@ impl Writer {
 
     /// Writes the header, syncs, and renames the file into place.
     pub fn commit(mut self) -> io::Result<u64> {
-        let result = self.finish();
-        if result.is_err() {
-            self.abandon();
-        }
-        result
+        self.finish()
     }
 
     fn finish(&mut self) -> io::Result<u64> {
@@ -334,6 +346,7 @@ impl Writer {
         file.write_all(&header)?;
         file.sync_all()?;
         fs::rename(&self.temp, &self.destination)?;
+        self.committed = true;
         sync_folder(&self.destination);
         Ok(self.position)
     }

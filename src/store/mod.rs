@@ -67,6 +67,9 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StoreError::Format(path, e @ FormatError::NotAFile) => {
+                write!(f, "{}: {e}", path.display())
+            }
             StoreError::Format(path, e) => write!(
                 f,
                 "{}: {e}; rebuild it with `indexer DIR --save {}`",
@@ -100,15 +103,24 @@ pub fn delta_path(path: &Path) -> PathBuf {
 /// Maps `path` read-only. Index files are only ever replaced by rename,
 /// never rewritten in place, so a mapped file does not change under us.
 fn map(path: &Path) -> Result<Option<Owner>, StoreError> {
-    let file = match fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so a FIFO put in an index's place cannot hang the open.
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::Io(path.into(), "open", e)),
     };
-    let len = file
+    let meta = file
         .metadata()
-        .map_err(|e| StoreError::Io(path.into(), "read", e))?
-        .len();
+        .map_err(|e| StoreError::Io(path.into(), "read", e))?;
+    if !meta.is_file() {
+        return Err(StoreError::Format(path.into(), FormatError::NotAFile));
+    }
+    let len = meta.len();
     if len == 0 {
         return Ok(Some(Arc::new(Vec::<u8>::new())));
     }
@@ -162,6 +174,13 @@ impl Stored {
         String::from_utf8_lossy(&self.base.meta.root).into_owned()
     }
 
+    /// The `--exclude` globs of its last save.
+    pub fn excludes(&self) -> &[String] {
+        self.delta
+            .as_ref()
+            .map_or(&self.base.meta.excludes, |d| &d.meta.excludes)
+    }
+
     /// When it was last saved, in seconds since 1970.
     pub fn saved_at(&self) -> u64 {
         self.delta
@@ -176,13 +195,25 @@ impl Stored {
         match delta {
             Some(delta) => {
                 let dropped = marks(base.records.len(), &delta.dropped);
-                layers.push(Layer::new(base.index, &dropped, delta.adjusted));
-                layers.push(Layer::new(delta.index, &[], Vec::new()));
+                layers.push(
+                    Layer::new(base.index, &dropped, delta.adjusted)
+                        .with_raw_paths(raw_paths(&base.records)),
+                );
+                layers.push(
+                    Layer::new(delta.index, &[], Vec::new())
+                        .with_raw_paths(raw_paths(&delta.records)),
+                );
             }
             None => layers.push(Layer::new(base.index, &[], Vec::new())),
         }
         View::new(layers)
     }
+}
+
+/// The files' raw relative paths, which order files whose displayed
+/// paths are equal.
+fn raw_paths(records: &[FileRecord]) -> Vec<Vec<u8>> {
+    records.iter().map(|r| r.raw_path().to_vec()).collect()
 }
 
 fn marks(len: usize, set: &[u32]) -> Vec<bool> {
@@ -230,6 +261,8 @@ pub fn records_of(report: &BuildReport, root: &Path) -> Vec<FileRecord> {
                 display: entry.display.clone(),
                 size: entry.size,
                 mtime_ns: entry.mtime_ns,
+                ctime_ns: entry.ctime_ns,
+                inode: entry.inode,
                 recheck: recheck.contains(entry.display.as_str()),
             }
         })
@@ -366,7 +399,11 @@ pub fn refresh(
         });
         match record {
             Some((l, f, r))
-                if r.size == entry.size && r.mtime_ns == entry.mtime_ns && !r.recheck =>
+                if r.size == entry.size
+                    && r.mtime_ns == entry.mtime_ns
+                    && r.ctime_ns == entry.ctime_ns
+                    && r.inode == entry.inode
+                    && !r.recheck =>
             {
                 kept[l][f] = true;
                 report.reused += 1;
@@ -416,13 +453,17 @@ pub fn refresh(
         // A new base from the layers as they stand: the writer re-encodes
         // the lists of layers that lost files, counting what it keeps, so
         // no count needs adjusting first.
-        let mut layers = vec![Layer::new(base.index, &base_dropped, Vec::new())];
+        let mut layers = vec![Layer::new(base.index, &base_dropped, Vec::new())
+            .with_raw_paths(raw_paths(&base.records))];
         let mut records = vec![base.records];
         if let Some(delta) = delta {
-            layers.push(Layer::new(delta.index, &delta_dropped, Vec::new()));
+            layers.push(
+                Layer::new(delta.index, &delta_dropped, Vec::new())
+                    .with_raw_paths(raw_paths(&delta.records)),
+            );
             records.push(delta.records);
         }
-        layers.push(Layer::new(fresh, &[], Vec::new()));
+        layers.push(Layer::new(fresh, &[], Vec::new()).with_raw_paths(raw_paths(&fresh_records)));
         records.push(fresh_records);
         let view = View::new(layers);
         let records = view_records(&view, &records);
@@ -456,7 +497,8 @@ pub fn refresh(
         ));
     }
     let base_id = base.meta.base_id;
-    let base_layer = Layer::new(base.index, &base_dropped, base_adjusted);
+    let base_layer = Layer::new(base.index, &base_dropped, base_adjusted)
+        .with_raw_paths(raw_paths(&base.records));
     let mut upper = Vec::with_capacity(2);
     let mut upper_records = Vec::with_capacity(2);
     if let Some(delta) = delta {
@@ -467,11 +509,14 @@ pub fn refresh(
                 FormatError::Damaged("checksum of its occurrences"),
             ));
         }
-        upper.push(Layer::new(delta.index, &delta_dropped, adjusted));
+        upper.push(
+            Layer::new(delta.index, &delta_dropped, adjusted)
+                .with_raw_paths(raw_paths(&delta.records)),
+        );
         upper_records.push(delta.records);
     }
     report.scan_time = scan_started.elapsed();
-    upper.push(Layer::new(fresh, &[], Vec::new()));
+    upper.push(Layer::new(fresh, &[], Vec::new()).with_raw_paths(raw_paths(&fresh_records)));
     upper_records.push(fresh_records);
 
     let write_started = Instant::now();
@@ -599,6 +644,26 @@ pub fn relative_to(file: &Path, directory: &Path) -> Option<String> {
     let path = fs::canonicalize(folder).ok()?.join(name);
     let relative = path.strip_prefix(&root).ok()?;
     Some(relative.to_string_lossy().into_owned())
+}
+
+/// Checks, before any work, that an index can be written at `file`: its
+/// folder exists and is writable.
+pub fn check_writable(file: &Path) -> Result<(), StoreError> {
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let problem = match fs::metadata(folder) {
+        Ok(meta) if !meta.is_dir() => Some(io::Error::other("not a folder")),
+        Ok(_) => nix::unistd::access(folder, nix::unistd::AccessFlags::W_OK)
+            .err()
+            .map(io::Error::from),
+        Err(e) => Some(e),
+    };
+    match problem {
+        Some(e) => Err(StoreError::Io(folder.into(), "save into", e)),
+        None => Ok(()),
+    }
 }
 
 /// The canonical form of the directory an index is built from.

@@ -46,6 +46,10 @@ pub struct FileRecord {
     pub size: u64,
     /// Modification time when it was listed, in nanoseconds since 1970.
     pub mtime_ns: i64,
+    /// Status-change time when it was listed, in nanoseconds since 1970.
+    pub ctime_ns: i64,
+    /// Inode when it was listed.
+    pub inode: u64,
     /// True if it could not be read: a refresh reads it again regardless.
     pub recheck: bool,
 }
@@ -121,6 +125,8 @@ fn encode_records(records: &[FileRecord]) -> Vec<u8> {
         }
         e.u64(r.size);
         e.i64(r.mtime_ns);
+        e.i64(r.ctime_ns);
+        e.u64(r.inode);
     }
     e.bytes
 }
@@ -146,6 +152,8 @@ fn decode_records(bytes: &[u8]) -> Option<Vec<FileRecord>> {
             raw,
             size: d.u64()?,
             mtime_ns: d.i64()?,
+            ctime_ns: d.i64()?,
+            inode: d.u64()?,
             recheck: flags & 1 != 0,
         });
     }
