@@ -104,6 +104,9 @@ pub fn run() -> i32 {
         if let (0, Some(note)) = (code, note) {
             eprintln!("{note}");
         }
+        // Freeing hundreds of thousands of small allocations one by one
+        // would only delay the exit: the process is about to end.
+        std::mem::forget(view);
         return code;
     }
     if let Some(note) = note {

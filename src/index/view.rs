@@ -34,7 +34,7 @@ pub struct Layer {
     identity: bool,
     /// Per file: its raw relative path, to order files whose displayed
     /// paths are equal (invalid UTF-8 shown as U+FFFD) as a build does.
-    raw_paths: Vec<Vec<u8>>,
+    raw_paths: Vec<Option<Box<[u8]>>>,
 }
 
 impl Layer {
@@ -62,7 +62,8 @@ impl Layer {
     }
 
     /// The layer with its files' raw relative paths (see [`View::new`]).
-    pub fn with_raw_paths(mut self, raw_paths: Vec<Vec<u8>>) -> Layer {
+    /// `None` for a file whose raw path is its displayed one.
+    pub fn with_raw_paths(mut self, raw_paths: Vec<Option<Box<[u8]>>>) -> Layer {
         self.raw_paths = raw_paths;
         self
     }
@@ -227,10 +228,10 @@ impl View {
         for (l, layer) in layers.iter().enumerate() {
             for (f, path) in layer.index.files().iter().enumerate() {
                 if layer.rank[f] != NONE {
-                    let raw = layer
-                        .raw_paths
-                        .get(f)
-                        .map_or(path.as_bytes(), |r| r.as_slice());
+                    let raw = match layer.raw_paths.get(f) {
+                        Some(Some(raw)) => raw,
+                        _ => path.as_bytes(),
+                    };
                     entries.push((path.as_str(), raw, l, f));
                 }
             }

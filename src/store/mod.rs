@@ -212,8 +212,11 @@ impl Stored {
 
 /// The files' raw relative paths, which order files whose displayed
 /// paths are equal.
-fn raw_paths(records: &[FileRecord]) -> Vec<Vec<u8>> {
-    records.iter().map(|r| r.raw_path().to_vec()).collect()
+fn raw_paths(records: &[FileRecord]) -> Vec<Option<Box<[u8]>>> {
+    records
+        .iter()
+        .map(|r| r.raw.as_deref().map(Box::from))
+        .collect()
 }
 
 fn marks(len: usize, set: &[u32]) -> Vec<bool> {
