@@ -2015,6 +2015,22 @@ fn victim_tree(tree: &Path, file: &Path, clock: &mut Clock) {
     refresh(tree, file, &[]);
 }
 
+/// `DIR --index FILE --json -q '*'` with the fault hook killing any worker
+/// that opens victim.txt (only once, if `marker` is given).
+fn refresh_killing_victim_readers(tree: &Path, file: &Path, marker: Option<&Path>) -> Output {
+    let mut cmd = indexer();
+    cmd.arg(tree)
+        .arg("--index")
+        .arg(file)
+        .args(["--workers", "2"])
+        .args(json_args(&["*"]))
+        .env("INDEXER_FAULT", "kill:victim");
+    if let Some(marker) = marker {
+        cmd.env("INDEXER_FAULT_ONCE", marker);
+    }
+    cmd.output().unwrap()
+}
+
 #[test]
 fn refresh_reads_changed_files_in_worker_processes() {
     // The fault hook kills a worker as it opens a file whose path has
@@ -2031,16 +2047,7 @@ fn refresh_reads_changed_files_in_worker_processes() {
         &mut clock,
     );
     let marker = idx.path().join("fired");
-    let out = indexer()
-        .arg(tree.path())
-        .arg("--index")
-        .arg(&file)
-        .args(["--workers", "2"])
-        .args(json_args(&["*"]))
-        .env("INDEXER_FAULT", "kill:victim")
-        .env("INDEXER_FAULT_ONCE", &marker)
-        .output()
-        .unwrap();
+    let out = refresh_killing_victim_readers(tree.path(), &file, Some(&marker));
     let got = answers_of(&out, "refresh with a worker killed once");
     assert!(
         marker.exists(),
@@ -2068,14 +2075,7 @@ fn refresh_does_not_reread_unchanged_files() {
         b"other edit\n",
         &mut clock,
     );
-    let out = indexer()
-        .arg(tree.path())
-        .arg("--index")
-        .arg(&file)
-        .args(json_args(&["*"]))
-        .env("INDEXER_FAULT", "kill:victim")
-        .output()
-        .unwrap();
+    let out = refresh_killing_victim_readers(tree.path(), &file, None);
     let got = answers_of(&out, "refresh with victim.txt unreadable by workers");
     assert_same_answers(
         &got,

@@ -367,6 +367,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The mask-driven counter and the group splitter agree with
+        /// decoding every location, on random lists (long lines, big
+        /// columns and file steps make multi-byte varints).
+        #[test]
+        fn counting_and_grouping_agree_with_decoding(
+            steps in proptest::collection::vec((0u32..3, 0u32..300, 1u32..200_000), 1..300),
+            marks in proptest::collection::vec(proptest::bool::ANY, 1..40),
+        ) {
+            let (mut file, mut line) = (0u32, 1u32);
+            let mut locations = Vec::new();
+            for (df, dl, column) in steps {
+                if df > 0 {
+                    file += df * 70;
+                    line = 1 + dl;
+                } else {
+                    line += dl;
+                }
+                locations.push((file, line, column));
+            }
+            locations.sort();
+            locations.dedup();
+            let (list, _) = encode(&locations);
+            let marked: Vec<bool> = (0..=file as usize).map(|f| marks[f % marks.len()]).collect();
+            let want = locations.iter().filter(|l| marked[l.0 as usize]).count() as u32;
+            proptest::prop_assert_eq!(count_in_files(&list, &marked), want);
+            let mut per_file: Vec<(u32, u32)> = Vec::new();
+            for l in &locations {
+                match per_file.last_mut() {
+                    Some((f, n)) if *f == l.0 => *n += 1,
+                    _ => per_file.push((l.0, 1)),
+                }
+            }
+            let groups: Vec<(u32, u32)> = Groups::new(&list).map(|g| (g.file, g.entries)).collect();
+            proptest::prop_assert_eq!(groups, per_file);
+        }
+    }
+
     #[test]
     fn groups_renumber_without_decoding() {
         let locations = [
