@@ -41,7 +41,7 @@ impl Layer {
     /// `index`, less the files marked in `dropped` (indexed by file number;
     /// missing entries are kept). `adjusted` lists, sorted by word number,
     /// every word with occurrences in dropped files and how many it has
-    /// left elsewhere (see [`occurrences_in`]).
+    /// left elsewhere (see [`occurrences_in`] and `store`'s `lower_counts`).
     pub fn new(index: Index, dropped: &[bool], adjusted: Vec<(u32, u32)>) -> Layer {
         let rank = (0..index.files().len())
             .map(|f| {
@@ -122,10 +122,11 @@ impl Layer {
 }
 
 /// For each word of `index` with occurrences in the files marked in
-/// `files`: (word, occurrences outside those files). What a [`Layer`] needs
-/// to hide them. It reads every posting list, so it is done once, when a
-/// delta is made, not at each query, and on two threads: the caller must
-/// not fork while it runs (it returns only when both are joined).
+/// `files`: (word, how many), sorted by word: what hiding those files takes
+/// from the word's count (a [`Layer`] is given the counts left). It reads
+/// every posting list, so it is done once, when a delta is made, not at
+/// each query, and on two threads: the caller must not fork while it runs
+/// (it returns only when both are joined).
 pub fn occurrences_in(index: &Index, files: &[bool]) -> Vec<(u32, u32)> {
     // Lists are in file order: nothing past the last marked file matters.
     let Some(last) = files.iter().rposition(|&f| f) else {
@@ -145,19 +146,16 @@ pub fn occurrences_in(index: &Index, files: &[bool]) -> Vec<(u32, u32)> {
                 _ => inside.push((id as u32, n)),
             }
         });
-        for (id, n) in &mut inside {
-            *n = index.count(*id as usize).saturating_sub(*n);
-        }
         inside
     };
     let words = index.vocabulary().len();
     let half = words / 2;
     std::thread::scope(|scope| {
         let upper = scope.spawn(|| scan(half..words));
-        let mut adjusted = scan(0..half);
+        let mut inside = scan(0..half);
         // A scan thread only panics on a bug; scan again here if it did.
-        adjusted.extend(upper.join().unwrap_or_else(|_| scan(half..words)));
-        adjusted
+        inside.extend(upper.join().unwrap_or_else(|_| scan(half..words)));
+        inside
     })
 }
 

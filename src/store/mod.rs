@@ -505,7 +505,11 @@ pub fn refresh(
     let mut upper = Vec::with_capacity(2);
     let mut upper_records = Vec::with_capacity(2);
     if let Some(delta) = delta {
-        let adjusted = occurrences_in(&delta.index, &delta_dropped);
+        let adjusted = lower_counts(
+            &delta.index,
+            &[],
+            &occurrences_in(&delta.index, &delta_dropped),
+        );
         if delta.index.is_damaged() {
             return Err(StoreError::Format(
                 delta_path(path),
@@ -557,34 +561,30 @@ pub fn refresh(
     Ok((view, report))
 }
 
-/// Counts left per word after two rounds of hiding files: `previous` and
-/// `more` each list (word, occurrences left) after hiding their own files
-/// from `index`'s full counts (both sorted by word).
-fn lower_counts(index: &Index, previous: &[(u32, u32)], more: &[(u32, u32)]) -> Vec<(u32, u32)> {
-    if more.is_empty() {
-        return previous.to_vec();
-    }
-    let mut merged = Vec::with_capacity(previous.len() + more.len());
-    let (mut a, mut b) = (previous.iter().peekable(), more.iter().peekable());
+/// Counts left per word once `hidden` (word, occurrences in newly hidden
+/// files) is taken from `left` (word, occurrences left after earlier
+/// hiding; a word absent there still has its full count). Both sorted.
+fn lower_counts(index: &Index, left: &[(u32, u32)], hidden: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut merged = Vec::with_capacity(left.len() + hidden.len());
+    let (mut a, mut b) = (left.iter().peekable(), hidden.iter().peekable());
     loop {
         let next = match (a.peek(), b.peek()) {
-            (Some(&&(wa, left)), Some(&&(wb, _))) if wa < wb => {
+            (Some(&&(wa, n)), Some(&&(wb, _))) if wa < wb => {
                 a.next();
-                (wa, left)
+                (wa, n)
             }
-            (Some(&&(wa, left_a)), Some(&&(wb, left_b))) if wa == wb => {
+            (Some(&&(wa, n)), Some(&&(wb, taken))) if wa == wb => {
                 a.next();
                 b.next();
-                let taken = index.count(wb as usize).saturating_sub(left_b);
-                (wa, left_a.saturating_sub(taken))
+                (wa, n.saturating_sub(taken))
             }
-            (_, Some(&&(wb, left_b))) => {
+            (_, Some(&&(wb, taken))) => {
                 b.next();
-                (wb, left_b)
+                (wb, index.count(wb as usize).saturating_sub(taken))
             }
-            (Some(&&(wa, left)), None) => {
+            (Some(&&(wa, n)), None) => {
                 a.next();
-                (wa, left)
+                (wa, n)
             }
             (None, None) => return merged,
         };
@@ -592,14 +592,13 @@ fn lower_counts(index: &Index, previous: &[(u32, u32)], more: &[(u32, u32)]) -> 
     }
 }
 
-fn write_error(path: &Path, e: io::Error) -> StoreError {
-    if e.kind() == io::ErrorKind::InvalidData && e.to_string() == segment::DAMAGED_SOURCE {
-        StoreError::Format(
+fn write_error(path: &Path, e: segment::WriteError) -> StoreError {
+    match e {
+        segment::WriteError::DamagedSource => StoreError::Format(
             path.into(),
             FormatError::Damaged("checksum of its occurrences"),
-        )
-    } else {
-        StoreError::Io(path.into(), "write", e)
+        ),
+        segment::WriteError::Io(e) => StoreError::Io(path.into(), "write", e),
     }
 }
 

@@ -160,9 +160,20 @@ fn decode_records(bytes: &[u8]) -> Option<Vec<FileRecord>> {
     (d.remaining() == 0).then_some(records)
 }
 
-/// Why a write was abandoned when its source failed a checksum.
-pub const DAMAGED_SOURCE: &str =
-    "the saved index being rewritten is damaged (checksum of its occurrences)";
+/// Why a segment was not written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The file system refused.
+    Io(io::Error),
+    /// A saved list being copied failed its checksum.
+    DamagedSource,
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        WriteError::Io(e)
+    }
+}
 
 /// Bytes of posting lists per chunk hash: small enough that a query
 /// verifies little more than it reads, large enough that the hash table
@@ -225,7 +236,7 @@ pub fn write(
     meta: &Meta,
     dropped: &[u32],
     adjusted: &[(u32, u32)],
-) -> io::Result<u64> {
+) -> Result<u64, WriteError> {
     let delta = meta.kind == Kind::Delta;
     let mut w = Writer::create(destination, if delta { 11 } else { 8 })?;
     w.section(section::META, &encode_meta(meta))?;
@@ -275,9 +286,9 @@ pub fn write(
     if view.is_damaged() {
         // A stored list failed its check while being copied: keep the old
         // file rather than commit one with occurrences missing.
-        return Err(io::Error::new(io::ErrorKind::InvalidData, DAMAGED_SOURCE));
+        return Err(WriteError::DamagedSource);
     }
-    w.commit()
+    Ok(w.commit()?)
 }
 
 /// Encodes a word's list in the view's file numbering; returns its count.
