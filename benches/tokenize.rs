@@ -227,7 +227,8 @@ fn build_run(files: &[&[u8]], range: std::ops::Range<usize>) -> Run {
     let mut partial = PartialIndex::new();
     for id in range {
         for_each_word(files[id], |word, pos| {
-            partial.add(word, id as u32, pos.line, pos.column)
+            // Unlimited: the index never fills up.
+            let _ = partial.add(word, id as u32, pos.line, pos.column);
         });
     }
     partial.into_run()

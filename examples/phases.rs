@@ -57,7 +57,11 @@ fn main() {
     let mut run_time = 0.0;
     let mut phase = Instant::now();
     for (id, f) in files.iter().enumerate() {
-        for_each_word(f, |w, p| partial.add(w, id as u32, p.line, p.column));
+        for_each_word(f, |w, p| {
+            if partial.add(w, id as u32, p.line, p.column) {
+                runs.push(partial.take_run());
+            }
+        });
         batch_bytes += f.len() as u64;
         if batch_bytes >= batch_mb << 20 || id + 1 == files.len() {
             build_time += phase.elapsed().as_secs_f64();

@@ -5,7 +5,21 @@ mod cli;
 
 fn main() {
     tune_allocator();
+    raise_open_file_limit();
     std::process::exit(cli::run());
+}
+
+/// Lifts the soft limit on open files to the hard one: a build past its
+/// memory budget merges runs from one temporary file each, and workers
+/// each hold a channel. (A soft limit of 1024 is a historical default for
+/// `select`, which nothing here uses.)
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 /// Keeps freed memory in the process instead of handing it back to the

@@ -65,8 +65,14 @@ fn summary_count(stderr: &str, key: &str) -> Option<u64> {
 }
 
 fn assert_json_equals(out: &Output, want: &[serde_json::Value], what: &str) {
-    assert!(
-        out.status.success(),
+    assert_json_with_code(out, want, what, 0);
+}
+
+/// Like [`assert_json_equals`], for a run that ends with exit code `code`.
+fn assert_json_with_code(out: &Output, want: &[serde_json::Value], what: &str, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
         "{what}: {:?}\nstderr:\n{}",
         out.status,
         stderr_of(out)
@@ -580,42 +586,46 @@ fn a_worker_killed_once_is_retried_and_the_index_is_complete() {
 }
 
 #[test]
-fn a_worker_that_always_crashes_loses_only_its_batch() {
+fn a_file_that_always_crashes_its_worker_is_the_only_one_lost_and_exit_is_2() {
     let files: Vec<_> = reference::files(&corpus(), &[])
         .into_iter()
         .filter(|f| f.relative != CRASH_FILE)
         .collect();
     let index = reference::index_of(&files);
-    for fault in ["kill:danube", "panic:danube"] {
-        let out = indexer()
+    // One file per batch, the default sizing, and one batch of every file:
+    // the failed batch is halved until the poison file is alone.
+    for (fault, batch) in [
+        ("kill:danube", Some("1")),
+        ("panic:danube", Some("1")),
+        ("kill:danube", None),
+        ("kill:danube", Some("1000")),
+    ] {
+        let mut command = indexer();
+        command
             .arg(corpus())
-            .args([
-                "--query",
-                "*",
-                "--json",
-                "--workers",
-                "3",
-                "--batch",
-                "1",
-                "--verbose",
-            ])
-            .env("INDEXER_FAULT", fault)
-            .output()
-            .unwrap();
-        assert_json_equals(
-            &out,
-            &expected_json(&index, &["*"]),
-            &format!("{fault} always"),
-        );
+            .args(["--query", "*", "--json", "--workers", "3", "--verbose"])
+            .env("INDEXER_FAULT", fault);
+        if let Some(batch) = batch {
+            command.args(["--batch", batch]);
+        }
+        let out = command.output().unwrap();
+        let what = format!("{fault} always, --batch {batch:?}");
+        assert_json_with_code(&out, &expected_json(&index, &["*"]), &what, 2);
         let stderr = stderr_of(&out);
         assert_eq!(
             summary_count(&stderr, "failed"),
             Some(1),
-            "{fault}: summary:\n{stderr}"
+            "{what}: summary:\n{stderr}"
         );
         assert!(
-            stderr.contains(CRASH_FILE),
-            "{fault}: --verbose lists the failed file:\n{stderr}"
+            stderr.contains(&format!(
+                "could not be indexed (a worker crashed on each, twice): {CRASH_FILE}"
+            )),
+            "{what}: the summary names the failed file:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("failed: {CRASH_FILE}")),
+            "{what}: --verbose lists the failed file:\n{stderr}"
         );
     }
 }

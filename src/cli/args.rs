@@ -54,6 +54,12 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: Option<u32>,
 
+    /// Memory the build may use, all processes together (e.g. 512M, 4G):
+    /// past it, the index is built on disk, beside --index/--save FILE or
+    /// in $TMPDIR, and answered from there.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_memory)]
+    pub memory: u64,
+
     /// Extra seconds each worker sleeps per batch, to simulate heavy work.
     #[arg(long, value_name = "SECS", value_parser = parse_delay)]
     pub delay: Option<f64>,
@@ -75,6 +81,15 @@ pub struct Args {
     /// Show every matching word and location in the human view.
     #[arg(long)]
     pub all: bool,
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let bytes = indexer::index::build::parse_size(text)
+        .ok_or_else(|| format!("{text:?} is not a size (say 512M or 4G)"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("{text} is too small (at least 1M)"));
+    }
+    Ok(bytes)
 }
 
 fn parse_delay(text: &str) -> Result<f64, String> {

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use indexer::index::build::{BuildError, Fault};
+use indexer::index::build::{BuildError, Fault, TestLimits};
 use indexer::index::walk::Excludes;
-use indexer::index::{build, BuildOptions, BuildReport, Index, Progress, View};
+use indexer::index::{BuildOptions, BuildReport, Progress, View};
 use indexer::parallel;
 use indexer::search::{matching_words, Query};
-use indexer::store::{self, StoreError, Stored};
+use indexer::store::{self, Output, StoreError, Stored};
 
 use args::Args;
 
@@ -26,6 +26,11 @@ const EXIT_BAD_INPUT: i32 = 2;
 const DELAY_BATCH_FILES: usize = 5;
 /// Exit code when the build itself could not run.
 const EXIT_FAILURE: i32 = 1;
+/// Exit code after answering when some files could not be indexed because
+/// their worker crashed on them (as rg exits 2 when an error occurred).
+const EXIT_INCOMPLETE: i32 = 2;
+/// How many failed files the summary names.
+const FAILED_SHOWN: usize = 3;
 
 fn fail(code: i32, message: impl std::fmt::Display) -> i32 {
     eprintln!("indexer: {message}");
@@ -83,6 +88,8 @@ pub fn run() -> i32 {
         delay: Duration::from_secs_f64(args.delay.unwrap_or(0.0)),
         excludes,
         fault: Fault::from_env(),
+        memory: args.memory,
+        test_limits: TestLimits::from_env(),
     };
 
     // An index kept inside the tree it indexes is not part of the tree.
@@ -93,9 +100,19 @@ pub fn run() -> i32 {
             options.excludes.exclude_saved_index(&relative);
         }
     }
-    let (view, note) = match obtain_view(&args, &options) {
+    let Obtained {
+        view,
+        note,
+        incomplete,
+    } = match obtain_view(&args, &options) {
         Ok(opened) => opened,
         Err(code) => return code,
+    };
+    // Some files are missing from the index: said in the summary, and the
+    // exit code says so once everything else is done.
+    let finish = |code: i32| match code {
+        0 if incomplete => EXIT_INCOMPLETE,
+        code => code,
     };
 
     if !queries.is_empty() {
@@ -107,22 +124,30 @@ pub fn run() -> i32 {
         // Freeing hundreds of thousands of small allocations one by one
         // would only delay the exit: the process is about to end.
         std::mem::forget(view);
-        return code;
+        return finish(code);
     }
     if let Some(note) = note {
         eprintln!("{note}");
     }
     if args.noprompt {
-        return 0;
+        return finish(0);
     }
-    prompt::run(&view, &args)
+    finish(prompt::run(&view, &args))
+}
+
+/// The index to answer from, a note to show once answers are known good,
+/// and whether files are missing from it.
+struct Obtained {
+    view: View,
+    note: Option<String>,
+    incomplete: bool,
 }
 
 /// The index to answer from: built, built and saved, refreshed, or opened,
 /// as the arguments say; reports what was done on stderr (an opened file's
 /// note is returned, to be shown once answers are known good). `Err` is the
 /// exit code after a one-line error.
-fn obtain_view(args: &Args, options: &BuildOptions) -> Result<(View, Option<String>), i32> {
+fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
     let Some(directory) = &args.directory else {
         // `--index FILE` alone: the saved index as it is.
         let Some(file) = &args.index else {
@@ -148,7 +173,11 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<(View, Option<Stri
                     view.occurrences(),
                     store::format_time(saved_at),
                 );
-                Ok((view, Some(note)))
+                Ok(Obtained {
+                    view,
+                    note: Some(note),
+                    incomplete: false,
+                })
             }
             Ok(None) => Err(fail(
                 EXIT_BAD_INPUT,
@@ -165,15 +194,19 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<(View, Option<Stri
     if let Err(e) = indexer::index::walk::check_root(directory) {
         return Err(fail(EXIT_BAD_INPUT, e));
     }
-    if let Some(file) = args.index.as_ref().or(args.save.as_ref()) {
-        if let Err(e) = store::check_writable(file) {
+    let saving = args.save.as_ref().or(args.index.as_ref());
+    if let Some(file) = saving {
+        if let Err(e) = store::check_writable(file).and_then(|()| store::check_replaceable(file)) {
             return Err(fail(EXIT_BAD_INPUT, e));
         }
     }
     let root = store::canonical_root(directory);
     if let Some(file) = &args.index {
-        match Stored::open(file) {
-            Ok(Some(stored)) => {
+        match Stored::open_to_refresh(file) {
+            Ok(Some((stored, set_aside))) => {
+                if let Some(damaged) = set_aside {
+                    eprintln!("indexer: {damaged}; refreshing from the index alone");
+                }
                 // A refresh keeps the build's --exclude globs unless new
                 // ones are given, as a user re-running the same command
                 // without them would expect.
@@ -186,34 +219,42 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<(View, Option<Stri
                         options.excludes = saved;
                     }
                 }
-                return refresh_with_progress(args, &options, file, stored, &root)
-                    .map(|v| (v, None));
+                return refresh_with_progress(args, &options, file, stored, &root);
             }
             Ok(None) => {}
             Err(e) => return Err(fail(EXIT_BAD_INPUT, e)),
         }
     }
-    let (index, report) = match build_with_progress(directory, options) {
+    let temporary = std::env::temp_dir();
+    let output = match saving {
+        Some(file) => Output::Saved(file),
+        None => Output::Temporary(&temporary),
+    };
+    let bar = progress_bar();
+    let result = store::build(directory, &root, options, output, &mut |p: &Progress| {
+        bar.set_message(progress_line(p));
+    });
+    bar.finish_and_clear();
+    let built = match result {
         Ok(built) => built,
-        Err(BuildError::Root(e)) => return Err(fail(EXIT_BAD_INPUT, e)),
+        Err(StoreError::Build(BuildError::Root(e))) => return Err(fail(EXIT_BAD_INPUT, e)),
         Err(e) => return Err(fail(EXIT_FAILURE, e)),
     };
-    print_summary(&report, args.verbose, args.stats);
-    let view = View::single(index);
-    print_memory(&view, args.stats);
-    if let Some(file) = args.save.as_ref().or(args.index.as_ref()) {
-        let records = store::records_of(&report, directory);
-        match store::save(file, &root, &options.excludes.globs(), &view, &records) {
-            Ok(saved) => eprintln!(
-                "saved {} ({}) in {:.2} s",
-                file.display(),
-                human_bytes(saved.bytes),
-                saved.time.as_secs_f64()
-            ),
-            Err(e) => return Err(fail(EXIT_FAILURE, e)),
-        }
+    print_summary(&built.report, args.verbose, args.stats);
+    print_memory(&built.view, args.stats);
+    if let (Some(file), Some(saved)) = (saving, built.saved) {
+        eprintln!(
+            "saved {} ({}) in {:.2} s",
+            file.display(),
+            human_bytes(saved.bytes),
+            saved.time.as_secs_f64()
+        );
     }
-    Ok((view, None))
+    Ok(Obtained {
+        view: built.view,
+        note: None,
+        incomplete: !built.report.failed.is_empty(),
+    })
 }
 
 fn refresh_with_progress(
@@ -222,7 +263,7 @@ fn refresh_with_progress(
     file: &std::path::Path,
     stored: Stored,
     root: &std::path::Path,
-) -> Result<View, i32> {
+) -> Result<Obtained, i32> {
     let bar = progress_bar();
     let result = store::refresh(file, stored, root, options, &mut |p: &Progress| {
         bar.set_message(progress_line(p));
@@ -230,9 +271,11 @@ fn refresh_with_progress(
     bar.finish_and_clear();
     let (view, refreshed) = match result {
         Ok(done) => done,
-        Err(e @ (StoreError::Format(..) | StoreError::OtherRoot { .. })) => {
-            return Err(fail(EXIT_BAD_INPUT, e))
-        }
+        Err(
+            e @ (StoreError::Format(..)
+            | StoreError::DamagedDelta { .. }
+            | StoreError::OtherRoot { .. }),
+        ) => return Err(fail(EXIT_BAD_INPUT, e)),
         Err(StoreError::Build(BuildError::Root(e))) => return Err(fail(EXIT_BAD_INPUT, e)),
         Err(e) => return Err(fail(EXIT_FAILURE, e)),
     };
@@ -274,7 +317,11 @@ fn refresh_with_progress(
         );
     }
     print_memory(&view, args.stats);
-    Ok(view)
+    Ok(Obtained {
+        view,
+        note: None,
+        incomplete: !refreshed.build.failed.is_empty(),
+    })
 }
 
 fn print_memory(view: &View, stats: bool) {
@@ -306,18 +353,6 @@ fn progress_bar() -> ProgressBar {
         ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar
-}
-
-fn build_with_progress(
-    directory: &std::path::Path,
-    options: &BuildOptions,
-) -> Result<(Index, BuildReport), BuildError> {
-    let bar = progress_bar();
-    let result = build(directory, options, &mut |p: &Progress| {
-        bar.set_message(progress_line(p));
-    });
-    bar.finish_and_clear();
-    result
 }
 
 fn progress_line(p: &Progress) -> String {
@@ -362,38 +397,79 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
     if report.retried > 0 {
         let _ = writeln!(
             err,
-            "retried {} batches after a worker failed",
-            report.retried
+            "retried {} batch{} after a worker failed",
+            report.retried,
+            if report.retried == 1 { "" } else { "es" }
         );
     }
-    if !report.failed.is_empty() && !verbose {
-        let _ = writeln!(err, "(--verbose lists the failed files)");
+    if let Some(why) = &report.fewer_workers {
+        let _ = writeln!(
+            err,
+            "indexer: ran only {} worker{} (could not start more: {why})",
+            report.workers,
+            if report.workers == 1 { "" } else { "s" }
+        );
+    }
+    if report.spilled > 0 {
+        let _ = writeln!(
+            err,
+            "the index outgrew --memory: {} of {} runs went to disk and were merged there",
+            report.spilled, report.runs
+        );
+    }
+    if !report.failed.is_empty() {
+        let shown: Vec<String> = report
+            .failed
+            .iter()
+            .take(FAILED_SHOWN)
+            .map(|p| output::escape_controls(&p.path).into_owned())
+            .collect();
+        let more = report.failed.len().saturating_sub(FAILED_SHOWN);
+        let _ = writeln!(
+            err,
+            "indexer: {} file{} could not be indexed (a worker crashed on each, twice): {}{}",
+            report.failed.len(),
+            if report.failed.len() == 1 { "" } else { "s" },
+            shown.join(", "),
+            match (more, verbose) {
+                (0, _) => String::new(),
+                (n, true) => format!(" and {n} more"),
+                (n, false) => format!(" and {n} more (--verbose lists them)"),
+            }
+        );
     }
     if verbose {
+        let escape = |text: &str| output::escape_controls(text).into_owned();
         for path in &report.binary {
-            let _ = writeln!(err, "  binary: {path}");
+            let _ = writeln!(err, "  binary: {}", escape(path));
         }
         for p in &report.unreadable {
-            let _ = writeln!(err, "  unreadable: {}: {}", p.path, p.message);
+            let _ = writeln!(
+                err,
+                "  unreadable: {}: {}",
+                escape(&p.path),
+                escape(&p.message)
+            );
         }
         for p in &report.not_regular {
-            let _ = writeln!(err, "  not regular: {}: {}", p.path, p.message);
+            let _ = writeln!(err, "  not regular: {}: {}", escape(&p.path), p.message);
         }
         for p in &report.failed {
-            let _ = writeln!(err, "  failed: {}: {}", p.path, p.message);
+            let _ = writeln!(err, "  failed: {}: {}", escape(&p.path), escape(&p.message));
         }
     }
     if stats {
         let t = &report.timings;
         let _ = writeln!(
             err,
-            "time: walk {:.3} s, read+tokenize {:.3} s (summed over workers), transfer {:.3} s, merge {:.3} s, total {:.3} s; {} batches",
+            "time: walk {:.3} s, read+tokenize {:.3} s (summed over workers), transfer {:.3} s, merge {:.3} s, total {:.3} s; {} batches, {} runs",
             t.walk.as_secs_f64(),
             t.work.as_secs_f64(),
             t.transfer.as_secs_f64(),
             t.merge.as_secs_f64(),
             t.total.as_secs_f64(),
-            report.batches
+            report.batches,
+            report.runs
         );
     }
 }

@@ -2,6 +2,8 @@
 //! the prompt shows. Both are sinks over the same matches, so they can never
 //! disagree about what matched.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use indexer::index::{Hit, View};
@@ -96,7 +98,7 @@ pub fn write_human(
             writeln!(
                 out,
                 "  {}:{}:{}",
-                view.path(location.file),
+                escape_controls(view.path(location.file)),
                 location.line,
                 location.column
             )?;
@@ -114,4 +116,43 @@ pub fn write_human(
         )?;
     }
     Ok(())
+}
+
+/// `text` with control characters escaped (`\n`, `\t`, `\r`, `\x1b`,
+/// `\u{85}`), so a file name cannot break a line of the human view or
+/// send the terminal an escape sequence. JSON escapes them itself.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(escape_controls("a/b ü.txt"), "a/b ü.txt");
+        assert_eq!(
+            escape_controls("a\nb\tc\u{1b}[31md\u{85}e\\"),
+            "a\\nb\\tc\\x1b[31md\\u{85}e\\"
+        );
+    }
 }

@@ -119,6 +119,12 @@ pub fn run(view: &View, args: &super::args::Args) -> i32 {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break 0,
+            // A line that is not UTF-8 is answered, not the end of the
+            // session: the next line is read as usual.
+            Err(ReadlineError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                eprintln!("indexer: not UTF-8: type the query as text");
+                continue;
+            }
             Err(e) => {
                 eprintln!("indexer: cannot read input: {e}");
                 break 1;

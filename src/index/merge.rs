@@ -139,11 +139,13 @@ fn merge_range(
                 return Err(MalformedRun { run: i });
             };
             // Lists must follow each other in file order, each starting with
-            // an absolute file number: check what a piece will decode to.
+            // an absolute file number (the same file as the last one's end
+            // when a run was cut inside a file): check what a piece will
+            // decode to.
             let first_file = Locations::new(entry.postings).next().map(|l| l.file);
             match (first_file, last_file) {
                 (None, _) => return Err(MalformedRun { run: i }),
-                (Some(first), Some(last)) if first <= last => return Err(MalformedRun { run: i }),
+                (Some(first), Some(last)) if first < last => return Err(MalformedRun { run: i }),
                 _ => {}
             }
             let too_big = |v: usize| u32::try_from(v).map_err(|_| MalformedRun { run: i });
@@ -270,7 +272,10 @@ mod tests {
     fn text(f: u32) -> String {
         let mut x = u64::from(f) * 0x9E37_79B9 + 7;
         let mut out = String::new();
-        for i in 0..40 {
+        // Some files span several chunks of occurrences, so runs are cut
+        // inside them.
+        let words = if f % 50 == 7 { 6000 } else { 40 };
+        for i in 0..words {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -286,12 +291,19 @@ mod tests {
     #[test]
     fn parallel_merge_equals_a_map_of_every_occurrence() {
         let files: Vec<u32> = (0..300).collect();
-        let mut want: BTreeMap<Vec<u8>, Vec<(u32, u32, u32)>> = BTreeMap::new();
+        let mut want: BTreeMap<Vec<u8>, Vec<(u32, u64, u64)>> = BTreeMap::new();
         let mut runs = Vec::new();
-        let mut partial = PartialIndex::new();
+        // Small limits: runs are also cut inside files, where the table fills.
+        let limits = crate::index::partial::Limits {
+            table: 1 << 18,
+            arena: 1 << 14,
+        };
+        let mut partial = PartialIndex::with_limits(limits);
         for &f in &files {
             for_each_word(text(f).as_bytes(), |w, p| {
-                partial.add(w, f, p.line, p.column);
+                if partial.add(w, f, p.line, p.column) {
+                    runs.push(partial.take_run());
+                }
                 want.entry(w.as_bytes().to_vec())
                     .or_default()
                     .push((f, p.line, p.column));
@@ -301,10 +313,11 @@ mod tests {
             }
         }
         runs.push(partial.take_run());
+        assert!(runs.len() > 10, "{} runs", runs.len());
         for threads in [1, 2, 3, 8] {
             let names = files.iter().map(|f| f.to_string()).collect();
             let index = merge_runs_parallel(names, runs.clone(), threads).unwrap();
-            let got: BTreeMap<Vec<u8>, Vec<(u32, u32, u32)>> = (0..index.vocabulary().len())
+            let got: BTreeMap<Vec<u8>, Vec<(u32, u64, u64)>> = (0..index.vocabulary().len())
                 .map(|id| {
                     let locations = index.locations(id).map(|l| (l.file, l.line, l.column));
                     (index.vocabulary().word(id).to_vec(), locations.collect())

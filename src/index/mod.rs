@@ -21,6 +21,7 @@ pub mod bytes;
 pub mod merge;
 pub mod partial;
 pub mod postings;
+pub mod stream;
 pub mod tokenize;
 pub mod view;
 pub mod vocabulary;

@@ -13,6 +13,15 @@
 //!   never allocates, and a word's next bytes go where its last ones went;
 //! * [`PartialIndex::into_run`] sorts the words once and copies each chain
 //!   into the run.
+//!
+//! Its memory is bounded by [`Limits`]: once the table is as large as it
+//! may grow and nearly full, or the arena passes its size, [`add`] says so
+//! and the caller cuts the run there (in the middle of a file if need be:
+//! the next run's lists re-anchor, see [`super::postings`]). So a batch of
+//! any size, or a file of any size, becomes several runs, never a table
+//! that outgrows memory or an arena past its 32-bit offsets.
+//!
+//! [`add`]: PartialIndex::add
 
 use serde::{Deserialize, Serialize};
 
@@ -42,14 +51,41 @@ fn lane_at(bytes: &[u8]) -> u64 {
 
 /// Keys up to this many bytes live in the slot itself.
 const INLINE_KEY: usize = 24;
-/// Room an occurrence may need: three varints of at most five bytes.
+/// Room an occurrence may need on the fast path: three varints of at most
+/// five bytes (values below 2^32; larger ones take [`PartialIndex::push_wide`]).
 const MAX_ENTRY: usize = 15;
+/// Room any occurrence may need: a 5-byte head, then a line and a column of
+/// up to ten bytes each.
+const MAX_WIDE_ENTRY: usize = 25;
 /// A block's header: end of its data (u32), next block (u32; 0 = none).
 const HEADER: usize = 8;
 const FIRST_BLOCK: usize = 24;
 const MAX_BLOCK: usize = 4096;
-/// Past this many arena bytes a batch's run is cut (u32 offsets).
+/// The most arena or long-key bytes a run may hold, whatever the limits
+/// say: offsets into them are 32-bit, and one chunk of occurrences adds at
+/// most `CHUNK * (HEADER + MAX_BLOCK)` bytes past a check.
 const ARENA_LIMIT: usize = 3 << 30;
+/// The table's first size, in slots.
+const FIRST_SLOTS: usize = 1 << 12;
+
+/// How much memory a partial index may hold before its run must be cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of the word table (64 per slot; it grows by doubling).
+    pub table: usize,
+    /// Bytes of the posting arena, and of the arena of long keys.
+    pub arena: usize,
+}
+
+impl Default for Limits {
+    /// As large as the 32-bit offsets allow: no cut before that.
+    fn default() -> Self {
+        Limits {
+            table: usize::MAX,
+            arena: ARENA_LIMIT,
+        }
+    }
+}
 
 /// One word: its key and the state of its posting list. One cache line.
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,6 +132,11 @@ pub struct PartialIndex {
     /// slot prefetched [`LOOKAHEAD`] occurrences before it is needed.
     pending: Vec<Pending>,
     pending_keys: Vec<u8>,
+    /// Most slots the table may have, and most words it may then hold
+    /// before a run must be cut (so that a chunk never makes it grow).
+    max_slots: usize,
+    max_words: usize,
+    max_arena: usize,
 }
 
 /// How many occurrences ahead a slot is prefetched, so that many cache
@@ -110,8 +151,8 @@ struct Pending {
     key_start: u32,
     len: u32,
     file: u32,
-    line: u32,
-    column: u32,
+    line: u64,
+    column: u64,
 }
 
 /// Asks the kernel to back `memory` with 2 MiB pages where it can. The
@@ -166,10 +207,24 @@ impl Default for PartialIndex {
 }
 
 impl PartialIndex {
-    /// An empty partial index.
+    /// An empty partial index, limited only by its 32-bit offsets.
     pub fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    /// An empty partial index within `limits`.
+    pub fn with_limits(limits: Limits) -> Self {
+        // The largest power of two of slots within the limit (at least the
+        // first size), and the words it may hold while a whole chunk can
+        // still be recorded below the 3/4 load that makes it grow.
+        let fit = limits.table / std::mem::size_of::<Slot>();
+        let max_slots = match fit.checked_ilog2() {
+            Some(log) => 1usize << log,
+            None => FIRST_SLOTS,
+        }
+        .max(FIRST_SLOTS);
         PartialIndex {
-            slots: vec![Slot::default(); 1 << 12],
+            slots: vec![Slot::default(); FIRST_SLOTS],
             words: 0,
             long_keys: Vec::new(),
             // Offset 0 means "no block", so the arena starts with padding.
@@ -177,6 +232,9 @@ impl PartialIndex {
             occurrences: 0,
             pending: Vec::with_capacity(CHUNK),
             pending_keys: Vec::with_capacity(CHUNK * 16),
+            max_slots,
+            max_words: (max_slots / 4 * 3).saturating_sub(CHUNK + 1),
+            max_arena: limits.arena.min(ARENA_LIMIT),
         }
     }
 
@@ -199,9 +257,12 @@ impl PartialIndex {
     }
 
     /// Records one occurrence of `word` (already lowercased). Occurrences
-    /// must arrive in (file, line, column) order.
+    /// must arrive in (file, line, column) order. Returns true when the
+    /// index is full (see [`Limits`]): the caller must take the run
+    /// ([`take_run`](Self::take_run)) before adding more.
     #[inline]
-    pub fn add(&mut self, word: Word<'_>, file: u32, line: u32, column: u32) {
+    #[must_use]
+    pub fn add(&mut self, word: Word<'_>, file: u32, line: u64, column: u64) -> bool {
         let padded = word.padded();
         let hash = hash_word(padded, word.len());
         self.pending.push(Pending {
@@ -215,7 +276,9 @@ impl PartialIndex {
         self.pending_keys.extend_from_slice(padded);
         if self.pending.len() == CHUNK {
             self.flush();
+            return self.is_full();
         }
+        false
     }
 
     /// Records every gathered occurrence.
@@ -239,7 +302,7 @@ impl PartialIndex {
     }
 
     #[inline]
-    fn record(&mut self, hash: u64, padded: &[u8], len: usize, file: u32, line: u32, column: u32) {
+    fn record(&mut self, hash: u64, padded: &[u8], len: usize, file: u32, line: u64, column: u64) {
         let mask = self.slots.len() - 1;
         let mut i = hash as usize & mask;
         loop {
@@ -286,6 +349,10 @@ impl PartialIndex {
     }
 
     fn grow(&mut self) {
+        debug_assert!(
+            self.slots.len() < self.max_slots,
+            "a run is cut before this"
+        );
         let mut slots = vec![Slot::default(); self.slots.len() * 2];
         advise_huge_pages(&slots);
         let mask = slots.len() - 1;
@@ -302,12 +369,22 @@ impl PartialIndex {
     /// Starts a new block for slot `i`'s chain, sized like the list so far.
     #[cold]
     #[inline(never)]
-    fn new_block(&mut self, i: usize) {
+    fn new_block(&mut self, i: usize, at_least: usize) {
         let slot = self.slots[i];
-        let size = (slot.count as usize * 4).clamp(FIRST_BLOCK, MAX_BLOCK);
+        let size = (slot.count as usize * 4)
+            .clamp(FIRST_BLOCK, MAX_BLOCK)
+            .max(at_least);
         let start = self.arena.len();
         let capacity = self.arena.capacity();
-        self.arena.resize(start + HEADER + size, 0);
+        let needed = start + HEADER + size;
+        if needed > capacity {
+            // Double, but not far past the limit: a run is cut there anyway.
+            let target = (capacity * 2)
+                .min(self.max_arena + (CHUNK << 12))
+                .max(needed);
+            self.arena.reserve_exact(target - start);
+        }
+        self.arena.resize(needed, 0);
         if self.arena.capacity() != capacity {
             advise_huge_pages(self.arena.spare_capacity_mut());
             advise_huge_pages(&self.arena);
@@ -327,37 +404,34 @@ impl PartialIndex {
     }
 
     #[inline]
-    fn push_occurrence(&mut self, i: usize, file: u32, line: u32, column: u32) {
+    fn push_occurrence(&mut self, i: usize, file: u32, line: u64, column: u64) {
+        let slot = &self.slots[i];
+        let opens = slot.count == 0 || file != slot.last_file;
+        let (Ok(line), Ok(column)) = (u32::try_from(line), u32::try_from(column)) else {
+            return self.push_wide(i, file, line, column);
+        };
+        let delta = if opens {
+            file - if slot.count == 0 { 0 } else { slot.last_file }
+        } else {
+            line.wrapping_sub(slot.last_line)
+        };
+        // Values whose varints fit the fast path's MAX_ENTRY bytes.
+        if delta >= if opens { 1 << 30 } else { 1 << 31 } {
+            return self.push_wide(i, file, u64::from(line), u64::from(column));
+        }
         if (self.slots[i].tail as usize) + MAX_ENTRY > self.slots[i].block_end as usize {
-            self.new_block(i);
+            self.new_block(i, MAX_ENTRY);
         }
         let slot = &mut self.slots[i];
         let tail = slot.tail as usize;
         let dst = &mut self.arena[tail..tail + MAX_ENTRY];
         let mut at = 0;
-        if slot.count == 0 || file != slot.last_file {
-            let delta = file - if slot.count == 0 { 0 } else { slot.last_file };
-            if delta < (1 << 30) {
-                put_varint(dst, &mut at, (delta << 1) | 1);
-            } else {
-                // Deltas this large need a u64 varint; rare enough to go slow.
-                let mut wide = Vec::new();
-                write_varint(&mut wide, (u64::from(delta) << 1) | 1);
-                dst[..wide.len()].copy_from_slice(&wide);
-                at = wide.len();
-            }
+        if opens {
+            put_varint(dst, &mut at, (delta << 1) | 1);
             put_varint(dst, &mut at, line);
             slot.last_file = file;
         } else {
-            let delta = line - slot.last_line;
-            if delta < (1 << 31) {
-                put_varint(dst, &mut at, delta << 1);
-            } else {
-                let mut wide = Vec::new();
-                write_varint(&mut wide, u64::from(delta) << 1);
-                dst[..wide.len()].copy_from_slice(&wide);
-                at = wide.len();
-            }
+            put_varint(dst, &mut at, delta << 1);
         }
         put_varint(dst, &mut at, column);
         slot.last_line = line;
@@ -365,10 +439,53 @@ impl PartialIndex {
         slot.tail += at as u32;
     }
 
-    /// True when the arena nears its addressable size: the caller should cut
-    /// the run here (between files) and start a new partial index.
+    /// An occurrence whose numbers do not fit the fast path: a file step of
+    /// 2^30 or more, or a line or column of 2^32 or more. A line that large
+    /// re-anchors (see [`super::postings`]), since the slot keeps 32 bits of
+    /// the last line.
+    #[cold]
+    #[inline(never)]
+    fn push_wide(&mut self, i: usize, file: u32, line: u64, column: u64) {
+        let slot = self.slots[i];
+        let opens = slot.count == 0 || file != slot.last_file || line > u64::from(u32::MAX);
+        let mut entry = Vec::with_capacity(MAX_WIDE_ENTRY);
+        if opens {
+            let previous = if slot.count == 0 { 0 } else { slot.last_file };
+            write_varint(&mut entry, (u64::from(file - previous) << 1) | 1);
+            write_varint(&mut entry, line);
+        } else {
+            write_varint(&mut entry, (line - u64::from(slot.last_line)) << 1);
+        }
+        write_varint(&mut entry, column);
+        if (self.slots[i].tail as usize) + entry.len() > self.slots[i].block_end as usize {
+            self.new_block(i, entry.len());
+        }
+        let slot = &mut self.slots[i];
+        let tail = slot.tail as usize;
+        self.arena[tail..tail + entry.len()].copy_from_slice(&entry);
+        slot.last_file = file;
+        slot.last_line = u32::try_from(line).unwrap_or(u32::MAX);
+        slot.count += 1;
+        slot.tail += entry.len() as u32;
+    }
+
+    /// True when the index has reached its [`Limits`]: the table holds as
+    /// many words as it may, or an arena passed its size. Checked after
+    /// every chunk of occurrences, so the table never grows past its limit
+    /// and the arenas pass theirs by at most one chunk's bytes.
     pub fn is_full(&self) -> bool {
-        self.arena.len() > ARENA_LIMIT || self.long_keys.len() > ARENA_LIMIT
+        self.words > self.max_words
+            || self.arena.len() > self.max_arena
+            || self.long_keys.len() > self.max_arena
+    }
+
+    /// Bytes held: the table, the arenas and the pending occurrences.
+    pub fn memory(&self) -> usize {
+        std::mem::size_of_val(self.slots.as_slice())
+            + self.arena.capacity()
+            + self.long_keys.capacity()
+            + self.pending.capacity() * std::mem::size_of::<Pending>()
+            + self.pending_keys.capacity()
     }
 
     /// Number of distinct words.
@@ -566,7 +683,8 @@ impl<'a> RunReader<'a> {
         Self::at(run, (0, 0))
     }
 
-    fn at(run: &'a Run, (pos, postings_pos): (u64, u64)) -> Self {
+    /// Starts reading `run` at a [`position`](Self::position) it had.
+    pub(crate) fn at(run: &'a Run, (pos, postings_pos): (u64, u64)) -> Self {
         RunReader {
             bytes: &run.bytes,
             postings: &run.postings,
@@ -610,6 +728,11 @@ impl<'a> RunReader<'a> {
     /// Starts reading `run` at its `k`th checkpoint.
     pub fn at_checkpoint(run: &'a Run, k: usize) -> Option<Self> {
         run.checkpoints.get(k).map(|&point| Self::at(run, point))
+    }
+
+    /// Where the next entry starts: in the words, in the lists.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.pos as u64, self.postings_pos as u64)
     }
 
     /// True when reading stopped at malformed bytes.
@@ -667,7 +790,9 @@ mod tests {
     fn run_lists_words_sorted_with_their_locations() {
         let mut partial = PartialIndex::new();
         let mut add = |text: &str, file, line, column| {
-            for_each_word(text.as_bytes(), |w, _| partial.add(w, file, line, column));
+            for_each_word(text.as_bytes(), |w, _| {
+                assert!(!partial.add(w, file, line, column));
+            });
         };
         add("zeta", 3, 1, 1);
         add("alpha", 3, 1, 6);

@@ -13,6 +13,13 @@
 //! what lets per-batch lists be chained (the merge) or joined into one
 //! (a writer wanting one contiguous list) instead of re-inserting
 //! every occurrence. Typical entries take two or three bytes.
+//!
+//! A `file_delta` of 0 *re-anchors* the list in the same file: the entry
+//! gives its line absolutely. Two things write one: a run cut in the middle
+//! of a file (a worker's memory is bounded, a file's size is not), whose
+//! lists are joined to the previous run's, and an occurrence whose line
+//! does not fit the 32 bits a worker keeps per word. Lines and columns are
+//! varints of any size, so every location is exact however large the file.
 
 /// Where a word occurs: a file number (the position of its path in the
 /// index's sorted file table), a 1-based line and a 1-based byte column.
@@ -21,9 +28,9 @@ pub struct Location {
     /// Index of the file in the file table.
     pub file: u32,
     /// 1-based line.
-    pub line: u32,
+    pub line: u64,
     /// 1-based column in bytes.
-    pub column: u32,
+    pub column: u64,
 }
 
 /// Appends `value` as an unsigned LEB128 varint.
@@ -62,22 +69,22 @@ pub struct PostingWriter {
     pub count: u32,
     /// File of the last occurrence.
     pub last_file: u32,
-    last_line: u32,
+    last_line: u64,
 }
 
 impl PostingWriter {
     /// Appends one occurrence; occurrences must come in (file, line, column) order.
     #[inline]
-    pub fn push(&mut self, out: &mut Vec<u8>, file: u32, line: u32, column: u32) {
+    pub fn push(&mut self, out: &mut Vec<u8>, file: u32, line: u64, column: u64) {
         if self.count == 0 || file != self.last_file {
             let delta = u64::from(file - if self.count == 0 { 0 } else { self.last_file });
             write_varint(out, (delta << 1) | 1);
-            write_varint(out, u64::from(line));
+            write_varint(out, line);
             self.last_file = file;
         } else {
-            write_varint(out, u64::from(line - self.last_line) << 1);
+            write_varint(out, (line - self.last_line) << 1);
         }
-        write_varint(out, u64::from(column));
+        write_varint(out, column);
         self.last_line = line;
         self.count += 1;
     }
@@ -85,24 +92,28 @@ impl PostingWriter {
 
 /// Appends `list` (which starts with an absolute file number) to a list
 /// whose last occurrence is in file `previous_last_file`, rewriting the first
-/// entry's file number as a delta. With `previous_last_file = None` the list
-/// is copied unchanged. Returns `None` if `list` is malformed or does not
-/// start after `previous_last_file`.
+/// entry's file number as a delta (0, a re-anchor, when `list` goes on in
+/// that same file). With `previous_last_file = None` the list is copied
+/// unchanged. Returns `None` if `list` is malformed or starts before
+/// `previous_last_file`.
 pub fn append_list(out: &mut Vec<u8>, list: &[u8], previous_last_file: Option<u32>) -> Option<()> {
-    let Some(previous) = previous_last_file else {
-        out.extend_from_slice(list);
-        return Some(());
-    };
+    let (head, rest) = rebased_head(list, previous_last_file)?;
+    write_varint(out, head);
+    out.extend_from_slice(rest);
+    Some(())
+}
+
+/// The first varint `list` takes when appended after a list ending in file
+/// `previous_last_file` (see [`append_list`]), and the bytes after it.
+pub fn rebased_head(list: &[u8], previous_last_file: Option<u32>) -> Option<(u64, &[u8])> {
     let mut pos = 0;
     let head = read_varint(list, &mut pos)?;
     if head & 1 == 0 {
         return None;
     }
     let file = head >> 1;
-    let delta = file.checked_sub(u64::from(previous)).filter(|d| *d > 0)?;
-    write_varint(out, (delta << 1) | 1);
-    out.extend_from_slice(&list[pos..]);
-    Some(())
+    let delta = file.checked_sub(u64::from(previous_last_file.unwrap_or(0)))?;
+    Some(((delta << 1) | 1, &list[pos..]))
 }
 
 /// Occurrences in `list` whose file is marked in `marked` (by file
@@ -191,7 +202,8 @@ fn varint_ends(list: &[u8], from: usize) -> u64 {
 
 /// One file's run of a posting list: the file, and the bytes after the
 /// entry that opens it (its line and column, then its other entries), which
-/// do not depend on how files are numbered.
+/// do not depend on how files are numbered. A re-anchored file (see the
+/// module docs) has several groups in a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Group<'a> {
     /// The file number.
@@ -314,8 +326,8 @@ impl Iterator for Locations<'_> {
         let column = read_varint(self.bytes, &mut self.pos)?;
         Some(Location {
             file: u32::try_from(self.file).ok()?,
-            line: u32::try_from(self.line).ok()?,
-            column: u32::try_from(column).ok()?,
+            line: self.line,
+            column,
         })
     }
 }
@@ -324,7 +336,7 @@ impl Iterator for Locations<'_> {
 mod tests {
     use super::*;
 
-    fn encode(locations: &[(u32, u32, u32)]) -> (Vec<u8>, PostingWriter) {
+    fn encode(locations: &[(u32, u64, u64)]) -> (Vec<u8>, PostingWriter) {
         let mut out = Vec::new();
         let mut writer = PostingWriter::default();
         for &(f, l, c) in locations {
@@ -346,6 +358,30 @@ mod tests {
             .collect();
         let want: Vec<_> = first.iter().chain(second.iter()).copied().collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_list_going_on_in_the_same_file_is_reanchored() {
+        // A run cut inside file 4: the next run's list starts in file 4 too.
+        let first = [(1, 3, 1), (4, 2, 7)];
+        let second = [(4, 9, 2), (4, 5_000_000_000, 4_300_000_002), (6, 1, 1)];
+        let (a, wa) = encode(&first);
+        let (b, _) = encode(&second);
+        let mut joined = a.clone();
+        append_list(&mut joined, &b, Some(wa.last_file)).unwrap();
+        let got: Vec<_> = Locations::new(&joined)
+            .map(|l| (l.file, l.line, l.column))
+            .collect();
+        let want: Vec<_> = first.iter().chain(second.iter()).copied().collect();
+        assert_eq!(got, want);
+        // File 4 now has two groups; counting and renumbering see both.
+        let groups: Vec<(u32, u32)> = Groups::new(&joined).map(|g| (g.file, g.entries)).collect();
+        assert_eq!(groups, [(1, 1), (4, 1), (4, 2), (6, 1)]);
+        let mut marked = vec![false; 7];
+        marked[4] = true;
+        assert_eq!(count_in_files(&joined, &marked), 3);
+        // A list may not start before the one it is appended to.
+        assert!(append_list(&mut Vec::new(), &a, Some(2)).is_none());
     }
 
     #[test]
@@ -373,10 +409,10 @@ mod tests {
         /// columns and file steps make multi-byte varints).
         #[test]
         fn counting_and_grouping_agree_with_decoding(
-            steps in proptest::collection::vec((0u32..3, 0u32..300, 1u32..200_000), 1..300),
+            steps in proptest::collection::vec((0u32..3, 0u64..300, 1u64..200_000), 1..300),
             marks in proptest::collection::vec(proptest::bool::ANY, 1..40),
         ) {
-            let (mut file, mut line) = (0u32, 1u32);
+            let (mut file, mut line) = (0u32, 1u64);
             let mut locations = Vec::new();
             for (df, dl, column) in steps {
                 if df > 0 {

@@ -41,9 +41,9 @@ static CLASS: [u8; 256] = {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// 1-based line number (lines end at `\n`).
-    pub line: u32,
+    pub line: u64,
     /// 1-based column: bytes from the start of the line to the word's first byte, plus one.
-    pub column: u32,
+    pub column: u64,
 }
 
 /// Decodes the UTF-8 character starting at `bytes[i]`; returns it and its
@@ -183,151 +183,278 @@ fn pad_into(scratch: &mut [u8; SCRATCH_BYTES], text: &[u8]) -> usize {
 }
 
 /// Calls `emit(word, position)` for every indexable word of `bytes`, in
-/// order, with `word` lowercased.
+/// order, with `word` lowercased. Runs longer than [`MAX_WORD_BYTES`] are
+/// skipped whole.
+pub fn for_each_word<F: FnMut(Word<'_>, Position)>(bytes: &[u8], emit: F) {
+    Scanner::new().scan(bytes, true, emit);
+}
+
+/// Where a byte sequence starting at `bytes[i]` (a byte >= 0x80) is cut
+/// short by the end of `bytes`: a lead byte whose continuation bytes have
+/// not all arrived. More bytes may make it a character.
+#[inline]
+fn cut_short(bytes: &[u8], i: usize) -> bool {
+    let need = match bytes[i] {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return false,
+    };
+    i + need > bytes.len() && bytes[i + 1..].iter().all(|&b| (0x80..0xC0).contains(&b))
+}
+
+/// The words of a file read a window at a time: the line count and where
+/// the current line began carry from one window to the next, and a word
+/// that may go on past a window's end is left for the next call, so a word
+/// is never split and a file's size never sets the memory needed.
 ///
-/// Runs longer than [`MAX_WORD_BYTES`] are skipped whole. Lines and columns
-/// saturate at `u32::MAX` rather than wrap on absurd inputs.
-pub fn for_each_word<F: FnMut(Word<'_>, Position)>(bytes: &[u8], mut emit: F) {
-    let mut scratch = [0u8; SCRATCH_BYTES];
-    let n = bytes.len();
-    let mut line: u32 = 1;
-    let mut line_start = 0usize;
-    let mut i = 0usize;
-    while i < n {
-        // Skip separators eight bytes at a time, counting the newlines passed.
-        while i + 8 <= n {
-            let lane = load_lane(bytes, i);
-            let stop = word_lanes(lane) | (lane & HIGH_BITS);
-            let passed = if stop == 0 {
-                u64::MAX
-            } else {
-                (stop & stop.wrapping_neg()) - 1
-            };
-            let newlines = newline_lanes(lane) & passed;
-            if newlines != 0 {
-                line = line.saturating_add(newlines.count_ones());
-                line_start = i + (63 - newlines.leading_zeros() as usize) / 8 + 1;
+/// Positions are 64-bit: a column or line past 2^32 is exact, not capped.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    /// Current 1-based line.
+    line: u64,
+    /// Offset in the file of the current line's first byte.
+    line_start: u64,
+    /// Offset in the file of the next byte to scan.
+    offset: u64,
+    /// In the middle of a run already too long to be a word: the next
+    /// window starts by skipping the rest of it.
+    skipping: bool,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scanner {
+    /// A scanner at the start of a file.
+    pub fn new() -> Self {
+        Scanner {
+            line: 1,
+            line_start: 0,
+            offset: 0,
+            skipping: false,
+        }
+    }
+
+    /// Offset in the file of the next byte to scan.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Passes over `len` bytes that hold no newline and no word (a hole of
+    /// a sparse file reads as NUL bytes): they end any word in progress.
+    pub fn skip_separators(&mut self, len: u64) {
+        self.offset += len;
+        self.skipping = false;
+    }
+
+    /// Scans `bytes`, the file's bytes from [`offset`](Self::offset) on,
+    /// calling `emit` for each word. Unless `last`, a word or character
+    /// that may go on past the end of `bytes` is not scanned: returns how
+    /// many bytes were consumed, and the caller passes the rest again,
+    /// followed by the next bytes of the file. At most
+    /// [`MAX_WORD_BYTES`] + 3 bytes are left.
+    pub fn scan<F: FnMut(Word<'_>, Position)>(
+        &mut self,
+        bytes: &[u8],
+        last: bool,
+        mut emit: F,
+    ) -> usize {
+        let mut scratch = [0u8; SCRATCH_BYTES];
+        let n = bytes.len();
+        let base = self.offset;
+        let mut line = self.line;
+        // Where the current line began, relative to `bytes` (it may lie
+        // before it, in an earlier window: hence wrapping arithmetic).
+        let mut line_start = self.line_start.wrapping_sub(base);
+        let mut i = 0usize;
+        let mut consumed = n;
+        if self.skipping {
+            let (end, done) = skip_word_chars(bytes, 0, last);
+            i = end;
+            if !done {
+                self.offset = base + i as u64;
+                return i;
             }
-            if stop == 0 {
-                i += 8;
-            } else {
-                i += stop.trailing_zeros() as usize / 8;
+            self.skipping = false;
+        }
+        'scan: while i < n {
+            // Skip separators eight bytes at a time, counting the newlines passed.
+            while i + 8 <= n {
+                let lane = load_lane(bytes, i);
+                let stop = word_lanes(lane) | (lane & HIGH_BITS);
+                let passed = if stop == 0 {
+                    u64::MAX
+                } else {
+                    (stop & stop.wrapping_neg()) - 1
+                };
+                let newlines = newline_lanes(lane) & passed;
+                if newlines != 0 {
+                    line += u64::from(newlines.count_ones());
+                    line_start = (i + (63 - newlines.leading_zeros() as usize) / 8 + 1) as u64;
+                }
+                if stop == 0 {
+                    i += 8;
+                } else {
+                    i += stop.trailing_zeros() as usize / 8;
+                    break;
+                }
+            }
+            if i >= n {
                 break;
             }
-        }
-        if i >= n {
-            break;
-        }
-        let b = bytes[i];
-        match CLASS[b as usize] {
-            SEPARATOR => {
-                if b == b'\n' {
-                    line = line.saturating_add(1);
-                    line_start = i + 1;
-                }
-                i += 1;
-                continue;
-            }
-            WORD => {}
-            _ => match decode_char(bytes, i) {
-                Some((c, _)) if is_word_char(c) => {}
-                Some((_, len)) => {
-                    i += len;
-                    continue;
-                }
-                None => {
+            let b = bytes[i];
+            match CLASS[b as usize] {
+                SEPARATOR => {
+                    if b == b'\n' {
+                        line += 1;
+                        line_start = i as u64 + 1;
+                    }
                     i += 1;
                     continue;
                 }
-            },
-        }
-        // A word starts at `i`: find its end eight bytes at a time, decoding
-        // only non-ASCII bytes.
-        let start = i;
-        let mut ascii = true;
-        loop {
-            loop {
-                if i + 8 > n {
-                    while i < n && CLASS[bytes[i] as usize] == WORD {
-                        i += 1;
-                    }
-                    break;
-                }
-                let other = !word_lanes(load_lane(bytes, i)) & HIGH_BITS;
-                if other == 0 {
-                    i += 8;
-                } else {
-                    i += other.trailing_zeros() as usize / 8;
-                    break;
-                }
-            }
-            if i < n && CLASS[bytes[i] as usize] == NON_ASCII {
-                match decode_char(bytes, i) {
-                    Some((c, len)) if is_word_char(c) => {
-                        ascii = false;
+                WORD => {}
+                _ => match decode_char(bytes, i) {
+                    Some((c, _)) if is_word_char(c) => {}
+                    Some((_, len)) => {
                         i += len;
                         continue;
                     }
-                    _ => break,
+                    None if !last && cut_short(bytes, i) => {
+                        consumed = i;
+                        break 'scan;
+                    }
+                    None => {
+                        i += 1;
+                        continue;
+                    }
+                },
+            }
+            // A word starts at `i`: find its end eight bytes at a time, decoding
+            // only non-ASCII bytes.
+            let start = i;
+            let mut ascii = true;
+            loop {
+                loop {
+                    if i + 8 > n {
+                        while i < n && CLASS[bytes[i] as usize] == WORD {
+                            i += 1;
+                        }
+                        break;
+                    }
+                    let other = !word_lanes(load_lane(bytes, i)) & HIGH_BITS;
+                    if other == 0 {
+                        i += 8;
+                    } else {
+                        i += other.trailing_zeros() as usize / 8;
+                        break;
+                    }
                 }
+                if i < n && CLASS[bytes[i] as usize] == NON_ASCII {
+                    match decode_char(bytes, i) {
+                        Some((c, len)) if is_word_char(c) => {
+                            ascii = false;
+                            i += len;
+                            continue;
+                        }
+                        _ => break,
+                    }
+                }
+                break;
             }
-            break;
-        }
-        let len = i - start;
-        if len > MAX_WORD_BYTES {
-            continue;
-        }
-        let position = Position {
-            line,
-            column: u32::try_from(start - line_start + 1).unwrap_or(u32::MAX),
-        };
-        if ascii {
-            // Lowercase a lane at a time with whole-lane stores, so the
-            // caller's whole-lane loads are forwarded from the store buffer.
-            let mut k = 0;
-            while k < len {
-                let keep = (len - k).min(8);
-                let mask = if keep == 8 {
-                    u64::MAX
+            if !last && (i == n || cut_short(bytes, i)) {
+                // The run may go on in the next window.
+                if i - start <= MAX_WORD_BYTES {
+                    consumed = start;
                 } else {
-                    (1u64 << (8 * keep)) - 1
-                };
-                let lane = ascii_lowercase_lane(load_lane(bytes, start + k)) & mask;
-                scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
-                k += 8;
+                    // Already too long to be a word: skip the rest of it.
+                    self.skipping = true;
+                    consumed = i;
+                }
+                break 'scan;
             }
-            emit(
-                Word {
-                    padded: &scratch[..k],
-                    len,
-                },
-                position,
-            );
-        } else {
-            // `str::to_lowercase`, not per-char lowercasing: the contract
-            // wants its word-final sigma rule too. The scan above accepted
-            // only well-formed characters.
-            let lower = std::str::from_utf8(&bytes[start..i])
-                .unwrap_or_default()
-                .to_lowercase();
-            let text = &lower.as_bytes()[..lower.len().min(SCRATCH_BYTES)];
-            let padded = pad_into(&mut scratch, text);
-            emit(
-                Word {
-                    padded: &scratch[..padded],
-                    len: text.len(),
-                },
-                position,
-            );
+            let len = i - start;
+            if len > MAX_WORD_BYTES {
+                continue;
+            }
+            let position = Position {
+                line,
+                column: (start as u64).wrapping_sub(line_start) + 1,
+            };
+            if ascii {
+                // Lowercase a lane at a time with whole-lane stores, so the
+                // caller's whole-lane loads are forwarded from the store buffer.
+                let mut k = 0;
+                while k < len {
+                    let keep = (len - k).min(8);
+                    let mask = if keep == 8 {
+                        u64::MAX
+                    } else {
+                        (1u64 << (8 * keep)) - 1
+                    };
+                    let lane = ascii_lowercase_lane(load_lane(bytes, start + k)) & mask;
+                    scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
+                    k += 8;
+                }
+                emit(
+                    Word {
+                        padded: &scratch[..k],
+                        len,
+                    },
+                    position,
+                );
+            } else {
+                // `str::to_lowercase`, not per-char lowercasing: the contract
+                // wants its word-final sigma rule too. The scan above accepted
+                // only well-formed characters.
+                let lower = std::str::from_utf8(&bytes[start..i])
+                    .unwrap_or_default()
+                    .to_lowercase();
+                let text = &lower.as_bytes()[..lower.len().min(SCRATCH_BYTES)];
+                let padded = pad_into(&mut scratch, text);
+                emit(
+                    Word {
+                        padded: &scratch[..padded],
+                        len: text.len(),
+                    },
+                    position,
+                );
+            }
+        }
+        self.line = line;
+        self.line_start = line_start.wrapping_add(base);
+        self.offset = base + consumed as u64;
+        consumed
+    }
+}
+
+/// Skips the word characters from `bytes[i]` on; returns where they end and
+/// whether the run is known to end there (false when it reaches the end of
+/// `bytes`, or a character cut short, and more bytes may follow).
+fn skip_word_chars(bytes: &[u8], mut i: usize, last: bool) -> (usize, bool) {
+    let n = bytes.len();
+    while i < n {
+        match CLASS[bytes[i] as usize] {
+            WORD => i += 1,
+            SEPARATOR => return (i, true),
+            _ => match decode_char(bytes, i) {
+                Some((c, len)) if is_word_char(c) => i += len,
+                None if !last && cut_short(bytes, i) => return (i, false),
+                _ => return (i, true),
+            },
         }
     }
+    (i, last)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn words(text: &[u8]) -> Vec<(String, u32, u32)> {
+    fn words(text: &[u8]) -> Vec<(String, u64, u64)> {
         let mut out = Vec::new();
         for_each_word(text, |w, p| {
             out.push((
@@ -373,6 +500,76 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, exact);
         assert_eq!(got[1], ("c".into(), 1, 132));
+    }
+
+    /// The words of `text` scanned in windows cut at `cuts` (as a reader
+    /// of a file would: each window is what is left plus the next bytes).
+    fn windowed(text: &[u8], cuts: &[usize]) -> Vec<(String, u64, u64)> {
+        let mut out = Vec::new();
+        let mut scanner = Scanner::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut from = 0;
+        let mut ends: Vec<usize> = cuts.iter().map(|&c| c.min(text.len())).collect();
+        ends.sort_unstable();
+        ends.push(text.len());
+        for end in ends {
+            if end < from {
+                continue;
+            }
+            pending.extend_from_slice(&text[from..end]);
+            from = end;
+            let last = end == text.len();
+            let used = scanner.scan(&pending, last, |w, p| {
+                out.push((
+                    String::from_utf8_lossy(w.as_bytes()).into_owned(),
+                    p.line,
+                    p.column,
+                ))
+            });
+            assert!(used <= pending.len());
+            assert!(last || pending.len() - used <= MAX_WORD_BYTES + 3);
+            pending.drain(..used);
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Windows cut anywhere (inside a word, a character, a long run)
+        /// give exactly the words of one whole scan.
+        #[test]
+        fn windows_cut_anywhere_scan_like_the_whole(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "a", "Ab_9", " ", "\n", "é", "ÉCOLE", "—", "ΣΑΣ", "\u{10348}", "\r\n",
+                    "\u{ff0c}", "\t",
+                ]),
+                0..120,
+            ),
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..6),
+            long in 60usize..70,
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+        ) {
+            let mut text: Vec<u8> = pieces.concat().into_bytes();
+            // A run near the 64-byte limit, and bytes that are not UTF-8.
+            let at = text.len() / 2;
+            text.splice(at..at, std::iter::repeat_n(b'x', long));
+            text.extend_from_slice(&raw);
+            text.extend_from_slice("tail".as_bytes());
+            proptest::prop_assert_eq!(windowed(&text, &cuts), words(&text));
+        }
+    }
+
+    #[test]
+    fn positions_past_four_gib_are_exact() {
+        let mut scanner = Scanner::new();
+        scanner.scan(b"a\nbb ", false, |_, _| {});
+        // A hole of NULs (as a sparse file reads), then a word.
+        scanner.skip_separators(4_300_000_000);
+        let mut got = Vec::new();
+        scanner.scan(b"tailword", true, |w, p| {
+            got.push((w.as_bytes().to_vec(), p.line, p.column))
+        });
+        assert_eq!(got, [(b"tailword".to_vec(), 2, 4_300_000_004)]);
     }
 
     #[test]

@@ -64,20 +64,24 @@ struct Front {
     len: usize,
 }
 
-/// Encodes words, pushed in ascending order, as front-coded blocks.
+/// Encodes words, pushed in ascending order, as front-coded blocks. A
+/// writer of a vocabulary larger than memory takes the bytes and block
+/// starts made so far with [`FrontCoder::drain`] as it goes.
 #[derive(Debug, Default)]
 pub struct FrontCoder {
     data: Vec<u8>,
     blocks: Vec<u64>,
     previous: Vec<u8>,
     len: usize,
+    /// Bytes already drained.
+    drained: u64,
 }
 
 impl FrontCoder {
     /// Appends the next word (strictly greater than the previous one).
     pub fn push(&mut self, word: &[u8]) {
         if self.len % BLOCK == 0 {
-            self.blocks.push(self.data.len() as u64);
+            self.blocks.push(self.drained + self.data.len() as u64);
             write_varint(&mut self.data, word.len() as u64);
             self.data.extend_from_slice(word);
         } else {
@@ -96,9 +100,22 @@ impl FrontCoder {
         self.len += 1;
     }
 
-    /// The blocks, where each starts (plus the end), and the word count.
+    /// Bytes made since the last drain (or since the start).
+    pub fn pending_bytes(&self) -> usize {
+        self.data.len() + self.blocks.len() * 8
+    }
+
+    /// Takes the bytes and block starts made so far, to be written out.
+    pub fn drain(&mut self, data: &mut Vec<u8>, blocks: &mut Vec<u64>) {
+        self.drained += self.data.len() as u64;
+        data.append(&mut self.data);
+        blocks.append(&mut self.blocks);
+    }
+
+    /// The blocks (the bytes not drained yet), where each starts (plus the
+    /// end), and the word count.
     pub fn finish(mut self) -> (Vec<u8>, Vec<u64>, usize) {
-        self.blocks.push(self.data.len() as u64);
+        self.blocks.push(self.drained + self.data.len() as u64);
         (self.data, self.blocks, self.len)
     }
 }

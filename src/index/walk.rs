@@ -57,6 +57,11 @@ pub struct Walk {
     pub not_regular: Vec<Problem>,
     /// Folders or entries that could not be read.
     pub unreadable: Vec<Problem>,
+    /// The folder listed, as given.
+    pub root: PathBuf,
+    /// Its (device, inode) when it was listed, so a reader can tell that
+    /// it is still the same folder.
+    pub root_identity: Option<(u64, u64)>,
 }
 
 /// Why the root itself cannot be indexed.
@@ -283,7 +288,11 @@ const WALK_THREADS: usize = 2;
 /// Lists the files below `root` (see the module docs for the rules).
 pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
     check_root(root)?;
-    let mut out = Walk::default();
+    let mut out = Walk {
+        root: root.to_path_buf(),
+        root_identity: std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino())),
+        ..Walk::default()
+    };
     // The top level here: its files now, its folders shared among threads.
     let mut folders = Vec::new();
     let top = WalkDir::new(root)

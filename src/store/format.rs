@@ -213,10 +213,18 @@ fn section_name(id: u32) -> &'static str {
 /// its destination, then makes it the destination atomically: fsync, then
 /// rename, then fsync of the folder. A crash at any moment leaves the old
 /// file or the new one, never a mix.
+///
+/// The temporary file has no name while it is written (`O_TMPFILE`), so a
+/// save killed midway, by Ctrl-C or `kill -9`, leaves nothing behind; it is
+/// linked as `FILE.tmp.PID` only to be renamed at once. Where the file
+/// system cannot make unnamed files, it is `FILE.tmp.PID` from the start
+/// (a later save removes it if its process died).
 pub struct Writer {
     out: BufWriter<File>,
-    temp: PathBuf,
-    destination: PathBuf,
+    /// Where the file goes; `None` for an anonymous file.
+    destination: Option<PathBuf>,
+    /// The temporary's name, when it has one from the start.
+    named: Option<PathBuf>,
     position: u64,
     table: Vec<[u64; 5]>,
     current: Option<(u32, u64, Xxh3)>,
@@ -229,8 +237,29 @@ impl Drop for Writer {
     /// temporary behind.
     fn drop(&mut self) {
         if !self.committed {
-            self.abandon();
+            if let Some(named) = &self.named {
+                let _ = fs::remove_file(named);
+            }
         }
+    }
+}
+
+/// A file with no name in `folder`, if the file system can make one.
+fn unnamed_file(folder: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .mode(0o666)
+        .open(folder)
+}
+
+/// The folder `path` is in.
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 
@@ -238,19 +267,40 @@ impl Writer {
     /// Starts a file for `destination` with room for `sections` sections.
     pub fn create(destination: &Path, sections: usize) -> io::Result<Writer> {
         remove_stale_temporaries(destination);
-        let mut delta = destination.as_os_str().to_owned();
-        delta.push(".delta");
-        remove_stale_temporaries(Path::new(&delta));
-        let temp = temporary_path(destination, std::process::id());
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)?;
-        let writer = Writer {
+        remove_stale_temporaries(&super::delta_path(destination));
+        let (file, named) = match unnamed_file(folder_of(destination)) {
+            Ok(file) => (file, None),
+            Err(_) => {
+                let temp = temporary_path(destination, std::process::id());
+                let file = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&temp)?;
+                (file, Some(temp))
+            }
+        };
+        Self::start(file, Some(destination.to_path_buf()), named, sections)
+    }
+
+    /// Starts a file that is never named: it lives as long as the
+    /// returned descriptor (see [`Writer::finish_anonymous`]).
+    pub fn anonymous(folder: &Path, sections: usize) -> io::Result<Writer> {
+        let file = unnamed_file(folder).or_else(|_| tempfile::tempfile_in(folder))?;
+        Self::start(file, None, None, sections)
+    }
+
+    fn start(
+        file: File,
+        destination: Option<PathBuf>,
+        named: Option<PathBuf>,
+        sections: usize,
+    ) -> io::Result<Writer> {
+        let mut writer = Writer {
             out: BufWriter::with_capacity(1 << 20, file),
-            temp,
-            destination: destination.to_path_buf(),
+            destination,
+            named,
             position: 0,
             table: Vec::with_capacity(sections),
             current: None,
@@ -258,7 +308,6 @@ impl Writer {
             committed: false,
         };
         let header = FIXED_HEADER + sections * SECTION_ENTRY + 8;
-        let mut writer = writer;
         writer.raw(&vec![0; header])?;
         Ok(writer)
     }
@@ -315,12 +364,37 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the header, syncs, and renames the file into place.
-    pub fn commit(mut self) -> io::Result<u64> {
-        self.finish()
+    /// True for a file that is never named (see [`Writer::anonymous`]).
+    pub fn is_anonymous(&self) -> bool {
+        self.destination.is_none()
     }
 
-    fn finish(&mut self) -> io::Result<u64> {
+    /// Writes the header, syncs, and renames the file into place.
+    pub fn commit(mut self) -> io::Result<u64> {
+        let Some(destination) = self.destination.clone() else {
+            return Err(io::Error::other(
+                "index writer: no destination to commit to",
+            ));
+        };
+        self.finish()?.sync_all()?;
+        match self.named.clone() {
+            Some(named) => fs::rename(&named, &destination)?,
+            None => link_into_place(self.out.get_ref(), &destination)?,
+        }
+        self.committed = true;
+        sync_folder(&destination);
+        Ok(self.position)
+    }
+
+    /// Writes the header and hands back the anonymous file (no sync: it
+    /// never outlives this process).
+    pub fn finish_anonymous(mut self) -> io::Result<File> {
+        let file = self.finish()?.try_clone()?;
+        self.committed = true;
+        Ok(file)
+    }
+
+    fn finish(&mut self) -> io::Result<&mut File> {
         if self.table.len() != self.sections {
             return Err(io::Error::other("index writer: section count mismatch"));
         }
@@ -344,16 +418,64 @@ impl Writer {
         let file = self.out.get_mut();
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&header)?;
-        file.sync_all()?;
-        fs::rename(&self.temp, &self.destination)?;
-        self.committed = true;
-        sync_folder(&self.destination);
-        Ok(self.position)
+        Ok(file)
     }
+}
 
-    fn abandon(&mut self) {
-        let _ = fs::remove_file(&self.temp);
+/// Gives an unnamed file a name, `FILE.tmp.PID`, then renames it over
+/// `destination`.
+fn link_into_place(file: &File, destination: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let temp = temporary_path(destination, std::process::id());
+    let _ = fs::remove_file(&temp);
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))
+    };
+    let target = c(&temp)?;
+    let by_proc = c(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))?;
+    // SAFETY: both paths are valid NUL-terminated strings for the call.
+    let mut linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            by_proc.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if linked != 0 {
+        // Without /proc: linking the descriptor itself needs a privilege
+        // some processes have.
+        // SAFETY: as above; the empty path is a valid string.
+        linked = unsafe {
+            libc::linkat(
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
     }
+    if linked != 0 {
+        // Last resort: copy it to a named temporary.
+        let copied = (|| {
+            let mut source = file.try_clone()?;
+            source.seek(SeekFrom::Start(0))?;
+            let mut named = fs::File::create(&temp)?;
+            io::copy(&mut source, &mut named)?;
+            named.sync_all()
+        })();
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
+    }
+    fs::rename(&temp, destination).inspect_err(|_| {
+        let _ = fs::remove_file(&temp);
+    })
 }
 
 /// `FILE.tmp.PID`: where process PID writes FILE's next version.
@@ -399,11 +521,7 @@ fn remove_stale_temporaries(destination: &Path) {
 
 /// Makes a rename in `path`'s folder durable.
 pub fn sync_folder(path: &Path) {
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if let Ok(dir) = File::open(folder) {
+    if let Ok(dir) = File::open(folder_of(path)) {
         let _ = dir.sync_all();
     }
 }

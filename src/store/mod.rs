@@ -23,6 +23,7 @@
 
 pub mod format;
 mod segment;
+mod spill;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,11 +37,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use format::FormatError;
 pub use segment::{FileRecord, Kind, Meta, Segment};
 
-use crate::index::build::{build_listed, BuildError};
+use crate::index::build::{build_listed, BuildError, Built};
 use crate::index::bytes::Owner;
+use crate::index::stream::{merge_into, RunSource};
 use crate::index::view::occurrences_in;
 use crate::index::walk::{walk, Walk};
 use crate::index::{BuildOptions, BuildReport, Index, Layer, Progress, View};
+use format::folder_of;
+use segment::{Destination, SegmentWriter, Written};
+use spill::SpillFolder;
 
 /// A delta is folded into a new base once its files (plus the base files
 /// it hides) pass this fraction of the tree: past it, queries pay for the
@@ -62,6 +67,22 @@ pub enum StoreError {
     },
     /// The refresh's build could not run.
     Build(BuildError),
+    /// The delta beside an index is damaged.
+    DamagedDelta {
+        /// The index.
+        index: PathBuf,
+        /// Its delta.
+        delta: PathBuf,
+        /// What is wrong.
+        error: FormatError,
+    },
+    /// Something that is not an index stands where one would be written.
+    NotAnIndex {
+        /// Where.
+        file: PathBuf,
+        /// What it is.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -87,17 +108,101 @@ impl fmt::Display for StoreError {
                 file.display()
             ),
             StoreError::Build(e) => write!(f, "{e}"),
+            StoreError::DamagedDelta {
+                index,
+                delta,
+                error,
+            } => write!(
+                f,
+                "{}: {error}; a refresh repairs it (`indexer DIR --index {}`), or rebuild with `indexer DIR --save {}`",
+                delta.display(),
+                index.display(),
+                index.display()
+            ),
+            StoreError::NotAnIndex { file, what } => write!(
+                f,
+                "{} is {what}, not an index; refusing to replace it (choose another FILE)",
+                file.display()
+            ),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Format(_, e) | StoreError::DamagedDelta { error: e, .. } => Some(e),
+            StoreError::Io(_, _, e) => Some(e),
+            StoreError::Build(e) => Some(e),
+            StoreError::OtherRoot { .. } | StoreError::NotAnIndex { .. } => None,
+        }
+    }
+}
+
+/// Checks, before any work, that an index may be written at `file`:
+/// nothing is there, or an index of ours is (the magic bytes say so). A
+/// source file, a link, a device, a FIFO or a folder is never replaced.
+pub fn check_replaceable(file: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let refuse = |what| {
+        Err(StoreError::NotAnIndex {
+            file: file.into(),
+            what,
+        })
+    };
+    let meta = match fs::symlink_metadata(file) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::Io(file.into(), "look at", e)),
+    };
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return refuse("a symbolic link");
+    }
+    if kind.is_dir() {
+        return refuse("a folder");
+    }
+    if kind.is_fifo() || kind.is_socket() || kind.is_block_device() || kind.is_char_device() {
+        return refuse("not a regular file");
+    }
+    let mut magic = [0u8; 8];
+    let read = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(file)
+        .and_then(|mut f| f.read_exact(&mut magic));
+    match read {
+        Ok(()) if magic == format::MAGIC => Ok(()),
+        Ok(()) => refuse("a file"),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => refuse("a file"),
+        Err(e) => Err(StoreError::Io(file.into(), "read", e)),
+    }
+}
+
+/// Removes `file` if it is an index of ours (a stale delta, say).
+fn remove_if_index(file: &Path) {
+    if fs::symlink_metadata(file).is_ok() && check_replaceable(file).is_ok() {
+        let _ = fs::remove_file(file);
+    }
+}
 
 /// The side file holding `path`'s refreshes.
 pub fn delta_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".delta");
     PathBuf::from(name)
+}
+
+/// Maps an open file read-only (see [`map`] for why that is sound).
+fn map_file(file: &fs::File) -> io::Result<Owner> {
+    if file.metadata()?.len() == 0 {
+        return Ok(Arc::new(Vec::<u8>::new()));
+    }
+    // SAFETY: as in `map`: index files are never modified in place, and an
+    // anonymous one is reachable by no other program.
+    let map = unsafe { memmap2::Mmap::map(file) }?;
+    Ok(Arc::new(map))
 }
 
 /// Maps `path` read-only. Index files are only ever replaced by rename,
@@ -144,6 +249,22 @@ pub struct Stored {
 impl Stored {
     /// Opens `path` (and its delta); `Ok(None)` if `path` does not exist.
     pub fn open(path: &Path) -> Result<Option<Stored>, StoreError> {
+        Self::open_with(path, false).map(|opened| opened.map(|(stored, _)| stored))
+    }
+
+    /// Opens `path` to refresh it: a damaged delta is set aside (the
+    /// refresh compares the tree with the base alone and writes a new
+    /// delta), and the reason is returned to be shown.
+    pub fn open_to_refresh(
+        path: &Path,
+    ) -> Result<Option<(Stored, Option<StoreError>)>, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(
+        path: &Path,
+        set_aside_damaged_delta: bool,
+    ) -> Result<Option<(Stored, Option<StoreError>)>, StoreError> {
         let Some(owner) = map(path)? else {
             return Ok(None);
         };
@@ -155,18 +276,38 @@ impl Stored {
             ));
         }
         let delta_file = delta_path(path);
-        let delta = match map(&delta_file)? {
-            Some(owner) => {
-                let delta =
-                    segment::read(owner).map_err(|e| StoreError::Format(delta_file.clone(), e))?;
+        let damaged = |error| StoreError::DamagedDelta {
+            index: path.into(),
+            delta: delta_file.clone(),
+            error,
+        };
+        let (delta, set_aside) = match map(&delta_file) {
+            Ok(Some(owner)) => match segment::read(owner) {
                 // A delta of another base is left over from before a full
                 // save: ignore it.
-                (delta.meta.kind == Kind::Delta && delta.meta.base_id == base.meta.base_id)
-                    .then_some(delta)
-            }
-            None => None,
+                Ok(delta)
+                    if set_aside_damaged_delta
+                        && !delta.index.verify(0..delta.index.vocabulary().len()) =>
+                {
+                    (
+                        None,
+                        Some(damaged(FormatError::Damaged("checksum of its occurrences"))),
+                    )
+                }
+                Ok(delta) => (
+                    (delta.meta.kind == Kind::Delta && delta.meta.base_id == base.meta.base_id)
+                        .then_some(delta),
+                    None,
+                ),
+                Err(e) if set_aside_damaged_delta => (None, Some(damaged(e))),
+                Err(e) => return Err(damaged(e)),
+            },
+            Ok(None) => (None, None),
+            Err(StoreError::Format(_, e)) if set_aside_damaged_delta => (None, Some(damaged(e))),
+            Err(StoreError::Format(_, e)) => return Err(damaged(e)),
+            Err(e) => return Err(e),
         };
-        Ok(Some(Stored { base, delta }))
+        Ok(Some((Stored { base, delta }, set_aside)))
     }
 
     /// The tree it was built from, for messages.
@@ -306,16 +447,166 @@ pub fn save(
         excludes: excludes.to_vec(),
         saved_at: now_secs(),
     };
-    let bytes =
-        segment::write(path, view, records, &meta, &[], &[]).map_err(|e| write_error(path, e))?;
+    let written = segment::write(Destination::File(path), view, records, &meta, &[], &[])
+        .map_err(|e| write_error(path, e))?;
     // Any delta belonged to the old base; it would be ignored, but it is
     // dead weight.
-    let _ = fs::remove_file(delta_path(path));
+    remove_if_index(&delta_path(path));
     Ok(Saved {
-        bytes,
+        bytes: written.len(),
         time: started.elapsed(),
         delta: false,
     })
+}
+
+/// A description of a new base of `root`.
+fn base_meta(path: &Path, root: &Path, excludes: &[String]) -> Meta {
+    Meta {
+        kind: Kind::Base,
+        base_id: new_base_id(path),
+        root: root.as_os_str().as_bytes().to_vec(),
+        excludes: excludes.to_vec(),
+        saved_at: now_secs(),
+    }
+}
+
+/// Where a build's index goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    /// Nowhere: it is answered from and dropped. Past the memory budget it
+    /// is kept in an unnamed file in this folder (`$TMPDIR`, say).
+    Temporary(&'a Path),
+    /// Saved to this file, as a new base.
+    Saved(&'a Path),
+}
+
+impl Output<'_> {
+    fn folder(&self) -> &Path {
+        match self {
+            Output::Temporary(folder) => folder,
+            Output::Saved(path) => folder_of(path),
+        }
+    }
+}
+
+/// A build, and where its index went.
+#[derive(Debug)]
+pub struct Build {
+    /// The index to answer from.
+    pub view: View,
+    /// What the build did.
+    pub report: BuildReport,
+    /// What was saved, for [`Output::Saved`].
+    pub saved: Option<Saved>,
+}
+
+/// Builds the index of the tree at `root` (`canonical` is its canonical
+/// form, recorded in a saved index) within `options.memory`: runs past
+/// the budget go to temporary files in `output`'s folder and are merged
+/// by streaming into the saved format, straight into the saved file or
+/// into an unnamed one that is then used in place.
+pub fn build(
+    root: &Path,
+    canonical: &Path,
+    options: &BuildOptions,
+    output: Output<'_>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Build, StoreError> {
+    let started = Instant::now();
+    let listing =
+        walk(root, &options.excludes).map_err(|e| StoreError::Build(BuildError::Root(e)))?;
+    let mut spill = SpillFolder::new(output.folder());
+    let (built, mut report) = build_listed(listing, started, options, Some(&mut spill), progress)
+        .map_err(StoreError::Build)?;
+    let records = records_of(&report, root);
+    let excludes = options.excludes.globs();
+    let sources = match built {
+        Built::Index(index) => {
+            let view = View::single(*index);
+            let saved = match output {
+                Output::Saved(path) => Some(save(path, canonical, &excludes, &view, &records)?),
+                Output::Temporary(_) => None,
+            };
+            return Ok(Build {
+                view,
+                report,
+                saved,
+            });
+        }
+        Built::Streamed(sources) => sources,
+    };
+    let merge_started = Instant::now();
+    let (path, destination) = match output {
+        Output::Saved(path) => (path.to_path_buf(), Destination::File(path)),
+        Output::Temporary(folder) => (folder.to_path_buf(), Destination::Anonymous(folder)),
+    };
+    let meta = base_meta(&path, canonical, &excludes);
+    let (written, distinct) = write_streamed(sources, &spill, destination, &meta, &records)?;
+    report.distinct = distinct;
+    report.timings.merge = merge_started.elapsed();
+    report.timings.total = started.elapsed();
+    let saved = matches!(output, Output::Saved(_)).then(|| {
+        remove_if_index(&delta_path(&path));
+        Saved {
+            bytes: written.len(),
+            time: merge_started.elapsed(),
+            delta: false,
+        }
+    });
+    let segment = open_written(written, &path)?;
+    Ok(Build {
+        view: Stored {
+            base: segment,
+            delta: None,
+        }
+        .into_view(),
+        report,
+        saved,
+    })
+}
+
+/// Merges runs (in file order) by streaming into a segment at
+/// `destination`; returns it and its number of words.
+fn write_streamed(
+    sources: Vec<Box<dyn RunSource>>,
+    spill: &SpillFolder,
+    destination: Destination<'_>,
+    meta: &Meta,
+    records: &[FileRecord],
+) -> Result<(Written, usize), StoreError> {
+    let where_ = match destination {
+        Destination::File(path) => path.to_path_buf(),
+        Destination::Anonymous(folder) => folder.to_path_buf(),
+    };
+    let io_error = |e: io::Error| StoreError::Io(where_.clone(), "write the index in", e);
+    let sources = spill::reduce(sources, spill, fan_in()).map_err(io_error)?;
+    let mut writer =
+        SegmentWriter::create(destination, meta, records).map_err(|e| write_error(&where_, e))?;
+    let merged = merge_into(sources, &mut writer).map_err(io_error)?;
+    let written = writer
+        .finish(&[], &[])
+        .map_err(|e| write_error(&where_, e))?;
+    Ok((written, merged.words as usize))
+}
+
+/// How many runs on disk are merged at once: each holds a descriptor.
+fn fan_in() -> usize {
+    let allowed = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let spare = usize::try_from(allowed.saturating_sub(64)).unwrap_or(usize::MAX);
+    spare.clamp(2, spill::MAX_FAN_IN)
+}
+
+/// Opens a segment just written.
+fn open_written(written: Written, path: &Path) -> Result<Segment, StoreError> {
+    let owner = match written {
+        Written::File(_) => map(path)?
+            .ok_or_else(|| StoreError::Io(path.into(), "open", io::ErrorKind::NotFound.into()))?,
+        Written::Anonymous(file, _) => {
+            map_file(&file).map_err(|e| StoreError::Io(path.into(), "map", e))?
+        }
+    };
+    segment::read(owner).map_err(|e| StoreError::Format(path.into(), e))
 }
 
 /// What a refresh found and did.
@@ -441,12 +732,27 @@ pub fn refresh(
 
     let subset = Walk {
         files: to_index,
-        not_regular: listing.not_regular,
-        unreadable: listing.unreadable,
+        ..listing
     };
-    let (fresh, build) =
-        build_listed(subset, Instant::now(), options, progress).map_err(StoreError::Build)?;
+    let mut spill = SpillFolder::new(folder_of(path));
+    let (fresh, build) = build_listed(subset, Instant::now(), options, Some(&mut spill), progress)
+        .map_err(StoreError::Build)?;
     let fresh_records = records_of(&build, root);
+    let fresh = match fresh {
+        Built::Index(index) => *index,
+        Built::Streamed(sources) => {
+            let folder = folder_of(path);
+            let meta = base_meta(path, root, &options.excludes.globs());
+            let (written, _) = write_streamed(
+                sources,
+                &spill,
+                Destination::Anonymous(folder),
+                &meta,
+                &fresh_records,
+            )?;
+            open_written(written, folder)?.index
+        }
+    };
     report.build = build;
 
     // Hide every base and delta file not kept.
@@ -511,10 +817,11 @@ pub fn refresh(
             &occurrences_in(&delta.index, &delta_dropped),
         );
         if delta.index.is_damaged() {
-            return Err(StoreError::Format(
-                delta_path(path),
-                FormatError::Damaged("checksum of its occurrences"),
-            ));
+            return Err(StoreError::DamagedDelta {
+                index: path.into(),
+                delta: delta_path(path),
+                error: FormatError::Damaged("checksum of its occurrences"),
+            });
         }
         upper.push(
             Layer::new(delta.index, &delta_dropped, adjusted)
@@ -540,8 +847,8 @@ pub fn refresh(
         .filter(|&f| base_dropped[f as usize])
         .collect();
     let destination = delta_path(path);
-    let bytes = segment::write(
-        &destination,
+    let written = segment::write(
+        Destination::File(&destination),
         &delta_view,
         &records,
         &meta,
@@ -550,7 +857,7 @@ pub fn refresh(
     )
     .map_err(|e| write_error(&destination, e))?;
     report.saved = Some(Saved {
-        bytes,
+        bytes: written.len(),
         time: write_started.elapsed(),
         delta: true,
     });

@@ -2,12 +2,14 @@
 //! stamps a refresh compares, vocabulary, counts and posting lists; and for
 //! a delta, what it hides of its base.
 
-use std::io;
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use super::format::{section, Container, Decoder, Encoder, FormatError, Writer};
 use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, Group, Groups};
+use crate::index::stream::ListSink;
 use crate::index::vocabulary::FrontCoder;
 use crate::index::{Hit, Index, Offsets, View, Vocabulary};
 
@@ -227,68 +229,294 @@ fn u32s(bytes: &[u32]) -> &[u8] {
     bytemuck::cast_slice(bytes)
 }
 
+/// Where a segment is written.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// This file, replaced atomically.
+    File(&'a Path),
+    /// A file with no name in this folder, used while the process lives.
+    Anonymous(&'a Path),
+}
+
+/// A written segment.
+#[derive(Debug)]
+pub enum Written {
+    /// A file of this many bytes.
+    File(u64),
+    /// An anonymous file, and its length.
+    Anonymous(File, u64),
+}
+
+impl Written {
+    /// Bytes written.
+    pub fn len(&self) -> u64 {
+        match self {
+            Written::File(len) | Written::Anonymous(_, len) => *len,
+        }
+    }
+}
+
+/// The per-word tables are held in memory up to this size; past it they go
+/// to a temporary file until they are copied into the segment.
+const SIDE_MEMORY: usize = 32 << 20;
+
+/// One of a segment's per-word tables while the lists are written before it.
+struct Side {
+    memory: Vec<u8>,
+    file: Option<BufWriter<File>>,
+    len: u64,
+}
+
+impl Side {
+    fn new() -> Self {
+        Side {
+            memory: Vec::new(),
+            file: None,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8], folder: &Path) -> io::Result<()> {
+        self.len += bytes.len() as u64;
+        if let Some(file) = &mut self.file {
+            return file.write_all(bytes);
+        }
+        self.memory.extend_from_slice(bytes);
+        if self.memory.len() > SIDE_MEMORY {
+            let mut file = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(folder)?);
+            file.write_all(&self.memory)?;
+            self.memory = Vec::new();
+            self.file = Some(file);
+        }
+        Ok(())
+    }
+
+    /// Hands every byte pushed, in order, to `f` in pieces of whole 8-byte
+    /// values.
+    fn drain(self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        let Some(file) = self.file else {
+            return f(&self.memory);
+        };
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut left = self.len;
+        while left > 0 {
+            let n = buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            file.read_exact(&mut buffer[..n])?;
+            f(&buffer[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A segment written word by word: each word's list, then the word. The
+/// lists go straight to the file; the vocabulary, counts and offsets that
+/// follow them are kept aside (on disk past [`SIDE_MEMORY`]) and copied
+/// after, so writing an index of any size takes little memory.
+pub struct SegmentWriter {
+    w: Writer,
+    folder: PathBuf,
+    chunks: ChunkHasher,
+    written: u64,
+    list_start: u64,
+    coder: FrontCoder,
+    words: Side,
+    blocks: Side,
+    counts: Side,
+    offsets: Side,
+    kind: Kind,
+    drained_words: Vec<u8>,
+    drained_blocks: Vec<u64>,
+}
+
+impl SegmentWriter {
+    /// Starts a segment described by `meta`, over the files `records`.
+    pub fn create(
+        destination: Destination<'_>,
+        meta: &Meta,
+        records: &[FileRecord],
+    ) -> Result<Self, WriteError> {
+        let sections = if meta.kind == Kind::Delta { 11 } else { 8 };
+        let (w, folder) = match destination {
+            Destination::File(path) => (
+                Writer::create(path, sections)?,
+                super::format::folder_of(path).to_path_buf(),
+            ),
+            Destination::Anonymous(folder) => {
+                (Writer::anonymous(folder, sections)?, folder.to_path_buf())
+            }
+        };
+        let mut writer = SegmentWriter {
+            w,
+            folder,
+            chunks: ChunkHasher::new(),
+            written: 0,
+            list_start: 0,
+            coder: FrontCoder::default(),
+            words: Side::new(),
+            blocks: Side::new(),
+            counts: Side::new(),
+            offsets: Side::new(),
+            kind: meta.kind,
+            drained_words: Vec::new(),
+            drained_blocks: Vec::new(),
+        };
+        writer.w.section(section::META, &encode_meta(meta))?;
+        writer.w.section(section::FILES, &encode_records(records))?;
+        writer.w.begin(section::LISTS)?;
+        Ok(writer)
+    }
+
+    /// The next bytes of the current word's list.
+    pub fn list(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.w.write(bytes)?;
+        self.chunks.update(bytes);
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the current word (the words must come in ascending order).
+    pub fn word(&mut self, word: &[u8], count: u32) -> io::Result<()> {
+        self.coder.push(word);
+        self.counts.push(&count.to_le_bytes(), &self.folder)?;
+        self.offsets
+            .push(&self.list_start.to_le_bytes(), &self.folder)?;
+        self.list_start = self.written;
+        if self.coder.pending_bytes() > 1 << 20 {
+            self.drain_words()?;
+        }
+        Ok(())
+    }
+
+    fn drain_words(&mut self) -> io::Result<()> {
+        self.coder
+            .drain(&mut self.drained_words, &mut self.drained_blocks);
+        self.words.push(&self.drained_words, &self.folder)?;
+        self.blocks
+            .push(bytemuck::cast_slice(&self.drained_blocks), &self.folder)?;
+        self.drained_words.clear();
+        self.drained_blocks.clear();
+        Ok(())
+    }
+
+    /// Writes the tables after the lists (and, for a delta, what it hides
+    /// of its base) and finishes the file.
+    pub fn finish(
+        mut self,
+        dropped: &[u32],
+        adjusted: &[(u32, u32)],
+    ) -> Result<Written, WriteError> {
+        self.offsets
+            .push(&self.written.to_le_bytes(), &self.folder)?;
+        self.w.end_lazy();
+        let chunks = std::mem::replace(&mut self.chunks, ChunkHasher::new());
+        self.w
+            .section(section::LIST_CHUNKS, bytemuck::cast_slice(&chunks.finish()))?;
+        let coder = std::mem::take(&mut self.coder);
+        let (rest, mut last_blocks, _) = coder.finish();
+        self.words.push(&rest, &self.folder)?;
+        // `finish` ends the block table with the end of the data.
+        self.blocks
+            .push(bytemuck::cast_slice(&last_blocks), &self.folder)?;
+        last_blocks.clear();
+        let w = &mut self.w;
+        for (id, side) in [
+            (
+                section::WORDS,
+                std::mem::replace(&mut self.words, Side::new()),
+            ),
+            (
+                section::BLOCKS,
+                std::mem::replace(&mut self.blocks, Side::new()),
+            ),
+            (
+                section::COUNTS,
+                std::mem::replace(&mut self.counts, Side::new()),
+            ),
+        ] {
+            w.begin(id)?;
+            side.drain(&mut |bytes| w.write(bytes))?;
+            w.end();
+        }
+        let offsets = std::mem::replace(&mut self.offsets, Side::new());
+        if self.written <= u64::from(u32::MAX) {
+            w.begin(section::OFFSETS)?;
+            let mut narrow = Vec::new();
+            offsets.drain(&mut |bytes| {
+                narrow.clear();
+                narrow.extend(bytes.chunks_exact(8).map(|b| {
+                    let mut wide = [0u8; 8];
+                    wide.copy_from_slice(b);
+                    u64::from_le_bytes(wide) as u32
+                }));
+                w.write(u32s(&narrow))
+            })?;
+            w.end();
+        } else {
+            w.begin(section::OFFSETS_WIDE)?;
+            offsets.drain(&mut |bytes| w.write(bytes))?;
+            w.end();
+        }
+        if self.kind == Kind::Delta {
+            w.section(section::DROPPED, u32s(dropped))?;
+            let (words, left): (Vec<u32>, Vec<u32>) = adjusted.iter().copied().unzip();
+            w.section(section::ADJUSTED_WORDS, u32s(&words))?;
+            w.section(section::ADJUSTED_LEFT, u32s(&left))?;
+        }
+        Ok(match self.w.is_anonymous() {
+            true => {
+                let file = self.w.finish_anonymous()?;
+                let len = file.metadata()?.len();
+                Written::Anonymous(file, len)
+            }
+            false => Written::File(self.w.commit()?),
+        })
+    }
+}
+
+impl ListSink for SegmentWriter {
+    fn list(&mut self, bytes: &[u8]) -> io::Result<()> {
+        SegmentWriter::list(self, bytes)
+    }
+
+    fn word(&mut self, word: &[u8], count: u32, _: u32) -> io::Result<()> {
+        SegmentWriter::word(self, word, count)
+    }
+}
+
 /// Writes every word of `view` as one segment at `destination`, with
 /// `records` describing the view's files (in the view's order).
 pub fn write(
-    destination: &Path,
+    destination: Destination<'_>,
     view: &View,
     records: &[FileRecord],
     meta: &Meta,
     dropped: &[u32],
     adjusted: &[(u32, u32)],
-) -> Result<u64, WriteError> {
-    let delta = meta.kind == Kind::Delta;
-    let mut w = Writer::create(destination, if delta { 11 } else { 8 })?;
-    w.section(section::META, &encode_meta(meta))?;
-    w.section(section::FILES, &encode_records(records))?;
-
+) -> Result<Written, WriteError> {
+    let mut writer = SegmentWriter::create(destination, meta, records)?;
     let hits = view.hits(|v| (0..v.len()).collect());
-    let mut vocabulary = FrontCoder::default();
-    let mut counts = Vec::with_capacity(hits.len());
-    let mut offsets = Vec::with_capacity(hits.len() + 1);
-    let mut written = 0u64;
     let mut list = Vec::new();
     let mut groups = Vec::new();
-    let mut chunks = ChunkHasher::new();
-    w.begin(section::LISTS)?;
     for hit in &hits {
         list.clear();
         let count = encode_list(view, hit, &mut groups, &mut list);
         if count == 0 {
             continue;
         }
-        vocabulary.push(&view.word_bytes(hit));
-        counts.push(count);
-        offsets.push(written);
-        w.write(&list)?;
-        chunks.update(&list);
-        written += list.len() as u64;
-    }
-    offsets.push(written);
-    w.end_lazy();
-    w.section(section::LIST_CHUNKS, bytemuck::cast_slice(&chunks.finish()))?;
-    let (words, blocks, _) = vocabulary.finish();
-    w.section(section::WORDS, &words)?;
-    w.section(section::BLOCKS, bytemuck::cast_slice(&blocks))?;
-    w.section(section::COUNTS, u32s(&counts))?;
-    if written <= u64::from(u32::MAX) {
-        let narrow: Vec<u32> = offsets.iter().map(|&o| o as u32).collect();
-        w.section(section::OFFSETS, u32s(&narrow))?;
-    } else {
-        w.section(section::OFFSETS_WIDE, bytemuck::cast_slice(&offsets))?;
-    }
-    if delta {
-        w.section(section::DROPPED, u32s(dropped))?;
-        let (words, left): (Vec<u32>, Vec<u32>) = adjusted.iter().copied().unzip();
-        w.section(section::ADJUSTED_WORDS, u32s(&words))?;
-        w.section(section::ADJUSTED_LEFT, u32s(&left))?;
+        writer.list(&list)?;
+        writer.word(&view.word_bytes(hit), count)?;
     }
     if view.is_damaged() {
         // A stored list failed its check while being copied: keep the old
         // file rather than commit one with occurrences missing.
         return Err(WriteError::DamagedSource);
     }
-    Ok(w.commit()?)
+    writer.finish(dropped, adjusted)
 }
 
 /// Encodes a word's list in the view's file numbering; returns its count.

@@ -1,0 +1,316 @@
+//! The parent's side of a build: who holds which batch, the runs that came
+//! back, retries, and when runs leave memory.
+//!
+//! Runs of a batch are *pending* until its worker says `Done`: a worker
+//! that dies first takes them with it (they are dropped and the batch is
+//! retried), so a crash never leaves half a batch in the index. A failed
+//! batch of several files is halved and both halves are retried, so a file
+//! that always kills its worker ends up alone and is the only one reported
+//! failed; a single file is retried once.
+//!
+//! Runs are kept in memory until they pass the build's share of the memory
+//! budget; from then on every run is written to disk through the caller's
+//! [`Spill`] as soon as it arrives, and the build ends with the runs to
+//! merge by streaming instead of an index.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use super::planner::{Batch, Planner};
+use super::worker::Done;
+use super::{BuildError, BuildReport};
+use crate::index::partial::Run;
+use crate::index::stream::{MemoryRun, RunSource, Spill};
+use crate::index::walk::{FileEntry, Problem};
+use crate::parallel::{Channel, Exchange, Pid};
+
+/// A run of the build, with its place in file order.
+struct Piece {
+    /// (first file of its batch, its number in the batch): sorting by it
+    /// puts runs in file order, whatever order batches finished in.
+    key: (u32, u32),
+    occurrences: u64,
+    held: Held,
+}
+
+enum Held {
+    Memory(Run),
+    Disk(Box<dyn RunSource>),
+}
+
+/// Bytes a run holds in memory.
+fn run_bytes(run: &Run) -> u64 {
+    (run.bytes.capacity() + run.postings.capacity() + run.checkpoints.capacity() * 16) as u64
+}
+
+/// The runs a build collected.
+pub enum Collected {
+    /// Every run, in memory, in file order.
+    Memory(Vec<Run>),
+    /// Runs to merge by streaming, in file order (some may be in memory).
+    Streamed(Vec<Box<dyn RunSource>>),
+}
+
+/// Bookkeeping of the parent's side of a build.
+pub(super) struct Coordinator<'a, 's> {
+    files: &'a [FileEntry],
+    planner: Planner<'a>,
+    retries: VecDeque<Batch>,
+    in_flight: HashMap<Pid, Batch>,
+    /// Failed attempts at single-file batches, by file.
+    attempts: HashMap<u32, u8>,
+    pending: HashMap<u32, Vec<Piece>>,
+    done: Vec<Piece>,
+    /// Bytes of runs held in memory.
+    held: u64,
+    /// Past this many bytes held, runs go to disk.
+    threshold: u64,
+    spill: Option<&'s mut dyn Spill>,
+    spilling: bool,
+    pub report: BuildReport,
+    pub files_done: usize,
+    pub bytes_done: u64,
+}
+
+impl<'a, 's> Coordinator<'a, 's> {
+    pub fn new(
+        files: &'a [FileEntry],
+        planner: Planner<'a>,
+        threshold: u64,
+        spill: Option<&'s mut dyn Spill>,
+        report: BuildReport,
+    ) -> Self {
+        Coordinator {
+            files,
+            planner,
+            retries: VecDeque::new(),
+            in_flight: HashMap::new(),
+            attempts: HashMap::new(),
+            pending: HashMap::new(),
+            done: Vec::new(),
+            held: 0,
+            threshold,
+            spill,
+            spilling: false,
+            report,
+            files_done: 0,
+            bytes_done: 0,
+        }
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.retries.is_empty() || self.planner.has_work()
+    }
+
+    /// Workers holding a batch.
+    pub fn busy(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn next_batch(&mut self) -> Option<Batch> {
+        if let Some(batch) = self.retries.pop_front() {
+            return Some(batch);
+        }
+        let batch = self.planner.next()?;
+        self.report.batches += 1;
+        Some(batch)
+    }
+
+    /// Gives the worker its next batch, or tells it to leave.
+    pub fn assign(&mut self, exchange: &mut Exchange<Batch, super::worker::Report>, pid: Pid) {
+        let Some(channel) = exchange.channel(pid) else {
+            return;
+        };
+        assign_to(self, channel, pid);
+    }
+
+    /// A worker sent a run of its batch. False if the worker broke the
+    /// protocol: its batch is retried and the caller must let it go.
+    pub fn run(&mut self, pid: Pid, batch: u32, seq: u32, run: Run) -> Result<bool, BuildError> {
+        let Some(&holding) = self.in_flight.get(&pid) else {
+            return Ok(false);
+        };
+        let pieces = self.pending.entry(holding.id).or_default();
+        if holding.id != batch || pieces.len() != seq as usize {
+            self.lost(pid, "the worker sent a run out of turn".into());
+            return Ok(false);
+        }
+        self.held += run_bytes(&run);
+        pieces.push(Piece {
+            key: (holding.start, seq),
+            occurrences: run.occurrences,
+            held: Held::Memory(run),
+        });
+        self.relieve_memory().map(|()| true)
+    }
+
+    /// A worker finished its batch. False if the worker broke the protocol:
+    /// its batch is retried and the caller must let it go.
+    pub fn done(&mut self, pid: Pid, done: Done) -> bool {
+        let Some(batch) = self.in_flight.remove(&pid) else {
+            return false;
+        };
+        let pieces = self.pending.remove(&batch.id).unwrap_or_default();
+        if done.batch != batch.id || done.runs as usize != pieces.len() {
+            self.drop_pieces(pieces);
+            self.fail(batch, "the worker answered for another batch".into());
+            return false;
+        }
+        self.report.words += pieces.iter().map(|p| p.occurrences).sum::<u64>();
+        self.done.extend(pieces);
+        self.report.indexed += u64::from(done.indexed);
+        self.report.bytes += done.bytes;
+        self.report.timings.work += Duration::from_nanos(done.busy_nanos);
+        for file in done.binary {
+            if let Some(f) = self.files.get(file as usize) {
+                self.report.binary.push(f.display.clone());
+            }
+        }
+        for (file, message) in done.unreadable {
+            if let Some(f) = self.files.get(file as usize) {
+                self.report.unreadable.push(Problem {
+                    path: f.display.clone(),
+                    message,
+                });
+            }
+        }
+        self.batch_done(batch);
+        true
+    }
+
+    /// The worker `pid` ended or failed; its batch, if it held one, is retried.
+    pub fn lost(&mut self, pid: Pid, why: String) {
+        if let Some(batch) = self.in_flight.remove(&pid) {
+            let pieces = self.pending.remove(&batch.id).unwrap_or_default();
+            self.drop_pieces(pieces);
+            self.fail(batch, why);
+        }
+    }
+
+    fn drop_pieces(&mut self, pieces: Vec<Piece>) {
+        for piece in pieces {
+            if let Held::Memory(run) = &piece.held {
+                self.held = self.held.saturating_sub(run_bytes(run));
+            }
+        }
+    }
+
+    fn batch_done(&mut self, batch: Batch) {
+        self.files_done += batch.len();
+        self.bytes_done += self.files[batch.files()]
+            .iter()
+            .map(|f| f.size)
+            .sum::<u64>();
+    }
+
+    /// A worker died holding `batch`: halve it and retry both halves, so a
+    /// file that kills its worker ends up alone; retry a single file once,
+    /// then report it failed.
+    fn fail(&mut self, batch: Batch, why: String) {
+        if batch.len() > 1 {
+            let middle = batch.start + (batch.end - batch.start) / 2;
+            let second = Batch {
+                id: self.planner.new_id(),
+                start: middle,
+                end: batch.end,
+            };
+            let first = Batch {
+                id: self.planner.new_id(),
+                start: batch.start,
+                end: middle,
+            };
+            self.retries.push_front(second);
+            self.retries.push_front(first);
+            self.report.retried += 1;
+            return;
+        }
+        let attempts = self.attempts.entry(batch.start).or_insert(0);
+        *attempts += 1;
+        if *attempts < 2 {
+            self.report.retried += 1;
+            self.retries.push_front(Batch {
+                id: self.planner.new_id(),
+                ..batch
+            });
+            return;
+        }
+        for entry in &self.files[batch.files()] {
+            self.report.failed.push(Problem {
+                path: entry.display.clone(),
+                message: format!("a worker crashed twice on it: {why}"),
+            });
+        }
+        self.batch_done(batch);
+    }
+
+    /// Past the threshold, every run held goes to disk, and so will every
+    /// run that arrives after.
+    fn relieve_memory(&mut self) -> Result<(), BuildError> {
+        let Some(spill) = self.spill.as_deref_mut() else {
+            return Ok(());
+        };
+        if !self.spilling && self.held <= self.threshold {
+            return Ok(());
+        }
+        self.spilling = true;
+        let pieces = self
+            .done
+            .iter_mut()
+            .chain(self.pending.values_mut().flatten());
+        for piece in pieces {
+            if let Held::Memory(run) = &piece.held {
+                let source = spill.spill(run).map_err(BuildError::Spill)?;
+                self.held = self.held.saturating_sub(run_bytes(run));
+                self.report.spilled += 1;
+                piece.held = Held::Disk(source);
+            }
+        }
+        Ok(())
+    }
+
+    /// The runs collected, in file order.
+    pub fn finish(mut self) -> (Collected, BuildReport) {
+        self.done.sort_by_key(|piece| piece.key);
+        self.report.runs = self.done.len();
+        let collected = if self.spilling {
+            Collected::Streamed(
+                self.done
+                    .into_iter()
+                    .map(|piece| match piece.held {
+                        Held::Memory(run) => Box::new(MemoryRun::new(run)) as Box<dyn RunSource>,
+                        Held::Disk(source) => source,
+                    })
+                    .collect(),
+            )
+        } else {
+            Collected::Memory(
+                self.done
+                    .into_iter()
+                    .filter_map(|piece| match piece.held {
+                        Held::Memory(run) => Some(run),
+                        Held::Disk(_) => None,
+                    })
+                    .collect(),
+            )
+        };
+        (collected, self.report)
+    }
+}
+
+fn assign_to(
+    co: &mut Coordinator<'_, '_>,
+    channel: &mut Channel<Batch, super::worker::Report>,
+    pid: Pid,
+) {
+    match co.next_batch() {
+        Some(batch) => {
+            // A failed send means the worker died; the Exchange reports
+            // that as an event and the batch is retried from there.
+            let _ = channel.send(&batch);
+            co.in_flight.insert(pid, batch);
+        }
+        None => {
+            let _ = channel.close_send();
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! Building an [`Index`] with forked workers.
+//!
+//! The parent walks the tree, then forks `workers` processes. Each worker
+//! inherits the file table through fork, so a batch is handed over as a
+//! tiny range of file numbers; the worker reads and tokenizes those files
+//! into a partial index and sends back sorted runs. The parent polls the
+//! workers' channels through an [`Exchange`], hands each idle worker the
+//! next batch, and keeps the runs; when every batch is in, it merges them
+//! in file order.
+//!
+//! * [`planner`]: batches, consecutive ranges of the sorted file table,
+//!   sized by bytes and shrinking as the work runs out, so runs taken in
+//!   file order need no re-sorting;
+//! * [`worker`] (and [`read`], which opens and reads files): the child's
+//!   loop;
+//! * [`coordinator`]: the parent's bookkeeping: batches in flight, runs
+//!   pending and done, retries, and runs sent to disk.
+//!
+//! Memory is bounded whatever the input ([`BuildOptions::memory`]): a
+//! worker's partial index cuts a run when it reaches its share (in the
+//! middle of a file if need be), files are read in windows, and the runs
+//! the parent holds go to disk through a [`Spill`] once they pass theirs;
+//! the build then ends with runs to merge by streaming ([`Built::Streamed`])
+//! rather than an index in memory.
+//!
+//! A worker that dies (panic, signal, early exit) loses its batch's runs;
+//! the batch is halved and retried, a single file once, and a file that
+//! fails twice is reported failed while the rest of the tree is indexed.
+
+mod coordinator;
+mod planner;
+mod read;
+mod worker;
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use self::coordinator::{Collected, Coordinator};
+use self::planner::{Batch, Planner};
+use self::worker::{worker, Report, WorkerContext};
+use super::merge::{merge_runs_parallel, MalformedRun};
+use super::partial::Limits;
+use super::stream::{RunSource, Spill};
+use super::walk::{walk, Excludes, FileEntry, Problem, RootError, Walk};
+use super::Index;
+use crate::parallel::{self, Channel, Event, Exchange};
+
+pub use self::read::{BINARY_PROBE_BYTES, DEFAULT_WINDOW};
+
+/// The default memory budget: all processes of a build together.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Live worker processes.
+    pub workers: usize,
+    /// Files per batch; `None` sizes batches by bytes.
+    pub batch_files: Option<usize>,
+    /// Extra sleep per batch in the worker (simulates heavy work).
+    pub delay: Duration,
+    /// `--exclude` globs.
+    pub excludes: Excludes,
+    /// Test-only fault injection (see [`Fault::from_env`]).
+    pub fault: Option<Fault>,
+    /// Bytes the build may hold in memory, in all its processes together
+    /// (see [`BuildOptions::worker_limits`]); runs past the parent's share
+    /// go to disk when the caller gives a [`Spill`].
+    pub memory: u64,
+    /// Internal sizes, smaller in tests (see [`TestLimits`]).
+    pub test_limits: TestLimits,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            workers: parallel::available_cores(),
+            batch_files: None,
+            delay: Duration::ZERO,
+            excludes: Excludes::default(),
+            fault: None,
+            memory: DEFAULT_MEMORY,
+            test_limits: TestLimits::default(),
+        }
+    }
+}
+
+impl BuildOptions {
+    /// A worker's partial index: a quarter of the budget is shared by the
+    /// workers, half of each share for the word table and a quarter for
+    /// the postings (a run copies them once more as it is cut). The rest of
+    /// the budget is the parent's (see [`BuildOptions::held_threshold`]).
+    pub fn worker_limits(&self) -> Limits {
+        let share = (self.memory / 4 / self.workers.max(1) as u64).max(1 << 20);
+        let share = usize::try_from(share).unwrap_or(usize::MAX);
+        // A run must also fit in one message to the parent.
+        let frame = usize::try_from(self.test_limits.frame / 4).unwrap_or(usize::MAX);
+        Limits {
+            table: share / 2,
+            arena: (share / 4).min(frame).min(self.test_limits.arena),
+        }
+    }
+
+    /// Bytes of runs the parent holds before it sends them to disk: merged
+    /// in memory, runs need about 1.6 times their size, which with the
+    /// workers gone must fit the budget.
+    pub fn held_threshold(&self) -> u64 {
+        self.memory / 8 * 5
+    }
+}
+
+/// Sizes that are large in use and made small in tests, so the code paths
+/// for huge inputs (a run cut by its arena, a message near the channel's
+/// limit, a file read in many windows) run on small ones. Read from
+/// `INDEXER_TEST_LIMITS` (`frame=N,window=N,arena=N`, with optional K or M).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestLimits {
+    /// Largest message a worker may send.
+    pub frame: u64,
+    /// Bytes of a file read at a time.
+    pub window: usize,
+    /// Most posting bytes a worker gathers before cutting a run.
+    pub arena: usize,
+}
+
+impl Default for TestLimits {
+    fn default() -> Self {
+        TestLimits {
+            frame: parallel::DEFAULT_FRAME_LIMIT,
+            window: DEFAULT_WINDOW,
+            arena: usize::MAX,
+        }
+    }
+}
+
+impl TestLimits {
+    /// The limits `INDEXER_TEST_LIMITS` sets (defaults where it is silent
+    /// or unset; parts that do not parse are ignored).
+    pub fn from_env() -> TestLimits {
+        let mut limits = TestLimits::default();
+        let Ok(spec) = std::env::var("INDEXER_TEST_LIMITS") else {
+            return limits;
+        };
+        for part in spec.split(',') {
+            let Some((key, value)) = part.split_once('=') else {
+                continue;
+            };
+            let Some(value) = parse_size(value) else {
+                continue;
+            };
+            match key.trim() {
+                "frame" => limits.frame = value,
+                "window" => limits.window = usize::try_from(value).unwrap_or(usize::MAX),
+                "arena" => limits.arena = usize::try_from(value).unwrap_or(usize::MAX),
+                _ => {}
+            }
+        }
+        limits
+    }
+}
+
+/// `N`, `NK`, `NM` or `NG` (binary units) as bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, ""),
+    };
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// A fault a worker injects into itself, for testing recovery. Set through
+/// the environment: `INDEXER_FAULT=kill:SUBSTR` (or `panic:SUBSTR`) makes a
+/// worker die when it is about to read a file whose relative path contains
+/// SUBSTR; with `INDEXER_FAULT_ONCE=MARKER` only while the file MARKER does
+/// not exist (the worker creates it first), so the retry succeeds.
+/// `wait:SUBSTR` (with `INDEXER_FAULT_ONCE=MARKER`) makes the worker create
+/// MARKER and wait until it is removed, so a test can change the tree
+/// between the walk and the read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// What the worker does.
+    pub action: FaultAction,
+    /// Substring of the relative path that triggers the fault.
+    pub path_contains: String,
+    /// Marker file making the fault fire only once.
+    pub once_marker: Option<std::path::PathBuf>,
+}
+
+/// What an injected [`Fault`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// The worker kills itself with SIGKILL.
+    Kill,
+    /// The worker panics.
+    Panic,
+    /// The worker waits until the marker file is removed.
+    Wait,
+}
+
+impl Fault {
+    /// Reads `INDEXER_FAULT` and `INDEXER_FAULT_ONCE`; `None` when unset or
+    /// not of the form `kill:SUBSTR`, `panic:SUBSTR` or `wait:SUBSTR` (which
+    /// needs the marker).
+    pub fn from_env() -> Option<Fault> {
+        let spec = std::env::var("INDEXER_FAULT").ok()?;
+        let (action, path) = spec.split_once(':')?;
+        let action = match action {
+            "kill" => FaultAction::Kill,
+            "panic" => FaultAction::Panic,
+            "wait" => FaultAction::Wait,
+            _ => return None,
+        };
+        let once_marker: Option<std::path::PathBuf> =
+            std::env::var_os("INDEXER_FAULT_ONCE").map(Into::into);
+        if action == FaultAction::Wait && once_marker.is_none() {
+            return None;
+        }
+        Some(Fault {
+            action,
+            path_contains: path.to_string(),
+            once_marker,
+        })
+    }
+
+    fn fire_if_matches(&self, display: &str) {
+        if !display.contains(&self.path_contains) {
+            return;
+        }
+        if let Some(marker) = &self.once_marker {
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(marker);
+            if created.is_err() {
+                return;
+            }
+        }
+        match (self.action, &self.once_marker) {
+            (FaultAction::Wait, Some(marker)) => {
+                while marker.exists() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            (FaultAction::Kill, _) => {
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+                panic!("injected fault at {display}");
+            }
+            _ => panic!("injected fault at {display}"),
+        }
+    }
+}
+
+/// Build progress, reported from the parent's poll loop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Files whose batch is done.
+    pub files_done: usize,
+    /// Files to do.
+    pub files_total: usize,
+    /// Bytes whose batch is done (sizes at walk time).
+    pub bytes_done: u64,
+    /// Bytes to do.
+    pub bytes_total: u64,
+    /// Workers holding a batch.
+    pub busy: usize,
+    /// Time since the build started.
+    pub elapsed: Duration,
+}
+
+/// Per-phase times.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Listing the tree.
+    pub walk: Duration,
+    /// Reading and tokenizing, summed over workers.
+    pub work: Duration,
+    /// Parent CPU time while collecting runs: receiving, decoding, bookkeeping.
+    pub transfer: Duration,
+    /// Merging the runs.
+    pub merge: Duration,
+    /// The whole build.
+    pub total: Duration,
+}
+
+/// What a build did, for the summary.
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    /// Files indexed.
+    pub indexed: u64,
+    /// Bytes read from indexed files.
+    pub bytes: u64,
+    /// Word occurrences.
+    pub words: u64,
+    /// Distinct words.
+    pub distinct: usize,
+    /// Skipped: binary files.
+    pub binary: Vec<String>,
+    /// Skipped: files or folders that could not be read.
+    pub unreadable: Vec<Problem>,
+    /// Skipped: not regular files.
+    pub not_regular: Vec<Problem>,
+    /// Files whose batch failed twice.
+    pub failed: Vec<Problem>,
+    /// Worker processes used at once.
+    pub workers: usize,
+    /// Batches handed out (retries not counted).
+    pub batches: usize,
+    /// Batches retried after a worker failure (halves of one count once).
+    pub retried: usize,
+    /// Runs made (a batch makes one or more).
+    pub runs: usize,
+    /// Runs written to disk because the memory budget was reached.
+    pub spilled: usize,
+    /// Why fewer workers ran than asked for, if so (say, no file
+    /// descriptors left to give them channels).
+    pub fewer_workers: Option<String>,
+    /// Per-phase times.
+    pub timings: Timings,
+    /// The files listed, in the index's file order.
+    pub files: Vec<FileEntry>,
+}
+
+impl BuildReport {
+    /// Files skipped for any reason (binary, unreadable, not regular).
+    pub fn skipped(&self) -> usize {
+        self.binary.len() + self.unreadable.len() + self.not_regular.len()
+    }
+}
+
+/// Why a build could not run at all.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The root is missing, not a directory or unreadable.
+    Root(RootError),
+    /// The process runtime refused (e.g. could not fork).
+    Runtime(parallel::Error),
+    /// Not even one worker could be started for want of a resource (file
+    /// descriptors, processes, memory).
+    NoWorker(parallel::Error),
+    /// A worker sent a run that does not decode.
+    Merge(MalformedRun),
+    /// Runs could not be written to disk or read back.
+    Spill(std::io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Root(e) => e.fmt(f),
+            BuildError::Runtime(e) => write!(f, "cannot run workers: {e}"),
+            BuildError::NoWorker(e) => write!(
+                f,
+                "cannot start a worker: {e}{}",
+                match nofile_limit() {
+                    Some(n) => format!(" (open files allowed: {n}; raise with `ulimit -n`)"),
+                    None => String::new(),
+                }
+            ),
+            BuildError::Merge(e) => e.fmt(f),
+            BuildError::Spill(e) => write!(f, "cannot keep the index on disk past --memory: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Root(e) => Some(e),
+            BuildError::Runtime(e) | BuildError::NoWorker(e) => Some(e),
+            BuildError::Merge(e) => Some(e),
+            BuildError::Spill(e) => Some(e),
+        }
+    }
+}
+
+/// The soft limit on open files, for messages.
+fn nofile_limit() -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
+/// True when starting a worker failed for want of a resource that a
+/// running worker holds (so the build can go on with fewer).
+fn out_of_resources(e: &parallel::Error) -> bool {
+    use nix::errno::Errno;
+    let errno = match e {
+        parallel::Error::Fork(errno) => Some(*errno),
+        parallel::Error::Io { source, .. } => source.raw_os_error().map(Errno::from_raw),
+        _ => None,
+    };
+    matches!(
+        errno,
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::EAGAIN | Errno::ENOMEM | Errno::ENOBUFS)
+    )
+}
+
+impl From<parallel::Error> for BuildError {
+    fn from(e: parallel::Error) -> Self {
+        BuildError::Runtime(e)
+    }
+}
+
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let user = usage.user_time();
+            let system = usage.system_time();
+            let micros = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec().max(0) as u64)
+                    + Duration::from_micros(t.tv_usec().max(0) as u64)
+            };
+            micros(user) + micros(system)
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// What a build made.
+pub enum Built {
+    /// The runs fit in memory and were merged.
+    Index(Box<Index>),
+    /// The runs went past the memory budget: merge them by streaming
+    /// ([`super::stream::merge_into`]), in this (file) order.
+    Streamed(Vec<Box<dyn RunSource>>),
+}
+
+/// Walks `root` and builds its index with forked workers, in memory
+/// whatever its size (no [`Spill`]), calling `progress` from the poll loop
+/// about ten times a second.
+pub fn build(
+    root: &Path,
+    options: &BuildOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(Index, BuildReport), BuildError> {
+    let started = Instant::now();
+    let listing = walk(root, &options.excludes).map_err(BuildError::Root)?;
+    match build_listed(listing, started, options, None, progress)? {
+        (Built::Index(index), report) => Ok((*index, report)),
+        (Built::Streamed(_), _) => unreachable!("runs go to disk only through a Spill"),
+    }
+}
+
+/// Builds the index of files already listed (by [`walk`], at `started`).
+/// With a `spill`, runs past the memory budget go to disk and the result
+/// may be [`Built::Streamed`].
+pub fn build_listed(
+    listing: Walk,
+    started: Instant,
+    options: &BuildOptions,
+    spill: Option<&mut dyn Spill>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(Built, BuildReport), BuildError> {
+    let Walk {
+        files,
+        not_regular,
+        unreadable,
+        root,
+        root_identity,
+    } = listing;
+    let walk_time = started.elapsed();
+    let mut workers = options.workers.max(1);
+    let report = BuildReport {
+        not_regular,
+        unreadable,
+        workers,
+        timings: Timings {
+            walk: walk_time,
+            ..Timings::default()
+        },
+        ..BuildReport::default()
+    };
+    let planner = Planner::new(&files, workers, options.batch_files);
+    let mut co = Coordinator::new(&files, planner, options.held_threshold(), spill, report);
+    let bytes_total: u64 = files.iter().map(|f| f.size).sum();
+    let context = WorkerContext {
+        files: &files,
+        root: &root,
+        root_identity,
+        delay: options.delay,
+        fault: options.fault.clone(),
+        limits: options.worker_limits(),
+        window: options.test_limits.window,
+    };
+
+    let collecting = cpu_time();
+    let mut exchange: Exchange<Batch, Report> = Exchange::new();
+    let mut live = 0usize;
+    let mut peak = 0usize;
+    loop {
+        // Keep `workers` processes busy while there is work.
+        while live < workers && co.has_work() {
+            let started = parallel::start(
+                |ch: &mut Channel<Report, Batch>, ctx: &WorkerContext<'_>| worker(ch, ctx),
+                &context,
+            );
+            let mut channel = match started {
+                Ok(channel) => channel,
+                Err(e) if out_of_resources(&e) && live > 0 => {
+                    // Go on with the workers there are.
+                    co.report.fewer_workers = Some(e.to_string());
+                    workers = live;
+                    break;
+                }
+                Err(e) if out_of_resources(&e) => return Err(BuildError::NoWorker(e)),
+                Err(e) => return Err(e.into()),
+            };
+            channel.set_frame_limit(options.test_limits.frame);
+            let Some(pid) = channel.pid() else { break };
+            exchange.add(channel);
+            live += 1;
+            peak = peak.max(live);
+            co.assign(&mut exchange, pid);
+        }
+        if exchange.active() == 0 {
+            break;
+        }
+        let events = exchange.wait(Some(Duration::from_millis(100)))?;
+        for event in events {
+            match event {
+                Event::Message { pid, value } => {
+                    let keep = match value {
+                        Report::Run { batch, seq, run } => co.run(pid, batch, seq, run)?,
+                        Report::Done(done) => {
+                            let keep = co.done(pid, done);
+                            if keep {
+                                co.assign(&mut exchange, pid);
+                            }
+                            keep
+                        }
+                    };
+                    if !keep {
+                        // Broke the protocol: let it go (dropping the
+                        // channel reaps it); its batch was retried.
+                        drop(exchange.remove(pid));
+                        live = live.saturating_sub(1);
+                    }
+                }
+                Event::Finished { pid } => {
+                    live = live.saturating_sub(1);
+                    co.lost(pid, "worker exited without answering".into());
+                }
+                Event::Failed { pid, error } => {
+                    live = live.saturating_sub(1);
+                    co.lost(pid, error.to_string());
+                }
+            }
+        }
+        progress(&Progress {
+            files_done: co.files_done,
+            files_total: files.len(),
+            bytes_done: co.bytes_done,
+            bytes_total,
+            busy: co.busy(),
+            elapsed: started.elapsed(),
+        });
+    }
+    drop(exchange);
+    let transfer = cpu_time().saturating_sub(collecting);
+    let (collected, mut report) = co.finish();
+    report.timings.transfer = transfer;
+    report.workers = peak.max(1).min(options.workers.max(1));
+    report.binary.sort();
+    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
+    let built = match collected {
+        Collected::Memory(runs) => {
+            let merge_started = Instant::now();
+            let display: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
+            // Every worker has been reaped: threads are safe from here on.
+            let index = merge_runs_parallel(display, runs, workers).map_err(BuildError::Merge)?;
+            report.timings.merge = merge_started.elapsed();
+            report.distinct = index.vocabulary().len();
+            Built::Index(Box::new(index))
+        }
+        Collected::Streamed(sources) => Built::Streamed(sources),
+    };
+    report.files = files;
+    report.timings.total = started.elapsed();
+    Ok((built, report))
+}

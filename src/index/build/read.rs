@@ -1,0 +1,388 @@
+//! Reading a listed file: opened beneath the root without following a
+//! link, checked to be the file the walk listed, and read in windows.
+//!
+//! The walk lists the tree before any worker reads it, so the tree may
+//! change in between. Opening `root/sub/f` by path would follow `sub` if it
+//! had since been replaced by a symbolic link to a folder outside the tree;
+//! so every file is opened relative to the root's descriptor with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, or, where the kernel
+//! lacks it, one `O_NOFOLLOW` component at a time. The file must then still
+//! be the regular file (same inode) that was listed.
+//!
+//! A file is read a window at a time (a word is never split: the scanner
+//! keeps what may continue, see [`Scanner`]), so its size never sets the
+//! memory needed; holes of sparse files are skipped with `SEEK_DATA`.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path};
+
+use crate::index::tokenize::{Position, Scanner, Word};
+use crate::index::walk::FileEntry;
+
+/// How many leading bytes are searched for a NUL to call a file binary.
+pub const BINARY_PROBE_BYTES: usize = 8192;
+
+/// The bytes read at a time, by default.
+pub const DEFAULT_WINDOW: usize = 4 << 20;
+
+/// The folder being indexed, opened once; files are opened beneath it.
+#[derive(Debug)]
+pub(super) struct Root {
+    fd: OwnedFd,
+    /// False once `openat2` turned out to be missing (old kernel, or a
+    /// sandbox that filters it): open a component at a time instead.
+    openat2: std::cell::Cell<bool>,
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))
+}
+
+fn check(result: libc::c_int) -> io::Result<OwnedFd> {
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative return of open/openat/openat2 is a new
+    // descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(result) })
+}
+
+impl Root {
+    /// Opens `root`; `identity` is its (device, inode) as the walk saw it,
+    /// so a root replaced since then is refused.
+    pub fn open(root: &Path, identity: Option<(u64, u64)>) -> io::Result<Root> {
+        let path = c_path(root)?;
+        // SAFETY: `path` is a valid NUL-terminated string for the call.
+        let fd = check(unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
+        let root = Root {
+            fd,
+            openat2: std::cell::Cell::new(true),
+        };
+        if let Some(expected) = identity {
+            let meta = File::from(root.fd.try_clone()?).metadata()?;
+            if (meta.dev(), meta.ino()) != expected {
+                return Err(io::Error::other(
+                    "the folder being indexed was replaced since it was listed",
+                ));
+            }
+        }
+        Ok(root)
+    }
+
+    /// Opens `relative` (a path below the root, as the walk listed it) for
+    /// reading, following no symbolic link on the way.
+    pub fn open_file(&self, relative: &Path) -> io::Result<File> {
+        if self.openat2.get() {
+            match self.open_with_openat2(relative) {
+                Err(e) if openat2_missing(&e) => self.openat2.set(false),
+                other => return other,
+            }
+        }
+        self.open_by_components(relative)
+    }
+
+    fn open_with_openat2(&self, relative: &Path) -> io::Result<File> {
+        let path = c_path(relative)?;
+        // SAFETY: `open_how` is plain integers, for which zero is valid.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+        how.resolve =
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+        // SAFETY: the descriptor, path and `how` are valid for the call, and
+        // the size passed is the size of `how`.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.fd.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        check(libc::c_int::try_from(fd).unwrap_or(-1)).map(File::from)
+    }
+
+    /// The fallback: each folder opened with `O_NOFOLLOW` from the last.
+    pub(super) fn open_by_components(&self, relative: &Path) -> io::Result<File> {
+        let mut names = Vec::new();
+        for component in relative.components() {
+            match component {
+                Component::Normal(name) => names.push(name),
+                // The walk lists plain relative paths: anything else is not
+                // a path beneath the root.
+                _ => return Err(io::Error::from_raw_os_error(libc::EXDEV)),
+            }
+        }
+        let Some((file, folders)) = names.split_last() else {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        };
+        let mut folder: Option<OwnedFd> = None;
+        for name in folders {
+            let at = folder.as_ref().unwrap_or(&self.fd).as_raw_fd();
+            let name = c_path(Path::new(name))?;
+            // SAFETY: `at` is an open descriptor and `name` a valid string.
+            let next = check(unsafe {
+                libc::openat(
+                    at,
+                    name.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            })?;
+            folder = Some(next);
+        }
+        let at = folder.as_ref().unwrap_or(&self.fd).as_raw_fd();
+        let name = c_path(Path::new(file))?;
+        // SAFETY: as above.
+        check(unsafe {
+            libc::openat(
+                at,
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })
+        .map(File::from)
+    }
+}
+
+/// True when `openat2` itself is unavailable, not the file.
+fn openat2_missing(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::E2BIG)
+    )
+}
+
+/// Opens `entry` beneath `root` and checks it is still the regular file
+/// the walk listed.
+pub(super) fn open_listed(root: &Root, relative: &Path, entry: &FileEntry) -> io::Result<File> {
+    let file = root
+        .open_file(relative)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::EXDEV) => io::Error::other(
+                "a symbolic link now stands on its path (not followed out of the tree)",
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("no longer a regular file"));
+    }
+    if meta.ino() != entry.inode {
+        return Err(io::Error::other(
+            "replaced by another file since it was listed",
+        ));
+    }
+    Ok(file)
+}
+
+/// What reading a file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Content {
+    /// Text, this many bytes long (holes included).
+    Text(u64),
+    /// A NUL byte within the first [`BINARY_PROBE_BYTES`]: the rest was not read.
+    Binary,
+}
+
+/// Reads up to `want` more bytes into `buffer`; true at the end of the file.
+fn fill(file: &mut File, buffer: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+    let got = file.take(want as u64).read_to_end(buffer)?;
+    Ok(got < want)
+}
+
+/// Where the data region holding `offset` ends (the next hole, or the end
+/// of the file); `u64::MAX` if the file system cannot say. Leaves the file
+/// position at `offset`.
+fn data_end(file: &mut File, offset: u64) -> io::Result<u64> {
+    let end = seek(file, offset, libc::SEEK_HOLE).unwrap_or(None);
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(end.unwrap_or(u64::MAX))
+}
+
+/// `lseek(fd, offset, whence)`; `None` for `ENXIO` (no data or hole past it).
+fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
+    // SAFETY: lseek on an open descriptor has no memory effects.
+    let at = unsafe { libc::lseek(file.as_raw_fd(), offset, whence) };
+    if at >= 0 {
+        return Ok(Some(at as u64));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENXIO) => Ok(None),
+        _ => Err(e),
+    }
+}
+
+/// Reads `file` a window at a time, calling `emit` for each word; `buffer`
+/// is reused from file to file.
+pub(super) fn scan_file(
+    file: &mut File,
+    buffer: &mut Vec<u8>,
+    window: usize,
+    mut emit: impl FnMut(Word<'_>, Position),
+) -> io::Result<Content> {
+    let window = window.max(BINARY_PROBE_BYTES);
+    buffer.clear();
+    // Probe first, so a binary file (perhaps a sparse one of many GB) costs
+    // one small read, never a read of its whole size.
+    let mut eof = fill(file, buffer, BINARY_PROBE_BYTES)?;
+    if memchr::memchr(0, buffer).is_some() {
+        return Ok(Content::Binary);
+    }
+    if !eof {
+        eof = fill(file, buffer, window - buffer.len())?;
+    }
+    let mut scanner = Scanner::new();
+    // Only files longer than a window look for holes.
+    let mut region_end = if eof {
+        u64::MAX
+    } else {
+        data_end(file, buffer.len() as u64)?
+    };
+    loop {
+        let used = scanner.scan(buffer, eof, &mut emit);
+        if eof {
+            return Ok(Content::Text(scanner.offset()));
+        }
+        buffer.drain(..used);
+        let mut at = scanner.offset() + buffer.len() as u64;
+        if at >= region_end {
+            match seek(file, at, libc::SEEK_DATA)? {
+                // Only a hole up to the end: no more words.
+                None => {
+                    eof = true;
+                    continue;
+                }
+                Some(next) if next > at => {
+                    // A hole reads as NUL bytes: it ends any word in progress.
+                    scanner.scan(buffer, true, &mut emit);
+                    buffer.clear();
+                    scanner.skip_separators(next - at);
+                    at = next;
+                }
+                Some(_) => {}
+            }
+            region_end = data_end(file, at)?;
+        }
+        let want =
+            (window - buffer.len()).min(usize::try_from(region_end - at).unwrap_or(usize::MAX));
+        eof = fill(file, buffer, want.max(1))?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::tokenize::for_each_word;
+
+    fn listed(path: &Path) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            display: String::new(),
+            size: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: std::fs::metadata(path).unwrap().ino(),
+        }
+    }
+
+    #[test]
+    fn no_link_is_followed_on_the_way_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/f"), "inside").unwrap();
+        std::fs::write(outside.path().join("f"), "secret").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let root = Root::open(dir.path(), None).unwrap();
+        for components in [false, true] {
+            let open = |p: &str| match components {
+                false => root.open_file(Path::new(p)),
+                true => root.open_by_components(Path::new(p)),
+            };
+            assert!(open("sub/f").is_ok());
+            let e = open("link/f").unwrap_err();
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)),
+                "{e}"
+            );
+            assert!(open("../x").is_err());
+        }
+        // The inode check: a file replaced since it was listed is refused.
+        let entry = listed(&dir.path().join("sub/f"));
+        std::fs::write(dir.path().join("sub/g"), "other").unwrap();
+        std::fs::rename(dir.path().join("sub/g"), dir.path().join("sub/f")).unwrap();
+        let e = open_listed(&root, Path::new("sub/f"), &entry).unwrap_err();
+        assert!(e.to_string().contains("replaced"), "{e}");
+    }
+
+    fn words_of(file: &mut File, window: usize) -> (Content, Vec<(Vec<u8>, u64, u64)>) {
+        let mut out = Vec::new();
+        let mut buffer = Vec::new();
+        let content = scan_file(file, &mut buffer, window, |w, p| {
+            out.push((w.as_bytes().to_vec(), p.line, p.column))
+        })
+        .unwrap();
+        (content, out)
+    }
+
+    #[test]
+    fn windows_and_holes_read_like_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut text = Vec::new();
+        for i in 0..20_000 {
+            text.extend_from_slice(format!("wörd{i} x_{} ", i % 97).as_bytes());
+            if i % 13 == 0 {
+                text.push(b'\n');
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        let mut want = Vec::new();
+        for_each_word(&text, |w, p| {
+            want.push((w.as_bytes().to_vec(), p.line, p.column))
+        });
+        for window in [1, 8192, 8193, 10_000, 1 << 20] {
+            let (content, got) = words_of(&mut File::open(&path).unwrap(), window);
+            assert_eq!(content, Content::Text(text.len() as u64));
+            assert_eq!(got, want, "window {window}");
+        }
+        // A sparse file: text, a hole of 64 MiB, text.
+        let sparse = dir.path().join("sparse");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .read(true)
+            .open(&sparse)
+            .unwrap();
+        use std::io::Write;
+        file.write_all(&text).unwrap();
+        let hole = 64u64 << 20;
+        file.seek(SeekFrom::Start(text.len() as u64 + hole))
+            .unwrap();
+        file.write_all(b"tail\nend").unwrap();
+        let mut all = text.clone();
+        all.resize(text.len() + hole as usize, 0);
+        all.extend_from_slice(b"tail\nend");
+        let mut want = Vec::new();
+        for_each_word(&all, |w, p| {
+            want.push((w.as_bytes().to_vec(), p.line, p.column))
+        });
+        let (content, got) = words_of(&mut File::open(&sparse).unwrap(), 10_000);
+        assert_eq!(content, Content::Text(all.len() as u64));
+        assert_eq!(got, want);
+    }
+}

@@ -1,0 +1,163 @@
+//! The worker's side of a build: receive a batch, index its files, send
+//! the runs back.
+//!
+//! A worker is a forked child that inherited the file list, so a batch is
+//! only a range of file numbers. It keeps one [`PartialIndex`] for all its
+//! batches and sends a run whenever the partial index fills up (its limits
+//! come from the memory budget, so this may be in the middle of a file) and
+//! at the end of each batch, then a [`Done`] with what it skipped. Runs of
+//! a batch are numbered, so the parent can keep them in order and drop
+//! them all if the worker dies before `Done`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::planner::Batch;
+use super::read::{open_listed, scan_file, Content, Root};
+use super::Fault;
+use crate::index::partial::{Limits, PartialIndex, Run};
+use crate::index::walk::FileEntry;
+use crate::parallel::Channel;
+
+/// What a worker sends.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum Report {
+    /// The `seq`th run of batch `batch`.
+    Run { batch: u32, seq: u32, run: Run },
+    /// The batch is done.
+    Done(Done),
+}
+
+/// The end of a batch: how many runs it made and what it skipped.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Done {
+    pub batch: u32,
+    pub runs: u32,
+    pub indexed: u32,
+    pub bytes: u64,
+    pub binary: Vec<u32>,
+    pub unreadable: Vec<(u32, String)>,
+    pub busy_nanos: u64,
+}
+
+/// What a forked worker needs; it reaches the child through fork, not the channel.
+pub(super) struct WorkerContext<'a> {
+    pub files: &'a [FileEntry],
+    pub root: &'a Path,
+    /// The root's (device, inode) when it was listed.
+    pub root_identity: Option<(u64, u64)>,
+    pub delay: Duration,
+    pub fault: Option<Fault>,
+    pub limits: Limits,
+    pub window: usize,
+}
+
+/// The worker's loop: receive a batch, index it, send its runs; leave when
+/// the parent closes its side (or is gone).
+pub(super) fn worker(channel: &mut Channel<Report, Batch>, context: &WorkerContext<'_>) {
+    let mut worker = Worker {
+        buffer: Vec::new(),
+        partial: PartialIndex::with_limits(context.limits),
+        root: Root::open(context.root, context.root_identity),
+        context,
+    };
+    while let Ok(batch) = channel.receive() {
+        if worker.index_batch(batch, channel).is_err() {
+            return;
+        }
+    }
+}
+
+struct Worker<'c, 'a> {
+    buffer: Vec<u8>,
+    partial: PartialIndex,
+    root: std::io::Result<Root>,
+    context: &'c WorkerContext<'a>,
+}
+
+/// The parent is gone: nothing left to do.
+struct Gone;
+
+impl Worker<'_, '_> {
+    fn index_batch(
+        &mut self,
+        batch: Batch,
+        channel: &mut Channel<Report, Batch>,
+    ) -> Result<(), Gone> {
+        let started = Instant::now();
+        if !self.context.delay.is_zero() {
+            std::thread::sleep(self.context.delay);
+        }
+        let mut done = Done {
+            batch: batch.id,
+            ..Done::default()
+        };
+        let mut seq = 0u32;
+        let mut gone = false;
+        let mut send_run = |partial: &mut PartialIndex, seq: &mut u32| {
+            let run = partial.take_run();
+            let sent = channel.send(&Report::Run {
+                batch: batch.id,
+                seq: *seq,
+                run,
+            });
+            *seq += 1;
+            sent.is_ok()
+        };
+        for file in batch.start..batch.end {
+            let Some(entry) = self.context.files.get(file as usize) else {
+                break;
+            };
+            if let Some(fault) = &self.context.fault {
+                fault.fire_if_matches(&entry.display);
+            }
+            let root = match &self.root {
+                Ok(root) => root,
+                Err(e) => {
+                    done.unreadable.push((file, e.to_string()));
+                    continue;
+                }
+            };
+            let relative = entry
+                .path
+                .strip_prefix(self.context.root)
+                .unwrap_or(&entry.path);
+            let partial = &mut self.partial;
+            let outcome = open_listed(root, relative, entry).and_then(|mut handle| {
+                scan_file(
+                    &mut handle,
+                    &mut self.buffer,
+                    self.context.window,
+                    |word, position| {
+                        if partial.add(word, file, position.line, position.column)
+                            && !gone
+                            && !send_run(partial, &mut seq)
+                        {
+                            gone = true;
+                        }
+                    },
+                )
+            });
+            if gone {
+                return Err(Gone);
+            }
+            match outcome {
+                Ok(Content::Text(bytes)) => {
+                    done.indexed += 1;
+                    done.bytes += bytes;
+                }
+                Ok(Content::Binary) => done.binary.push(file),
+                Err(e) => done.unreadable.push((file, e.to_string())),
+            }
+        }
+        let left = self.partial.distinct_words() > 0 || self.partial.occurrences() > 0;
+        if left && !send_run(&mut self.partial, &mut seq) {
+            return Err(Gone);
+        }
+        done.runs = seq;
+        done.busy_nanos = started.elapsed().as_nanos() as u64;
+        channel.send(&Report::Done(done)).map_err(|_| Gone)
+    }
+}

@@ -1,0 +1,338 @@
+//! Merging runs that do not all fit in memory.
+//!
+//! A build keeps its runs in memory and merges them there ([`super::merge`])
+//! while they fit its memory budget. Past it, runs go to disk (the store
+//! layer writes and reads them back) and are merged by *streaming*: every
+//! run is read in order, one entry at a time, and each word's lists are
+//! copied piece by piece into a [`ListSink`] (a saved index being written,
+//! or a larger run), so memory holds a buffer per run, never a run.
+//!
+//! Runs are given in file order, as a build made them, so a word's list is
+//! its pieces in that order, each joined to the last by rewriting one
+//! varint (see [`super::postings::append_list`]); no occurrence is decoded.
+
+use std::io;
+
+use super::partial::{Run, RunReader};
+use super::postings::{rebased_head, write_varint};
+
+/// One entry of a run, without its word and list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryHead {
+    /// Occurrences of the word in the run.
+    pub count: u32,
+    /// File of the word's last occurrence in the run.
+    pub last_file: u32,
+    /// Bytes of the word's posting list.
+    pub list_len: u64,
+}
+
+/// A run read back in order, entry by entry, its lists streamed.
+pub trait RunSource {
+    /// Moves to the next entry; false past the last one.
+    fn advance(&mut self) -> io::Result<bool>;
+    /// The current entry's word.
+    fn word(&self) -> &[u8];
+    /// The current entry's count, last file and list length.
+    fn head(&self) -> EntryHead;
+    /// Passes the current entry's list to `out` in order, in one or more
+    /// pieces; the first piece holds the whole list or at least its first
+    /// [`HEAD_BYTES`] bytes, so the first varint is never split.
+    fn copy_list(&mut self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
+}
+
+/// Where a build puts runs it cannot keep in memory (the store layer
+/// writes them to temporary files).
+pub trait Spill {
+    /// Writes `run` out of memory; returns a source that reads it back.
+    fn spill(&mut self, run: &Run) -> io::Result<Box<dyn RunSource>>;
+}
+
+/// Bytes the first piece of a streamed list holds at least (a varint takes
+/// at most ten).
+pub const HEAD_BYTES: usize = 16;
+
+/// Where merged words go: each word's list, in pieces, then the word.
+pub trait ListSink {
+    /// The next bytes of the current word's list.
+    fn list(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Ends the current word: its bytes, count and last file.
+    fn word(&mut self, word: &[u8], count: u32, last_file: u32) -> io::Result<()>;
+}
+
+/// A run held in memory, as a [`RunSource`].
+#[derive(Debug)]
+pub struct MemoryRun {
+    run: Run,
+    /// Where the next entry starts (words, lists).
+    next: (u64, u64),
+    word: std::ops::Range<usize>,
+    list: std::ops::Range<usize>,
+    head: EntryHead,
+}
+
+impl MemoryRun {
+    /// Reads `run` from its start.
+    pub fn new(run: Run) -> Self {
+        MemoryRun {
+            run,
+            next: (0, 0),
+            word: 0..0,
+            list: 0..0,
+            head: EntryHead {
+                count: 0,
+                last_file: 0,
+                list_len: 0,
+            },
+        }
+    }
+}
+
+fn malformed(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("malformed run: {what}"))
+}
+
+impl RunSource for MemoryRun {
+    fn advance(&mut self) -> io::Result<bool> {
+        let mut reader = RunReader::at(&self.run, self.next);
+        let Some(entry) = reader.next() else {
+            return match reader.is_malformed() {
+                true => Err(malformed("an entry does not decode")),
+                false => Ok(false),
+            };
+        };
+        let start = entry.word.as_ptr() as usize - self.run.bytes.as_ptr() as usize;
+        self.word = start..start + entry.word.len();
+        self.list = entry.postings_at..entry.postings_at + entry.postings.len();
+        self.head = EntryHead {
+            count: entry.count,
+            last_file: entry.last_file,
+            list_len: entry.postings.len() as u64,
+        };
+        self.next = reader.position();
+        Ok(true)
+    }
+
+    fn word(&self) -> &[u8] {
+        &self.run.bytes[self.word.clone()]
+    }
+
+    fn head(&self) -> EntryHead {
+        self.head
+    }
+
+    fn copy_list(&mut self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        out(&self.run.postings[self.list.clone()])
+    }
+}
+
+/// A min-heap of source numbers ordered by (current word, source number),
+/// so equal words come out in source (file) order.
+struct Heap {
+    items: Vec<usize>,
+}
+
+impl Heap {
+    fn less(sources: &[Box<dyn RunSource + '_>], a: usize, b: usize) -> bool {
+        (sources[a].word(), a) < (sources[b].word(), b)
+    }
+
+    fn push(&mut self, sources: &[Box<dyn RunSource + '_>], item: usize) {
+        self.items.push(item);
+        let mut k = self.items.len() - 1;
+        while k > 0 {
+            let parent = (k - 1) / 2;
+            if !Self::less(sources, self.items[k], self.items[parent]) {
+                break;
+            }
+            self.items.swap(k, parent);
+            k = parent;
+        }
+    }
+
+    fn pop(&mut self, sources: &[Box<dyn RunSource + '_>]) -> Option<usize> {
+        let top = *self.items.first()?;
+        let last = self.items.pop()?;
+        if !self.items.is_empty() {
+            self.items[0] = last;
+            let mut k = 0;
+            loop {
+                let (l, r) = (2 * k + 1, 2 * k + 2);
+                let mut smallest = k;
+                if l < self.items.len() && Self::less(sources, self.items[l], self.items[smallest])
+                {
+                    smallest = l;
+                }
+                if r < self.items.len() && Self::less(sources, self.items[r], self.items[smallest])
+                {
+                    smallest = r;
+                }
+                if smallest == k {
+                    break;
+                }
+                self.items.swap(k, smallest);
+                k = smallest;
+            }
+        }
+        Some(top)
+    }
+
+    fn peek(&self) -> Option<usize> {
+        self.items.first().copied()
+    }
+}
+
+/// What a streaming merge did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Distinct words written.
+    pub words: u64,
+    /// Occurrences written.
+    pub occurrences: u64,
+}
+
+/// Merges `sources`, given in file order, into `sink`: words in byte
+/// order, each word's lists joined in source order. A source whose words
+/// are not strictly rising or whose lists go back in file order is an
+/// [`io::ErrorKind::InvalidData`] error, as is a word counted past `u32`.
+pub fn merge_into(
+    mut sources: Vec<Box<dyn RunSource + '_>>,
+    sink: &mut dyn ListSink,
+) -> io::Result<Merged> {
+    let mut heap = Heap {
+        items: Vec::with_capacity(sources.len()),
+    };
+    for s in 0..sources.len() {
+        if sources[s].advance()? {
+            heap.push(&sources, s);
+        }
+    }
+    let mut merged = Merged::default();
+    let mut word = Vec::new();
+    let mut group = Vec::with_capacity(sources.len());
+    let mut head = Vec::with_capacity(10);
+    while let Some(first) = heap.pop(&sources) {
+        word.clear();
+        word.extend_from_slice(sources[first].word());
+        group.clear();
+        group.push(first);
+        while let Some(next) = heap.peek() {
+            if sources[next].word() != word.as_slice() {
+                break;
+            }
+            heap.pop(&sources);
+            group.push(next);
+        }
+        let mut count = 0u32;
+        let mut last_file = None;
+        for &s in &group {
+            let entry = sources[s].head();
+            let mut first_piece = true;
+            let previous = last_file;
+            sources[s].copy_list(&mut |bytes: &[u8]| {
+                if !std::mem::take(&mut first_piece) {
+                    return sink.list(bytes);
+                }
+                let (rebased, rest) = rebased_head(bytes, previous)
+                    .ok_or_else(|| malformed("a list goes back in file order"))?;
+                head.clear();
+                write_varint(&mut head, rebased);
+                sink.list(&head)?;
+                sink.list(rest)
+            })?;
+            count = count.checked_add(entry.count).ok_or_else(|| {
+                io::Error::other(format!(
+                    "the word {:?} occurs more than {} times, more than an index counts",
+                    String::from_utf8_lossy(&word),
+                    u32::MAX
+                ))
+            })?;
+            last_file = Some(entry.last_file);
+            if sources[s].advance()? {
+                if sources[s].word() <= word.as_slice() {
+                    return Err(malformed("words out of order"));
+                }
+                heap.push(&sources, s);
+            }
+        }
+        sink.word(&word, count, last_file.unwrap_or(0))?;
+        merged.words += 1;
+        merged.occurrences += u64::from(count);
+    }
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::merge::merge_runs;
+    use crate::index::partial::{Limits, PartialIndex};
+    use crate::index::postings::Locations;
+    use crate::index::tokenize::for_each_word;
+
+    type Decoded = (Vec<u8>, u32, Vec<(u32, u64, u64)>);
+
+    /// Collects merged words with their decoded locations.
+    #[derive(Default)]
+    struct Collect {
+        list: Vec<u8>,
+        words: Vec<Decoded>,
+    }
+
+    impl ListSink for Collect {
+        fn list(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.list.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn word(&mut self, word: &[u8], count: u32, _: u32) -> io::Result<()> {
+            let locations = Locations::new(&self.list)
+                .map(|l| (l.file, l.line, l.column))
+                .collect();
+            self.words.push((word.to_vec(), count, locations));
+            self.list.clear();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn streaming_equals_the_in_memory_merge() {
+        let limits = Limits {
+            table: 1 << 18,
+            arena: 1 << 12,
+        };
+        let mut partial = PartialIndex::with_limits(limits);
+        let mut runs = Vec::new();
+        for file in 0..40u32 {
+            let text: String = (0..300)
+                .map(|i| format!("w{} ", (i * 7 + file * 13) % (50 + file)))
+                .collect();
+            for_each_word(text.as_bytes(), |w, p| {
+                if partial.add(w, file, p.line, p.column) {
+                    runs.push(partial.take_run());
+                }
+            });
+            if file % 9 == 8 {
+                runs.push(partial.take_run());
+            }
+        }
+        runs.push(partial.take_run());
+        let names = (0..40).map(|f: u32| f.to_string()).collect();
+        let index = merge_runs(names, runs.clone()).unwrap();
+        let sources: Vec<Box<dyn RunSource>> = runs
+            .into_iter()
+            .map(|r| Box::new(MemoryRun::new(r)) as Box<dyn RunSource>)
+            .collect();
+        let mut sink = Collect::default();
+        let merged = merge_into(sources, &mut sink).unwrap();
+        assert_eq!(merged.words as usize, index.vocabulary().len());
+        for (id, (word, count, locations)) in sink.words.iter().enumerate() {
+            assert_eq!(&index.vocabulary().word(id)[..], &word[..]);
+            assert_eq!(index.count(id), *count);
+            let want: Vec<_> = index
+                .locations(id)
+                .map(|l| (l.file, l.line, l.column))
+                .collect();
+            assert_eq!(&want, locations);
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Runs on disk: where a build puts the runs that pass its memory budget,
+//! and how they are merged back.
+//!
+//! A run on disk is one temporary file, unlinked as soon as it is created
+//! (`O_TMPFILE` where the file system has it), so it disappears with its
+//! descriptor however the process ends, Ctrl-C and `kill -9` included. It
+//! holds the run's posting lists, then its word entries (a run's own two
+//! halves, see [`Run`]), read back through two cursors with `pread`, each
+//! with a small buffer: memory per run is two buffers, whatever its size.
+//!
+//! Merging many runs at once needs a descriptor and two buffers each, so
+//! past [`MAX_FAN_IN`] runs, consecutive runs are first merged into larger
+//! runs on disk (in file order, so the lists stay joinable).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::index::partial::Run;
+use crate::index::postings::{read_varint, write_varint};
+use crate::index::stream::{merge_into, EntryHead, ListSink, RunSource, Spill, HEAD_BYTES};
+
+/// Bytes each cursor of a run on disk reads at a time.
+const CURSOR_BUFFER: usize = 128 << 10;
+
+/// Most runs merged in one pass: each takes a descriptor and two buffers.
+pub const MAX_FAN_IN: usize = 128;
+
+/// Makes the temporary files of a build in one folder.
+#[derive(Debug)]
+pub struct SpillFolder {
+    folder: PathBuf,
+}
+
+impl SpillFolder {
+    /// Temporary files go in `folder`.
+    pub fn new(folder: &Path) -> Self {
+        SpillFolder {
+            folder: folder.to_path_buf(),
+        }
+    }
+
+    /// A new temporary file, already unlinked.
+    pub fn file(&self) -> io::Result<File> {
+        tempfile::tempfile_in(&self.folder).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot make a temporary file in {}: {e}",
+                    self.folder.display()
+                ),
+            )
+        })
+    }
+}
+
+impl Spill for SpillFolder {
+    fn spill(&mut self, run: &Run) -> io::Result<Box<dyn RunSource>> {
+        let file = self.file()?;
+        let mut out = BufWriter::with_capacity(1 << 20, &file);
+        out.write_all(&run.postings)?;
+        out.write_all(&run.bytes)?;
+        out.flush()?;
+        drop(out);
+        Ok(Box::new(DiskRun::new(
+            file,
+            run.postings.len() as u64,
+            run.bytes.len() as u64,
+        )))
+    }
+}
+
+/// A window on a region of a file, read with `pread`.
+struct Cursor {
+    /// Next file offset to read into the buffer.
+    next: u64,
+    /// End of the region.
+    end: u64,
+    buffer: Vec<u8>,
+    /// Unread bytes are `buffer[at..]`.
+    at: usize,
+}
+
+impl Cursor {
+    fn new(start: u64, len: u64) -> Self {
+        Cursor {
+            next: start,
+            end: start + len,
+            buffer: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// Makes at least `n` unread bytes available (fewer at the region's
+    /// end); returns them.
+    fn fill(&mut self, file: &File, n: usize) -> io::Result<&[u8]> {
+        if self.buffer.len() - self.at < n && self.next < self.end {
+            self.buffer.drain(..self.at);
+            self.at = 0;
+            let room = CURSOR_BUFFER.max(n) - self.buffer.len();
+            let take = room.min(usize::try_from(self.end - self.next).unwrap_or(usize::MAX));
+            let old = self.buffer.len();
+            self.buffer.resize(old + take, 0);
+            file.read_exact_at(&mut self.buffer[old..], self.next)?;
+            self.next += take as u64;
+        }
+        Ok(&self.buffer[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+    }
+
+    fn is_done(&self) -> bool {
+        self.at == self.buffer.len() && self.next >= self.end
+    }
+}
+
+fn malformed() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "a run on disk does not decode")
+}
+
+/// A run on disk, read back entry by entry (see the module docs).
+pub struct DiskRun {
+    file: File,
+    lists: Cursor,
+    heads: Cursor,
+    word: Vec<u8>,
+    head: EntryHead,
+}
+
+impl DiskRun {
+    /// The run in `file`: `lists` bytes of posting lists, then `heads` bytes
+    /// of word entries.
+    pub fn new(file: File, lists: u64, heads: u64) -> Self {
+        DiskRun {
+            file,
+            lists: Cursor::new(0, lists),
+            heads: Cursor::new(lists, heads),
+            word: Vec::new(),
+            head: EntryHead {
+                count: 0,
+                last_file: 0,
+                list_len: 0,
+            },
+        }
+    }
+}
+
+impl RunSource for DiskRun {
+    fn advance(&mut self) -> io::Result<bool> {
+        if self.heads.is_done() {
+            return Ok(false);
+        }
+        // An entry: five varints and a word of at most a few hundred bytes.
+        let bytes = self.heads.fill(&self.file, 512)?;
+        let mut pos = 0;
+        let word_len = usize::try_from(read_varint(bytes, &mut pos).ok_or_else(malformed)?)
+            .map_err(|_| malformed())?;
+        let word = bytes
+            .get(pos..pos.checked_add(word_len).ok_or_else(malformed)?)
+            .ok_or_else(malformed)?;
+        self.word.clear();
+        self.word.extend_from_slice(word);
+        pos += word_len;
+        let mut number = || read_varint(bytes, &mut pos).ok_or_else(malformed);
+        let count = u32::try_from(number()?).map_err(|_| malformed())?;
+        let last_file = u32::try_from(number()?).map_err(|_| malformed())?;
+        let list_len = number()?;
+        self.heads.consume(pos);
+        self.head = EntryHead {
+            count,
+            last_file,
+            list_len,
+        };
+        Ok(true)
+    }
+
+    fn word(&self) -> &[u8] {
+        &self.word
+    }
+
+    fn head(&self) -> EntryHead {
+        self.head
+    }
+
+    fn copy_list(&mut self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        let mut left = self.head.list_len;
+        let mut first = true;
+        while left > 0 {
+            let want = if first { HEAD_BYTES } else { 1 };
+            let want = want.min(usize::try_from(left).unwrap_or(usize::MAX));
+            let bytes = self.lists.fill(&self.file, want)?;
+            if bytes.len() < want {
+                return Err(malformed());
+            }
+            let take = bytes.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            out(&bytes[..take])?;
+            self.lists.consume(take);
+            left -= take as u64;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// Writes merged words as a run on disk: lists straight to the file, word
+/// entries to a second temporary file appended at the end.
+struct RunWriter {
+    lists: BufWriter<File>,
+    heads: BufWriter<File>,
+    lists_len: u64,
+    heads_len: u64,
+    entry: Vec<u8>,
+    list_len: u64,
+}
+
+impl RunWriter {
+    fn new(spill: &SpillFolder) -> io::Result<Self> {
+        Ok(RunWriter {
+            lists: BufWriter::with_capacity(1 << 20, spill.file()?),
+            heads: BufWriter::with_capacity(1 << 20, spill.file()?),
+            lists_len: 0,
+            heads_len: 0,
+            entry: Vec::new(),
+            list_len: 0,
+        })
+    }
+
+    fn finish(self) -> io::Result<DiskRun> {
+        let mut lists = self.lists.into_inner().map_err(|e| e.into_error())?;
+        let mut heads = self.heads.into_inner().map_err(|e| e.into_error())?;
+        heads.seek(SeekFrom::Start(0))?;
+        lists.seek(SeekFrom::End(0))?;
+        let copied = io::copy(&mut (&mut heads).take(self.heads_len), &mut lists)?;
+        if copied != self.heads_len {
+            return Err(io::Error::other("a temporary file came back short"));
+        }
+        Ok(DiskRun::new(lists, self.lists_len, self.heads_len))
+    }
+}
+
+impl ListSink for RunWriter {
+    fn list(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.lists.write_all(bytes)?;
+        self.lists_len += bytes.len() as u64;
+        self.list_len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn word(&mut self, word: &[u8], count: u32, last_file: u32) -> io::Result<()> {
+        self.entry.clear();
+        write_varint(&mut self.entry, word.len() as u64);
+        self.entry.extend_from_slice(word);
+        write_varint(&mut self.entry, u64::from(count));
+        write_varint(&mut self.entry, u64::from(last_file));
+        write_varint(&mut self.entry, self.list_len);
+        self.heads.write_all(&self.entry)?;
+        self.heads_len += self.entry.len() as u64;
+        self.list_len = 0;
+        Ok(())
+    }
+}
+
+/// Merges `sources` (in file order) into at most `fan_in` sources, merging
+/// consecutive ones into runs on disk.
+pub fn reduce(
+    mut sources: Vec<Box<dyn RunSource>>,
+    spill: &SpillFolder,
+    fan_in: usize,
+) -> io::Result<Vec<Box<dyn RunSource>>> {
+    let fan_in = fan_in.max(2);
+    while sources.len() > fan_in {
+        let groups = sources.len().div_ceil(fan_in);
+        let per_group = sources.len().div_ceil(groups);
+        let mut merged: Vec<Box<dyn RunSource>> = Vec::with_capacity(groups);
+        let mut rest = sources.into_iter();
+        loop {
+            let group: Vec<Box<dyn RunSource>> = rest.by_ref().take(per_group).collect();
+            if group.is_empty() {
+                break;
+            }
+            let mut writer = RunWriter::new(spill)?;
+            merge_into(group, &mut writer)?;
+            merged.push(Box::new(writer.finish()?));
+        }
+        sources = merged;
+    }
+    Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::partial::{Limits, PartialIndex};
+    use crate::index::stream::MemoryRun;
+    use crate::index::tokenize::for_each_word;
+
+    #[derive(Default)]
+    struct Collect {
+        list: Vec<u8>,
+        words: Vec<(Vec<u8>, u32, u32, Vec<u8>)>,
+    }
+
+    impl ListSink for Collect {
+        fn list(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.list.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn word(&mut self, word: &[u8], count: u32, last: u32) -> io::Result<()> {
+            self.words
+                .push((word.to_vec(), count, last, std::mem::take(&mut self.list)));
+            Ok(())
+        }
+    }
+
+    fn runs() -> Vec<Run> {
+        let mut partial = PartialIndex::with_limits(Limits {
+            table: 1 << 18,
+            arena: 1 << 13,
+        });
+        let mut runs = Vec::new();
+        for file in 0..60u32 {
+            let text: String = (0..400)
+                .map(|i| format!("w{} ", (i * 31 + file * 7) % (100 + 3 * file)))
+                .collect();
+            for_each_word(text.as_bytes(), |w, p| {
+                if partial.add(w, file, p.line, p.column) {
+                    runs.push(partial.take_run());
+                }
+            });
+        }
+        runs.push(partial.take_run());
+        runs
+    }
+
+    fn merged(sources: Vec<Box<dyn RunSource>>) -> Vec<(Vec<u8>, u32, u32, Vec<u8>)> {
+        let mut sink = Collect::default();
+        merge_into(sources, &mut sink).unwrap();
+        sink.words
+    }
+
+    #[test]
+    fn runs_on_disk_and_merged_in_passes_read_like_runs_in_memory() {
+        let runs = runs();
+        assert!(runs.len() > 8, "{} runs", runs.len());
+        let in_memory = merged(
+            runs.iter()
+                .cloned()
+                .map(|r| Box::new(MemoryRun::new(r)) as Box<dyn RunSource>)
+                .collect(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut spill = SpillFolder::new(dir.path());
+        let on_disk: Vec<Box<dyn RunSource>> =
+            runs.iter().map(|r| spill.spill(r).unwrap()).collect();
+        // Temporary files are unlinked: nothing shows in the folder.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let reduced = reduce(on_disk, &spill, 4).unwrap();
+        assert!(reduced.len() <= 4);
+        assert_eq!(merged(reduced), in_memory);
+    }
+}
