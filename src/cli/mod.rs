@@ -462,14 +462,15 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
         let t = &report.timings;
         let _ = writeln!(
             err,
-            "time: walk {:.3} s, read+tokenize {:.3} s (summed over workers), transfer {:.3} s, merge {:.3} s, total {:.3} s; {} batches, {} runs",
+            "time: walk {:.3} s, read+tokenize {:.3} s (summed over workers), transfer {:.3} s, merge {:.3} s, total {:.3} s; {} batches, {} runs ({:.1} MB to merge in memory)",
             t.walk.as_secs_f64(),
             t.work.as_secs_f64(),
             t.transfer.as_secs_f64(),
             t.merge.as_secs_f64(),
             t.total.as_secs_f64(),
             report.batches,
-            report.runs
+            report.runs,
+            report.held as f64 / 1e6
         );
     }
 }

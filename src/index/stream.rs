@@ -126,59 +126,110 @@ impl RunSource for MemoryRun {
     }
 }
 
-/// A min-heap of source numbers ordered by (current word, source number),
-/// so equal words come out in source (file) order.
+/// A source's current word in the merge's heap: its first 16 bytes,
+/// big-endian and zero-padded, settle most comparisons without a call to
+/// the source (words hold no NUL byte, so padding sorts like an end).
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    prefix: u128,
+    /// The word is longer than the prefix: equal prefixes compare in full.
+    long: bool,
+    source: u32,
+}
+
+impl Head {
+    fn of(word: &[u8], source: usize) -> Head {
+        let mut prefix = [0u8; 16];
+        let n = word.len().min(16);
+        prefix[..n].copy_from_slice(&word[..n]);
+        Head {
+            prefix: u128::from_be_bytes(prefix),
+            long: word.len() > 16,
+            source: source as u32,
+        }
+    }
+}
+
+/// A min-heap of sources ordered by (current word, source number), so
+/// equal words come out in source (file) order.
 struct Heap {
-    items: Vec<usize>,
+    items: Vec<Head>,
 }
 
 impl Heap {
-    fn less(sources: &[Box<dyn RunSource + '_>], a: usize, b: usize) -> bool {
-        (sources[a].word(), a) < (sources[b].word(), b)
+    #[inline]
+    fn less(sources: &[Box<dyn RunSource + '_>], a: &Head, b: &Head) -> bool {
+        if a.prefix != b.prefix {
+            return a.prefix < b.prefix;
+        }
+        if a.long || b.long {
+            let (x, y) = (
+                sources[a.source as usize].word(),
+                sources[b.source as usize].word(),
+            );
+            if x != y {
+                return x < y;
+            }
+        }
+        a.source < b.source
     }
 
     fn push(&mut self, sources: &[Box<dyn RunSource + '_>], item: usize) {
-        self.items.push(item);
+        let head = Head::of(sources[item].word(), item);
+        self.items.push(head);
         let mut k = self.items.len() - 1;
         while k > 0 {
             let parent = (k - 1) / 2;
-            if !Self::less(sources, self.items[k], self.items[parent]) {
+            if !Self::less(sources, &head, &self.items[parent]) {
                 break;
             }
-            self.items.swap(k, parent);
+            self.items[k] = self.items[parent];
             k = parent;
         }
+        self.items[k] = head;
     }
 
     fn pop(&mut self, sources: &[Box<dyn RunSource + '_>]) -> Option<usize> {
-        let top = *self.items.first()?;
+        let top = self.items.first()?.source as usize;
         let last = self.items.pop()?;
-        if !self.items.is_empty() {
-            self.items[0] = last;
+        let n = self.items.len();
+        if n > 0 {
+            // Sift the last item down from the root.
             let mut k = 0;
             loop {
-                let (l, r) = (2 * k + 1, 2 * k + 2);
-                let mut smallest = k;
-                if l < self.items.len() && Self::less(sources, self.items[l], self.items[smallest])
-                {
-                    smallest = l;
-                }
-                if r < self.items.len() && Self::less(sources, self.items[r], self.items[smallest])
-                {
-                    smallest = r;
-                }
-                if smallest == k {
+                let l = 2 * k + 1;
+                if l >= n {
                     break;
                 }
-                self.items.swap(k, smallest);
-                k = smallest;
+                let r = l + 1;
+                let child = if r < n && Self::less(sources, &self.items[r], &self.items[l]) {
+                    r
+                } else {
+                    l
+                };
+                if !Self::less(sources, &self.items[child], &last) {
+                    break;
+                }
+                self.items[k] = self.items[child];
+                k = child;
             }
+            self.items[k] = last;
         }
         Some(top)
     }
 
-    fn peek(&self) -> Option<usize> {
-        self.items.first().copied()
+    /// The source of the smallest word, and whether that word equals `word`
+    /// (known from the cached prefix, or compared in full).
+    fn peek_is(&self, sources: &[Box<dyn RunSource + '_>], word: &Head) -> Option<usize> {
+        let top = self.items.first()?;
+        if top.prefix != word.prefix || top.long != word.long {
+            return None;
+        }
+        let source = top.source as usize;
+        if word.long && sources[source].word() != sources[word.source as usize].word() {
+            return None;
+        }
+        Some(source)
     }
 }
 
@@ -214,12 +265,10 @@ pub fn merge_into(
     while let Some(first) = heap.pop(&sources) {
         word.clear();
         word.extend_from_slice(sources[first].word());
+        let key = Head::of(&word, first);
         group.clear();
         group.push(first);
-        while let Some(next) = heap.peek() {
-            if sources[next].word() != word.as_slice() {
-                break;
-            }
+        while let Some(next) = heap.peek_is(&sources, &key) {
             heap.pop(&sources);
             group.push(next);
         }

@@ -239,6 +239,17 @@ impl Scanner {
         }
     }
 
+    /// A scanner at the start of line `line`, which begins at `offset` in
+    /// the file (for reading a file from the middle).
+    pub fn at_line(line: u64, offset: u64) -> Self {
+        Scanner {
+            line,
+            line_start: offset,
+            offset,
+            skipping: false,
+        }
+    }
+
     /// Offset in the file of the next byte to scan.
     pub fn offset(&self) -> u64 {
         self.offset

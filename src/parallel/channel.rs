@@ -75,8 +75,51 @@ pub struct Channel<Tx, Rx> {
     _types: PhantomData<fn(Tx) -> Rx>,
 }
 
+/// Messages past this size are written to the socket as they are encoded
+/// rather than encoded whole first: a large message then costs no second
+/// copy of itself in memory.
+const STREAMED_MESSAGE: usize = 1 << 20;
+
 /// A bincode writer that appends to a `Vec` without the `std::io` detour.
 struct Append<'a>(&'a mut Vec<u8>);
+
+/// A bincode writer onto the socket through a bounded buffer; large slices
+/// (a `serde_bytes` field) go out directly.
+struct Streamed<'a> {
+    fd: BorrowedFd<'a>,
+    buffer: &'a mut Vec<u8>,
+    written: usize,
+    error: Option<std::io::Error>,
+}
+
+impl Streamed<'_> {
+    fn flush(&mut self) -> std::io::Result<()> {
+        let sent = frame::write_all(self.fd, self.buffer);
+        self.buffer.clear();
+        sent
+    }
+}
+
+impl Writer for Streamed<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), EncodeError> {
+        let outcome = (|| {
+            if self.buffer.len() + bytes.len() > STREAMED_MESSAGE {
+                self.flush()?;
+            }
+            if bytes.len() > STREAMED_MESSAGE / 2 {
+                frame::write_all(self.fd, bytes)
+            } else {
+                self.buffer.extend_from_slice(bytes);
+                Ok(())
+            }
+        })();
+        self.written += bytes.len();
+        outcome.map_err(|e| {
+            self.error = Some(e);
+            EncodeError::Other("the socket refused a write")
+        })
+    }
+}
 
 impl Writer for Append<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), EncodeError> {
@@ -206,6 +249,9 @@ impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
         // copy) of a large buffer while it is encoded.
         let mut size = SizeWriter::default();
         bincode::serde::encode_into_writer(value, &mut size, config).map_err(encode_error)?;
+        if size.bytes_written > STREAMED_MESSAGE {
+            return self.send_streamed(value, size.bytes_written);
+        }
         let mut buffer = std::mem::take(&mut self.send_buffer);
         buffer.clear();
         buffer.reserve(HEADER_LEN + size.bytes_written);
@@ -218,6 +264,39 @@ impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
         shed(&mut buffer);
         self.send_buffer = buffer;
         sent
+    }
+}
+
+impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
+    /// Sends a large value encoded straight onto the socket. Its size is
+    /// known (encoded once into a counter), so the header goes first. An
+    /// encoding error halfway would leave a partial frame: the encoding
+    /// already succeeded once, so only the socket can fail here, and then
+    /// the peer is gone anyway.
+    fn send_streamed(&mut self, value: &Tx, len: usize) -> Result<()> {
+        let mut buffer = std::mem::take(&mut self.send_buffer);
+        buffer.clear();
+        buffer.extend_from_slice(&frame::header(len as u64, Kind::Value));
+        let fd = self.as_fd();
+        let mut writer = Streamed {
+            fd,
+            buffer: &mut buffer,
+            written: 0,
+            error: None,
+        };
+        let encoded =
+            bincode::serde::encode_into_writer(value, &mut writer, bincode::config::standard());
+        let flushed = match (encoded, writer.error.take()) {
+            (_, Some(source)) => Err(source),
+            (Err(e), None) => Err(std::io::Error::other(e.to_string())),
+            (Ok(()), None) if writer.written != len => Err(std::io::Error::other(
+                "a message encoded to another size the second time",
+            )),
+            (Ok(()), None) => writer.flush(),
+        };
+        shed(&mut buffer);
+        self.send_buffer = buffer;
+        flushed.map_err(|source| self.io_error(source))
     }
 }
 

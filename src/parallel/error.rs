@@ -137,8 +137,7 @@ impl fmt::Display for Error {
             ),
             Error::FrameTooLarge { pid, len, limit } => write!(
                 f,
-                "{} announced a {len}-byte message, over the channel's limit of {limit} bytes; \
-                 raise the limit with Channel::set_frame_limit if such messages are expected",
+                "{} announced a {len}-byte message, over the channel's limit of {limit} bytes",
                 Peer(*pid)
             ),
             Error::Decode { pid, message } => write!(

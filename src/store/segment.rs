@@ -256,6 +256,9 @@ impl Written {
     }
 }
 
+/// List bytes gathered before they are hashed and written.
+const PENDING_LISTS: usize = 1 << 20;
+
 /// The per-word tables are held in memory up to this size; past it they go
 /// to a temporary file until they are copied into the segment.
 const SIDE_MEMORY: usize = 32 << 20;
@@ -320,6 +323,9 @@ impl Side {
 pub struct SegmentWriter {
     w: Writer,
     folder: PathBuf,
+    /// List bytes not yet written: hashed and written a megabyte at a time,
+    /// since most lists are a few bytes.
+    pending: Vec<u8>,
     chunks: ChunkHasher,
     written: u64,
     list_start: u64,
@@ -353,6 +359,7 @@ impl SegmentWriter {
         let mut writer = SegmentWriter {
             w,
             folder,
+            pending: Vec::with_capacity(PENDING_LISTS),
             chunks: ChunkHasher::new(),
             written: 0,
             list_start: 0,
@@ -373,9 +380,23 @@ impl SegmentWriter {
 
     /// The next bytes of the current word's list.
     pub fn list(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.w.write(bytes)?;
-        self.chunks.update(bytes);
         self.written += bytes.len() as u64;
+        if self.pending.len() + bytes.len() > PENDING_LISTS {
+            self.write_pending()?;
+            if bytes.len() > PENDING_LISTS / 2 {
+                self.w.write(bytes)?;
+                self.chunks.update(bytes);
+                return Ok(());
+            }
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> io::Result<()> {
+        self.w.write(&self.pending)?;
+        self.chunks.update(&self.pending);
+        self.pending.clear();
         Ok(())
     }
 
@@ -412,6 +433,7 @@ impl SegmentWriter {
     ) -> Result<Written, WriteError> {
         self.offsets
             .push(&self.written.to_le_bytes(), &self.folder)?;
+        self.write_pending()?;
         self.w.end_lazy();
         let chunks = std::mem::replace(&mut self.chunks, ChunkHasher::new());
         self.w

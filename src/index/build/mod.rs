@@ -102,11 +102,13 @@ impl BuildOptions {
         }
     }
 
-    /// Bytes of runs the parent holds before it sends them to disk: merged
-    /// in memory, runs need about 1.6 times their size, which with the
-    /// workers gone must fit the budget.
+    /// Bytes the parent's runs may take, counting what merging them in
+    /// memory will need, before they go to disk: the budget. The merge is
+    /// when the parent is largest, and the workers are gone by then; while
+    /// they run, the runs take less than that estimate (no vocabulary or
+    /// pieces yet), leaving the workers their quarter.
     pub fn held_threshold(&self) -> u64 {
-        self.memory / 8 * 5
+        self.memory
     }
 }
 
@@ -320,6 +322,9 @@ pub struct BuildReport {
     pub runs: usize,
     /// Runs written to disk because the memory budget was reached.
     pub spilled: usize,
+    /// Bytes the runs kept in memory take, merged (see
+    /// [`BuildOptions::held_threshold`]).
+    pub held: u64,
     /// Why fewer workers ran than asked for, if so (say, no file
     /// descriptors left to give them channels).
     pub fewer_workers: Option<String>,

@@ -16,7 +16,12 @@ use crate::index::walk::FileEntry;
 const MIN_BATCH_BYTES: u64 = 1 << 20;
 const MAX_BATCH_BYTES: u64 = 32 << 20;
 
-/// A range of file numbers handed to a worker.
+/// Files this large are cut into parts that workers index side by side.
+const SPLIT_BYTES: u64 = 2 * MAX_BATCH_BYTES;
+/// The smallest part.
+const MIN_PART_BYTES: u64 = 32 << 20;
+
+/// A range of file numbers handed to a worker, or a part of one file.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub(super) struct Batch {
     /// Unique per batch handed out (halves of a failed batch get new ones).
@@ -25,6 +30,33 @@ pub(super) struct Batch {
     pub start: u32,
     /// One past the last file.
     pub end: u32,
+    /// For a part of the file `start` (then `end` is `start + 1`).
+    pub part: Option<Part>,
+}
+
+/// The lines of a file from the first line starting after byte `from`
+/// (from the start, for the first part) to the line holding byte `to` (or
+/// the end of the file, for the last part): parts cut where lines start,
+/// so a part's columns are the file's, and its worker counts the lines
+/// before it. The next part starts where this one ends.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Part {
+    /// The part starts at the first line starting after this byte.
+    pub from: u64,
+    /// It ends with the line holding this byte; `u64::MAX` for the last.
+    pub to: u64,
+}
+
+impl Part {
+    /// True for the part that starts the file (it reports the file once).
+    pub fn is_first(&self) -> bool {
+        self.from == 0
+    }
+
+    /// True for the part that ends the file.
+    pub fn is_last(&self) -> bool {
+        self.to == u64::MAX
+    }
 }
 
 impl Batch {
@@ -47,6 +79,8 @@ pub(super) struct Planner<'a> {
     remaining_bytes: u64,
     workers: u64,
     batch_files: Option<usize>,
+    /// Parts of a large file still to hand out.
+    parts: std::collections::VecDeque<(u32, Part)>,
 }
 
 impl<'a> Planner<'a> {
@@ -58,12 +92,34 @@ impl<'a> Planner<'a> {
             remaining_bytes: files.iter().map(|f| f.size).sum(),
             workers: workers.max(1) as u64,
             batch_files,
+            parts: std::collections::VecDeque::new(),
         }
     }
 
     /// True while files are left to hand out.
     pub fn has_work(&self) -> bool {
-        self.next_file < self.files.len()
+        self.next_file < self.files.len() || !self.parts.is_empty()
+    }
+
+    /// Cuts file `file` into parts for the workers, if it is large enough
+    /// to keep more than one busy.
+    fn split(&mut self, file: usize) -> bool {
+        let size = self.files[file].size;
+        if self.workers < 2 || size < SPLIT_BYTES {
+            return false;
+        }
+        let parts = (size / MIN_PART_BYTES).clamp(2, 2 * self.workers);
+        let step = size / parts;
+        for k in 0..parts {
+            let to = if k + 1 == parts {
+                u64::MAX
+            } else {
+                (k + 1) * step
+            };
+            self.parts
+                .push_back((file as u32, Part { from: k * step, to }));
+        }
+        true
     }
 
     /// A new batch id, for batches made outside the plan (halves of a
@@ -76,6 +132,21 @@ impl<'a> Planner<'a> {
 
     /// The next batch, if any files are left.
     pub fn next(&mut self) -> Option<Batch> {
+        if self.parts.is_empty() && self.next_file < self.files.len() && self.split(self.next_file)
+        {
+            self.remaining_bytes = self
+                .remaining_bytes
+                .saturating_sub(self.files[self.next_file].size);
+            self.next_file += 1;
+        }
+        if let Some((file, part)) = self.parts.pop_front() {
+            return Some(Batch {
+                id: self.new_id(),
+                start: file,
+                end: file + 1,
+                part: Some(part),
+            });
+        }
         if !self.has_work() {
             return None;
         }
@@ -94,9 +165,11 @@ impl<'a> Planner<'a> {
                 let max_files = (remaining_files / divisor).max(1) as usize;
                 let mut end = start;
                 let mut bytes = 0u64;
+                // A file to be split starts a batch of its own.
                 while end < self.files.len()
                     && end - start < max_files
                     && (end == start || bytes < target)
+                    && (end == start || self.workers < 2 || self.files[end].size < SPLIT_BYTES)
                 {
                     bytes += self.files[end].size;
                     end += 1;
@@ -111,6 +184,7 @@ impl<'a> Planner<'a> {
             id: self.new_id(),
             start: start as u32,
             end: end as u32,
+            part: None,
         })
     }
 }
@@ -136,16 +210,32 @@ mod tests {
 
     #[test]
     fn planner_covers_every_file_once_in_order() {
-        let files = entries(&[5 << 20, 1, 2, 70 << 20, 3, 4 << 20, 0, 9]);
+        let files = entries(&[5 << 20, 1, 2, 70 << 20, 3, 4 << 20, 0, 9, 300 << 20, 1]);
         for batch in [None, Some(1), Some(3), Some(100)] {
             let mut planner = Planner::new(&files, 2, batch);
             let mut next = 0;
             let mut id = 0;
+            let mut from = 0;
             while let Some(b) = planner.next() {
-                assert_eq!((b.id, b.start), (id, next));
+                assert_eq!(b.id, id);
                 assert!(b.end > b.start);
-                next = b.end;
                 id += 1;
+                match b.part {
+                    // Parts of one file tile it, in order.
+                    Some(part) => {
+                        assert_eq!((b.start, b.end, part.from), (next, next + 1, from));
+                        assert!(part.to > part.from);
+                        if part.is_last() {
+                            (next, from) = (b.end, 0);
+                        } else {
+                            from = part.to;
+                        }
+                    }
+                    None => {
+                        assert_eq!(b.start, next);
+                        next = b.end;
+                    }
+                }
             }
             assert_eq!(next as usize, files.len());
         }

@@ -21,6 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
+use super::planner::Part;
 use crate::index::tokenize::{Position, Scanner, Word};
 use crate::index::walk::FileEntry;
 
@@ -225,36 +226,94 @@ fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>
     }
 }
 
-/// Reads `file` a window at a time, calling `emit` for each word; `buffer`
-/// is reused from file to file.
+/// Where the first line starting after byte `from` begins (0 for `from`
+/// 0), and its line number: one pass counting the newlines before it
+/// (holes, which hold none, are skipped). `None` if no line starts there.
+fn line_at_or_after(file: &File, from: u64) -> io::Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::FileExt;
+    if from == 0 {
+        return Ok(Some((0, 1)));
+    }
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut line = 1u64;
+    let mut at = 0u64;
+    loop {
+        // Past a hole, if the file system says where data resumes.
+        match seek(file, at, libc::SEEK_DATA) {
+            Ok(Some(data)) => at = at.max(data),
+            Ok(None) => return Ok(None),
+            Err(_) => {}
+        }
+        let n = file.read_at(&mut buffer, at)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let chunk = &buffer[..n];
+        let split = usize::try_from(from.saturating_sub(at)).map_or(n, |s| s.min(n));
+        line += chunk[..split].iter().filter(|&&b| b == b'\n').count() as u64;
+        if let Some(k) = memchr::memchr(b'\n', &chunk[split..]) {
+            return Ok(Some((at + (split + k + 1) as u64, line + 1)));
+        }
+        at += n as u64;
+    }
+}
+
+/// Reads `file` (or its `part`) a window at a time, calling `emit` for each
+/// word; `buffer` is reused from file to file.
 pub(super) fn scan_file(
     file: &mut File,
     buffer: &mut Vec<u8>,
     window: usize,
+    part: Option<Part>,
     mut emit: impl FnMut(Word<'_>, Position),
 ) -> io::Result<Content> {
     let window = window.max(BINARY_PROBE_BYTES);
     buffer.clear();
     // Probe first, so a binary file (perhaps a sparse one of many GB) costs
-    // one small read, never a read of its whole size.
+    // one small read, never a read of its whole size. Every part probes:
+    // only the first reports the file, and none reads a binary one.
     let mut eof = fill(file, buffer, BINARY_PROBE_BYTES)?;
     if memchr::memchr(0, buffer).is_some() {
         return Ok(Content::Binary);
     }
+    let from = part.map_or(0, |p| p.from);
+    let Some((start, line)) = line_at_or_after(file, from)? else {
+        // No line starts in this part: the one before holds them all.
+        return Ok(Content::Text(0));
+    };
+    if start > 0 {
+        buffer.clear();
+        file.seek(SeekFrom::Start(start))?;
+        eof = false;
+    }
+    // The part ends with the line holding byte `stop`; if the first line
+    // starting in it starts past that byte, that line is the next part's.
+    let stop = part.map_or(u64::MAX, |p| p.to);
+    if start > stop {
+        return Ok(Content::Text(0));
+    }
     if !eof {
         eof = fill(file, buffer, window - buffer.len())?;
     }
-    let mut scanner = Scanner::new();
+    let mut scanner = Scanner::at_line(line, start);
     // Only files longer than a window look for holes.
     let mut region_end = if eof {
         u64::MAX
     } else {
-        data_end(file, buffer.len() as u64)?
+        data_end(file, start + buffer.len() as u64)?
     };
     loop {
+        let base = scanner.offset();
+        if stop != u64::MAX && base + buffer.len() as u64 > stop {
+            let inside = usize::try_from(stop.saturating_sub(base)).unwrap_or(0);
+            if let Some(k) = memchr::memchr(b'\n', &buffer[inside..]) {
+                buffer.truncate(inside + k + 1);
+                eof = true;
+            }
+        }
         let used = scanner.scan(buffer, eof, &mut emit);
         if eof {
-            return Ok(Content::Text(scanner.offset()));
+            return Ok(Content::Text(scanner.offset() - start));
         }
         buffer.drain(..used);
         let mut at = scanner.offset() + buffer.len() as u64;
@@ -331,11 +390,64 @@ mod tests {
     fn words_of(file: &mut File, window: usize) -> (Content, Vec<(Vec<u8>, u64, u64)>) {
         let mut out = Vec::new();
         let mut buffer = Vec::new();
-        let content = scan_file(file, &mut buffer, window, |w, p| {
+        let content = scan_file(file, &mut buffer, window, None, |w, p| {
             out.push((w.as_bytes().to_vec(), p.line, p.column))
         })
         .unwrap();
         (content, out)
+    }
+
+    /// The words of `path` read as `parts` parts cut at `cuts`, in order.
+    fn words_in_parts(path: &Path, cuts: &[u64]) -> Vec<(Vec<u8>, u64, u64)> {
+        let mut out = Vec::new();
+        let mut buffer = Vec::new();
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        for (k, &from) in bounds.iter().enumerate() {
+            let to = bounds.get(k + 1).copied().unwrap_or(u64::MAX);
+            let mut file = File::open(path).unwrap();
+            scan_file(
+                &mut file,
+                &mut buffer,
+                8192,
+                Some(Part { from, to }),
+                |w, p| out.push((w.as_bytes().to_vec(), p.line, p.column)),
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn parts_cut_anywhere_read_like_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut text = Vec::new();
+        for i in 0..30_000u32 {
+            text.extend_from_slice(format!("w{} ", i % 1000).as_bytes());
+            if i % 17 == 0 {
+                text.push(b'\n');
+            }
+            if i == 20_000 {
+                // A long line crossing several cuts.
+                text.extend(std::iter::repeat_n(b"long ".iter().copied(), 20_000).flatten());
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        let mut want = Vec::new();
+        for_each_word(&text, |w, p| {
+            want.push((w.as_bytes().to_vec(), p.line, p.column))
+        });
+        let len = text.len() as u64;
+        for cuts in [
+            vec![len / 2],
+            vec![1, 2, 3],
+            vec![len / 3, len / 3 + 1, 2 * len / 3],
+            vec![len - 1],
+            vec![len / 5, 2 * len / 5, 3 * len / 5, 4 * len / 5],
+        ] {
+            assert_eq!(words_in_parts(&path, &cuts), want, "cuts {cuts:?}");
+        }
     }
 
     #[test]

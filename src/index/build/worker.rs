@@ -130,6 +130,7 @@ impl Worker<'_, '_> {
                     &mut handle,
                     &mut self.buffer,
                     self.context.window,
+                    batch.part,
                     |word, position| {
                         if partial.add(word, file, position.line, position.column)
                             && !gone
@@ -143,12 +144,15 @@ impl Worker<'_, '_> {
             if gone {
                 return Err(Gone);
             }
+            // A file in parts counts once, by its first part.
+            let first = batch.part.is_none_or(|p| p.is_first());
             match outcome {
                 Ok(Content::Text(bytes)) => {
-                    done.indexed += 1;
+                    done.indexed += u32::from(first);
                     done.bytes += bytes;
                 }
-                Ok(Content::Binary) => done.binary.push(file),
+                Ok(Content::Binary) if first => done.binary.push(file),
+                Ok(Content::Binary) => {}
                 Err(e) => done.unreadable.push((file, e.to_string())),
             }
         }
