@@ -22,8 +22,21 @@ fn corpus() -> &'static Path {
 /// Runs `indexer ROOT --json --query Q...` with extra args; panics unless it
 /// exits 0, printing its stderr.
 fn run_json(root: &Path, queries: &[&str], extra: &[&str]) -> Vec<serde_json::Value> {
+    run_json_with(root, queries, extra, None)
+}
+
+/// [`run_json`] with `INDEXER_TEST_LIMITS` set to `limits`.
+fn run_json_with(
+    root: &Path,
+    queries: &[&str],
+    extra: &[&str],
+    limits: Option<&str>,
+) -> Vec<serde_json::Value> {
     let mut cmd = Command::cargo_bin("indexer").unwrap();
     cmd.arg(root).arg("--json").args(extra).write_stdin("");
+    if let Some(limits) = limits {
+        cmd.env("INDEXER_TEST_LIMITS", limits);
+    }
     for q in queries {
         cmd.arg("--query").arg(q);
     }
@@ -615,5 +628,78 @@ proptest! {
         let (w, b) = (spec.workers.to_string(), spec.batch.to_string());
         let got = run_json(dir.path(), &queries, &["--workers", &w, "--batch", &b]);
         assert_same_answers(&got, &want, &format!("random tree, --workers {w} --batch {b}, queries {queries:?}"));
+    }
+}
+
+/// Sizes to index a tree within: a `--memory` budget (tiny ones send every
+/// run to disk) and internal limits made small (`INDEXER_TEST_LIMITS`), so
+/// runs are cut inside files, files read in windows and large ones in parts.
+#[derive(Debug, Clone)]
+struct Squeeze {
+    memory: &'static str,
+    limits: String,
+}
+
+fn squeeze_strategy() -> impl Strategy<Value = Squeeze> {
+    (
+        prop::sample::select(vec!["1K", "8K", "64K", "1G"]),
+        prop::sample::select(vec!["8K", "9K", "1M"]),
+        prop::sample::select(vec!["1K", "16K", "1G"]),
+        prop::sample::select(vec!["4K", "16K", "1G"]),
+    )
+        .prop_map(|(memory, window, arena, split)| Squeeze {
+            memory,
+            limits: format!("window={window},arena={arena},split={split}"),
+        })
+}
+
+/// A file long enough to be read in several windows and cut into parts:
+/// random pieces repeated, with newlines now and then.
+fn big_file_strategy() -> impl Strategy<Value = Vec<u8>> {
+    (prop::collection::vec(piece_strategy(), 1..80), 20usize..200).prop_map(|(pieces, times)| {
+        let one = Content::Text(pieces).bytes();
+        let mut out = Vec::new();
+        for k in 0..times {
+            out.extend_from_slice(&one);
+            out.push(if k % 3 == 0 { b'\n' } else { b' ' });
+        }
+        out
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(16)
+    ))]
+
+    /// Whatever the memory budget and internal limits, with any `--batch`
+    /// and `--workers`, answers equal the reference's: results never
+    /// depend on how the work was cut or whether it went through the disk.
+    #[test]
+    fn random_trees_within_any_memory_answer_like_the_reference(
+        spec in tree_strategy(),
+        big in big_file_strategy(),
+        squeeze in squeeze_strategy(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        write_tree(dir.path(), &spec);
+        fs::write(dir.path().join("big.txt"), &big).unwrap();
+        let index = reference::build_index(dir.path(), &[]);
+        let queries = queries_for(&index, &spec.picks);
+        let mut queries: Vec<&str> = queries.iter().map(String::as_str).collect();
+        queries.push("*");
+        let want = expected_json(&index, &queries);
+        let (w, b) = (spec.workers.to_string(), spec.batch.to_string());
+        let got = run_json_with(
+            dir.path(),
+            &queries,
+            &["--workers", &w, "--batch", &b, "--memory", squeeze.memory],
+            Some(&squeeze.limits),
+        );
+        assert_same_answers(
+            &got,
+            &want,
+            &format!("--workers {w} --batch {b} --memory {} {}", squeeze.memory, squeeze.limits),
+        );
     }
 }

@@ -61,6 +61,27 @@ fn find_lines(got: &[&str], want: &[String], from: usize) -> Option<usize> {
 }
 
 #[test]
+fn a_line_that_is_not_utf8_is_answered_and_the_prompt_goes_on() {
+    let session = Session::new();
+    let out = Command::cargo_bin("indexer")
+        .unwrap()
+        .arg(corpus())
+        .env("XDG_STATE_HOME", session.state.path().join("state"))
+        .env("HOME", session.state.path())
+        .write_stdin(&b"=river\n\xff\xfe river\n=rivers\n"[..])
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("indexer: not UTF-8"), "{stderr}");
+    // Both queries around the bad line are answered.
+    assert!(stdout.contains("river (12)"), "{stdout}");
+    assert!(stdout.contains("rivers (4)"), "{stdout}");
+}
+
+#[test]
 fn query_then_all_then_help_from_stdin_until_eof() {
     let index = reference::build_index(&corpus(), &[]);
     let out = Session::new().run("w\n:all\n:help\n");

@@ -110,10 +110,10 @@ impl Excludes {
         let mut patterns = Vec::new();
         for glob in globs {
             let glob = glob.as_ref();
-            let regex = glob_to_regex(glob);
-            patterns.push(
-                Regex::new(&regex).map_err(|e| format!("invalid --exclude glob {glob:?}: {e}"))?,
-            );
+            let invalid =
+                |why: &dyn fmt::Display| format!("invalid --exclude glob {glob:?}: {why}");
+            let regex = glob_to_regex(glob).map_err(|why| invalid(&why))?;
+            patterns.push(Regex::new(&regex).map_err(|e| invalid(&e))?);
         }
         Ok(Excludes {
             patterns,
@@ -150,14 +150,22 @@ impl Excludes {
     }
 }
 
-fn glob_to_regex(glob: &str) -> String {
+/// The regex of a glob: `*` any run within a component, `?` one character
+/// but `/`, `**` any run, `**/` zero or more folders, `[...]` a character
+/// class (`[!...]` or `[^...]` negated, ranges `a-z`; never `/`), anything
+/// else literal.
+fn glob_to_regex(glob: &str) -> Result<String, &'static str> {
     // `./docs`, `/docs` and `docs/` all mean the folder `docs` here.
     let glob = glob
         .strip_prefix("./")
         .or_else(|| glob.strip_prefix('/'))
         .unwrap_or(glob);
     let glob = glob.strip_suffix('/').unwrap_or(glob);
-    let mut out = String::from("^");
+    if glob.is_empty() {
+        return Err("it is empty, so it would match nothing");
+    }
+    // `(?s)`: `*` and `**` match a newline in a file name too.
+    let mut out = String::from("(?s)^");
     let mut chars = glob.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -173,11 +181,38 @@ fn glob_to_regex(glob: &str) -> String {
             }
             '*' => out.push_str("[^/]*"),
             '?' => out.push_str("[^/]"),
+            '[' => {
+                let negated = matches!(chars.peek(), Some('!' | '^'));
+                if negated {
+                    chars.next();
+                }
+                let mut members = String::new();
+                let mut first = true;
+                loop {
+                    match chars.next() {
+                        None => return Err("a `[` is never closed by `]`"),
+                        Some(']') if !first => break,
+                        Some(m) => {
+                            if m == '-' && !first && chars.peek().is_some_and(|&n| n != ']') {
+                                members.push('-');
+                            } else {
+                                members.push_str(&regex::escape(m.encode_utf8(&mut [0; 4])));
+                            }
+                        }
+                    }
+                    first = false;
+                }
+                if negated {
+                    out.push_str(&format!("[^/{members}]"));
+                } else {
+                    out.push_str(&format!("[[{members}]&&[^/]]"));
+                }
+            }
             c => out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
         }
     }
     out.push('$');
-    out
+    Ok(out)
 }
 
 fn display_path(relative: &Path) -> String {
@@ -353,7 +388,22 @@ mod tests {
 
     #[test]
     fn globs_match_names_anywhere_and_paths_from_the_root() {
-        let ex = Excludes::new(&["*.log", "docs/*.md", "build/**", "**/*.tmp", "./top/"]).unwrap();
+        let ex = Excludes::new(&[
+            "*.log",
+            "docs/*.md",
+            "build/**",
+            "**/*.tmp",
+            "./top/",
+            "*.[oa]",
+            "x[!0-9]",
+        ])
+        .unwrap();
+        assert!(ex.is_excluded("src/m.o", "m.o"));
+        assert!(ex.is_excluded("lib.a", "lib.a"));
+        assert!(!ex.is_excluded("m.c", "m.c"));
+        assert!(ex.is_excluded("xy", "xy"));
+        assert!(!ex.is_excluded("x1", "x1"));
+        assert!(!ex.is_excluded("x/", "x/"));
         assert!(ex.is_excluded("x.tmp", "x.tmp"));
         assert!(ex.is_excluded("a/b/x.tmp", "x.tmp"));
         assert!(ex.is_excluded("top", "top"));
@@ -362,5 +412,15 @@ mod tests {
         assert!(!ex.is_excluded("docs/sub/a.md", "a.md"));
         assert!(ex.is_excluded("build/x/y", "y"));
         assert!(!ex.is_excluded("src/main.rs", "main.rs"));
+    }
+
+    #[test]
+    fn empty_and_unclosed_globs_are_refused() {
+        for bad in ["", "/", "./", "[", "a[b", "[!", "[z-a]"] {
+            assert!(Excludes::new(&[bad]).is_err(), "{bad:?} was accepted");
+        }
+        // A `]` first in a class is a member, not its end.
+        let ex = Excludes::new(&["[]x]"]).unwrap();
+        assert!(ex.is_excluded("]", "]"));
     }
 }

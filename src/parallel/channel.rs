@@ -103,10 +103,12 @@ impl Streamed<'_> {
 impl Writer for Streamed<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), EncodeError> {
         let outcome = (|| {
-            if self.buffer.len() + bytes.len() > STREAMED_MESSAGE {
+            let direct = bytes.len() > STREAMED_MESSAGE / 2;
+            // Whatever is buffered goes first, to keep the bytes in order.
+            if direct || self.buffer.len() + bytes.len() > STREAMED_MESSAGE {
                 self.flush()?;
             }
-            if bytes.len() > STREAMED_MESSAGE / 2 {
+            if direct {
                 frame::write_all(self.fd, bytes)
             } else {
                 self.buffer.extend_from_slice(bytes);

@@ -57,7 +57,7 @@ pub type Index = BTreeMap<String, Vec<Location>>;
 /// Every file below `root` that the contract says is indexed, sorted by
 /// relative path.
 pub fn files(root: &Path, excludes: &[String]) -> Vec<TextFile> {
-    let excludes: Vec<Regex> = excludes.iter().map(|g| glob_regex(g)).collect();
+    let excludes: Vec<Glob> = excludes.iter().map(|g| Glob::new(g)).collect();
     let walk = WalkDir::new(root)
         .follow_links(false)
         .min_depth(1)
@@ -112,35 +112,113 @@ fn relative_path(root: &Path, path: &Path) -> String {
         .join("/")
 }
 
-/// An exclude glob as an anchored regex: `**` any run, `*` any run without
-/// `/`, `?` one character other than `/`, everything else literal.
-pub fn glob_regex(glob: &str) -> Regex {
-    let glob = glob
-        .strip_prefix("./")
-        .or_else(|| glob.strip_prefix('/'))
-        .unwrap_or(glob);
-    let glob = glob.strip_suffix('/').unwrap_or(glob);
-    let mut pattern = String::from("(?s)^");
-    let chars: Vec<char> = glob.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '*' if chars.get(i + 1) == Some(&'*') && chars.get(i + 2) == Some(&'/') => {
-                pattern.push_str("(?:.*/)?");
-                i += 2;
+/// One piece of an exclude glob.
+#[derive(Debug, Clone)]
+enum GlobToken {
+    Literal(char),
+    /// `*`: any run of characters other than `/`.
+    Star,
+    /// `**`: any run of characters.
+    StarStar,
+    /// `**/`: nothing, or any run ending with `/` (zero or more folders).
+    Folders,
+    /// `?`: one character other than `/`.
+    One,
+    /// `[...]`: one character other than `/` in (or, negated, not in) the
+    /// ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+/// An exclude glob, matched by backtracking (no regex, so it shares no
+/// translation with the binary): `**` any run, `*` any run without `/`, `?`
+/// one character other than `/`, `[abc]`/`[a-z]` one of those characters
+/// and `[!...]` (or `[^...]`) none of them (never `/`), everything else
+/// literal. Panics on an unclosed `[` (the binary refuses such a glob).
+#[derive(Debug, Clone)]
+pub struct Glob(Vec<GlobToken>);
+
+impl Glob {
+    pub fn new(glob: &str) -> Glob {
+        let glob = glob
+            .strip_prefix("./")
+            .or_else(|| glob.strip_prefix('/'))
+            .unwrap_or(glob);
+        let glob = glob.strip_suffix('/').unwrap_or(glob);
+        let chars: Vec<char> = glob.chars().collect();
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            match chars[i] {
+                '*' if chars.get(i + 1) == Some(&'*') && chars.get(i + 2) == Some(&'/') => {
+                    tokens.push(GlobToken::Folders);
+                    i += 2;
+                }
+                '*' if chars.get(i + 1) == Some(&'*') => {
+                    tokens.push(GlobToken::StarStar);
+                    i += 1;
+                }
+                '*' => tokens.push(GlobToken::Star),
+                '?' => tokens.push(GlobToken::One),
+                '[' => {
+                    let mut j = i + 1;
+                    let negated = matches!(chars.get(j), Some('!') | Some('^'));
+                    if negated {
+                        j += 1;
+                    }
+                    let close = (j + 1..chars.len())
+                        .find(|&k| chars[k] == ']')
+                        .expect("an unclosed [ in a glob");
+                    let members = &chars[j..close];
+                    let mut ranges = Vec::new();
+                    let mut k = 0;
+                    while k < members.len() {
+                        if k + 2 < members.len() && members[k + 1] == '-' {
+                            ranges.push((members[k], members[k + 2]));
+                            k += 3;
+                        } else {
+                            ranges.push((members[k], members[k]));
+                            k += 1;
+                        }
+                    }
+                    tokens.push(GlobToken::Class { negated, ranges });
+                    i = close;
+                }
+                c => tokens.push(GlobToken::Literal(c)),
             }
-            '*' if chars.get(i + 1) == Some(&'*') => {
-                pattern.push_str(".*");
-                i += 1;
-            }
-            '*' => pattern.push_str("[^/]*"),
-            '?' => pattern.push_str("[^/]"),
-            c => pattern.push_str(&regex::escape(&c.to_string())),
+            i += 1;
         }
-        i += 1;
+        Glob(tokens)
     }
-    pattern.push('$');
-    Regex::new(&pattern).expect("a translated glob is a valid regex")
+
+    pub fn is_match(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        matches_from(&self.0, &text)
+    }
+}
+
+fn matches_from(tokens: &[GlobToken], text: &[char]) -> bool {
+    let Some((token, rest)) = tokens.split_first() else {
+        return text.is_empty();
+    };
+    match token {
+        GlobToken::Literal(c) => text.first() == Some(c) && matches_from(rest, &text[1..]),
+        GlobToken::One => text.first().is_some_and(|&c| c != '/') && matches_from(rest, &text[1..]),
+        GlobToken::Class { negated, ranges } => {
+            text.first().is_some_and(|&c| {
+                c != '/' && ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }) && matches_from(rest, &text[1..])
+        }
+        GlobToken::Star => (0..=text.len())
+            .take_while(|&n| n == 0 || text[n - 1] != '/')
+            .any(|n| matches_from(rest, &text[n..])),
+        GlobToken::StarStar => (0..=text.len()).any(|n| matches_from(rest, &text[n..])),
+        GlobToken::Folders => (0..=text.len())
+            .filter(|&n| n == 0 || text[n - 1] == '/')
+            .any(|n| matches_from(rest, &text[n..])),
+    }
 }
 
 fn is_word_char(c: char) -> bool {

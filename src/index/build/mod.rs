@@ -114,8 +114,9 @@ impl BuildOptions {
 
 /// Sizes that are large in use and made small in tests, so the code paths
 /// for huge inputs (a run cut by its arena, a message near the channel's
-/// limit, a file read in many windows) run on small ones. Read from
-/// `INDEXER_TEST_LIMITS` (`frame=N,window=N,arena=N`, with optional K or M).
+/// limit, a file read in many windows or in parts) run on small ones. Read
+/// from `INDEXER_TEST_LIMITS` (`frame=N,window=N,arena=N,split=N`, with
+/// optional K or M).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TestLimits {
     /// Largest message a worker may send.
@@ -124,6 +125,8 @@ pub struct TestLimits {
     pub window: usize,
     /// Most posting bytes a worker gathers before cutting a run.
     pub arena: usize,
+    /// Files this large are cut into parts for the workers.
+    pub split: u64,
 }
 
 impl Default for TestLimits {
@@ -132,6 +135,7 @@ impl Default for TestLimits {
             frame: parallel::DEFAULT_FRAME_LIMIT,
             window: DEFAULT_WINDOW,
             arena: usize::MAX,
+            split: planner::SPLIT_BYTES,
         }
     }
 }
@@ -155,6 +159,7 @@ impl TestLimits {
                 "frame" => limits.frame = value,
                 "window" => limits.window = usize::try_from(value).unwrap_or(usize::MAX),
                 "arena" => limits.arena = usize::try_from(value).unwrap_or(usize::MAX),
+                "split" => limits.split = value,
                 _ => {}
             }
         }
@@ -351,6 +356,11 @@ pub enum BuildError {
     /// Not even one worker could be started for want of a resource (file
     /// descriptors, processes, memory).
     NoWorker(parallel::Error),
+    /// The limit on open files is below what one worker needs.
+    TooFewFiles {
+        /// The limit.
+        allowed: u64,
+    },
     /// A worker sent a run that does not decode.
     Merge(MalformedRun),
     /// Runs could not be written to disk or read back.
@@ -370,6 +380,10 @@ impl fmt::Display for BuildError {
                     None => String::new(),
                 }
             ),
+            BuildError::TooFewFiles { allowed } => write!(
+                f,
+                "cannot start a worker: {allowed} open files are allowed and a worker needs {WORKER_FDS}; raise the limit with `ulimit -n`"
+            ),
             BuildError::Merge(e) => e.fmt(f),
             BuildError::Spill(e) => write!(f, "cannot keep the index on disk past --memory: {e}"),
         }
@@ -383,9 +397,15 @@ impl std::error::Error for BuildError {
             BuildError::Runtime(e) | BuildError::NoWorker(e) => Some(e),
             BuildError::Merge(e) => Some(e),
             BuildError::Spill(e) => Some(e),
+            BuildError::TooFewFiles { .. } => None,
         }
     }
 }
+
+/// Descriptors a worker needs open at once: stdin, stdout, stderr, its
+/// channel, the root folder, the file it reads, and a folder on the way
+/// when `openat2` is missing.
+const WORKER_FDS: u64 = 7;
 
 /// The soft limit on open files, for messages.
 fn nofile_limit() -> Option<u64> {
@@ -475,6 +495,11 @@ pub fn build_listed(
         root_identity,
     } = listing;
     let walk_time = started.elapsed();
+    // Each worker is a process of its own with this limit: below it, none
+    // could read a file, and every file would be reported unreadable.
+    if let Some(allowed) = nofile_limit().filter(|&n| n < WORKER_FDS) {
+        return Err(BuildError::TooFewFiles { allowed });
+    }
     let mut workers = options.workers.max(1);
     let report = BuildReport {
         not_regular,
@@ -486,7 +511,12 @@ pub fn build_listed(
         },
         ..BuildReport::default()
     };
-    let planner = Planner::new(&files, workers, options.batch_files);
+    let planner = Planner::new(
+        &files,
+        workers,
+        options.batch_files,
+        options.test_limits.split,
+    );
     let mut co = Coordinator::new(&files, planner, options.held_threshold(), spill, report);
     let bytes_total: u64 = files.iter().map(|f| f.size).sum();
     let context = WorkerContext {

@@ -16,10 +16,9 @@ use crate::index::walk::FileEntry;
 const MIN_BATCH_BYTES: u64 = 1 << 20;
 const MAX_BATCH_BYTES: u64 = 32 << 20;
 
-/// Files this large are cut into parts that workers index side by side.
-const SPLIT_BYTES: u64 = 2 * MAX_BATCH_BYTES;
-/// The smallest part.
-const MIN_PART_BYTES: u64 = 32 << 20;
+/// Files this large are cut into parts that workers index side by side
+/// (parts of at least half this size).
+pub const SPLIT_BYTES: u64 = 2 * MAX_BATCH_BYTES;
 
 /// A range of file numbers handed to a worker, or a part of one file.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,10 +80,17 @@ pub(super) struct Planner<'a> {
     batch_files: Option<usize>,
     /// Parts of a large file still to hand out.
     parts: std::collections::VecDeque<(u32, Part)>,
+    /// Files this large are cut into parts.
+    split_bytes: u64,
 }
 
 impl<'a> Planner<'a> {
-    pub fn new(files: &'a [FileEntry], workers: usize, batch_files: Option<usize>) -> Self {
+    pub fn new(
+        files: &'a [FileEntry],
+        workers: usize,
+        batch_files: Option<usize>,
+        split_bytes: u64,
+    ) -> Self {
         Planner {
             files,
             next_file: 0,
@@ -93,6 +99,7 @@ impl<'a> Planner<'a> {
             workers: workers.max(1) as u64,
             batch_files,
             parts: std::collections::VecDeque::new(),
+            split_bytes: split_bytes.max(2),
         }
     }
 
@@ -105,10 +112,10 @@ impl<'a> Planner<'a> {
     /// to keep more than one busy.
     fn split(&mut self, file: usize) -> bool {
         let size = self.files[file].size;
-        if self.workers < 2 || size < SPLIT_BYTES {
+        if self.workers < 2 || size < self.split_bytes {
             return false;
         }
-        let parts = (size / MIN_PART_BYTES).clamp(2, 2 * self.workers);
+        let parts = (size / (self.split_bytes / 2)).clamp(2, 2 * self.workers);
         let step = size / parts;
         for k in 0..parts {
             let to = if k + 1 == parts {
@@ -169,7 +176,7 @@ impl<'a> Planner<'a> {
                 while end < self.files.len()
                     && end - start < max_files
                     && (end == start || bytes < target)
-                    && (end == start || self.workers < 2 || self.files[end].size < SPLIT_BYTES)
+                    && (end == start || self.workers < 2 || self.files[end].size < self.split_bytes)
                 {
                     bytes += self.files[end].size;
                     end += 1;
@@ -212,7 +219,7 @@ mod tests {
     fn planner_covers_every_file_once_in_order() {
         let files = entries(&[5 << 20, 1, 2, 70 << 20, 3, 4 << 20, 0, 9, 300 << 20, 1]);
         for batch in [None, Some(1), Some(3), Some(100)] {
-            let mut planner = Planner::new(&files, 2, batch);
+            let mut planner = Planner::new(&files, 2, batch, SPLIT_BYTES);
             let mut next = 0;
             let mut id = 0;
             let mut from = 0;

@@ -115,6 +115,7 @@ impl Worker<'_, '_> {
             }
             let root = match &self.root {
                 Ok(root) => root,
+                Err(e) if out_of_descriptors(e) => resources_exhausted(e),
                 Err(e) => {
                     done.unreadable.push((file, e.to_string()));
                     continue;
@@ -153,6 +154,7 @@ impl Worker<'_, '_> {
                 }
                 Ok(Content::Binary) if first => done.binary.push(file),
                 Ok(Content::Binary) => {}
+                Err(e) if out_of_descriptors(&e) => resources_exhausted(&e),
                 Err(e) => done.unreadable.push((file, e.to_string())),
             }
         }
@@ -164,4 +166,17 @@ impl Worker<'_, '_> {
         done.busy_nanos = started.elapsed().as_nanos() as u64;
         channel.send(&Report::Done(done)).map_err(|_| Gone)
     }
+}
+
+/// True when an open failed for want of descriptors, not because of the
+/// file.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// The file is fine, the process is not: fail the batch (it is retried,
+/// and its files reported failed if this persists) rather than call a
+/// readable file unreadable.
+fn resources_exhausted(e: &std::io::Error) -> ! {
+    panic!("the worker ran out of file descriptors: {e}")
 }
