@@ -154,6 +154,8 @@ pub struct Chunked {
     hash: fn(&[u8]) -> u64,
     verified: Box<[std::sync::atomic::AtomicU8]>,
     damaged: std::sync::atomic::AtomicBool,
+    /// Called on each chunk once it is verified (see [`Chunked::releasing`]).
+    release: Option<fn(&[u8])>,
 }
 
 const UNCHECKED: u8 = 0;
@@ -193,7 +195,16 @@ impl Chunked {
             hash,
             verified,
             damaged: std::sync::atomic::AtomicBool::new(false),
+            release: None,
         })
+    }
+
+    /// Calls `release` on each chunk right after it is verified: for bytes
+    /// mapped from a file, the store lets the pages go (they stay in the
+    /// page cache), so checking a large list does not keep it resident.
+    pub fn releasing(mut self, release: fn(&[u8])) -> Self {
+        self.release = Some(release);
+        self
     }
 
     /// Total bytes.
@@ -227,6 +238,9 @@ impl Chunked {
                     let end = (start + self.chunk).min(self.bytes.len());
                     let piece = self.bytes.get(start..end)?;
                     let good = self.hashes.as_slice().get(k) == Some(&(self.hash)(piece));
+                    if let Some(release) = self.release {
+                        release(piece);
+                    }
                     let state = if good { GOOD } else { BAD };
                     mark.store(state, Ordering::Relaxed);
                     state

@@ -137,6 +137,8 @@ pub struct PartialIndex {
     max_slots: usize,
     max_words: usize,
     max_arena: usize,
+    /// Occurrences recorded at once since the limits were last checked.
+    direct: usize,
 }
 
 /// How many occurrences ahead a slot is prefetched, so that many cache
@@ -144,6 +146,10 @@ pub struct PartialIndex {
 const LOOKAHEAD: usize = 8;
 /// Occurrences gathered before their lookups run.
 const CHUNK: usize = 2048;
+/// Tables of at most this many slots (512 KiB) are probed at once: they
+/// stay in the cache, so gathering lookups to prefetch them costs more
+/// than it saves.
+const CACHED_SLOTS: usize = 1 << 13;
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -235,6 +241,7 @@ impl PartialIndex {
             max_slots,
             max_words: (max_slots / 4 * 3).saturating_sub(CHUNK + 1),
             max_arena: limits.arena.min(ARENA_LIMIT),
+            direct: 0,
         }
     }
 
@@ -265,6 +272,17 @@ impl PartialIndex {
     pub fn add(&mut self, word: Word<'_>, file: u32, line: u64, column: u64) -> bool {
         let padded = word.padded();
         let hash = hash_word(padded, word.len());
+        if self.slots.len() <= CACHED_SLOTS && self.pending.is_empty() {
+            // A table this small stays in the cache: record at once, and
+            // check the limits as often as a chunk would.
+            self.record(hash, padded, word.len(), file, line, column);
+            self.direct += 1;
+            if self.direct == CHUNK {
+                self.direct = 0;
+                return self.is_full();
+            }
+            return false;
+        }
         self.pending.push(Pending {
             hash,
             key_start: self.pending_keys.len() as u32,
@@ -616,6 +634,7 @@ impl PartialIndex {
         self.long_keys.clear();
         self.arena.truncate(HEADER);
         self.occurrences = 0;
+        self.direct = 0;
     }
 }
 

@@ -28,7 +28,7 @@ pub struct EntryHead {
 }
 
 /// A run read back in order, entry by entry, its lists streamed.
-pub trait RunSource {
+pub trait RunSource: Send {
     /// Moves to the next entry; false past the last one.
     fn advance(&mut self) -> io::Result<bool>;
     /// The current entry's word.
@@ -39,6 +39,13 @@ pub trait RunSource {
     /// pieces; the first piece holds the whole list or at least its first
     /// [`HEAD_BYTES`] bytes, so the first varint is never split.
     fn copy_list(&mut self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
+    /// Words of the run, one every `every` checkpoints (checkpoints are a
+    /// fixed number of entries apart, so runs give samples in proportion
+    /// to their size): where a merge may be cut into ranges.
+    fn sample(&self, every: usize) -> io::Result<Vec<Vec<u8>>>;
+    /// Splits a run not yet read into its words below `word` and the rest,
+    /// two sources that read independently.
+    fn split(self: Box<Self>, word: &[u8]) -> io::Result<(Box<dyn RunSource>, Box<dyn RunSource>)>;
 }
 
 /// Where a build puts runs it cannot keep in memory (the store layer
@@ -63,9 +70,11 @@ pub trait ListSink {
 /// A run held in memory, as a [`RunSource`].
 #[derive(Debug)]
 pub struct MemoryRun {
-    run: Run,
+    run: std::sync::Arc<Run>,
     /// Where the next entry starts (words, lists).
     next: (u64, u64),
+    /// Where reading stops (in the words).
+    end: u64,
     word: std::ops::Range<usize>,
     list: std::ops::Range<usize>,
     head: EntryHead,
@@ -74,9 +83,15 @@ pub struct MemoryRun {
 impl MemoryRun {
     /// Reads `run` from its start.
     pub fn new(run: Run) -> Self {
+        let end = run.bytes.len() as u64;
+        Self::between(std::sync::Arc::new(run), (0, 0), end)
+    }
+
+    fn between(run: std::sync::Arc<Run>, next: (u64, u64), end: u64) -> Self {
         MemoryRun {
             run,
-            next: (0, 0),
+            next,
+            end,
             word: 0..0,
             list: 0..0,
             head: EntryHead {
@@ -94,6 +109,9 @@ fn malformed(what: &str) -> io::Error {
 
 impl RunSource for MemoryRun {
     fn advance(&mut self) -> io::Result<bool> {
+        if self.next.0 >= self.end {
+            return Ok(false);
+        }
         let mut reader = RunReader::at(&self.run, self.next);
         let Some(entry) = reader.next() else {
             return match reader.is_malformed() {
@@ -124,6 +142,23 @@ impl RunSource for MemoryRun {
     fn copy_list(&mut self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         out(&self.run.postings[self.list.clone()])
     }
+
+    fn sample(&self, every: usize) -> io::Result<Vec<Vec<u8>>> {
+        Ok((0..self.run.checkpoints.len())
+            .step_by(every.max(1))
+            .filter_map(|k| RunReader::at_checkpoint(&self.run, k))
+            .filter_map(|mut reader| reader.next().map(|e| e.word.to_vec()))
+            .collect())
+    }
+
+    fn split(self: Box<Self>, word: &[u8]) -> io::Result<(Box<dyn RunSource>, Box<dyn RunSource>)> {
+        let at = RunReader::seek(&self.run, word).position();
+        let (run, end) = (self.run, self.end);
+        Ok((
+            Box::new(MemoryRun::between(run.clone(), (0, 0), at.0)),
+            Box::new(MemoryRun::between(run, at, end)),
+        ))
+    }
 }
 
 /// A source's current word in the merge's heap: its first 16 bytes,
@@ -150,87 +185,101 @@ impl Head {
     }
 }
 
-/// A min-heap of sources ordered by (current word, source number), so
-/// equal words come out in source (file) order.
-struct Heap {
-    items: Vec<Head>,
+/// Orders sources by (current word, source number), so equal words come
+/// out in source (file) order; `None` is a source run dry, after all.
+fn less(sources: &[Box<dyn RunSource + '_>], a: &Option<Head>, b: &Option<Head>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return a.is_some();
+    };
+    if a.prefix != b.prefix {
+        return a.prefix < b.prefix;
+    }
+    if a.long || b.long {
+        let (x, y) = (
+            sources[a.source as usize].word(),
+            sources[b.source as usize].word(),
+        );
+        if x != y {
+            return x < y;
+        }
+    }
+    a.source < b.source
 }
 
-impl Heap {
-    #[inline]
-    fn less(sources: &[Box<dyn RunSource + '_>], a: &Head, b: &Head) -> bool {
-        if a.prefix != b.prefix {
-            return a.prefix < b.prefix;
+/// A tournament of losers: each inner node keeps the loser of the match
+/// played there, so after the winner's source moves on, one path from its
+/// leaf to the root is replayed: log2(k) comparisons per word, where a
+/// binary heap needs about three times as many.
+struct LoserTree {
+    /// Leaves: a power of two at least the number of sources.
+    leaves: usize,
+    /// `nodes[0]` is the winner; `nodes[1..]` the losers of inner matches.
+    nodes: Vec<u32>,
+    /// Each leaf's current word (`None` once run dry, or for padding).
+    keys: Vec<Option<Head>>,
+}
+
+impl LoserTree {
+    fn new(sources: &[Box<dyn RunSource + '_>], keys: Vec<Option<Head>>) -> Self {
+        let leaves = keys.len().next_power_of_two().max(1);
+        let mut keys = keys;
+        keys.resize(leaves, None);
+        let mut tree = LoserTree {
+            leaves,
+            nodes: vec![0; leaves],
+            keys,
+        };
+        // Play every match bottom-up, keeping the winners aside.
+        let mut winners = vec![0u32; 2 * leaves];
+        for (leaf, winner) in winners[leaves..].iter_mut().enumerate() {
+            *winner = leaf as u32;
         }
-        if a.long || b.long {
-            let (x, y) = (
-                sources[a.source as usize].word(),
-                sources[b.source as usize].word(),
-            );
-            if x != y {
-                return x < y;
-            }
+        for node in (1..leaves).rev() {
+            let (l, r) = (winners[2 * node], winners[2 * node + 1]);
+            let (win, lose) = if tree.beats(sources, l, r) {
+                (l, r)
+            } else {
+                (r, l)
+            };
+            winners[node] = win;
+            tree.nodes[node] = lose;
         }
-        a.source < b.source
+        tree.nodes[0] = if leaves > 1 { winners[1] } else { 0 };
+        tree
     }
 
-    fn push(&mut self, sources: &[Box<dyn RunSource + '_>], item: usize) {
-        let head = Head::of(sources[item].word(), item);
-        self.items.push(head);
-        let mut k = self.items.len() - 1;
-        while k > 0 {
-            let parent = (k - 1) / 2;
-            if !Self::less(sources, &head, &self.items[parent]) {
-                break;
-            }
-            self.items[k] = self.items[parent];
-            k = parent;
-        }
-        self.items[k] = head;
+    fn beats(&self, sources: &[Box<dyn RunSource + '_>], a: u32, b: u32) -> bool {
+        less(sources, &self.keys[a as usize], &self.keys[b as usize])
     }
 
-    fn pop(&mut self, sources: &[Box<dyn RunSource + '_>]) -> Option<usize> {
-        let top = self.items.first()?.source as usize;
-        let last = self.items.pop()?;
-        let n = self.items.len();
-        if n > 0 {
-            // Sift the last item down from the root.
-            let mut k = 0;
-            loop {
-                let l = 2 * k + 1;
-                if l >= n {
-                    break;
-                }
-                let r = l + 1;
-                let child = if r < n && Self::less(sources, &self.items[r], &self.items[l]) {
-                    r
-                } else {
-                    l
-                };
-                if !Self::less(sources, &self.items[child], &last) {
-                    break;
-                }
-                self.items[k] = self.items[child];
-                k = child;
-            }
-            self.items[k] = last;
-        }
-        Some(top)
+    /// The source with the smallest word, if any has one.
+    fn winner(&self) -> Option<(usize, Head)> {
+        let w = self.nodes[0] as usize;
+        self.keys[w].map(|key| (w, key))
     }
 
-    /// The source of the smallest word, and whether that word equals `word`
-    /// (known from the cached prefix, or compared in full).
-    fn peek_is(&self, sources: &[Box<dyn RunSource + '_>], word: &Head) -> Option<usize> {
-        let top = self.items.first()?;
-        if top.prefix != word.prefix || top.long != word.long {
-            return None;
+    /// Source `leaf` moved on to `key`: replays its path to the root.
+    fn replay(&mut self, sources: &[Box<dyn RunSource + '_>], leaf: usize, key: Option<Head>) {
+        self.keys[leaf] = key;
+        let mut winner = leaf as u32;
+        let mut node = (self.leaves + leaf) / 2;
+        while node > 0 {
+            let loser = self.nodes[node];
+            if self.beats(sources, loser, winner) {
+                self.nodes[node] = winner;
+                winner = loser;
+            }
+            node /= 2;
         }
-        let source = top.source as usize;
-        if word.long && sources[source].word() != sources[word.source as usize].word() {
-            return None;
-        }
-        Some(source)
+        self.nodes[0] = winner;
     }
+}
+
+/// True when `b`, a source's current word, is `word` (whose head is `a`).
+fn same_word(sources: &[Box<dyn RunSource + '_>], a: &Head, word: &[u8], b: &Head) -> bool {
+    a.prefix == b.prefix
+        && a.long == b.long
+        && (!a.long || sources[b.source as usize].word() == word)
 }
 
 /// What a streaming merge did.
@@ -250,31 +299,28 @@ pub fn merge_into(
     mut sources: Vec<Box<dyn RunSource + '_>>,
     sink: &mut dyn ListSink,
 ) -> io::Result<Merged> {
-    let mut heap = Heap {
-        items: Vec::with_capacity(sources.len()),
-    };
-    for s in 0..sources.len() {
-        if sources[s].advance()? {
-            heap.push(&sources, s);
-        }
+    let mut keys = Vec::with_capacity(sources.len());
+    for (s, source) in sources.iter_mut().enumerate() {
+        keys.push(match source.advance()? {
+            true => Some(Head::of(source.word(), s)),
+            false => None,
+        });
     }
+    let mut tree = LoserTree::new(&sources, keys);
     let mut merged = Merged::default();
     let mut word = Vec::new();
-    let mut group = Vec::with_capacity(sources.len());
     let mut head = Vec::with_capacity(10);
-    while let Some(first) = heap.pop(&sources) {
+    while let Some((first, first_key)) = tree.winner() {
         word.clear();
         word.extend_from_slice(sources[first].word());
-        let key = Head::of(&word, first);
-        group.clear();
-        group.push(first);
-        while let Some(next) = heap.peek_is(&sources, &key) {
-            heap.pop(&sources);
-            group.push(next);
-        }
         let mut count = 0u32;
         let mut last_file = None;
-        for &s in &group {
+        // Every source holding this word, in source order: each is the
+        // winner in turn once the one before has moved past the word.
+        while let Some((s, key)) = tree.winner() {
+            if !same_word(&sources, &first_key, &word, &key) {
+                break;
+            }
             let entry = sources[s].head();
             let mut first_piece = true;
             let previous = last_file;
@@ -297,12 +343,16 @@ pub fn merge_into(
                 ))
             })?;
             last_file = Some(entry.last_file);
-            if sources[s].advance()? {
-                if sources[s].word() <= word.as_slice() {
-                    return Err(malformed("words out of order"));
+            let next = match sources[s].advance()? {
+                true => {
+                    if sources[s].word() <= word.as_slice() {
+                        return Err(malformed("words out of order"));
+                    }
+                    Some(Head::of(sources[s].word(), s))
                 }
-                heap.push(&sources, s);
-            }
+                false => None,
+            };
+            tree.replay(&sources, s, next);
         }
         sink.word(&word, count, last_file.unwrap_or(0))?;
         merged.words += 1;

@@ -103,8 +103,10 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 impl Container {
-    /// Checks the header and every section's checksum.
-    pub fn open(owner: Owner) -> Result<Container, FormatError> {
+    /// Checks the header and every section's checksum; `release` (if any)
+    /// is called on each section once it is checked (see
+    /// [`crate::index::bytes::Chunked::releasing`]).
+    pub fn open(owner: Owner, release: Option<fn(&[u8])>) -> Result<Container, FormatError> {
         let bytes: &[u8] = (*owner).as_ref();
         let found = bytes.len() as u64;
         let truncated = |expected: u64| FormatError::Truncated { expected, found };
@@ -159,8 +161,15 @@ impl Container {
             }
             expected = end;
             let range = offset as usize..end as usize;
-            if flags & LAZY == 0 && xxh3_64(&bytes[range.clone()]) != hash {
-                return Err(FormatError::Damaged(section_name(id)));
+            if flags & LAZY == 0 {
+                let section = &bytes[range.clone()];
+                let good = xxh3_64(section) == hash;
+                if let Some(release) = release {
+                    release(section);
+                }
+                if !good {
+                    return Err(FormatError::Damaged(section_name(id)));
+                }
             }
             sections.push((id, range));
         }

@@ -194,6 +194,24 @@ pub fn delta_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Lets the pages of `bytes`, a range of a file mapping, go: they were
+/// read once to be checked, and they stay in the page cache, but kept
+/// mapped they would count in the process's memory until it exits.
+fn release_pages(bytes: &[u8]) {
+    const PAGE: usize = 4096;
+    let start = (bytes.as_ptr() as usize).next_multiple_of(PAGE);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: the range lies inside a read-only shared file mapping
+        // (only mapped owners are given this function); MADV_DONTNEED on
+        // such a mapping drops pages from this process only, and the next
+        // read faults them back from the file, unchanged.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}
+
 /// Maps an open file read-only (see [`map`] for why that is sound).
 fn map_file(file: &fs::File) -> io::Result<Owner> {
     if file.metadata()?.len() == 0 {
@@ -268,7 +286,8 @@ impl Stored {
         let Some(owner) = map(path)? else {
             return Ok(None);
         };
-        let base = segment::read(owner).map_err(|e| StoreError::Format(path.into(), e))?;
+        let base = segment::read(owner, Some(release_pages))
+            .map_err(|e| StoreError::Format(path.into(), e))?;
         if base.meta.kind != Kind::Base {
             return Err(StoreError::Format(
                 path.into(),
@@ -282,7 +301,7 @@ impl Stored {
             error,
         };
         let (delta, set_aside) = match map(&delta_file) {
-            Ok(Some(owner)) => match segment::read(owner) {
+            Ok(Some(owner)) => match segment::read(owner, Some(release_pages)) {
                 // A delta of another base is left over from before a full
                 // save: ignore it.
                 Ok(delta)
@@ -582,11 +601,54 @@ fn write_streamed(
     let sources = spill::reduce(sources, spill, fan_in()).map_err(io_error)?;
     let mut writer =
         SegmentWriter::create(destination, meta, records).map_err(|e| write_error(&where_, e))?;
-    let merged = merge_into(sources, &mut writer).map_err(io_error)?;
+    let words = merge_halves(sources, &mut writer, spill.folder()).map_err(io_error)?;
     let written = writer
         .finish(&[], &[])
         .map_err(|e| write_error(&where_, e))?;
-    Ok((written, merged.words as usize))
+    Ok((written, words as usize))
+}
+
+/// Merges `sources` into `writer` on two threads: the words below a middle
+/// word on this one, the rest on another into a part that is then
+/// appended. The workers are reaped by now, so threads are safe.
+fn merge_halves(
+    sources: Vec<Box<dyn RunSource>>,
+    writer: &mut SegmentWriter,
+    folder: &Path,
+) -> io::Result<u64> {
+    // Words from every source in proportion to its entries (checkpoints
+    // are a fixed number of entries apart), so each half gets about as
+    // many entries to merge.
+    let mut samples = Vec::new();
+    for source in &sources {
+        samples.extend(source.sample(16)?);
+    }
+    samples.sort();
+    let Some(middle) = samples.get(samples.len() / 2).cloned() else {
+        return Ok(merge_into(sources, writer)?.words);
+    };
+    let (mut low, mut high) = (Vec::new(), Vec::new());
+    for source in sources {
+        let (below, rest) = source.split(&middle)?;
+        low.push(below);
+        high.push(rest);
+    }
+    let (lower, upper) = std::thread::scope(|scope| {
+        let upper = scope.spawn(move || -> io::Result<_> {
+            let mut part = segment::PartWriter::new(folder)?;
+            let merged = merge_into(high, &mut part)?;
+            Ok((part, merged))
+        });
+        let lower = merge_into(low, writer);
+        let upper = upper
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the merge thread failed")));
+        (lower, upper)
+    });
+    let lower = lower?;
+    let (part, upper) = upper?;
+    writer.append(part)?;
+    Ok(lower.words + upper.words)
 }
 
 /// How many runs on disk are merged at once: each holds a descriptor.
@@ -606,7 +668,7 @@ fn open_written(written: Written, path: &Path) -> Result<Segment, StoreError> {
             map_file(&file).map_err(|e| StoreError::Io(path.into(), "map", e))?
         }
     };
-    segment::read(owner).map_err(|e| StoreError::Format(path.into(), e))
+    segment::read(owner, Some(release_pages)).map_err(|e| StoreError::Format(path.into(), e))
 }
 
 /// What a refresh found and did.
@@ -924,7 +986,7 @@ fn view_records(view: &View, layers: &[Vec<FileRecord>]) -> Vec<FileRecord> {
 /// loader: whatever the bytes, this must return, not panic or hang.
 pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
     let owner: Owner = Arc::new(data.to_vec());
-    let segment = segment::read(owner)?;
+    let segment = segment::read(owner, None)?;
     let dropped = marks(segment.records.len(), &segment.dropped);
     let view = View::new(vec![Layer::new(segment.index, &dropped, segment.adjusted)]);
     let mut decoded = 0u64;

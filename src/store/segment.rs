@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{section, Container, Decoder, Encoder, FormatError, Writer};
 use crate::index::bytes::{Array, Chunked, Owner};
-use crate::index::postings::{append_list, Group, Groups};
+use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
 use crate::index::vocabulary::FrontCoder;
 use crate::index::{Hit, Index, Offsets, View, Vocabulary};
@@ -500,6 +500,129 @@ impl SegmentWriter {
     }
 }
 
+/// The upper part of a vocabulary merged apart from the lower one (on
+/// another thread): its lists and per-word tables in temporary files, to
+/// be appended to the [`SegmentWriter`] that wrote the lower part.
+pub struct PartWriter {
+    folder: PathBuf,
+    lists: BufWriter<File>,
+    lists_len: u64,
+    /// Per word: varint length, then the word.
+    words: Side,
+    /// Per word: its count (u32).
+    counts: Side,
+    /// Per word: where its list ends in the part's lists (u64).
+    ends: Side,
+    entry: Vec<u8>,
+}
+
+impl PartWriter {
+    /// A part whose temporary files go in `folder`.
+    pub fn new(folder: &Path) -> io::Result<Self> {
+        Ok(PartWriter {
+            folder: folder.to_path_buf(),
+            lists: BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(folder)?),
+            lists_len: 0,
+            words: Side::new(),
+            counts: Side::new(),
+            ends: Side::new(),
+            entry: Vec::new(),
+        })
+    }
+}
+
+impl ListSink for PartWriter {
+    fn list(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.lists_len += bytes.len() as u64;
+        self.lists.write_all(bytes)
+    }
+
+    fn word(&mut self, word: &[u8], count: u32, _: u32) -> io::Result<()> {
+        self.entry.clear();
+        write_varint(&mut self.entry, word.len() as u64);
+        self.entry.extend_from_slice(word);
+        self.words.push(&self.entry, &self.folder)?;
+        self.counts.push(&count.to_le_bytes(), &self.folder)?;
+        self.ends.push(&self.lists_len.to_le_bytes(), &self.folder)
+    }
+}
+
+impl SegmentWriter {
+    /// Appends a part merged apart (its words all after this writer's).
+    pub fn append(&mut self, part: PartWriter) -> io::Result<()> {
+        let PartWriter {
+            lists,
+            lists_len,
+            words,
+            counts,
+            ends,
+            ..
+        } = part;
+        self.write_pending()?;
+        let base = self.written;
+        let mut lists = lists.into_inner().map_err(|e| e.into_error())?;
+        lists.seek(SeekFrom::Start(0))?;
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut left = lists_len;
+        while left > 0 {
+            let n = buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            lists.read_exact(&mut buffer[..n])?;
+            self.list(&buffer[..n])?;
+            left -= n as u64;
+        }
+        // A word's list starts where the one before ends.
+        let folder = self.folder.clone();
+        let (offsets, mut start) = (&mut self.offsets, base);
+        let mut shifted = Vec::new();
+        ends.drain(&mut |bytes| {
+            shifted.clear();
+            for end in bytes.chunks_exact(8) {
+                shifted.extend_from_slice(&start.to_le_bytes());
+                let mut value = [0u8; 8];
+                value.copy_from_slice(end);
+                start = base + u64::from_le_bytes(value);
+            }
+            offsets.push(&shifted, &folder)
+        })?;
+        let counts_side = &mut self.counts;
+        counts.drain(&mut |bytes| counts_side.push(bytes, &folder))?;
+        // Words are front-coded again: blocks start every 16 words of the
+        // whole vocabulary. Entries may straddle the pieces `drain` gives.
+        let mut carry: Vec<u8> = Vec::new();
+        words.drain(&mut |bytes| {
+            carry.extend_from_slice(bytes);
+            let mut at = 0;
+            loop {
+                let mut pos = at;
+                let Some(len) = read_varint(&carry, &mut pos) else {
+                    break;
+                };
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| pos.checked_add(len))
+                    .ok_or_else(|| io::Error::other("a part's word table is damaged"))?;
+                let Some(word) = carry.get(pos..end) else {
+                    break;
+                };
+                self.coder.push(word);
+                at = end;
+            }
+            carry.drain(..at);
+            if self.coder.pending_bytes() > 1 << 20 {
+                self.drain_words()?;
+            }
+            Ok(())
+        })?;
+        if !carry.is_empty() {
+            return Err(io::Error::other("a part's word table ends inside a word"));
+        }
+        self.list_start = self.written;
+        Ok(())
+    }
+}
+
 impl ListSink for SegmentWriter {
     fn list(&mut self, bytes: &[u8]) -> io::Result<()> {
         SegmentWriter::list(self, bytes)
@@ -592,9 +715,10 @@ fn encode_list<'v>(
     count
 }
 
-/// Reads a segment from a checked container's bytes.
-pub fn read(owner: Owner) -> Result<Segment, FormatError> {
-    let c = Container::open(owner)?;
+/// Reads a segment from a checked container's bytes; `release` is what to
+/// do with checked bytes (see [`Container::open`]).
+pub fn read(owner: Owner, release: Option<fn(&[u8])>) -> Result<Segment, FormatError> {
+    let c = Container::open(owner, release)?;
     let damaged = FormatError::Damaged;
     let need = |id| c.section(id).ok_or(damaged("a section is missing"));
     let meta = decode_meta(&need(section::META)?).ok_or(damaged("description"))?;
@@ -620,8 +744,11 @@ pub fn read(owner: Owner) -> Result<Segment, FormatError> {
         .ok_or(damaged("a number table"))?;
     let hashes = Array::Owned(hashes.to_vec());
     let chunk = usize::try_from(*chunk).map_err(|_| damaged("a number table"))?;
-    let lists = Chunked::new(need(section::LISTS)?, chunk, hashes, hash_chunk)
+    let mut lists = Chunked::new(need(section::LISTS)?, chunk, hashes, hash_chunk)
         .ok_or(damaged("a number table"))?;
+    if let Some(release) = release {
+        lists = lists.releasing(release);
+    }
     let index = Index::from_stored(files, vocabulary, counts, offsets, lists)
         .ok_or(damaged("occurrence offsets"))?;
     let (mut dropped, mut adjusted) = (Vec::new(), Vec::new());

@@ -17,7 +17,9 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::index::partial::Run;
+use std::sync::Arc;
+
+use crate::index::partial::{Run, CHECKPOINT_EVERY};
 use crate::index::postings::{read_varint, write_varint};
 use crate::index::stream::{merge_into, EntryHead, ListSink, RunSource, Spill, HEAD_BYTES};
 
@@ -39,6 +41,11 @@ impl SpillFolder {
         SpillFolder {
             folder: folder.to_path_buf(),
         }
+    }
+
+    /// The folder.
+    pub fn folder(&self) -> &Path {
+        &self.folder
     }
 
     /// A new temporary file, already unlinked.
@@ -63,10 +70,13 @@ impl Spill for SpillFolder {
         out.write_all(&run.bytes)?;
         out.flush()?;
         drop(out);
+        // A run's checkpoints are (words offset, lists offset) pairs.
+        let checkpoints = run.checkpoints.iter().map(|&(w, l)| (w, l)).collect();
         Ok(Box::new(DiskRun::new(
             file,
             run.postings.len() as u64,
             run.bytes.len() as u64,
+            checkpoints,
         )))
     }
 }
@@ -123,27 +133,121 @@ fn malformed() -> io::Error {
 
 /// A run on disk, read back entry by entry (see the module docs).
 pub struct DiskRun {
-    file: File,
+    file: Arc<File>,
     lists: Cursor,
     heads: Cursor,
+    /// Where the word entries start in the file.
+    heads_start: u64,
+    /// Every [`CHECKPOINT_EVERY`]th entry: (its offset in the entries, its
+    /// list's offset in the lists), relative to where each region starts.
+    checkpoints: Arc<Vec<(u64, u64)>>,
     word: Vec<u8>,
     head: EntryHead,
 }
 
 impl DiskRun {
     /// The run in `file`: `lists` bytes of posting lists, then `heads` bytes
-    /// of word entries.
-    pub fn new(file: File, lists: u64, heads: u64) -> Self {
+    /// of word entries, with its checkpoints.
+    pub fn new(file: File, lists: u64, heads: u64, checkpoints: Vec<(u64, u64)>) -> Self {
+        DiskRun::part(
+            Arc::new(file),
+            lists,
+            Arc::new(checkpoints),
+            (0, 0),
+            (heads, lists),
+        )
+    }
+
+    /// The entries from `from` to `to` ((entries offset, lists offset),
+    /// relative to each region) of the run in `file`.
+    fn part(
+        file: Arc<File>,
+        heads_start: u64,
+        checkpoints: Arc<Vec<(u64, u64)>>,
+        from: (u64, u64),
+        to: (u64, u64),
+    ) -> Self {
         DiskRun {
             file,
-            lists: Cursor::new(0, lists),
-            heads: Cursor::new(lists, heads),
+            lists: Cursor::new(from.1, to.1 - from.1),
+            heads: Cursor::new(heads_start + from.0, to.0 - from.0),
+            heads_start,
+            checkpoints,
             word: Vec::new(),
             head: EntryHead {
                 count: 0,
                 last_file: 0,
                 list_len: 0,
             },
+        }
+    }
+
+    /// Where the run's entries and lists end (relative to each region).
+    fn ends(&self) -> (u64, u64) {
+        (self.heads.end - self.heads_start, self.lists.end)
+    }
+
+    /// A reader of the entries from `at` on.
+    fn from(&self, at: (u64, u64)) -> DiskRun {
+        DiskRun::part(
+            self.file.clone(),
+            self.heads_start,
+            self.checkpoints.clone(),
+            at,
+            self.ends(),
+        )
+    }
+
+    /// Where the next entry starts (relative to each region).
+    fn position(&self) -> (u64, u64) {
+        let unread = |c: &Cursor| c.next - (c.buffer.len() - c.at) as u64;
+        (unread(&self.heads) - self.heads_start, unread(&self.lists))
+    }
+
+    /// The position of the first entry whose word is `word` or after.
+    fn find(&self, word: &[u8]) -> io::Result<(u64, u64)> {
+        // The last checkpoint whose word is below `word`, then entry by entry.
+        let (mut lo, mut hi) = (0usize, self.checkpoints.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let mut reader = self.from(self.checkpoints[mid]);
+            match reader.advance()? {
+                true if reader.word() < word => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        let start = match lo {
+            0 => (0, 0),
+            k => self.checkpoints[k - 1],
+        };
+        let mut reader = self.from(start);
+        loop {
+            let before = reader.position();
+            if !reader.advance()? || reader.word() >= word {
+                return Ok(before);
+            }
+            reader.skip_list();
+        }
+    }
+
+    /// Moves past the current entry's list without reading it.
+    fn skip_list(&mut self) {
+        let mut left = self.head.list_len;
+        while left > 0 {
+            let available = (self.lists.buffer.len() - self.lists.at) as u64;
+            if available >= left {
+                self.lists.consume(left as usize);
+                return;
+            }
+            left -= available;
+            self.lists.at = self.lists.buffer.len();
+            // Jump the rest without reading it.
+            let skip = left.min(self.lists.end - self.lists.next);
+            self.lists.next += skip;
+            left -= skip;
+            if skip == 0 {
+                return;
+            }
         }
     }
 }
@@ -185,6 +289,29 @@ impl RunSource for DiskRun {
         self.head
     }
 
+    fn sample(&self, every: usize) -> io::Result<Vec<Vec<u8>>> {
+        let mut words = Vec::new();
+        for &at in self.checkpoints.iter().step_by(every.max(1)) {
+            let mut reader = self.from(at);
+            if reader.advance()? {
+                words.push(reader.word().to_vec());
+            }
+        }
+        Ok(words)
+    }
+
+    fn split(self: Box<Self>, word: &[u8]) -> io::Result<(Box<dyn RunSource>, Box<dyn RunSource>)> {
+        let at = self.find(word)?;
+        let below = DiskRun::part(
+            self.file.clone(),
+            self.heads_start,
+            self.checkpoints.clone(),
+            self.position(),
+            at,
+        );
+        Ok((Box::new(below), Box::new(self.from(at))))
+    }
+
     fn copy_list(&mut self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         let mut left = self.head.list_len;
         let mut first = true;
@@ -214,6 +341,8 @@ struct RunWriter {
     heads_len: u64,
     entry: Vec<u8>,
     list_len: u64,
+    words: usize,
+    checkpoints: Vec<(u64, u64)>,
 }
 
 impl RunWriter {
@@ -225,6 +354,8 @@ impl RunWriter {
             heads_len: 0,
             entry: Vec::new(),
             list_len: 0,
+            words: 0,
+            checkpoints: Vec::new(),
         })
     }
 
@@ -237,7 +368,12 @@ impl RunWriter {
         if copied != self.heads_len {
             return Err(io::Error::other("a temporary file came back short"));
         }
-        Ok(DiskRun::new(lists, self.lists_len, self.heads_len))
+        Ok(DiskRun::new(
+            lists,
+            self.lists_len,
+            self.heads_len,
+            self.checkpoints,
+        ))
     }
 }
 
@@ -250,6 +386,13 @@ impl ListSink for RunWriter {
     }
 
     fn word(&mut self, word: &[u8], count: u32, last_file: u32) -> io::Result<()> {
+        if self.words % CHECKPOINT_EVERY == 0 {
+            // This entry starts where the entries so far end; its list
+            // started `list_len` bytes ago.
+            self.checkpoints
+                .push((self.heads_len, self.lists_len - self.list_len));
+        }
+        self.words += 1;
         self.entry.clear();
         write_varint(&mut self.entry, word.len() as u64);
         self.entry.extend_from_slice(word);
