@@ -410,10 +410,10 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
             if report.workers == 1 { "" } else { "s" }
         );
     }
-    if report.spilled > 0 {
+    if report.streamed {
         let _ = writeln!(
             err,
-            "the index outgrew --memory: {} of {} runs went to disk and were merged there",
+            "the index outgrew --memory: {} of {} runs went to disk, and all were merged there",
             report.spilled, report.runs
         );
     }

@@ -598,6 +598,9 @@ fn write_streamed(
         Destination::Anonymous(folder) => folder.to_path_buf(),
     };
     let io_error = |e: io::Error| StoreError::Io(where_.clone(), "write the index in", e);
+    // The runs that went to disk were freed into the allocator, which
+    // keeps freed memory while workers churn: hand it back before merging.
+    crate::index::merge::release_free_memory();
     let sources = spill::reduce(sources, spill, fan_in()).map_err(io_error)?;
     let mut writer =
         SegmentWriter::create(destination, meta, records).map_err(|e| write_error(&where_, e))?;

@@ -39,6 +39,11 @@ enum Held {
     Disk(Box<dyn RunSource>),
 }
 
+/// Bytes a run holds.
+fn resident_bytes(run: &Run) -> u64 {
+    (run.bytes.capacity() + run.postings.capacity() + run.checkpoints.capacity() * 16) as u64
+}
+
 /// Bytes a run takes in memory, held and then merged there: the run, plus
 /// what the merge makes of its words: their bytes again in the vocabulary,
 /// and per word an end, a count, a piece and a piece end (28 bytes), with
@@ -46,8 +51,7 @@ enum Held {
 /// kernel tree's merge peaks within 5% of this, a tree of random words
 /// within 13%).
 fn run_bytes(run: &Run) -> u64 {
-    let held = run.bytes.capacity() + run.postings.capacity() + run.checkpoints.capacity() * 16;
-    held as u64 + run.bytes.len() as u64 + 34 * run.words
+    resident_bytes(run) + run.bytes.len() as u64 + 34 * run.words
 }
 
 /// The runs a build collected.
@@ -75,6 +79,11 @@ pub(super) struct Coordinator<'a, 's> {
     held: u64,
     /// Past this many bytes, runs go to disk.
     threshold: u64,
+    /// Bytes the runs in memory hold.
+    resident: u64,
+    /// Once runs go to disk, this many bytes of them stay in memory (they
+    /// are merged by streaming too, which needs nothing more for them).
+    keep: u64,
     spill: Option<&'s mut dyn Spill>,
     spilling: bool,
     pub report: BuildReport,
@@ -101,6 +110,8 @@ impl<'a, 's> Coordinator<'a, 's> {
             done: Vec::new(),
             held: 0,
             threshold,
+            resident: 0,
+            keep: threshold / 2,
             spill,
             spilling: false,
             report,
@@ -147,6 +158,7 @@ impl<'a, 's> Coordinator<'a, 's> {
             return Ok(false);
         }
         self.held += run_bytes(&run);
+        self.resident += resident_bytes(&run);
         pieces.push(Piece {
             key: (holding.start, holding.part.map_or(0, |p| p.from), seq),
             occurrences: run.occurrences,
@@ -204,6 +216,7 @@ impl<'a, 's> Coordinator<'a, 's> {
         for piece in pieces {
             if let Held::Memory(run) = &piece.held {
                 self.held = self.held.saturating_sub(run_bytes(run));
+                self.resident = self.resident.saturating_sub(resident_bytes(run));
             }
         }
     }
@@ -272,8 +285,10 @@ impl<'a, 's> Coordinator<'a, 's> {
         self.batch_done(batch);
     }
 
-    /// Past the threshold, every run held goes to disk, and so will every
-    /// run that arrives after.
+    /// Past the threshold, the runs will be merged by streaming, not in
+    /// memory: from then on, runs go to disk, oldest first, whenever those
+    /// in memory hold more than `keep` bytes (down to three quarters of it,
+    /// so not at every arrival).
     fn relieve_memory(&mut self) -> Result<(), BuildError> {
         let Some(spill) = self.spill.as_deref_mut() else {
             return Ok(());
@@ -282,14 +297,22 @@ impl<'a, 's> Coordinator<'a, 's> {
             return Ok(());
         }
         self.spilling = true;
+        if self.resident <= self.keep {
+            return Ok(());
+        }
+        let target = self.keep / 4 * 3;
         let pieces = self
             .done
             .iter_mut()
             .chain(self.pending.values_mut().flatten());
         for piece in pieces {
+            if self.resident <= target {
+                break;
+            }
             if let Held::Memory(run) = &piece.held {
                 let source = spill.spill(run).map_err(BuildError::Spill)?;
                 self.held = self.held.saturating_sub(run_bytes(run));
+                self.resident = self.resident.saturating_sub(resident_bytes(run));
                 self.report.spilled += 1;
                 piece.held = Held::Disk(source);
             }
@@ -302,6 +325,7 @@ impl<'a, 's> Coordinator<'a, 's> {
         self.done.sort_by_key(|piece| piece.key);
         self.report.held = self.held;
         self.report.runs = self.done.len();
+        self.report.streamed = self.spilling;
         let collected = if self.spilling {
             Collected::Streamed(
                 self.done

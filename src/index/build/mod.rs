@@ -327,6 +327,9 @@ pub struct BuildReport {
     pub runs: usize,
     /// Runs written to disk because the memory budget was reached.
     pub spilled: usize,
+    /// True when the runs were too many to merge in memory and were merged
+    /// by streaming (see [`Built::Streamed`]).
+    pub streamed: bool,
     /// Bytes the runs kept in memory take, merged (see
     /// [`BuildOptions::held_threshold`]).
     pub held: u64,
