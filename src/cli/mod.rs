@@ -97,7 +97,9 @@ pub fn run() -> i32 {
         (&args.directory, args.index.as_ref().or(args.save.as_ref()))
     {
         if let Some(relative) = store::relative_to(file, directory) {
-            options.excludes.exclude_saved_index(&relative);
+            options
+                .excludes
+                .exclude_matching(&store::family_pattern(&relative));
         }
     }
     let Obtained {
@@ -214,7 +216,7 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
                 if args.exclude.is_empty() && !stored.excludes().is_empty() {
                     if let Ok(mut saved) = Excludes::new(stored.excludes()) {
                         if let Some(relative) = store::relative_to(file, directory) {
-                            saved.exclude_saved_index(&relative);
+                            saved.exclude_matching(&store::family_pattern(&relative));
                         }
                         options.excludes = saved;
                     }

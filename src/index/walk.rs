@@ -100,7 +100,7 @@ impl std::error::Error for RootError {}
 pub struct Excludes {
     patterns: Vec<Regex>,
     globs: Vec<String>,
-    /// Matched against the relative path only (see [`Excludes::exclude_saved_index`]).
+    /// Matched against the relative path only (see [`Excludes::exclude_matching`]).
     anchored: Vec<Regex>,
 }
 
@@ -122,16 +122,12 @@ impl Excludes {
         })
     }
 
-    /// Also leaves out a saved index at `relative` (from the root) and the
-    /// files its saves write beside it (`.delta`, `.tmp.PID`): an index kept
-    /// inside the tree it indexes would otherwise change under every
-    /// refresh and be read as a binary file each time.
-    pub fn exclude_saved_index(&mut self, relative: &str) {
-        let pattern = format!(
-            r"^{}(?:\.delta)?(?:\.tmp\.[0-9]+)?$",
-            regex::escape(relative)
-        );
-        if let Ok(regex) = Regex::new(&pattern) {
+    /// Also leaves out every relative path the regex `pattern` matches
+    /// (say, a saved index kept inside the tree it indexes, and its side
+    /// files, which would otherwise change under every refresh); a pattern
+    /// that does not compile leaves nothing out.
+    pub fn exclude_matching(&mut self, pattern: &str) {
+        if let Ok(regex) = Regex::new(pattern) {
             self.anchored.push(regex);
         }
     }

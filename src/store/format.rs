@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
+use super::names::{delta_path, remove_stale_temporaries, temporary_path};
 use crate::index::bytes::{Bytes, Owner};
 
 /// First bytes of every index file.
@@ -276,7 +277,7 @@ impl Writer {
     /// Starts a file for `destination` with room for `sections` sections.
     pub fn create(destination: &Path, sections: usize) -> io::Result<Writer> {
         remove_stale_temporaries(destination);
-        remove_stale_temporaries(&super::delta_path(destination));
+        remove_stale_temporaries(&delta_path(destination));
         let (file, named) = match unnamed_file(folder_of(destination)) {
             Ok(file) => (file, None),
             Err(_) => {
@@ -485,47 +486,6 @@ fn link_into_place(file: &File, destination: &Path) -> io::Result<()> {
     fs::rename(&temp, destination).inspect_err(|_| {
         let _ = fs::remove_file(&temp);
     })
-}
-
-/// `FILE.tmp.PID`: where process PID writes FILE's next version.
-fn temporary_path(destination: &Path, pid: u32) -> PathBuf {
-    let mut name = destination.as_os_str().to_owned();
-    name.push(format!(".tmp.{pid}"));
-    PathBuf::from(name)
-}
-
-/// Removes temporaries left by killed saves of `destination` (their process
-/// is gone); a live process's temporary is left alone.
-fn remove_stale_temporaries(destination: &Path) {
-    let (Some(folder), Some(name)) = (destination.parent(), destination.file_name()) else {
-        return;
-    };
-    let folder = if folder.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        folder
-    };
-    let mut prefix = name.to_owned();
-    prefix.push(".tmp.");
-    let prefix = prefix.to_string_lossy().into_owned();
-    let Ok(entries) = fs::read_dir(folder) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let entry_name = entry.file_name();
-        let entry_name = entry_name.to_string_lossy();
-        let Some(pid) = entry_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<i32>() else {
-            continue;
-        };
-        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-            == Err(nix::errno::Errno::ESRCH);
-        if gone || pid == std::process::id() as i32 {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
 }
 
 /// Makes a rename in `path`'s folder durable.

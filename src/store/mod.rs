@@ -22,10 +22,11 @@
 //! decoding them first.
 
 pub mod format;
+mod names;
+mod refresh;
 mod segment;
 mod spill;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -35,22 +36,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use format::FormatError;
+pub use names::{delta_path, family_pattern};
+pub use refresh::{refresh, Refreshed};
 pub use segment::{FileRecord, Kind, Meta, Segment};
 
 use crate::index::build::{build_listed, BuildError, Built};
 use crate::index::bytes::Owner;
 use crate::index::stream::{merge_into, RunSource};
-use crate::index::view::occurrences_in;
-use crate::index::walk::{walk, Walk};
-use crate::index::{BuildOptions, BuildReport, Index, Layer, Progress, View};
+use crate::index::walk::walk;
+use crate::index::{BuildOptions, BuildReport, Layer, Progress, View};
 use format::folder_of;
 use segment::{Destination, SegmentWriter, Written};
 use spill::SpillFolder;
-
-/// A delta is folded into a new base once its files (plus the base files
-/// it hides) pass this fraction of the tree: past it, queries pay for the
-/// stacking and a refresh re-reads a large delta.
-const COMPACT_FRACTION: usize = 8;
 
 /// Why an index file could not be used or written.
 #[derive(Debug)]
@@ -185,13 +182,6 @@ fn remove_if_index(file: &Path) {
     if fs::symlink_metadata(file).is_ok() && check_replaceable(file).is_ok() {
         let _ = fs::remove_file(file);
     }
-}
-
-/// The side file holding `path`'s refreshes.
-pub fn delta_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".delta");
-    PathBuf::from(name)
 }
 
 /// Lets the pages of `bytes`, a range of a file mapping, go: they were
@@ -672,296 +662,6 @@ fn open_written(written: Written, path: &Path) -> Result<Segment, StoreError> {
         }
     };
     segment::read(owner, Some(release_pages)).map_err(|e| StoreError::Format(path.into(), e))
-}
-
-/// What a refresh found and did.
-#[derive(Debug, Default)]
-pub struct Refreshed {
-    /// Files unchanged since the last save, used as saved.
-    pub reused: usize,
-    /// Files new since.
-    pub added: usize,
-    /// Files whose size or modification time changed.
-    pub changed: usize,
-    /// Files gone since.
-    pub removed: usize,
-    /// The build of the added and changed files.
-    pub build: BuildReport,
-    /// What was written, if anything changed.
-    pub saved: Option<Saved>,
-    /// True if the changes had grown past an eighth of the tree, so the
-    /// layers were merged into a new base.
-    pub rebuilt: bool,
-    /// The whole refresh.
-    pub time: Duration,
-    /// Listing the tree and comparing it with the saved files.
-    pub compare_time: Duration,
-    /// Reading the saved lists to hide dropped files.
-    pub scan_time: Duration,
-}
-
-/// Brings the index saved at `path` up to date with `root`: re-indexes only
-/// the files added or changed since (with forked workers, as a build does)
-/// and saves them as a delta; or, once the files differing from the base
-/// pass an eighth of the tree, merges everything into a new base.
-pub fn refresh(
-    path: &Path,
-    stored: Stored,
-    root: &Path,
-    options: &BuildOptions,
-    progress: &mut dyn FnMut(&Progress),
-) -> Result<(View, Refreshed), StoreError> {
-    let started = Instant::now();
-    let canonical = root.as_os_str().as_bytes();
-    if stored.base.meta.root != canonical {
-        return Err(StoreError::OtherRoot {
-            file: path.into(),
-            built_from: stored.root(),
-            asked: root.display().to_string(),
-        });
-    }
-    let listing =
-        walk(root, &options.excludes).map_err(|e| StoreError::Build(BuildError::Root(e)))?;
-    let Stored { base, delta } = stored;
-
-    // What is saved now: the base's files the delta does not hide, and the
-    // delta's files; each keyed by raw relative path.
-    let hidden = marks(
-        base.records.len(),
-        delta.as_ref().map_or(&[], |d| &d.dropped),
-    );
-    let mut saved: HashMap<&[u8], (usize, usize)> = HashMap::new();
-    for (f, record) in base.records.iter().enumerate() {
-        if !hidden[f] {
-            saved.insert(record.raw_path(), (0, f));
-        }
-    }
-    let delta_records: &[FileRecord] = delta.as_ref().map_or(&[], |d| &d.records);
-    for (f, record) in delta_records.iter().enumerate() {
-        saved.insert(record.raw_path(), (1, f));
-    }
-    let mut kept = [
-        vec![false; base.records.len()],
-        vec![false; delta_records.len()],
-    ];
-    let mut report = Refreshed::default();
-    let mut to_index = Vec::new();
-    for entry in &listing.files {
-        let raw = relative_bytes(&entry.path, root);
-        let record = saved.get(raw).map(|&(l, f)| {
-            let record = if l == 0 {
-                &base.records[f]
-            } else {
-                &delta_records[f]
-            };
-            (l, f, record)
-        });
-        match record {
-            Some((l, f, r))
-                if r.size == entry.size
-                    && r.mtime_ns == entry.mtime_ns
-                    && r.ctime_ns == entry.ctime_ns
-                    && r.inode == entry.inode
-                    && !r.recheck =>
-            {
-                kept[l][f] = true;
-                report.reused += 1;
-            }
-            Some(_) => {
-                report.changed += 1;
-                to_index.push(entry.clone());
-            }
-            None => {
-                report.added += 1;
-                to_index.push(entry.clone());
-            }
-        }
-    }
-    report.removed = saved.len() - report.reused - report.changed;
-    report.compare_time = started.elapsed();
-    let unchanged = to_index.is_empty() && report.removed == 0;
-    let restore = |base: Segment, delta: Option<Segment>| Stored { base, delta }.into_view();
-    if unchanged {
-        report.time = started.elapsed();
-        return Ok((restore(base, delta), report));
-    }
-
-    // Once the files differing from the base pass an eighth of the tree,
-    // stacking costs queries more than it saves: the layers are merged into
-    // a new base instead of a delta.
-    let delta_kept = kept[1].iter().filter(|&&k| k).count();
-    let base_kept = kept[0].iter().filter(|&&k| k).count();
-    let hidden_base = base.records.len() - base_kept;
-    let compact =
-        (delta_kept + to_index.len() + hidden_base) * COMPACT_FRACTION > base.records.len().max(1);
-
-    let subset = Walk {
-        files: to_index,
-        ..listing
-    };
-    let mut spill = SpillFolder::new(folder_of(path));
-    let (fresh, build) = build_listed(subset, Instant::now(), options, Some(&mut spill), progress)
-        .map_err(StoreError::Build)?;
-    let fresh_records = records_of(&build, root);
-    let fresh = match fresh {
-        Built::Index(index) => *index,
-        Built::Streamed(sources) => {
-            let folder = folder_of(path);
-            let meta = base_meta(path, root, &options.excludes.globs());
-            let (written, _) = write_streamed(
-                sources,
-                &spill,
-                Destination::Anonymous(folder),
-                &meta,
-                &fresh_records,
-            )?;
-            open_written(written, folder)?.index
-        }
-    };
-    report.build = build;
-
-    // Hide every base and delta file not kept.
-    let base_dropped: Vec<bool> = kept[0].iter().map(|k| !k).collect();
-    let delta_dropped: Vec<bool> = kept[1].iter().map(|k| !k).collect();
-    if compact {
-        // A new base from the layers as they stand: the writer re-encodes
-        // the lists of layers that lost files, counting what it keeps, so
-        // no count needs adjusting first.
-        let mut layers = vec![Layer::new(base.index, &base_dropped, Vec::new())
-            .with_raw_paths(raw_paths(&base.records))];
-        let mut records = vec![base.records];
-        if let Some(delta) = delta {
-            layers.push(
-                Layer::new(delta.index, &delta_dropped, Vec::new())
-                    .with_raw_paths(raw_paths(&delta.records)),
-            );
-            records.push(delta.records);
-        }
-        layers.push(Layer::new(fresh, &[], Vec::new()).with_raw_paths(raw_paths(&fresh_records)));
-        records.push(fresh_records);
-        let view = View::new(layers);
-        let records = view_records(&view, &records);
-        let write_started = Instant::now();
-        let mut saved = save(path, root, &options.excludes.globs(), &view, &records)?;
-        saved.time = write_started.elapsed();
-        report.saved = Some(saved);
-        report.rebuilt = true;
-        report.time = started.elapsed();
-        // Answer from the file just written: one layer, in place.
-        let view = match Stored::open(path)? {
-            Some(stored) => stored.into_view(),
-            None => view,
-        };
-        return Ok((view, report));
-    }
-    let scan_started = Instant::now();
-    // The delta being replaced already counted what the files it hid held;
-    // only files hidden now for the first time need the scan.
-    let newly: Vec<bool> = base_dropped
-        .iter()
-        .zip(&hidden)
-        .map(|(&dropped, &before)| dropped && !before)
-        .collect();
-    let previous = delta.as_ref().map_or(&[][..], |d| &d.adjusted[..]);
-    let base_adjusted = lower_counts(&base.index, previous, &occurrences_in(&base.index, &newly));
-    if base.index.is_damaged() {
-        return Err(StoreError::Format(
-            path.into(),
-            FormatError::Damaged("checksum of its occurrences"),
-        ));
-    }
-    let base_id = base.meta.base_id;
-    let base_layer = Layer::new(base.index, &base_dropped, base_adjusted)
-        .with_raw_paths(raw_paths(&base.records));
-    let mut upper = Vec::with_capacity(2);
-    let mut upper_records = Vec::with_capacity(2);
-    if let Some(delta) = delta {
-        let adjusted = lower_counts(
-            &delta.index,
-            &[],
-            &occurrences_in(&delta.index, &delta_dropped),
-        );
-        if delta.index.is_damaged() {
-            return Err(StoreError::DamagedDelta {
-                index: path.into(),
-                delta: delta_path(path),
-                error: FormatError::Damaged("checksum of its occurrences"),
-            });
-        }
-        upper.push(
-            Layer::new(delta.index, &delta_dropped, adjusted)
-                .with_raw_paths(raw_paths(&delta.records)),
-        );
-        upper_records.push(delta.records);
-    }
-    report.scan_time = scan_started.elapsed();
-    upper.push(Layer::new(fresh, &[], Vec::new()).with_raw_paths(raw_paths(&fresh_records)));
-    upper_records.push(fresh_records);
-
-    let write_started = Instant::now();
-    let delta_view = View::new(upper);
-    let records = view_records(&delta_view, &upper_records);
-    let meta = Meta {
-        kind: Kind::Delta,
-        base_id,
-        root: canonical.to_vec(),
-        excludes: options.excludes.globs(),
-        saved_at: now_secs(),
-    };
-    let dropped: Vec<u32> = (0..base_dropped.len() as u32)
-        .filter(|&f| base_dropped[f as usize])
-        .collect();
-    let destination = delta_path(path);
-    let written = segment::write(
-        Destination::File(&destination),
-        &delta_view,
-        &records,
-        &meta,
-        &dropped,
-        base_layer.adjusted(),
-    )
-    .map_err(|e| write_error(&destination, e))?;
-    report.saved = Some(Saved {
-        bytes: written.len(),
-        time: write_started.elapsed(),
-        delta: true,
-    });
-    let mut layers = vec![base_layer];
-    layers.extend(delta_view.into_layers());
-    let view = View::new(layers);
-    report.time = started.elapsed();
-    Ok((view, report))
-}
-
-/// Counts left per word once `hidden` (word, occurrences in newly hidden
-/// files) is taken from `left` (word, occurrences left after earlier
-/// hiding; a word absent there still has its full count). Both sorted.
-fn lower_counts(index: &Index, left: &[(u32, u32)], hidden: &[(u32, u32)]) -> Vec<(u32, u32)> {
-    let mut merged = Vec::with_capacity(left.len() + hidden.len());
-    let (mut a, mut b) = (left.iter().peekable(), hidden.iter().peekable());
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(&&(wa, n)), Some(&&(wb, _))) if wa < wb => {
-                a.next();
-                (wa, n)
-            }
-            (Some(&&(wa, n)), Some(&&(wb, taken))) if wa == wb => {
-                a.next();
-                b.next();
-                (wa, n.saturating_sub(taken))
-            }
-            (_, Some(&&(wb, taken))) => {
-                b.next();
-                (wb, index.count(wb as usize).saturating_sub(taken))
-            }
-            (Some(&&(wa, n)), None) => {
-                a.next();
-                (wa, n)
-            }
-            (None, None) => return merged,
-        };
-        merged.push(next);
-    }
 }
 
 fn write_error(path: &Path, e: segment::WriteError) -> StoreError {
