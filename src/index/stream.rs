@@ -43,6 +43,8 @@ pub trait RunSource: Send {
     /// fixed number of entries apart, so runs give samples in proportion
     /// to their size): where a merge may be cut into ranges.
     fn sample(&self, every: usize) -> io::Result<Vec<Vec<u8>>>;
+    /// Bytes of the run's word entries and of its posting lists.
+    fn sizes(&self) -> (u64, u64);
     /// Splits a run not yet read into its words below `word` and the rest,
     /// two sources that read independently.
     fn split(self: Box<Self>, word: &[u8]) -> io::Result<(Box<dyn RunSource>, Box<dyn RunSource>)>;
@@ -149,6 +151,10 @@ impl RunSource for MemoryRun {
             .filter_map(|k| RunReader::at_checkpoint(&self.run, k))
             .filter_map(|mut reader| reader.next().map(|e| e.word.to_vec()))
             .collect())
+    }
+
+    fn sizes(&self) -> (u64, u64) {
+        (self.run.bytes.len() as u64, self.run.postings.len() as u64)
     }
 
     fn split(self: Box<Self>, word: &[u8]) -> io::Result<(Box<dyn RunSource>, Box<dyn RunSource>)> {

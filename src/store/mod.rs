@@ -603,12 +603,22 @@ fn write_streamed(
 
 /// Merges `sources` into `writer` on two threads: the words below a middle
 /// word on this one, the rest on another into a part that is then
-/// appended. The workers are reaped by now, so threads are safe.
+/// appended. The workers are reaped by now, so threads are safe. Where the
+/// posting lists outweigh the words many times (few words, huge lists),
+/// the merge is mostly copying lists, and the part's lists would be
+/// written twice: one thread does it all.
 fn merge_halves(
     sources: Vec<Box<dyn RunSource>>,
     writer: &mut SegmentWriter,
     folder: &Path,
 ) -> io::Result<u64> {
+    let (words, lists) = sources.iter().fold((0, 0), |(w, l), s| {
+        let (sw, sl) = s.sizes();
+        (w + sw, l + sl)
+    });
+    if lists > 8 * words {
+        return Ok(merge_into(sources, writer)?.words);
+    }
     // Words from every source in proportion to its entries (checkpoints
     // are a fixed number of entries apart), so each half gets about as
     // many entries to merge.

@@ -300,6 +300,10 @@ impl RunSource for DiskRun {
         Ok(words)
     }
 
+    fn sizes(&self) -> (u64, u64) {
+        (self.heads.end - self.heads.next, self.lists.end - self.lists.next)
+    }
+
     fn split(self: Box<Self>, word: &[u8]) -> io::Result<(Box<dyn RunSource>, Box<dyn RunSource>)> {
         let at = self.find(word)?;
         let below = DiskRun::part(
