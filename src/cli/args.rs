@@ -24,7 +24,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub index: Option<PathBuf>,
 
-    /// Build afresh and save the index to FILE, replacing any index there.
+    /// Build afresh and save the index to FILE, replacing any index there
+    /// (anything else at FILE is refused).
     #[arg(
         long,
         value_name = "FILE",
@@ -66,7 +67,8 @@ pub struct Args {
 
     /// Skip files and folders matching this glob (repeatable). Without a `/`
     /// it matches a name at any depth (`*.log`, `target`); with one, the path
-    /// from the directory (`docs/*.md`); `**` spans folders.
+    /// from the directory (`docs/*.md`); `**` spans folders; `[a-z]` and
+    /// `[!0-9]` are character classes.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
 
