@@ -301,7 +301,10 @@ impl RunSource for DiskRun {
     }
 
     fn sizes(&self) -> (u64, u64) {
-        (self.heads.end - self.heads.next, self.lists.end - self.lists.next)
+        (
+            self.heads.end - self.heads.next,
+            self.lists.end - self.lists.next,
+        )
     }
 
     fn split(self: Box<Self>, word: &[u8]) -> io::Result<(Box<dyn RunSource>, Box<dyn RunSource>)> {
