@@ -316,6 +316,19 @@ pub(super) fn scan_file(
             return Ok(Content::Text(scanner.offset() - start));
         }
         buffer.drain(..used);
+        if part.is_some() {
+            // A file large enough to be cut into parts is read once and
+            // would crowd the page cache: let what was read go.
+            // SAFETY: fadvise on an open descriptor only advises the kernel.
+            unsafe {
+                libc::posix_fadvise(
+                    file.as_raw_fd(),
+                    0,
+                    scanner.offset() as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                );
+            }
+        }
         let mut at = scanner.offset() + buffer.len() as u64;
         if at >= region_end {
             match seek(file, at, libc::SEEK_DATA)? {
