@@ -90,6 +90,8 @@ struct Cursor {
     buffer: Vec<u8>,
     /// Unread bytes are `buffer[at..]`.
     at: usize,
+    /// File offset below which pages were let go.
+    dropped: u64,
 }
 
 impl Cursor {
@@ -99,6 +101,7 @@ impl Cursor {
             end: start + len,
             buffer: Vec::new(),
             at: 0,
+            dropped: start,
         }
     }
 
@@ -106,6 +109,22 @@ impl Cursor {
     /// end); returns them.
     fn fill(&mut self, file: &File, n: usize) -> io::Result<&[u8]> {
         if self.buffer.len() - self.at < n && self.next < self.end {
+            // Read once: let the pages behind go (the file is unlinked, so
+            // nothing else will read them).
+            let behind = self.next.saturating_sub(self.buffer.len() as u64);
+            if behind > self.dropped + (8 << 20) {
+                use std::os::fd::AsRawFd;
+                // SAFETY: fadvise on an open descriptor only advises the kernel.
+                unsafe {
+                    libc::posix_fadvise(
+                        file.as_raw_fd(),
+                        self.dropped as libc::off_t,
+                        (behind - self.dropped) as libc::off_t,
+                        libc::POSIX_FADV_DONTNEED,
+                    );
+                }
+                self.dropped = behind;
+            }
             self.buffer.drain(..self.at);
             self.at = 0;
             let room = CURSOR_BUFFER.max(n) - self.buffer.len();

@@ -530,6 +530,7 @@ pub fn build_listed(
         fault: options.fault.clone(),
         limits: options.worker_limits(),
         window: options.test_limits.window,
+        drop_pages_above: read::drop_pages_above(),
     };
 
     let collecting = cpu_time();

@@ -31,6 +31,23 @@ pub const BINARY_PROBE_BYTES: usize = 8192;
 /// The bytes read at a time, by default.
 pub const DEFAULT_WINDOW: usize = 4 << 20;
 
+/// Files of an eighth of the machine's memory or more are read once and
+/// let go of (see [`scan_file`]); smaller ones stay cached, as any reader
+/// leaves them.
+pub fn drop_pages_above() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(page)) {
+        (Ok(pages), Ok(page)) if pages > 0 && page > 0 => pages * page / 8,
+        _ => u64::MAX,
+    }
+}
+
 /// The folder being indexed, opened once; files are opened beneath it.
 #[derive(Debug)]
 pub(super) struct Root {
@@ -259,14 +276,17 @@ fn line_at_or_after(file: &File, from: u64) -> io::Result<Option<(u64, u64)>> {
 }
 
 /// Reads `file` (or its `part`) a window at a time, calling `emit` for each
-/// word; `buffer` is reused from file to file.
+/// word; `buffer` is reused from file to file. The pages of a file of
+/// `drop_pages_above` bytes or more are let go as they are read.
 pub(super) fn scan_file(
     file: &mut File,
     buffer: &mut Vec<u8>,
     window: usize,
     part: Option<Part>,
+    drop_pages_above: u64,
     mut emit: impl FnMut(Word<'_>, Position),
 ) -> io::Result<Content> {
+    let file_size = file.metadata().map_or(0, |m| m.len());
     let window = window.max(BINARY_PROBE_BYTES);
     buffer.clear();
     // Probe first, so a binary file (perhaps a sparse one of many GB) costs
@@ -316,9 +336,10 @@ pub(super) fn scan_file(
             return Ok(Content::Text(scanner.offset() - start));
         }
         buffer.drain(..used);
-        if part.is_some() {
-            // A file large enough to be cut into parts is read once and
-            // would crowd the page cache: let what was read go.
+        if file_size >= drop_pages_above {
+            // A file this large is read once and would crowd out of the
+            // page cache the runs and the index being written: let what
+            // was read go.
             // SAFETY: fadvise on an open descriptor only advises the kernel.
             unsafe {
                 libc::posix_fadvise(
@@ -403,7 +424,7 @@ mod tests {
     fn words_of(file: &mut File, window: usize) -> (Content, Vec<(Vec<u8>, u64, u64)>) {
         let mut out = Vec::new();
         let mut buffer = Vec::new();
-        let content = scan_file(file, &mut buffer, window, None, |w, p| {
+        let content = scan_file(file, &mut buffer, window, None, u64::MAX, |w, p| {
             out.push((w.as_bytes().to_vec(), p.line, p.column))
         })
         .unwrap();

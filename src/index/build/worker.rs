@@ -52,6 +52,8 @@ pub(super) struct WorkerContext<'a> {
     pub fault: Option<Fault>,
     pub limits: Limits,
     pub window: usize,
+    /// Files this large are let go of from the page cache as they are read.
+    pub drop_pages_above: u64,
 }
 
 /// The worker's loop: receive a batch, index it, send its runs; leave when
@@ -132,6 +134,7 @@ impl Worker<'_, '_> {
                     &mut self.buffer,
                     self.context.window,
                     batch.part,
+                    self.context.drop_pages_above,
                     |word, position| {
                         if partial.add(word, file, position.line, position.column)
                             && !gone
