@@ -2318,3 +2318,49 @@ fn a_refresh_keeps_the_builds_excludes_unless_given_new_ones() {
         "new excludes",
     );
 }
+
+#[test]
+fn the_human_view_of_a_refreshed_index_reads_past_hidden_files() {
+    // "common" occurs 2000 times in a.txt and a few times in z.txt; once
+    // a.txt changes, the base's list of "common" starts with 2000 hidden
+    // occurrences the bounded human view must read past to find the ten
+    // it shows.
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    let mut clock = Clock::new();
+    let many: String = (0..2000).map(|i| format!("common w{i}\n")).collect();
+    write_file(&tree, Path::new("a.txt"), many.as_bytes(), &mut clock);
+    write_file(
+        &tree,
+        Path::new("z.txt"),
+        b"common common\ncommon\n",
+        &mut clock,
+    );
+    let padding: String = (0..30).map(|i| format!("p{i} ")).collect();
+    for k in 0..40 {
+        write_file(
+            &tree,
+            Path::new(&format!("m{k}.txt")),
+            padding.as_bytes(),
+            &mut clock,
+        );
+    }
+    let file = work.path().join("h.idx");
+    refresh(&tree, &file, &[]);
+    write_file(&tree, Path::new("a.txt"), b"gone\n", &mut clock);
+    refresh(&tree, &file, &[]);
+    assert!(delta_of(&file).exists(), "the refresh wrote no delta");
+    let index = reference::build_index(&tree, &[]);
+    let out = indexer()
+        .arg("--index")
+        .arg(&file)
+        .args(["--query", "common"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, reference::expected_human(&index, "common", false));
+}

@@ -492,13 +492,23 @@ fn answer_queries(view: &View, queries: &[(&str, Query)], args: &Args) -> i32 {
         let started = Instant::now();
         let words = view.hits(|vocabulary| matching_words(vocabulary, query));
         let elapsed = started.elapsed();
-        if !view.verify(&words) {
-            return fail(EXIT_BAD_INPUT, damaged_message(args));
-        }
-        let written = if args.json {
-            json.write(&mut out, view, text, &words)
+        // Whatever is printed is read, and so verified, before printing
+        // starts: a damaged index is reported, not half an answer. The
+        // bounded human view reads only the locations it shows.
+        let written = if args.json || args.all {
+            if !view.verify(&words) {
+                return fail(EXIT_BAD_INPUT, damaged_message(args));
+            }
+            match args.json {
+                true => json.write(&mut out, view, text, &words),
+                false => output::write_human(&mut out, view, text, &words, true),
+            }
         } else {
-            output::write_human(&mut out, view, text, &words, args.all)
+            let answer = output::HumanAnswer::prepare(view, text, &words, false);
+            if view.is_damaged() {
+                return fail(EXIT_BAD_INPUT, damaged_message(args));
+            }
+            answer.write(&mut out, view)
         };
         if args.stats {
             eprintln!(

@@ -71,8 +71,98 @@ fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_string())
 }
 
-/// Writes the human view: words most frequent first, each with its count
-/// and `path:line:column` locations, bounded unless `all`.
+/// The human view of an answer: words most frequent first, each with its
+/// count and first locations, bounded unless `all`. Prepared before any of
+/// it is printed: the locations it shows are read (and so verified) first,
+/// so a damaged index is reported instead of half an answer.
+pub struct HumanAnswer<'a> {
+    query: &'a str,
+    /// (count, word), most frequent first.
+    ranked: Vec<(u64, &'a Hit)>,
+    shown: usize,
+    all: bool,
+    /// The locations shown, per word shown (unless `all`: streamed then).
+    locations: Vec<Vec<indexer::index::Location>>,
+}
+
+impl<'a> HumanAnswer<'a> {
+    /// Ranks `words` and reads the locations to show. With `all`, every
+    /// location is printed as it is read: the caller verifies first.
+    pub fn prepare(view: &View, query: &'a str, words: &'a [Hit], all: bool) -> Self {
+        let mut ranked: Vec<(u64, &Hit)> = words.iter().map(|h| (view.count(h), h)).collect();
+        // `words` is in byte order and the sort is stable: ties stay alphabetical.
+        ranked.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
+        let shown = if all {
+            ranked.len()
+        } else {
+            ranked.len().min(WORDS_SHOWN)
+        };
+        let locations = match all {
+            true => Vec::new(),
+            false => ranked[..shown]
+                .iter()
+                .map(|&(_, hit)| view.first_locations(hit, LOCATIONS_SHOWN))
+                .collect(),
+        };
+        HumanAnswer {
+            query,
+            ranked,
+            shown,
+            all,
+            locations,
+        }
+    }
+
+    /// Prints the answer.
+    pub fn write(&self, out: &mut impl Write, view: &View) -> io::Result<()> {
+        if self.ranked.is_empty() {
+            return writeln!(out, "no words match {:?}", self.query);
+        }
+        let limit = if self.all {
+            usize::MAX
+        } else {
+            LOCATIONS_SHOWN
+        };
+        let print = |out: &mut dyn Write, location: indexer::index::Location| {
+            writeln!(
+                out,
+                "  {}:{}:{}",
+                escape_controls(view.path(location.file)),
+                location.line,
+                location.column
+            )
+        };
+        for (k, &(count, hit)) in self.ranked[..self.shown].iter().enumerate() {
+            writeln!(out, "{} ({count})", view.word(hit))?;
+            match self.locations.get(k) {
+                Some(locations) => {
+                    for &location in locations {
+                        print(out, location)?;
+                    }
+                }
+                None => {
+                    for location in view.locations(hit) {
+                        print(out, location)?;
+                    }
+                }
+            }
+            let hidden = (count as usize).saturating_sub(limit);
+            if hidden > 0 {
+                writeln!(out, "  ... and {hidden} more locations")?;
+            }
+        }
+        if self.shown < self.ranked.len() {
+            writeln!(
+                out,
+                "... and {} more words (--all or :all shows every one)",
+                self.ranked.len() - self.shown
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the human view of `words` (see [`HumanAnswer`]).
 pub fn write_human(
     out: &mut impl Write,
     view: &View,
@@ -80,42 +170,7 @@ pub fn write_human(
     words: &[Hit],
     all: bool,
 ) -> io::Result<()> {
-    if words.is_empty() {
-        return writeln!(out, "no words match {query:?}");
-    }
-    let mut ranked: Vec<(u64, &Hit)> = words.iter().map(|h| (view.count(h), h)).collect();
-    // `words` is in byte order and the sort is stable: ties stay alphabetical.
-    ranked.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
-    let shown = if all {
-        ranked.len()
-    } else {
-        ranked.len().min(WORDS_SHOWN)
-    };
-    for &(count, hit) in &ranked[..shown] {
-        writeln!(out, "{} ({count})", view.word(hit))?;
-        let limit = if all { usize::MAX } else { LOCATIONS_SHOWN };
-        for location in view.locations(hit).take(limit) {
-            writeln!(
-                out,
-                "  {}:{}:{}",
-                escape_controls(view.path(location.file)),
-                location.line,
-                location.column
-            )?;
-        }
-        let hidden = (count as usize).saturating_sub(limit);
-        if hidden > 0 {
-            writeln!(out, "  ... and {hidden} more locations")?;
-        }
-    }
-    if shown < ranked.len() {
-        writeln!(
-            out,
-            "... and {} more words (--all or :all shows every one)",
-            ranked.len() - shown
-        )?;
-    }
-    Ok(())
+    HumanAnswer::prepare(view, query, words, all).write(out, view)
 }
 
 /// `text` with control characters escaped (`\n`, `\t`, `\r`, `\x1b`,

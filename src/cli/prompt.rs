@@ -19,7 +19,7 @@ use rustyline::{Context, Editor, Helper};
 use indexer::index::{Hit, View};
 use indexer::search::{matching_words, Query};
 
-use super::output::write_human;
+use super::output::{write_human, HumanAnswer};
 
 const PROMPT: &str = "search> ";
 /// At most this many completions are offered for a fragment.
@@ -148,7 +148,13 @@ pub fn run(view: &View, args: &super::args::Args) -> i32 {
             ":quit" | ":q" | ":exit" => break 0,
             ":help" | ":h" | "?" => writeln!(out, "{HELP}"),
             ":all" => match &last {
-                Some((query, words)) => write_human(&mut out, view, query, words, true),
+                Some((query, words)) => {
+                    if !view.verify(words) {
+                        eprintln!("indexer: {}", super::damaged_message(args));
+                        break 2;
+                    }
+                    write_human(&mut out, view, query, words, true)
+                }
                 None => writeln!(out, "no query yet: type one first"),
             },
             command if command.starts_with(':') => {
@@ -162,11 +168,13 @@ pub fn run(view: &View, args: &super::args::Args) -> i32 {
                     let started = Instant::now();
                     let words = view.hits(|vocabulary| matching_words(vocabulary, &query));
                     let elapsed = started.elapsed();
-                    if !view.verify(&words) {
+                    // The locations shown are read, and verified, first.
+                    let answer = HumanAnswer::prepare(view, query_text, &words, false);
+                    if view.is_damaged() {
                         eprintln!("indexer: {}", super::damaged_message(args));
                         break 2;
                     }
-                    let result = write_human(&mut out, view, query_text, &words, false);
+                    let result = answer.write(&mut out, view);
                     if stats {
                         eprintln!(
                             "{} words in {:.3} ms",

@@ -335,6 +335,32 @@ impl Index {
         }
     }
 
+    /// Occurrences of word `id` from at most the first `max_bytes` of its
+    /// stored list (a stored index verifies only those bytes), and whether
+    /// that is the whole list. A list cut there ends at the last whole
+    /// entry. Lists built in memory are given whole.
+    pub fn locations_within(&self, id: usize, max_bytes: usize) -> (WordLocations<'_>, bool) {
+        let Postings::Flat { offsets, lists } = &self.postings else {
+            return (self.locations(id), true);
+        };
+        let (Some(start), Some(end)) = (offsets.get(id), offsets.get(id + 1)) else {
+            return (self.locations(id), true);
+        };
+        let cut = end.min(start.saturating_add(max_bytes as u64));
+        let raw = RawLists {
+            runs: &[],
+            shard: None,
+            next_piece: 0,
+            end_piece: 0,
+            single: lists.get(start as usize..cut as usize),
+        };
+        let locations = WordLocations {
+            lists: raw,
+            current: Locations::new(&[]),
+        };
+        (locations, cut == end)
+    }
+
     /// Occurrences of word `id`, in (path, line, column) order.
     pub fn locations(&self, id: usize) -> WordLocations<'_> {
         WordLocations {

@@ -393,6 +393,36 @@ impl View {
         })
     }
 
+    /// The first `n` occurrences of the word, reading (and so verifying)
+    /// little more of each stored list than they take: an answer that shows
+    /// a few locations of a word with millions does not read them all.
+    pub fn first_locations(&self, hit: &Hit, n: usize) -> Vec<Location> {
+        let mut found = Vec::new();
+        for (l, id) in hit.parts() {
+            let layer = &self.layers[l];
+            // An entry takes at most 25 bytes; a layer may hold files the
+            // view drops, so read further until n are kept or it ends.
+            let mut budget = n.max(1).saturating_mul(32);
+            loop {
+                let (locations, whole) = layer.index.locations_within(id, budget);
+                let kept: Vec<Location> = LayerLocations {
+                    inner: locations,
+                    rank: &layer.rank,
+                }
+                .take(n)
+                .collect();
+                if kept.len() == n || whole || layer.index.is_damaged() {
+                    found.extend(kept);
+                    break;
+                }
+                budget = budget.saturating_mul(4);
+            }
+        }
+        found.sort_unstable();
+        found.truncate(n);
+        found
+    }
+
     /// Verifies the stored lists the words `hits` read (see
     /// [`Index::verify`]); false if any is damaged. Called before printing
     /// an answer, so a damaged file is reported, not half-printed.
