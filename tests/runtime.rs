@@ -59,6 +59,10 @@ const TESTS: &[(&str, fn())] = &[
         mixed_large_messages_keep_their_bytes_in_order,
     ),
     (
+        "a_child_hands_its_parent_an_unnamed_file",
+        a_child_hands_its_parent_an_unnamed_file,
+    ),
+    (
         "failures_are_reported_and_others_deliver",
         failures_are_reported_and_others_deliver,
     ),
@@ -461,6 +465,58 @@ fn mixed_large_messages_keep_their_bytes_in_order() {
         );
     }
     drop(channel);
+}
+
+/// A file a child made and wrote, with no name, reaches the parent with a
+/// message; other messages around it carry none.
+fn a_child_hands_its_parent_an_unnamed_file() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut exchange: Exchange<(), String> = Exchange::new();
+    for n in 0..3u32 {
+        exchange
+            .start(
+                move |channel: &mut Channel<String, ()>, n: u32| {
+                    channel.send(&format!("plain {n}")).unwrap();
+                    let mut file = tempfile::tempfile().unwrap();
+                    writeln!(file, "written by child {n}").unwrap();
+                    channel
+                        .send_with_fd(&format!("file {n}"), file.as_fd())
+                        .unwrap();
+                    channel.send(&format!("after {n}")).unwrap();
+                },
+                n,
+            )
+            .unwrap();
+    }
+    let mut files = 0;
+    let mut plain = 0;
+    while exchange.active() > 0 {
+        for event in exchange.wait(None).unwrap() {
+            let Event::Message { pid, value } = event else {
+                continue;
+            };
+            let channel = exchange.channel(pid).unwrap();
+            match value.strip_prefix("file ") {
+                Some(n) => {
+                    let fd = channel.take_fd().expect("a descriptor came with the file");
+                    let mut file = std::fs::File::from(fd);
+                    file.seek(SeekFrom::Start(0)).unwrap();
+                    let mut text = String::new();
+                    file.read_to_string(&mut text).unwrap();
+                    assert_eq!(text, format!("written by child {n}\n"));
+                    files += 1;
+                }
+                None => {
+                    assert!(
+                        channel.take_fd().is_none(),
+                        "{value} came with a descriptor"
+                    );
+                    plain += 1;
+                }
+            }
+        }
+    }
+    assert_eq!((files, plain), (3, 6));
 }
 
 // ---------------------------------------------------------------- failures

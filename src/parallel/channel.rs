@@ -42,6 +42,7 @@ use std::os::unix::net::UnixStream;
 
 use bincode::enc::write::{SizeWriter, Writer};
 use bincode::error::EncodeError;
+use nix::sys::socket::MsgFlags;
 use nix::unistd::{getpid, getppid, Pid};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -72,7 +73,56 @@ pub struct Channel<Tx, Rx> {
     desynchronized: Option<(u64, u64)>,
     send_buffer: Vec<u8>,
     receive_buffer: Vec<u8>,
+    /// Descriptors that came with received frames, not taken yet.
+    received_fds: std::collections::VecDeque<OwnedFd>,
     _types: PhantomData<fn(Tx) -> Rx>,
+}
+
+/// The socket as frames are read from it: the header through `recvmsg`,
+/// keeping the descriptors sent with it.
+struct SocketFrames<'a> {
+    stream: &'a UnixStream,
+    fds: &'a mut std::collections::VecDeque<OwnedFd>,
+}
+
+impl std::io::Read for SocketFrames<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::Read::read(&mut self.stream, buf)
+    }
+}
+
+/// Most descriptors one frame may carry.
+const MAX_FDS: usize = 4;
+
+impl frame::FrameRead for SocketFrames<'_> {
+    fn read_header(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        use std::os::fd::FromRawFd;
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let received = recvmsg::<()>(
+            self.stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(std::io::Error::from)?;
+        let bytes = received.bytes;
+        // A frame with more descriptors than fit: the kernel closed the
+        // rest, and the ones that fit are still ours.
+        if let Ok(messages) = received.cmsgs() {
+            for message in messages {
+                if let ControlMessageOwned::ScmRights(fds) = message {
+                    for fd in fds {
+                        // SAFETY: the kernel just installed this
+                        // descriptor in this process for us alone.
+                        self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+            }
+        }
+        Ok(bytes)
+    }
 }
 
 /// Messages past this size are written to the socket as they are encoded
@@ -153,6 +203,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
             desynchronized: None,
             send_buffer: Vec::new(),
             receive_buffer: Vec::new(),
+            received_fds: std::collections::VecDeque::new(),
             _types: PhantomData,
         }
     }
@@ -270,6 +321,47 @@ impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
 }
 
 impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
+    /// Sends `value` with the open file `fd` attached (`SCM_RIGHTS`): the
+    /// peer, having received the value, gets its own descriptor of the same
+    /// open file from [`Channel::take_fd`]. How a child hands its parent a
+    /// file it wrote, even one with no name.
+    pub fn send_with_fd(&mut self, value: &Tx, fd: BorrowedFd<'_>) -> Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let config = bincode::config::standard();
+        let mut buffer = std::mem::take(&mut self.send_buffer);
+        buffer.clear();
+        buffer.extend_from_slice(&[0; HEADER_LEN]);
+        let encoded = bincode::serde::encode_into_writer(value, Append(&mut buffer), config)
+            .map_err(encode_error);
+        let sent = encoded.and_then(|()| {
+            let len = (buffer.len() - HEADER_LEN) as u64;
+            buffer[..HEADER_LEN].copy_from_slice(&frame::header(len, Kind::Value));
+            let fds = [fd.as_raw_fd()];
+            let rights = [ControlMessage::ScmRights(&fds)];
+            // The descriptor goes with the first byte sent; the rest of
+            // the frame follows as usual.
+            let first = loop {
+                match sendmsg::<()>(
+                    self.as_raw_fd(),
+                    &[std::io::IoSlice::new(&buffer)],
+                    &rights,
+                    MsgFlags::MSG_NOSIGNAL,
+                    None,
+                ) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            first
+                .map_err(std::io::Error::from)
+                .and_then(|n| frame::write_all(self.as_fd(), &buffer[n..]))
+                .map_err(|source| self.io_error(source))
+        });
+        shed(&mut buffer);
+        self.send_buffer = buffer;
+        sent
+    }
+
     /// Sends a large value encoded straight onto the socket. Its size is
     /// known (encoded once into a counter), so the header goes first. An
     /// encoding error halfway would leave a partial frame: the encoding
@@ -302,6 +394,14 @@ impl<Tx: Serialize, Rx> Channel<Tx, Rx> {
     }
 }
 
+impl<Tx, Rx> Channel<Tx, Rx> {
+    /// The oldest descriptor received with a message (see
+    /// [`Channel::send_with_fd`]) and not taken yet.
+    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.received_fds.pop_front()
+    }
+}
+
 impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
     /// Blocks until one whole frame has arrived and decodes it.
     ///
@@ -314,7 +414,14 @@ impl<Tx, Rx: DeserializeOwned> Channel<Tx, Rx> {
             return Err(Error::FrameTooLarge { pid, len, limit });
         }
         let mut buffer = std::mem::take(&mut self.receive_buffer);
-        let outcome = frame::read_frame(self.stream(), self.limit, &mut buffer);
+        let Some(stream) = self.stream.as_ref() else {
+            return Err(Error::Closed { pid });
+        };
+        let socket = SocketFrames {
+            stream,
+            fds: &mut self.received_fds,
+        };
+        let outcome = frame::read_frame(socket, self.limit, &mut buffer);
         let result = match outcome {
             Ok(Kind::Value) => {
                 match bincode::serde::decode_from_slice(&buffer, bincode::config::standard()) {

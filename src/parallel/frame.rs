@@ -78,16 +78,28 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> 
     Ok(())
 }
 
+/// A byte stream frames are read from. The header is read through
+/// `read_header`, which a socket implements with `recvmsg` to receive the
+/// descriptors a frame may carry (they are sent with its first byte).
+pub(crate) trait FrameRead: Read {
+    /// Reads header bytes.
+    fn read_header(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read(buf)
+    }
+}
+
+impl FrameRead for &[u8] {}
+
 /// Reads one frame, leaving its payload in `payload` (cleared first).
 pub(crate) fn read_frame(
-    mut stream: impl Read,
+    mut stream: impl FrameRead,
     limit: u64,
     payload: &mut Vec<u8>,
 ) -> Result<Kind, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let mut filled = 0;
     while filled < HEADER_LEN {
-        match stream.read(&mut header[filled..]) {
+        match stream.read_header(&mut header[filled..]) {
             Ok(0) if filled == 0 => return Err(FrameError::Closed),
             Ok(0) => {
                 return Err(FrameError::Truncated {
