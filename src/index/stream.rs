@@ -55,6 +55,58 @@ pub trait RunSource: Send {
 pub trait Spill {
     /// Writes `run` out of memory; returns a source that reads it back.
     fn spill(&mut self, run: &Run) -> io::Result<Box<dyn RunSource>>;
+
+    /// How workers may write their runs to disk themselves, once the
+    /// build is past its budget (so a run is not copied through the
+    /// parent first); `None` if they may not.
+    fn for_workers(&self) -> Option<RunFiles> {
+        None
+    }
+
+    /// Reads back a run a worker wrote with [`RunFiles::write`] (the open
+    /// file came over its channel).
+    fn adopt(&mut self, file: std::fs::File, shape: RunShape) -> io::Result<Box<dyn RunSource>> {
+        let _ = (file, shape);
+        Err(io::Error::other("runs written by workers are not taken"))
+    }
+}
+
+/// How a worker writes a run to disk: a function and the folder it writes
+/// in, which a forked worker inherits.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    /// Where the files go.
+    pub folder: std::path::PathBuf,
+    /// Writes the run to a new file in the folder; returns it, open.
+    pub write: fn(&std::path::Path, &Run) -> io::Result<std::fs::File>,
+}
+
+/// A run written to a file, described without its bytes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunShape {
+    /// Bytes of posting lists, first in the file.
+    pub lists: u64,
+    /// Bytes of word entries, after them.
+    pub heads: u64,
+    /// Entries.
+    pub words: u64,
+    /// Occurrences.
+    pub occurrences: u64,
+    /// The run's checkpoints.
+    pub checkpoints: Vec<(u64, u64)>,
+}
+
+impl RunShape {
+    /// The shape of `run`.
+    pub fn of(run: &Run) -> Self {
+        RunShape {
+            lists: run.postings.len() as u64,
+            heads: run.bytes.len() as u64,
+            words: run.words,
+            occurrences: run.occurrences,
+            checkpoints: run.checkpoints.clone(),
+        }
+    }
 }
 
 /// Bytes the first piece of a streamed list holds at least (a varint takes

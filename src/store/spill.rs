@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use crate::index::partial::{Run, CHECKPOINT_EVERY};
 use crate::index::postings::{read_varint, write_varint};
-use crate::index::stream::{merge_into, EntryHead, ListSink, RunSource, Spill, HEAD_BYTES};
+use crate::index::stream::{
+    merge_into, EntryHead, ListSink, RunFiles, RunShape, RunSource, Spill, HEAD_BYTES,
+};
 
 /// Bytes each cursor of a run on disk reads at a time.
 const CURSOR_BUFFER: usize = 128 << 10;
@@ -62,21 +64,53 @@ impl SpillFolder {
     }
 }
 
+/// Writes `run` to a new unlinked file in `folder`: its lists, then its
+/// word entries (what [`DiskRun`] reads back).
+fn write_run(folder: &Path, run: &Run) -> io::Result<File> {
+    let file = temporary_file(folder)?;
+    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    out.write_all(&run.postings)?;
+    out.write_all(&run.bytes)?;
+    out.flush()?;
+    drop(out);
+    Ok(file)
+}
+
+fn temporary_file(folder: &Path) -> io::Result<File> {
+    tempfile::tempfile_in(folder).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot make a temporary file in {}: {e}", folder.display()),
+        )
+    })
+}
+
 impl Spill for SpillFolder {
     fn spill(&mut self, run: &Run) -> io::Result<Box<dyn RunSource>> {
-        let file = self.file()?;
-        let mut out = BufWriter::with_capacity(1 << 20, &file);
-        out.write_all(&run.postings)?;
-        out.write_all(&run.bytes)?;
-        out.flush()?;
-        drop(out);
+        let file = write_run(&self.folder, run)?;
+        self.adopt(file, RunShape::of(run))
+    }
+
+    fn for_workers(&self) -> Option<RunFiles> {
+        Some(RunFiles {
+            folder: self.folder.clone(),
+            write: write_run,
+        })
+    }
+
+    fn adopt(&mut self, file: File, shape: RunShape) -> io::Result<Box<dyn RunSource>> {
+        if file.metadata()?.len() != shape.lists + shape.heads {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a worker's run file is not the size it said",
+            ));
+        }
         // A run's checkpoints are (words offset, lists offset) pairs.
-        let checkpoints = run.checkpoints.iter().map(|&(w, l)| (w, l)).collect();
         Ok(Box::new(DiskRun::new(
             file,
-            run.postings.len() as u64,
-            run.bytes.len() as u64,
-            checkpoints,
+            shape.lists,
+            shape.heads,
+            shape.checkpoints,
         )))
     }
 }

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use super::planner::{Batch, Planner};
 use super::worker::Done;
-use super::{BuildError, BuildReport};
+use super::{BuildError, BuildReport, SharedFlag};
 use crate::index::partial::Run;
-use crate::index::stream::{MemoryRun, RunSource, Spill};
+use crate::index::stream::{MemoryRun, RunShape, RunSource, Spill};
 use crate::index::walk::{FileEntry, Problem};
 use crate::parallel::{Channel, Exchange, Pid};
 
@@ -86,6 +86,8 @@ pub(super) struct Coordinator<'a, 's> {
     keep: u64,
     spill: Option<&'s mut dyn Spill>,
     spilling: bool,
+    /// Raised to tell the workers to write their runs to disk themselves.
+    spill_now: Option<&'a SharedFlag>,
     pub report: BuildReport,
     pub files_done: usize,
     pub bytes_done: u64,
@@ -97,6 +99,7 @@ impl<'a, 's> Coordinator<'a, 's> {
         planner: Planner<'a>,
         threshold: u64,
         spill: Option<&'s mut dyn Spill>,
+        spill_now: Option<&'a SharedFlag>,
         report: BuildReport,
     ) -> Self {
         Coordinator {
@@ -114,6 +117,7 @@ impl<'a, 's> Coordinator<'a, 's> {
             keep: threshold / 2,
             spill,
             spilling: false,
+            spill_now,
             report,
             files_done: 0,
             bytes_done: 0,
@@ -165,6 +169,46 @@ impl<'a, 's> Coordinator<'a, 's> {
             held: Held::Memory(run),
         });
         self.relieve_memory().map(|()| true)
+    }
+
+    /// A worker wrote a run of its batch to disk and sent the file. False
+    /// if the worker broke the protocol: its batch is retried and the
+    /// caller must let it go.
+    pub fn spilled(
+        &mut self,
+        pid: Pid,
+        batch: u32,
+        seq: u32,
+        shape: RunShape,
+        file: Option<std::fs::File>,
+    ) -> Result<bool, BuildError> {
+        let Some(&holding) = self.in_flight.get(&pid) else {
+            return Ok(false);
+        };
+        let count = self.pending.get(&holding.id).map_or(0, Vec::len);
+        let (Some(file), Some(spill)) = (file, self.spill.as_deref_mut()) else {
+            self.lost(pid, "the worker sent a run on disk without its file".into());
+            return Ok(false);
+        };
+        if holding.id != batch || count != seq as usize {
+            self.lost(pid, "the worker sent a run out of turn".into());
+            return Ok(false);
+        }
+        let occurrences = shape.occurrences;
+        let source = match spill.adopt(file, shape) {
+            Ok(source) => source,
+            Err(e) => {
+                self.lost(pid, format!("its run on disk could not be read: {e}"));
+                return Ok(false);
+            }
+        };
+        self.report.spilled += 1;
+        self.pending.entry(holding.id).or_default().push(Piece {
+            key: (holding.start, holding.part.map_or(0, |p| p.from), seq),
+            occurrences,
+            held: Held::Disk(source),
+        });
+        Ok(true)
     }
 
     /// A worker finished its batch. False if the worker broke the protocol:
@@ -297,6 +341,9 @@ impl<'a, 's> Coordinator<'a, 's> {
             return Ok(());
         }
         self.spilling = true;
+        if let Some(flag) = self.spill_now {
+            flag.raise();
+        }
         if self.resident <= self.keep {
             return Ok(());
         }

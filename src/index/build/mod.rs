@@ -407,8 +407,64 @@ impl std::error::Error for BuildError {
 
 /// Descriptors a worker needs open at once: stdin, stdout, stderr, its
 /// channel, the root folder, the file it reads, and a folder on the way
-/// when `openat2` is missing.
+/// when `openat2` is missing, or a run it writes.
 const WORKER_FDS: u64 = 7;
+
+/// A flag the parent raises and its forked workers read: a page mapped
+/// shared before they are forked, so a worker learns in the middle of a
+/// batch, at once, that runs now go to disk.
+pub(super) struct SharedFlag {
+    page: std::ptr::NonNull<std::sync::atomic::AtomicBool>,
+}
+
+const FLAG_PAGE: usize = 4096;
+
+impl SharedFlag {
+    fn new() -> Option<SharedFlag> {
+        // SAFETY: a fresh anonymous mapping, placed by the kernel; nothing
+        // else refers to it.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                FLAG_PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return None;
+        }
+        // The kernel zeroes the page: the flag starts lowered.
+        std::ptr::NonNull::new(page.cast()).map(|page| SharedFlag { page })
+    }
+
+    fn flag(&self) -> &std::sync::atomic::AtomicBool {
+        // SAFETY: the page is mapped for as long as `self` lives, zeroed (a
+        // valid false), and only ever accessed as this atomic.
+        unsafe { self.page.as_ref() }
+    }
+
+    pub(super) fn raise(&self) {
+        self.flag()
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(super) fn is_raised(&self) -> bool {
+        self.flag().load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for SharedFlag {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the page `new` mapped; no reference to it
+        // outlives `self`.
+        unsafe {
+            libc::munmap(self.page.as_ptr().cast(), FLAG_PAGE);
+        }
+    }
+}
 
 /// The soft limit on open files, for messages.
 fn nofile_limit() -> Option<u64> {
@@ -520,7 +576,16 @@ pub fn build_listed(
         options.batch_files,
         options.test_limits.split,
     );
-    let mut co = Coordinator::new(&files, planner, options.held_threshold(), spill, report);
+    let run_files = spill.as_ref().and_then(|s| s.for_workers());
+    let spill_now = run_files.as_ref().and_then(|_| SharedFlag::new());
+    let mut co = Coordinator::new(
+        &files,
+        planner,
+        options.held_threshold(),
+        spill,
+        spill_now.as_ref(),
+        report,
+    );
     let bytes_total: u64 = files.iter().map(|f| f.size).sum();
     let context = WorkerContext {
         files: &files,
@@ -531,6 +596,8 @@ pub fn build_listed(
         limits: options.worker_limits(),
         window: options.test_limits.window,
         drop_pages_above: read::drop_pages_above(),
+        spill_now: spill_now.as_ref(),
+        run_files,
     };
 
     let collecting = cpu_time();
@@ -571,6 +638,13 @@ pub fn build_listed(
                 Event::Message { pid, value } => {
                     let keep = match value {
                         Report::Run { batch, seq, run } => co.run(pid, batch, seq, run)?,
+                        Report::Spilled { batch, seq, shape } => {
+                            let file = exchange
+                                .channel(pid)
+                                .and_then(|channel| channel.take_fd())
+                                .map(std::fs::File::from);
+                            co.spilled(pid, batch, seq, shape, file)?
+                        }
                         Report::Done(done) => {
                             let keep = co.done(pid, done);
                             if keep {

@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use std::os::fd::AsFd;
+
 use super::planner::Batch;
 use super::read::{open_listed, scan_file, Content, Root};
-use super::Fault;
+use super::{Fault, SharedFlag};
 use crate::index::partial::{Limits, PartialIndex, Run};
+use crate::index::stream::{RunFiles, RunShape};
 use crate::index::walk::FileEntry;
 use crate::parallel::Channel;
 
@@ -26,6 +29,13 @@ use crate::parallel::Channel;
 pub(super) enum Report {
     /// The `seq`th run of batch `batch`.
     Run { batch: u32, seq: u32, run: Run },
+    /// The `seq`th run of batch `batch`, written to the file sent with
+    /// this message (once the build is past its budget).
+    Spilled {
+        batch: u32,
+        seq: u32,
+        shape: RunShape,
+    },
     /// The batch is done.
     Done(Done),
 }
@@ -52,6 +62,10 @@ pub(super) struct WorkerContext<'a> {
     pub fault: Option<Fault>,
     pub limits: Limits,
     pub window: usize,
+    /// Raised by the parent once runs go to disk.
+    pub spill_now: Option<&'a SharedFlag>,
+    /// How to write a run to disk, if workers may.
+    pub run_files: Option<RunFiles>,
     /// Files this large are let go of from the page cache as they are read.
     pub drop_pages_above: u64,
 }
@@ -98,13 +112,32 @@ impl Worker<'_, '_> {
         };
         let mut seq = 0u32;
         let mut gone = false;
+        let context = self.context;
         let mut send_run = |partial: &mut PartialIndex, seq: &mut u32| {
             let run = partial.take_run();
-            let sent = channel.send(&Report::Run {
-                batch: batch.id,
-                seq: *seq,
-                run,
-            });
+            // Past the budget, the run goes to disk from here rather than
+            // through the parent, which would only write it there.
+            let written = match (&context.run_files, context.spill_now) {
+                (Some(files), Some(flag)) if flag.is_raised() => {
+                    (files.write)(&files.folder, &run).ok()
+                }
+                _ => None,
+            };
+            let sent = match written {
+                Some(file) => channel.send_with_fd(
+                    &Report::Spilled {
+                        batch: batch.id,
+                        seq: *seq,
+                        shape: RunShape::of(&run),
+                    },
+                    file.as_fd(),
+                ),
+                None => channel.send(&Report::Run {
+                    batch: batch.id,
+                    seq: *seq,
+                    run,
+                }),
+            };
             *seq += 1;
             sent.is_ok()
         };
