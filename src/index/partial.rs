@@ -51,6 +51,8 @@ fn lane_at(bytes: &[u8]) -> u64 {
 
 /// Keys up to this many bytes live in the slot itself.
 const INLINE_KEY: usize = 24;
+// Keys are copied in 8-byte lanes, and a sort prefix is read from the slot.
+const _: () = assert!(INLINE_KEY >= 16 && INLINE_KEY % 8 == 0);
 /// Room an occurrence may need on the fast path: three varints of at most
 /// five bytes (values below 2^32; larger ones take [`PartialIndex::push_wide`]).
 const MAX_ENTRY: usize = 15;
@@ -355,7 +357,11 @@ impl PartialIndex {
             ..Slot::default()
         };
         if len <= INLINE_KEY {
-            slot.key[..padded.len()].copy_from_slice(padded);
+            // Lane by lane: a fixed-size copy the compiler inlines, where a
+            // slice copy of 8, 16 or 24 bytes would call memcpy.
+            for (to, from) in slot.key.chunks_exact_mut(8).zip(padded.chunks_exact(8)) {
+                to.copy_from_slice(from);
+            }
         } else {
             let start = self.long_keys.len() as u32;
             slot.key[..4].copy_from_slice(&start.to_le_bytes());
@@ -527,6 +533,23 @@ impl PartialIndex {
         }
     }
 
+    /// The key's first 16 bytes, zero-padded, as a big-endian number: the
+    /// order of prefixes is the order of keys wherever they differ.
+    #[inline]
+    fn sort_prefix(&self, slot: &Slot) -> u128 {
+        let len = slot.len as usize;
+        let mut prefix = [0u8; 16];
+        if len <= INLINE_KEY {
+            // Inline keys are zero past their length (keys arrive padded
+            // with zeros into zeroed slots): no variable-length copy.
+            prefix.copy_from_slice(&slot.key[..16]);
+        } else {
+            // Long keys are longer than 16 bytes.
+            prefix.copy_from_slice(&self.key(slot)[..16]);
+        }
+        u128::from_be_bytes(prefix)
+    }
+
     /// The blocks of a slot's posting chain, as arena ranges.
     fn chain<'a>(&'a self, slot: &'a Slot) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
         let mut block = slot.head as usize;
@@ -555,22 +578,17 @@ impl PartialIndex {
         self.flush();
         // Sort by the key's first 16 bytes, gathered in one sequential pass
         // over the table: most comparisons end there without touching slots.
-        let mut order: Vec<SortItem> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.hash != 0)
-            .map(|(i, s)| {
-                let key = self.key(s);
-                let mut prefix = [0u8; 16];
-                let n = key.len().min(16);
-                prefix[..n].copy_from_slice(&key[..n]);
-                SortItem {
-                    prefix: u128::from_be_bytes(prefix),
+        let mut order: Vec<SortItem> = Vec::with_capacity(self.words);
+        order.extend(
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.hash != 0)
+                .map(|(i, s)| SortItem {
+                    prefix: self.sort_prefix(s),
                     slot: i as u32,
-                }
-            })
-            .collect();
+                }),
+        );
         // Whole-key comparisons are needed only among words sharing their
         // first 16 bytes: sort by the prefix alone, then fix up those runs.
         order.sort_unstable_by_key(|item| item.prefix);

@@ -238,6 +238,8 @@ pub struct Writer {
     position: u64,
     table: Vec<[u64; 5]>,
     current: Option<(u32, u64, Xxh3)>,
+    /// The current section is verified by chunks: no whole hash.
+    lazy: bool,
     sections: usize,
     committed: bool,
 }
@@ -314,6 +316,7 @@ impl Writer {
             position: 0,
             table: Vec::with_capacity(sections),
             current: None,
+            lazy: false,
             sections,
             committed: false,
         };
@@ -336,10 +339,21 @@ impl Writer {
         Ok(())
     }
 
+    /// Starts section `id`, which the reader verifies by chunks (so no
+    /// whole-section hash is computed: its table entry holds 0). End it
+    /// with [`end_lazy`](Self::end_lazy).
+    pub fn begin_lazy(&mut self, id: u32) -> io::Result<()> {
+        self.begin(id)?;
+        self.lazy = true;
+        Ok(())
+    }
+
     /// Appends bytes to the current section.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if let Some((_, _, hasher)) = &mut self.current {
-            hasher.update(bytes);
+            if !self.lazy {
+                hasher.update(bytes);
+            }
         }
         self.raw(bytes)
     }
@@ -356,12 +370,14 @@ impl Writer {
 
     fn end_with(&mut self, flags: u32) {
         if let Some((id, start, hasher)) = self.current.take() {
+            let hash = if self.lazy { 0 } else { hasher.digest() };
+            self.lazy = false;
             self.table.push([
                 u64::from(id),
                 u64::from(flags),
                 start,
                 self.position - start,
-                hasher.digest(),
+                hash,
             ]);
         }
     }

@@ -322,21 +322,111 @@ impl Side {
 /// after, so writing an index of any size takes little memory.
 pub struct SegmentWriter {
     w: Writer,
-    folder: PathBuf,
     /// List bytes not yet written: hashed and written a megabyte at a time,
     /// since most lists are a few bytes.
     pending: Vec<u8>,
     chunks: ChunkHasher,
     written: u64,
     list_start: u64,
+    tables: WordTables,
+    kind: Kind,
+}
+
+/// A segment's per-word tables while its lists are written: kept apart
+/// from the lists so that [`SegmentWriter::append`] fills them on another
+/// thread while it copies a part's lists.
+struct WordTables {
+    folder: PathBuf,
     coder: FrontCoder,
     words: Side,
     blocks: Side,
     counts: Side,
+    /// Per word: where its list starts (u64).
     offsets: Side,
-    kind: Kind,
     drained_words: Vec<u8>,
     drained_blocks: Vec<u64>,
+}
+
+impl WordTables {
+    fn new(folder: PathBuf) -> Self {
+        WordTables {
+            folder,
+            coder: FrontCoder::default(),
+            words: Side::new(),
+            blocks: Side::new(),
+            counts: Side::new(),
+            offsets: Side::new(),
+            drained_words: Vec::new(),
+            drained_blocks: Vec::new(),
+        }
+    }
+
+    fn word(&mut self, word: &[u8], count: u32, list_start: u64) -> io::Result<()> {
+        self.coder.push(word);
+        self.counts.push(&count.to_le_bytes(), &self.folder)?;
+        self.offsets.push(&list_start.to_le_bytes(), &self.folder)?;
+        self.drain_if_large()
+    }
+
+    fn drain_if_large(&mut self) -> io::Result<()> {
+        if self.coder.pending_bytes() > 1 << 20 {
+            self.coder
+                .drain(&mut self.drained_words, &mut self.drained_blocks);
+            self.words.push(&self.drained_words, &self.folder)?;
+            self.blocks
+                .push(bytemuck::cast_slice(&self.drained_blocks), &self.folder)?;
+            self.drained_words.clear();
+            self.drained_blocks.clear();
+        }
+        Ok(())
+    }
+
+    /// Adds a part's tables, its lists placed at `base`.
+    fn append(&mut self, words: Side, counts: Side, ends: Side, base: u64) -> io::Result<()> {
+        // A word's list starts where the one before ends.
+        let (offsets, folder, mut start) = (&mut self.offsets, &self.folder, base);
+        let mut shifted = Vec::new();
+        ends.drain(&mut |bytes| {
+            shifted.clear();
+            for end in bytes.chunks_exact(8) {
+                shifted.extend_from_slice(&start.to_le_bytes());
+                let mut value = [0u8; 8];
+                value.copy_from_slice(end);
+                start = base + u64::from_le_bytes(value);
+            }
+            offsets.push(&shifted, folder)
+        })?;
+        let counts_side = &mut self.counts;
+        counts.drain(&mut |bytes| counts_side.push(bytes, folder))?;
+        // Words are front-coded again: blocks start every 16 words of the
+        // whole vocabulary. Entries may straddle the pieces `drain` gives.
+        let mut carry: Vec<u8> = Vec::new();
+        words.drain(&mut |bytes| {
+            carry.extend_from_slice(bytes);
+            let mut at = 0;
+            loop {
+                let mut pos = at;
+                let Some(len) = read_varint(&carry, &mut pos) else {
+                    break;
+                };
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| pos.checked_add(len))
+                    .ok_or_else(|| io::Error::other("a part's word table is damaged"))?;
+                let Some(word) = carry.get(pos..end) else {
+                    break;
+                };
+                self.coder.push(word);
+                at = end;
+            }
+            carry.drain(..at);
+            self.drain_if_large()
+        })?;
+        if !carry.is_empty() {
+            return Err(io::Error::other("a part's word table ends inside a word"));
+        }
+        Ok(())
+    }
 }
 
 impl SegmentWriter {
@@ -358,23 +448,16 @@ impl SegmentWriter {
         };
         let mut writer = SegmentWriter {
             w,
-            folder,
             pending: Vec::with_capacity(PENDING_LISTS),
             chunks: ChunkHasher::new(),
             written: 0,
             list_start: 0,
-            coder: FrontCoder::default(),
-            words: Side::new(),
-            blocks: Side::new(),
-            counts: Side::new(),
-            offsets: Side::new(),
+            tables: WordTables::new(folder),
             kind: meta.kind,
-            drained_words: Vec::new(),
-            drained_blocks: Vec::new(),
         };
         writer.w.section(section::META, &encode_meta(meta))?;
         writer.w.section(section::FILES, &encode_records(records))?;
-        writer.w.begin(section::LISTS)?;
+        writer.w.begin_lazy(section::LISTS)?;
         Ok(writer)
     }
 
@@ -402,25 +485,8 @@ impl SegmentWriter {
 
     /// Ends the current word (the words must come in ascending order).
     pub fn word(&mut self, word: &[u8], count: u32) -> io::Result<()> {
-        self.coder.push(word);
-        self.counts.push(&count.to_le_bytes(), &self.folder)?;
-        self.offsets
-            .push(&self.list_start.to_le_bytes(), &self.folder)?;
+        self.tables.word(word, count, self.list_start)?;
         self.list_start = self.written;
-        if self.coder.pending_bytes() > 1 << 20 {
-            self.drain_words()?;
-        }
-        Ok(())
-    }
-
-    fn drain_words(&mut self) -> io::Result<()> {
-        self.coder
-            .drain(&mut self.drained_words, &mut self.drained_blocks);
-        self.words.push(&self.drained_words, &self.folder)?;
-        self.blocks
-            .push(bytemuck::cast_slice(&self.drained_blocks), &self.folder)?;
-        self.drained_words.clear();
-        self.drained_blocks.clear();
         Ok(())
     }
 
@@ -431,40 +497,35 @@ impl SegmentWriter {
         dropped: &[u32],
         adjusted: &[(u32, u32)],
     ) -> Result<Written, WriteError> {
-        self.offsets
-            .push(&self.written.to_le_bytes(), &self.folder)?;
+        let WordTables {
+            folder,
+            coder,
+            mut words,
+            mut blocks,
+            counts,
+            mut offsets,
+            ..
+        } = std::mem::replace(&mut self.tables, WordTables::new(PathBuf::new()));
+        offsets.push(&self.written.to_le_bytes(), &folder)?;
         self.write_pending()?;
         self.w.end_lazy();
         let chunks = std::mem::replace(&mut self.chunks, ChunkHasher::new());
         self.w
             .section(section::LIST_CHUNKS, bytemuck::cast_slice(&chunks.finish()))?;
-        let coder = std::mem::take(&mut self.coder);
-        let (rest, mut last_blocks, _) = coder.finish();
-        self.words.push(&rest, &self.folder)?;
+        let (rest, last_blocks, _) = coder.finish();
+        words.push(&rest, &folder)?;
         // `finish` ends the block table with the end of the data.
-        self.blocks
-            .push(bytemuck::cast_slice(&last_blocks), &self.folder)?;
-        last_blocks.clear();
+        blocks.push(bytemuck::cast_slice(&last_blocks), &folder)?;
         let w = &mut self.w;
         for (id, side) in [
-            (
-                section::WORDS,
-                std::mem::replace(&mut self.words, Side::new()),
-            ),
-            (
-                section::BLOCKS,
-                std::mem::replace(&mut self.blocks, Side::new()),
-            ),
-            (
-                section::COUNTS,
-                std::mem::replace(&mut self.counts, Side::new()),
-            ),
+            (section::WORDS, words),
+            (section::BLOCKS, blocks),
+            (section::COUNTS, counts),
         ] {
             w.begin(id)?;
             side.drain(&mut |bytes| w.write(bytes))?;
             w.end();
         }
-        let offsets = std::mem::replace(&mut self.offsets, Side::new());
         if self.written <= u64::from(u32::MAX) {
             w.begin(section::OFFSETS)?;
             let mut narrow = Vec::new();
@@ -549,6 +610,7 @@ impl ListSink for PartWriter {
 
 impl SegmentWriter {
     /// Appends a part merged apart (its words all after this writer's).
+    /// Its lists are copied while its tables are added on another thread.
     pub fn append(&mut self, part: PartWriter) -> io::Result<()> {
         let PartWriter {
             lists,
@@ -561,63 +623,30 @@ impl SegmentWriter {
         self.write_pending()?;
         let base = self.written;
         let mut lists = lists.into_inner().map_err(|e| e.into_error())?;
-        lists.seek(SeekFrom::Start(0))?;
-        let mut buffer = vec![0u8; 1 << 20];
-        let mut left = lists_len;
-        while left > 0 {
-            let n = buffer
-                .len()
-                .min(usize::try_from(left).unwrap_or(usize::MAX));
-            lists.read_exact(&mut buffer[..n])?;
-            self.list(&buffer[..n])?;
-            left -= n as u64;
-        }
-        // A word's list starts where the one before ends.
-        let folder = self.folder.clone();
-        let (offsets, mut start) = (&mut self.offsets, base);
-        let mut shifted = Vec::new();
-        ends.drain(&mut |bytes| {
-            shifted.clear();
-            for end in bytes.chunks_exact(8) {
-                shifted.extend_from_slice(&start.to_le_bytes());
-                let mut value = [0u8; 8];
-                value.copy_from_slice(end);
-                start = base + u64::from_le_bytes(value);
-            }
-            offsets.push(&shifted, &folder)
+        let tables = &mut self.tables;
+        std::thread::scope(|scope| {
+            let tables = scope.spawn(move || tables.append(words, counts, ends, base));
+            let copied = (|| {
+                lists.seek(SeekFrom::Start(0))?;
+                let mut buffer = vec![0u8; 1 << 20];
+                let mut left = lists_len;
+                while left > 0 {
+                    let n = buffer
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    lists.read_exact(&mut buffer[..n])?;
+                    self.w.write(&buffer[..n])?;
+                    self.chunks.update(&buffer[..n]);
+                    self.written += n as u64;
+                    left -= n as u64;
+                }
+                Ok(())
+            })();
+            let tabled = tables
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("adding a part's tables panicked")));
+            copied.and(tabled)
         })?;
-        let counts_side = &mut self.counts;
-        counts.drain(&mut |bytes| counts_side.push(bytes, &folder))?;
-        // Words are front-coded again: blocks start every 16 words of the
-        // whole vocabulary. Entries may straddle the pieces `drain` gives.
-        let mut carry: Vec<u8> = Vec::new();
-        words.drain(&mut |bytes| {
-            carry.extend_from_slice(bytes);
-            let mut at = 0;
-            loop {
-                let mut pos = at;
-                let Some(len) = read_varint(&carry, &mut pos) else {
-                    break;
-                };
-                let end = usize::try_from(len)
-                    .ok()
-                    .and_then(|len| pos.checked_add(len))
-                    .ok_or_else(|| io::Error::other("a part's word table is damaged"))?;
-                let Some(word) = carry.get(pos..end) else {
-                    break;
-                };
-                self.coder.push(word);
-                at = end;
-            }
-            carry.drain(..at);
-            if self.coder.pending_bytes() > 1 << 20 {
-                self.drain_words()?;
-            }
-            Ok(())
-        })?;
-        if !carry.is_empty() {
-            return Err(io::Error::other("a part's word table ends inside a word"));
-        }
         self.list_start = self.written;
         Ok(())
     }
