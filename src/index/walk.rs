@@ -251,11 +251,26 @@ fn keep(entry: &walkdir::DirEntry, root: &Path, excludes: &Excludes) -> bool {
     !excludes.is_excluded(&relative, &name)
 }
 
-/// Files the walk met, with what it skipped and why.
-fn visit(entry: walkdir::Result<walkdir::DirEntry>, root: &Path, out: &mut Walk) {
+/// Files the walk met, with what it skipped and why. A folder that could
+/// not be opened for want of descriptors goes to `retry`: the folder is
+/// fine, the walk is not (walking threads share the process's limit).
+fn visit(
+    entry: walkdir::Result<walkdir::DirEntry>,
+    root: &Path,
+    out: &mut Walk,
+    retry: &mut Vec<PathBuf>,
+) {
     let entry = match entry {
         Ok(entry) => entry,
         Err(error) => {
+            let exhausted = error
+                .io_error()
+                .and_then(std::io::Error::raw_os_error)
+                .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE);
+            if let (true, Some(path)) = (exhausted, error.path()) {
+                retry.push(path.to_path_buf());
+                return;
+            }
             let path = error
                 .path()
                 .and_then(|p| p.strip_prefix(root).ok())
@@ -334,23 +349,26 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
         match entry {
             Ok(e) if e.depth() == 0 => {}
             Ok(e) if e.file_type().is_dir() => folders.push(e.into_path()),
-            other => visit(other, root, &mut out),
+            other => visit(other, root, &mut out, &mut Vec::new()),
         }
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let walk_folder = |folder: &Path, part: &mut Walk, retry: &mut Vec<PathBuf>| {
+        let walker = WalkDir::new(folder).follow_links(false).into_iter();
+        for entry in walker.filter_entry(|e| keep(e, root, excludes)) {
+            visit(entry, root, part, retry);
+        }
+    };
     let walk_folders = || {
-        let mut part = Walk::default();
+        let (mut part, mut retry) = (Walk::default(), Vec::new());
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(folder) = folders.get(i) else { break };
-            let walker = WalkDir::new(folder).follow_links(false).into_iter();
-            for entry in walker.filter_entry(|e| keep(e, root, excludes)) {
-                visit(entry, root, &mut part);
-            }
+            walk_folder(folder, &mut part, &mut retry);
         }
-        part
+        (part, retry)
     };
-    let parts: Vec<Walk> = std::thread::scope(|scope| {
+    let parts: Vec<(Walk, Vec<PathBuf>)> = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..WALK_THREADS.min(folders.len().max(1)))
             .map(|_| scope.spawn(walk_folders))
             .collect();
@@ -362,7 +380,25 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
         }
         parts
     });
-    for part in parts {
+    // Folders the threads could not open for want of descriptors, walked
+    // again by this thread alone; past that, the limit is too low for the
+    // folder's depth, and says so.
+    let mut again = Vec::new();
+    for (mut part, retry) in parts {
+        for folder in retry {
+            let mut still = Vec::new();
+            walk_folder(&folder, &mut part, &mut still);
+            again.extend(still);
+        }
+        for folder in again.drain(..) {
+            part.unreadable.push(Problem {
+                path: folder
+                    .strip_prefix(root)
+                    .map(display_path)
+                    .unwrap_or_default(),
+                message: "too many open files for a folder this deep (raise `ulimit -n`)".into(),
+            });
+        }
         out.files.extend(part.files);
         out.not_regular.extend(part.not_regular);
         out.unreadable.extend(part.unreadable);
