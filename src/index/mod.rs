@@ -29,7 +29,7 @@ pub mod walk;
 
 pub use build::{build, BuildOptions, BuildReport, Progress};
 pub use postings::Location;
-pub use view::{Hit, Layer, View};
+pub use view::{FileStamp, Hit, Layer, View};
 pub use vocabulary::Vocabulary;
 
 use std::ops::Range;

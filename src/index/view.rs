@@ -203,6 +203,16 @@ impl Hit {
     }
 }
 
+/// What a file was when it was indexed, to tell whether the tree still
+/// holds that version when its lines are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, in nanoseconds since 1970.
+    pub mtime_ns: i64,
+}
+
 /// Layers answering as one index (see the module docs).
 #[derive(Debug)]
 pub struct View {
@@ -210,6 +220,8 @@ pub struct View {
     files: Vec<String>,
     /// Per file of the view: (layer, file number in that layer).
     origins: Vec<(u32, u32)>,
+    /// Per file of the view, when known (see [`View::with_stamps`]).
+    stamps: Vec<FileStamp>,
 }
 
 impl View {
@@ -248,7 +260,25 @@ impl View {
             layers,
             files,
             origins,
+            stamps: Vec::new(),
         }
+    }
+
+    /// The view with each file's stamp when indexed: `stamp(layer, file)`
+    /// gives it for a file by its number in its layer.
+    pub fn with_stamps(mut self, stamp: impl Fn(usize, usize) -> Option<FileStamp>) -> View {
+        let stamps: Option<Vec<FileStamp>> = self
+            .origins
+            .iter()
+            .map(|&(l, f)| stamp(l as usize, f as usize))
+            .collect();
+        self.stamps = stamps.unwrap_or_default();
+        self
+    }
+
+    /// What file `file` was when indexed, if the view knows.
+    pub fn stamp(&self, file: u32) -> Option<FileStamp> {
+        self.stamps.get(file as usize).copied()
     }
 
     /// Where the view's file `file` comes from: (layer, its number there).

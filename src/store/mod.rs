@@ -44,7 +44,7 @@ use crate::index::build::{build_listed, BuildError, Built};
 use crate::index::bytes::Owner;
 use crate::index::stream::{merge_into, RunSource};
 use crate::index::walk::walk;
-use crate::index::{BuildOptions, BuildReport, Layer, Progress, View};
+use crate::index::{BuildOptions, BuildReport, FileStamp, Layer, Progress, View};
 use format::folder_of;
 use segment::{Destination, SegmentWriter, Written};
 use spill::SpillFolder;
@@ -340,24 +340,42 @@ impl Stored {
 
     /// The index as one view.
     pub fn into_view(self) -> View {
-        let Stored { base, delta } = self;
+        let Stored {
+            mut base,
+            mut delta,
+        } = self;
         let mut layers = Vec::with_capacity(2);
+        let mut records = vec![std::mem::take(&mut base.records)];
+        if let Some(delta) = &mut delta {
+            records.push(std::mem::take(&mut delta.records));
+        }
         match delta {
             Some(delta) => {
-                let dropped = marks(base.records.len(), &delta.dropped);
+                let dropped = marks(records[0].len(), &delta.dropped);
                 layers.push(
                     Layer::new(base.index, &dropped, delta.adjusted)
-                        .with_raw_paths(raw_paths(&base.records)),
+                        .with_raw_paths(raw_paths(&records[0])),
                 );
                 layers.push(
-                    Layer::new(delta.index, &[], Vec::new())
-                        .with_raw_paths(raw_paths(&delta.records)),
+                    Layer::new(delta.index, &[], Vec::new()).with_raw_paths(raw_paths(&records[1])),
                 );
             }
             None => layers.push(Layer::new(base.index, &[], Vec::new())),
         }
-        View::new(layers)
+        let records: Vec<&[FileRecord]> = records.iter().map(Vec::as_slice).collect();
+        stamped(View::new(layers), &records)
     }
+}
+
+/// `view` with its files' stamps, from `records` per layer.
+pub(crate) fn stamped(view: View, records: &[&[FileRecord]]) -> View {
+    view.with_stamps(|layer, file| {
+        let record = records.get(layer)?.get(file)?;
+        Some(FileStamp {
+            size: record.size,
+            mtime_ns: record.mtime_ns,
+        })
+    })
 }
 
 /// The files' raw relative paths, which order files whose displayed
@@ -531,7 +549,7 @@ pub fn build(
     let excludes = options.excludes.globs();
     let sources = match built {
         Built::Index(index) => {
-            let view = View::single(*index);
+            let view = stamped(View::single(*index), &[&records]);
             let saved = match output {
                 Output::Saved(path) => Some(save(path, canonical, &excludes, &view, &records)?),
                 Output::Temporary(_) => None,

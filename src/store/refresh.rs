@@ -20,7 +20,7 @@ use super::segment::{self, Destination, FileRecord, Kind, Meta, Segment};
 use super::spill::SpillFolder;
 use super::{
     base_meta, delta_path, folder_of, marks, now_secs, open_written, raw_paths, records_of,
-    relative_bytes, save, view_records, write_error, write_streamed, FormatError, Saved,
+    relative_bytes, save, stamped, view_records, write_error, write_streamed, FormatError, Saved,
     StoreError, Stored,
 };
 use crate::index::build::{build_listed, BuildError, Built};
@@ -281,12 +281,16 @@ fn compact(
     layers.push(Layer::new(fresh.index, &[], Vec::new()).with_raw_paths(raw_paths(&fresh.records)));
     records.push(fresh.records);
     let view = View::new(layers);
-    let records = view_records(&view, &records);
+    let layered = records;
+    let records = view_records(&view, &layered);
     let saved = save(path, root, &options.excludes.globs(), &view, &records)?;
     // Answer from the file just written: one layer, in place.
     let view = match Stored::open(path)? {
         Some(stored) => stored.into_view(),
-        None => view,
+        None => {
+            let layered: Vec<&[FileRecord]> = layered.iter().map(Vec::as_slice).collect();
+            stamped(view, &layered)
+        }
     };
     Ok((view, saved))
 }
@@ -382,7 +386,9 @@ fn write_delta(
     };
     let mut layers = vec![base_layer];
     layers.extend(delta_view.into_layers());
-    Ok((View::new(layers), saved, scan))
+    let mut all_records = vec![base.records.as_slice()];
+    all_records.extend(upper_records.iter().map(Vec::as_slice));
+    Ok((stamped(View::new(layers), &all_records), saved, scan))
 }
 
 /// Counts left per word once `hidden` (word, occurrences in newly hidden
