@@ -160,7 +160,8 @@ fn a_folder_swapped_for_a_link_after_the_walk_is_not_followed() {
     fs::remove_file(&marker).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Nothing matched "secretword": exit 1.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         parse_json_lines(&out.stdout).is_empty(),
         "read through the link: {}",
@@ -270,12 +271,16 @@ fn control_characters_in_names_are_escaped_for_people_not_for_json() {
     write(dir.path(), name, b"river\n");
     write(dir.path(), "bin\tary", b"\0binary");
     let human = indexer()
+        .current_dir(dir.path())
         .arg(dir.path())
         .args(["--query", "river", "--verbose"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&human.stdout);
-    assert!(stdout.contains("  a\\nb\\x1b[31mc.txt:1:1\n"), "{stdout:?}");
+    assert!(
+        stdout.contains("a\\nb\\x1b[31mc.txt:1:1:river\n"),
+        "{stdout:?}"
+    );
     assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
     let stderr = stderr_of(&human);
     assert!(stderr.contains("binary: bin\\tary"), "{stderr:?}");

@@ -34,6 +34,8 @@ impl Session {
     fn run(&self, input: &str) -> Output {
         Command::cargo_bin("indexer")
             .unwrap()
+            // Paths are shown from the current folder: the tree itself.
+            .current_dir(corpus())
             .arg(corpus())
             .env("XDG_STATE_HOME", self.state.path().join("state"))
             .env("HOME", self.state.path())
@@ -94,8 +96,14 @@ fn query_then_all_then_help_from_stdin_until_eof() {
     );
     let lines: Vec<&str> = stdout.lines().collect();
     // The first answer is bounded, the `:all` answer complete, in that order.
-    let bounded = reference::expected_human(&index, "w", false);
-    let full = reference::expected_human(&index, "w", true);
+    let tree = corpus();
+    let how = reference::Human {
+        heading: true,
+        numbered: true,
+        tree: Some(&tree),
+    };
+    let bounded = reference::expected_human(&index, "w", false, how);
+    let full = reference::expected_human(&index, "w", true, how);
     assert!(bounded.len() < full.len(), "\"w\" should need :all");
     let at = find_lines(&lines, &bounded, 0).unwrap_or_else(|| {
         panic!(
@@ -112,11 +120,17 @@ fn query_then_all_then_help_from_stdin_until_eof() {
         lines[all_at - 1]
     );
     // Every location the reference knows is listed after :all.
+    let unnumbered = reference::Human {
+        numbered: false,
+        ..how
+    };
     for (_, locations) in reference::query(&index, "w").unwrap() {
         for l in &locations {
-            let line = reference::location_line(l);
+            let line = reference::location_line(l, unnumbered, None);
             assert!(
-                lines[all_at..].contains(&line.as_str()),
+                lines[all_at..]
+                    .iter()
+                    .any(|got| got.ends_with(&format!("  {line}"))),
                 "{line:?} missing after :all"
             );
         }
@@ -136,7 +150,7 @@ fn quit_ends_the_session_before_the_next_line() {
     let stdout = stdout_of(&out);
     assert!(out.status.success(), "{:?}", out.status);
     assert!(
-        stdout.contains("  essays/rivers/danube.txt:1:5"),
+        stdout.contains("essays/rivers/danube.txt\n   1  1:5:The Danube\n"),
         "{stdout}"
     );
     assert!(
@@ -150,10 +164,7 @@ fn a_bad_query_at_the_prompt_does_not_end_the_session() {
     let out = Session::new().run("/(unclosed/\ndanube\nzzqqxx\n");
     let stdout = stdout_of(&out);
     assert!(out.status.success(), "{:?}", out.status);
-    assert!(
-        stdout.contains("  essays/rivers/danube.txt:3:5"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("  3:5:The Danube rises"), "{stdout}");
     assert!(stdout.contains("no words match \"zzqqxx\""), "{stdout}");
 }
 
@@ -259,7 +270,8 @@ fn pty_session(leave: &str) {
     let mut keys = child.stdin.take().unwrap();
     out.settle();
     keys.write_all(b"danube\r").unwrap();
-    out.wait_for("essays/rivers/danube.txt:3:5");
+    // The line itself, with the word highlighted on a terminal.
+    out.wait_for("Danube\x1b[0m rises in the Black Forest");
     out.settle();
     keys.write_all(b":help\r").unwrap();
     out.wait_for(":quit");

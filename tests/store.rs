@@ -2351,10 +2351,13 @@ fn the_human_view_of_a_refreshed_index_reads_past_hidden_files() {
     refresh(&tree, &file, &[]);
     assert!(delta_of(&file).exists(), "the refresh wrote no delta");
     let index = reference::build_index(&tree, &[]);
+    // An opened index alone shows locations without text, paths from the
+    // current folder (the tree here).
     let out = indexer()
+        .current_dir(&tree)
         .arg("--index")
         .arg(&file)
-        .args(["--query", "common"])
+        .args(["--query", "common", "--heading"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -2362,5 +2365,10 @@ fn the_human_view_of_a_refreshed_index_reads_past_hidden_files() {
         .lines()
         .map(str::to_string)
         .collect();
-    assert_eq!(got, reference::expected_human(&index, "common", false));
+    let how = reference::Human {
+        heading: true,
+        numbered: false,
+        tree: None,
+    };
+    assert_eq!(got, reference::expected_human(&index, "common", false, how));
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use super::style::ColorWhen;
+
 /// Index every word of a tree of text files with forked worker processes,
 /// then search it by fragment.
 ///
@@ -83,6 +85,48 @@ pub struct Args {
     /// Show every matching word and location in the human view.
     #[arg(long)]
     pub all: bool,
+
+    /// Group locations under a heading per file [default: when stdout is a
+    /// terminal].
+    #[arg(long, overrides_with = "no_heading")]
+    pub heading: bool,
+
+    /// One `path:line:column:text` line per location, for editors and
+    /// scripts [default: when stdout is not a terminal].
+    #[arg(long, overrides_with = "heading")]
+    pub no_heading: bool,
+
+    /// When to colour answers (NO_COLOR is honoured under auto).
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+
+    /// Change a colour, as rg does: TYPE:ATTRIBUTE:VALUE with TYPE one of
+    /// path, line, column, match; ATTRIBUTE fg, bg or style (bold,
+    /// underline, intense, and no... to undo); or TYPE:none (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    pub colors: Vec<String>,
+
+    /// Show absolute paths (by default they are shown from the current
+    /// folder when the tree is below or beside it).
+    #[arg(long)]
+    pub absolute: bool,
+
+    /// With --json: each location gains a "text" key, its line read from
+    /// the tree now (null when the tree is not there).
+    #[arg(long, requires = "json")]
+    pub text: bool,
+
+    /// Print each matching word and its count only, most frequent first.
+    #[arg(short = 'c', long, conflicts_with_all = ["files_with_matches", "all"])]
+    pub count: bool,
+
+    /// Print only the paths of files holding a match, one per line.
+    #[arg(short = 'l', long, conflicts_with_all = ["json", "all"])]
+    pub files_with_matches: bool,
+
+    /// Do not print the note about an opened index.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 fn parse_memory(text: &str) -> Result<u64, String> {

@@ -2,8 +2,10 @@
 //! and the prompt. Everything user-facing lives here; the library does the work.
 
 mod args;
+mod lines;
 mod output;
 mod prompt;
+mod style;
 
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -31,6 +33,8 @@ const EXIT_FAILURE: i32 = 1;
 const EXIT_INCOMPLETE: i32 = 2;
 /// How many failed files the summary names.
 const FAILED_SHOWN: usize = 3;
+/// Exit code of `--query` when no query matched anything (as grep and rg).
+const EXIT_NO_MATCH: i32 = 1;
 
 fn fail(code: i32, message: impl std::fmt::Display) -> i32 {
     eprintln!("indexer: {message}");
@@ -64,11 +68,23 @@ pub fn run() -> i32 {
     // Refuse a bad query before spending time on the build.
     let mut queries = Vec::with_capacity(args.queries.len());
     for text in &args.queries {
+        // Trimmed as at the prompt.
+        let text = text.trim();
+        if text.is_empty() {
+            return fail(
+                EXIT_BAD_INPUT,
+                "an empty --query matches nothing: give a word fragment",
+            );
+        }
         match Query::parse(text) {
-            Ok(q) => queries.push((text.as_str(), q)),
+            Ok(q) => queries.push((text, q)),
             Err(e) => return fail(EXIT_BAD_INPUT, e),
         }
     }
+    let colors = match style::Colors::choose(args.color, &args.colors) {
+        Ok(colors) => colors,
+        Err(e) => return fail(EXIT_BAD_INPUT, e),
+    };
     let excludes = match Excludes::new(&args.exclude) {
         Ok(ex) => ex,
         Err(e) => return fail(EXIT_BAD_INPUT, e),
@@ -106,6 +122,7 @@ pub fn run() -> i32 {
         view,
         note,
         incomplete,
+        root,
     } = match obtain_view(&args, &options) {
         Ok(opened) => opened,
         Err(code) => return code,
@@ -117,10 +134,13 @@ pub fn run() -> i32 {
         code => code,
     };
 
+    let note = note.filter(|_| !args.quiet);
+    let interactive = queries.is_empty();
+    let layout = layout(&args, &root, colors, interactive);
     if !queries.is_empty() {
-        let code = answer_queries(&view, &queries, &args);
+        let code = answer_queries(&view, &queries, &args, &layout);
         // After the answers: a damaged file then fails with one line only.
-        if let (0, Some(note)) = (code, note) {
+        if let (0 | EXIT_NO_MATCH, Some(note)) = (code, note) {
             eprintln!("{note}");
         }
         // Freeing hundreds of thousands of small allocations one by one
@@ -134,7 +154,47 @@ pub fn run() -> i32 {
     if args.noprompt {
         return finish(0);
     }
-    finish(prompt::run(&view, &args))
+    finish(prompt::run(&view, &args, layout))
+}
+
+/// How answers look, from the arguments and where stdout goes. `root` is
+/// the indexed tree's folder; lines are read from it when DIRECTORY was
+/// given (an opened index alone shows locations without text).
+fn layout(
+    args: &Args,
+    root: &std::path::Path,
+    colors: style::Colors,
+    interactive: bool,
+) -> output::Layout {
+    let terminal = io::stdout().is_terminal();
+    let heading = match (args.heading, args.no_heading) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => terminal || interactive,
+    };
+    output::Layout {
+        heading,
+        numbered: interactive,
+        width: terminal.then(terminal_width).flatten(),
+        colors,
+        shown_root: Some(style::shown_root(root, args.absolute)),
+        tree: args.directory.clone(),
+    }
+}
+
+/// Columns of the terminal on stdout, or $COLUMNS.
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct given.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    if got == 0 && size.ws_col > 0 {
+        return Some(usize::from(size.ws_col));
+    }
+    std::env::var("COLUMNS")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&c| c > 0)
 }
 
 /// The index to answer from, a note to show once answers are known good,
@@ -143,6 +203,8 @@ struct Obtained {
     view: View,
     note: Option<String>,
     incomplete: bool,
+    /// The indexed tree's folder.
+    root: std::path::PathBuf,
 }
 
 /// The index to answer from: built, built and saved, refreshed, or opened,
@@ -179,6 +241,7 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
                     view,
                     note: Some(note),
                     incomplete: false,
+                    root: root.into(),
                 })
             }
             Ok(None) => Err(fail(
@@ -221,7 +284,12 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
                         options.excludes = saved;
                     }
                 }
-                return refresh_with_progress(args, &options, file, stored, &root);
+                return refresh_with_progress(args, &options, file, stored, &root).map(
+                    |obtained| Obtained {
+                        root: root.clone(),
+                        ..obtained
+                    },
+                );
             }
             Ok(None) => {}
             Err(e) => return Err(fail(EXIT_BAD_INPUT, e)),
@@ -256,6 +324,7 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
         view: built.view,
         note: None,
         incomplete: !built.report.failed.is_empty(),
+        root,
     })
 }
 
@@ -323,6 +392,7 @@ fn refresh_with_progress(
         view,
         note: None,
         incomplete: !refreshed.build.failed.is_empty(),
+        root: root.to_path_buf(),
     })
 }
 
@@ -477,11 +547,17 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
     }
 }
 
-fn answer_queries(view: &View, queries: &[(&str, Query)], args: &Args) -> i32 {
+fn answer_queries(
+    view: &View,
+    queries: &[(&str, Query)],
+    args: &Args,
+    layout: &output::Layout,
+) -> i32 {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let mut json = output::JsonSink::new(view);
-    let headed = queries.len() > 1 && !args.json;
+    let mut json = output::JsonSink::new(view, args.text.then_some(layout.tree.as_deref()));
+    let headed = queries.len() > 1 && !args.json && layout.heading;
+    let mut matched = false;
     for (n, (text, query)) in queries.iter().enumerate() {
         if headed {
             let separator = if n == 0 { "" } else { "\n" };
@@ -492,24 +568,6 @@ fn answer_queries(view: &View, queries: &[(&str, Query)], args: &Args) -> i32 {
         let started = Instant::now();
         let words = view.hits(|vocabulary| matching_words(vocabulary, query));
         let elapsed = started.elapsed();
-        // Whatever is printed is read, and so verified, before printing
-        // starts: a damaged index is reported, not half an answer. The
-        // bounded human view reads only the locations it shows.
-        let written = if args.json || args.all {
-            if !view.verify(&words) {
-                return fail(EXIT_BAD_INPUT, damaged_message(args));
-            }
-            match args.json {
-                true => json.write(&mut out, view, text, &words),
-                false => output::write_human(&mut out, view, text, &words, true),
-            }
-        } else {
-            let answer = output::HumanAnswer::prepare(view, text, &words, false);
-            if view.is_damaged() {
-                return fail(EXIT_BAD_INPUT, damaged_message(args));
-            }
-            answer.write(&mut out, view)
-        };
         if args.stats {
             eprintln!(
                 "query {text:?}: {} words in {:.3} ms",
@@ -517,12 +575,40 @@ fn answer_queries(view: &View, queries: &[(&str, Query)], args: &Args) -> i32 {
                 elapsed.as_secs_f64() * 1e3
             );
         }
+        if words.is_empty() {
+            // Said on stderr, as grep leaves stdout to matches.
+            let _ = out.flush();
+            eprintln!("no words match {text:?}");
+            continue;
+        }
+        matched = true;
+        // Whatever is printed is read, and so verified, before printing
+        // starts: a damaged index is reported, not half an answer. The
+        // bounded human view reads only the locations it shows.
+        let full = args.json || args.all || args.files_with_matches;
+        if full && !args.count && !view.verify(&words) {
+            return fail(EXIT_BAD_INPUT, damaged_message(args));
+        }
+        let written = if args.count {
+            output::write_counts(&mut out, view, &words, args.json.then_some(*text))
+        } else if args.files_with_matches {
+            output::write_files(&mut out, view, layout, &words)
+        } else if args.json {
+            json.write(&mut out, view, text, &words)
+        } else {
+            let answer = output::HumanAnswer::prepare(view, layout, text, &words, args.all);
+            if view.is_damaged() {
+                return fail(EXIT_BAD_INPUT, damaged_message(args));
+            }
+            answer.write(&mut out, view, layout, &mut output::Shown::default())
+        };
         if let Err(e) = written {
             return output_error(e);
         }
     }
     match out.flush() {
-        Ok(()) => 0,
+        Ok(()) if matched => 0,
+        Ok(()) => EXIT_NO_MATCH,
         Err(e) => output_error(e),
     }
 }

@@ -6,7 +6,12 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use indexer::index::{Hit, View};
+use std::path::PathBuf;
+
+use indexer::index::{Hit, Location, View};
+
+use super::lines::{word_extent, FileState, Line, Lines};
+use super::style::{Colors, Part};
 
 /// How many words and locations per word the human view shows by default.
 pub const WORDS_SHOWN: usize = 20;
@@ -17,13 +22,17 @@ pub const LOCATIONS_SHOWN: usize = 10;
 /// ascending byte order, locations in (path, line, column) order.
 pub struct JsonSink {
     escaped_paths: Vec<Option<Box<str>>>,
+    /// With `--text`: where lines are read from (`Some(None)`: the tree is
+    /// not there, and every text is null).
+    text: Option<Option<PathBuf>>,
 }
 
 impl JsonSink {
-    /// A sink for answers over `index`.
-    pub fn new(view: &View) -> Self {
+    /// A sink for answers over `view`; `text` as [`JsonSink::text`].
+    pub fn new(view: &View, text: Option<Option<&std::path::Path>>) -> Self {
         JsonSink {
             escaped_paths: vec![None; view.files().len()],
+            text: text.map(|tree| tree.map(PathBuf::from)),
         }
     }
 
@@ -52,14 +61,44 @@ impl JsonSink {
                 json_string(&view.word(hit)),
                 view.count(hit)
             )?;
-            for (n, location) in view.locations(hit).enumerate() {
-                let path = self.escaped_path(view, location.file);
-                let comma = if n == 0 { "" } else { "," };
-                write!(
-                    out,
-                    "{comma}{{\"path\":{path},\"line\":{},\"column\":{}}}",
-                    location.line, location.column
-                )?;
+            let Some(tree) = &self.text else {
+                for (n, location) in view.locations(hit).enumerate() {
+                    let path = self.escaped_path(view, location.file);
+                    let comma = if n == 0 { "" } else { "," };
+                    write!(
+                        out,
+                        "{comma}{{\"path\":{path},\"line\":{},\"column\":{}}}",
+                        location.line, location.column
+                    )?;
+                }
+                out.write_all(b"]}\n")?;
+                continue;
+            };
+            let tree = tree.clone();
+            let mut locations = view.locations(hit);
+            let mut page = Vec::new();
+            let mut n = 0;
+            loop {
+                page.clear();
+                page.extend(locations.by_ref().take(PAGE));
+                if page.is_empty() {
+                    break;
+                }
+                let lines = Lines::read(view, tree.as_deref(), &page);
+                for location in &page {
+                    let path = self.escaped_path(view, location.file);
+                    let comma = if n == 0 { "" } else { "," };
+                    n += 1;
+                    let text = match lines.line(location) {
+                        Some(line) => json_string(&String::from_utf8_lossy(&line.text)),
+                        None => "null".to_string(),
+                    };
+                    write!(
+                        out,
+                        "{comma}{{\"path\":{path},\"line\":{},\"column\":{},\"text\":{text}}}",
+                        location.line, location.column
+                    )?;
+                }
             }
             out.write_all(b"]}\n")?;
         }
@@ -69,6 +108,53 @@ impl JsonSink {
 
 fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+/// How the human view lays out locations (see README, "What a location
+/// shows").
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Locations grouped under a heading per file; else one
+    /// `path:line:column:text` line each, for editors and scripts.
+    pub heading: bool,
+    /// Locations numbered for `:open N` (the prompt).
+    pub numbered: bool,
+    /// Terminal columns: longer lines are cut around the match.
+    pub width: Option<usize>,
+    pub colors: Colors,
+    /// Shown before each relative path (the tree as reachable from here).
+    pub shown_root: Option<PathBuf>,
+    /// Where lines are read from; `None` shows locations without text.
+    pub tree: Option<PathBuf>,
+}
+
+impl Layout {
+    /// The path of `file` as shown.
+    pub fn path(&self, view: &View, file: u32) -> String {
+        let relative = view.path(file);
+        let shown = match &self.shown_root {
+            Some(root) if !root.as_os_str().is_empty() => {
+                root.join(relative).to_string_lossy().into_owned()
+            }
+            _ => relative.to_string(),
+        };
+        escape_controls(&shown).into_owned()
+    }
+}
+
+/// Locations as they are printed, numbered in order for `:open N`.
+#[derive(Debug, Default)]
+pub struct Shown {
+    pub locations: Vec<Location>,
+    /// The file whose heading was printed last.
+    last_file: Option<u32>,
+}
+
+impl Shown {
+    /// The next location starts under a new heading.
+    pub fn forget_heading(&mut self) {
+        self.last_file = None;
+    }
 }
 
 /// The human view of an answer: words most frequent first, each with its
@@ -82,39 +168,54 @@ pub struct HumanAnswer<'a> {
     shown: usize,
     all: bool,
     /// The locations shown, per word shown (unless `all`: streamed then).
-    locations: Vec<Vec<indexer::index::Location>>,
+    locations: Vec<Vec<Location>>,
+    lines: Lines,
 }
 
 impl<'a> HumanAnswer<'a> {
-    /// Ranks `words` and reads the locations to show. With `all`, every
-    /// location is printed as it is read: the caller verifies first.
-    pub fn prepare(view: &View, query: &'a str, words: &'a [Hit], all: bool) -> Self {
-        let mut ranked: Vec<(u64, &Hit)> = words.iter().map(|h| (view.count(h), h)).collect();
-        // `words` is in byte order and the sort is stable: ties stay alphabetical.
-        ranked.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
+    /// Ranks `words` and reads the locations to show, and their lines.
+    /// With `all`, every location is printed as it is read: the caller
+    /// verifies first.
+    pub fn prepare(
+        view: &View,
+        layout: &Layout,
+        query: &'a str,
+        words: &'a [Hit],
+        all: bool,
+    ) -> Self {
+        let ranked = rank(view, words);
         let shown = if all {
             ranked.len()
         } else {
             ranked.len().min(WORDS_SHOWN)
         };
-        let locations = match all {
+        let locations: Vec<Vec<Location>> = match all {
             true => Vec::new(),
             false => ranked[..shown]
                 .iter()
                 .map(|&(_, hit)| view.first_locations(hit, LOCATIONS_SHOWN))
                 .collect(),
         };
+        let flat: Vec<Location> = locations.iter().flatten().copied().collect();
+        let lines = Lines::read(view, layout.tree.as_deref(), &flat);
         HumanAnswer {
             query,
             ranked,
             shown,
             all,
             locations,
+            lines,
         }
     }
 
-    /// Prints the answer.
-    pub fn write(&self, out: &mut impl Write, view: &View) -> io::Result<()> {
+    /// Prints the answer; numbered locations are added to `shown`.
+    pub fn write(
+        &self,
+        out: &mut impl Write,
+        view: &View,
+        layout: &Layout,
+        shown: &mut Shown,
+    ) -> io::Result<()> {
         if self.ranked.is_empty() {
             return writeln!(out, "no words match {:?}", self.query);
         }
@@ -123,35 +224,37 @@ impl<'a> HumanAnswer<'a> {
         } else {
             LOCATIONS_SHOWN
         };
-        let print = |out: &mut dyn Write, location: indexer::index::Location| {
-            writeln!(
-                out,
-                "  {}:{}:{}",
-                escape_controls(view.path(location.file)),
-                location.line,
-                location.column
-            )
-        };
         for (k, &(count, hit)) in self.ranked[..self.shown].iter().enumerate() {
-            writeln!(out, "{} ({count})", view.word(hit))?;
+            if layout.heading {
+                writeln!(out, "{} ({count})", escape_controls(&view.word(hit)))?;
+                shown.last_file = None;
+            }
             match self.locations.get(k) {
                 Some(locations) => {
-                    for &location in locations {
-                        print(out, location)?;
-                    }
+                    write_locations(out, view, layout, locations, &self.lines, shown)?
                 }
                 None => {
-                    for location in view.locations(hit) {
-                        print(out, location)?;
+                    // Every location (`all`): read a page at a time.
+                    let mut page = Vec::with_capacity(PAGE);
+                    let mut locations = view.locations(hit);
+                    loop {
+                        page.clear();
+                        page.extend(locations.by_ref().take(PAGE));
+                        if page.is_empty() {
+                            break;
+                        }
+                        let lines = Lines::read(view, layout.tree.as_deref(), &page);
+                        write_locations(out, view, layout, &page, &lines, shown)?;
                     }
                 }
             }
             let hidden = (count as usize).saturating_sub(limit);
-            if hidden > 0 {
-                writeln!(out, "  ... and {hidden} more locations")?;
+            if hidden > 0 && layout.heading {
+                let how = if layout.numbered { ":more" } else { "--all" };
+                writeln!(out, "  ... and {hidden} more locations ({how} shows them)")?;
             }
         }
-        if self.shown < self.ranked.len() {
+        if self.shown < self.ranked.len() && layout.heading {
             writeln!(
                 out,
                 "... and {} more words (--all or :all shows every one)",
@@ -162,15 +265,231 @@ impl<'a> HumanAnswer<'a> {
     }
 }
 
-/// Writes the human view of `words` (see [`HumanAnswer`]).
-pub fn write_human(
+/// `-c`: each word and its count, most frequent first (as JSON objects
+/// without locations when `json` gives the query).
+pub fn write_counts(
     out: &mut impl Write,
     view: &View,
-    query: &str,
     words: &[Hit],
-    all: bool,
+    json: Option<&str>,
 ) -> io::Result<()> {
-    HumanAnswer::prepare(view, query, words, all).write(out, view)
+    for (count, hit) in rank(view, words) {
+        let word = view.word(hit);
+        match json {
+            Some(query) => writeln!(
+                out,
+                "{{\"query\":{},\"word\":{},\"count\":{count}}}",
+                json_string(query),
+                json_string(&word)
+            )?,
+            None => writeln!(out, "{}:{count}", escape_controls(&word))?,
+        }
+    }
+    Ok(())
+}
+
+/// `-l`: the files holding any of `words`, in path order, once each.
+pub fn write_files(
+    out: &mut impl Write,
+    view: &View,
+    layout: &Layout,
+    words: &[Hit],
+) -> io::Result<()> {
+    let mut holds = vec![false; view.files().len()];
+    for hit in words {
+        for location in view.locations(hit) {
+            if let Some(h) = holds.get_mut(location.file as usize) {
+                *h = true;
+            }
+        }
+    }
+    for (file, _) in holds.iter().enumerate().filter(|(_, &h)| h) {
+        let path = layout.path(view, file as u32);
+        writeln!(out, "{}", layout.colors.paint(Part::Path, &path))?;
+    }
+    Ok(())
+}
+
+/// Locations read per page when an answer is printed in full.
+const PAGE: usize = 4096;
+
+/// `words` with their counts, most frequent first (ties in byte order).
+fn rank<'a>(view: &View, words: &'a [Hit]) -> Vec<(u64, &'a Hit)> {
+    let mut ranked: Vec<(u64, &Hit)> = words.iter().map(|h| (view.count(h), h)).collect();
+    // `words` is in byte order and the sort is stable: ties stay alphabetical.
+    ranked.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
+    ranked
+}
+
+/// The locations after the first page of an answer, in the order `:more`
+/// shows them (each shown word's hidden locations, then the words not
+/// shown): `n` of them from the `from`th on, grouped by word.
+pub fn rest_of_answer<'a>(
+    view: &View,
+    words: &'a [Hit],
+    from: usize,
+    n: usize,
+) -> Vec<(&'a Hit, Vec<Location>)> {
+    let mut out: Vec<(&Hit, Vec<Location>)> = Vec::new();
+    let (mut skipped, mut taken) = (0usize, 0usize);
+    for (k, &(count, hit)) in rank(view, words).iter().enumerate() {
+        let first = if k < WORDS_SHOWN { LOCATIONS_SHOWN } else { 0 };
+        let rest = (count as usize).saturating_sub(first);
+        if skipped + rest <= from {
+            skipped += rest;
+            continue;
+        }
+        let skip = first + (from + taken).saturating_sub(skipped);
+        let want = n - taken;
+        let got: Vec<Location> = view
+            .first_locations(hit, skip + want)
+            .into_iter()
+            .skip(skip)
+            .take(want)
+            .collect();
+        taken += got.len();
+        out.push((hit, got));
+        skipped += rest;
+        if taken == n {
+            break;
+        }
+    }
+    out
+}
+
+/// Prints `locations` (all of one word, in path order) with their lines.
+pub fn write_locations(
+    out: &mut impl Write,
+    view: &View,
+    layout: &Layout,
+    locations: &[Location],
+    lines: &Lines,
+    shown: &mut Shown,
+) -> io::Result<()> {
+    let colors = &layout.colors;
+    for &location in locations {
+        let state = lines.state(location.file);
+        let number = if layout.numbered {
+            shown.locations.push(location);
+            format!("{:>4}  ", shown.locations.len())
+        } else {
+            String::new()
+        };
+        let line_col = format!(
+            "{}:{}",
+            colors.paint(Part::Line, &location.line.to_string()),
+            colors.paint(Part::Column, &location.column.to_string())
+        );
+        let plain_prefix = number.len() + digits(location.line) + digits(location.column) + 2;
+        if layout.heading {
+            if shown.last_file != Some(location.file) {
+                shown.last_file = Some(location.file);
+                let mark = match state {
+                    FileState::Same => "",
+                    FileState::Changed => " (changed since indexed)",
+                    FileState::Missing if layout.tree.is_some() => " (not readable now)",
+                    FileState::Missing => "",
+                };
+                let path = layout.path(view, location.file);
+                writeln!(out, "{}{mark}", colors.paint(Part::Path, &path))?;
+            }
+            match lines.line(&location) {
+                Some(line) => {
+                    let avail = layout.width.map(|w| w.saturating_sub(plain_prefix + 1));
+                    let text = render(line, location.column, colors, avail);
+                    writeln!(out, "{number}{line_col}:{text}")?;
+                }
+                None => writeln!(out, "{number}{line_col}")?,
+            }
+        } else {
+            let path = layout.path(view, location.file);
+            let prefix_width = path.chars().count() + plain_prefix + 1;
+            let path = colors.paint(Part::Path, &path);
+            match lines.line(&location) {
+                Some(line) => {
+                    let avail = layout.width.map(|w| w.saturating_sub(prefix_width + 1));
+                    let text = render(line, location.column, colors, avail);
+                    writeln!(out, "{number}{path}:{line_col}:{text}")?;
+                }
+                None => writeln!(out, "{number}{path}:{line_col}")?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// The line's text with the word at `column` highlighted, cut to `avail`
+/// characters around it (with `…` where cut), control characters escaped.
+pub fn render(line: &Line, column: u64, colors: &Colors, avail: Option<usize>) -> String {
+    let at = usize::try_from(column.saturating_sub(1).saturating_sub(line.start))
+        .unwrap_or(usize::MAX)
+        .min(line.text.len());
+    let len = word_extent(&line.text, at);
+    let clean = |bytes: &[u8]| -> Vec<char> {
+        let text = String::from_utf8_lossy(bytes);
+        let text = match avail {
+            // Tabs are as wide as the terminal likes: a space when cutting.
+            Some(_) => text.replace('\t', " "),
+            None => text.into_owned(),
+        };
+        escape_text(&text).chars().collect()
+    };
+    let mut before = clean(&line.text[..at]);
+    let word = clean(&line.text[at..at + len]);
+    let mut after = clean(&line.text[at + len..]);
+    let mut cut_front = line.start > 0;
+    let mut cut_back = false;
+    if let Some(avail) = avail {
+        let total = before.len() + word.len() + after.len();
+        if total > avail {
+            let room = avail.saturating_sub(word.len() + 2);
+            // A third of the room before the match, more if the line
+            // ends sooner.
+            let left = before
+                .len()
+                .min((room / 3).max(room.saturating_sub(after.len())));
+            let right = room - left;
+            if before.len() > left {
+                before.drain(..before.len() - left);
+                cut_front = true;
+            }
+            if after.len() > right {
+                after.truncate(right);
+                cut_back = true;
+            }
+        }
+    }
+    let mut text = String::new();
+    if cut_front {
+        text.push('…');
+    }
+    text.extend(before);
+    text.push_str(&colors.paint(Part::Match, &word.iter().collect::<String>()));
+    text.extend(after);
+    if cut_back {
+        text.push('…');
+    }
+    text
+}
+
+/// A line's text with control characters other than tabs escaped (see
+/// [`escape_controls`]): a file cannot send the terminal an escape sequence.
+fn escape_text(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, piece) in text.split('\t').enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        out.push_str(&escape_controls(piece));
+    }
+    Cow::Owned(out)
 }
 
 /// `text` with control characters escaped (`\n`, `\t`, `\r`, `\x1b`,

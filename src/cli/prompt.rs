@@ -19,15 +19,20 @@ use rustyline::{Context, Editor, Helper};
 use indexer::index::{Hit, View};
 use indexer::search::{matching_words, Query};
 
-use super::output::{write_human, HumanAnswer};
+use super::lines::Lines;
+use super::output::{rest_of_answer, write_locations, HumanAnswer, Layout, Shown};
 
 const PROMPT: &str = "search> ";
 /// At most this many completions are offered for a fragment.
 const MAX_COMPLETIONS: usize = 200;
 
+/// Locations `:more` shows at a time.
+const MORE_PAGE: usize = 40;
+
 const HELP: &str = "\
 Type a query and press Enter; the matching words are listed most frequent
-first, each with its count and locations as path:line:column.
+first, each with its count and numbered locations: line:column and the
+line's text, under each file's path.
 
   frag      words beginning with frag            (spin)
   *glob*    a * anywhere: glob over the whole word (*lock*, *_t, spin*irq)
@@ -36,7 +41,9 @@ first, each with its count and locations as path:line:column.
 
 All queries are case-insensitive. Tab completes a fragment from the index.
 
+  :more     the next locations of the last answer
   :all      show the last answer in full (every word, every location)
+  :open N   open location N in $VISUAL or $EDITOR at its line (:e N)
   :help     this text
   :quit     leave (Ctrl-D also leaves; Ctrl-C clears the line)";
 
@@ -98,7 +105,7 @@ fn history_path() -> Option<PathBuf> {
 }
 
 /// Runs the prompt until `:quit` or end of input; returns the exit code.
-pub fn run(view: &View, args: &super::args::Args) -> i32 {
+pub fn run(view: &View, args: &super::args::Args, layout: Layout) -> i32 {
     let stats = args.stats;
     let mut editor: Editor<IndexHelper<'_>, DefaultHistory> = match Editor::new() {
         Ok(editor) => editor,
@@ -114,6 +121,9 @@ pub fn run(view: &View, args: &super::args::Args) -> i32 {
     }
     eprintln!("Type a word fragment (:help for more, Ctrl-D to leave).");
     let mut last: Option<(String, Vec<Hit>)> = None;
+    // The last answer's numbered locations, and how far `:more` has gone.
+    let mut shown = Shown::default();
+    let mut more_from = 0usize;
     let code = loop {
         let line = match editor.readline(PROMPT) {
             Ok(line) => line,
@@ -153,10 +163,43 @@ pub fn run(view: &View, args: &super::args::Args) -> i32 {
                         eprintln!("indexer: {}", super::damaged_message(args));
                         break 2;
                     }
-                    write_human(&mut out, view, query, words, true)
+                    shown = Shown::default();
+                    HumanAnswer::prepare(view, &layout, query, words, true)
+                        .write(&mut out, view, &layout, &mut shown)
                 }
                 None => writeln!(out, "no query yet: type one first"),
             },
+            ":more" | ":m" => match &last {
+                Some((_, words)) => {
+                    let groups = rest_of_answer(view, words, more_from, MORE_PAGE);
+                    if view.is_damaged() {
+                        eprintln!("indexer: {}", super::damaged_message(args));
+                        break 2;
+                    }
+                    show_more(&mut out, view, &layout, &groups, &mut shown, &mut more_from)
+                }
+                None => writeln!(out, "no query yet: type one first"),
+            },
+            command if command.starts_with(":open") || command.starts_with(":e ") => {
+                let number = command
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<usize>().ok());
+                match number
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|n| shown.locations.get(n))
+                {
+                    Some(&location) => match open_in_editor(view, &layout, location) {
+                        Ok(()) => Ok(()),
+                        Err(e) => writeln!(out, "{e}"),
+                    },
+                    None => writeln!(
+                        out,
+                        "say :open N with N a location's number in the last answer (1 to {})",
+                        shown.locations.len()
+                    ),
+                }
+            }
             command if command.starts_with(':') => {
                 writeln!(
                     out,
@@ -169,12 +212,14 @@ pub fn run(view: &View, args: &super::args::Args) -> i32 {
                     let words = view.hits(|vocabulary| matching_words(vocabulary, &query));
                     let elapsed = started.elapsed();
                     // The locations shown are read, and verified, first.
-                    let answer = HumanAnswer::prepare(view, query_text, &words, false);
+                    let answer = HumanAnswer::prepare(view, &layout, query_text, &words, false);
                     if view.is_damaged() {
                         eprintln!("indexer: {}", super::damaged_message(args));
                         break 2;
                     }
-                    let result = answer.write(&mut out, view);
+                    shown = Shown::default();
+                    more_from = 0;
+                    let result = answer.write(&mut out, view, &layout, &mut shown);
                     if stats {
                         eprintln!(
                             "{} words in {:.3} ms",
@@ -197,4 +242,76 @@ pub fn run(view: &View, args: &super::args::Args) -> i32 {
         }
     };
     code
+}
+
+/// Prints a `:more` page, numbering on from the last answer.
+fn show_more(
+    out: &mut impl Write,
+    view: &View,
+    layout: &Layout,
+    groups: &[(&Hit, Vec<indexer::index::Location>)],
+    shown: &mut Shown,
+    from: &mut usize,
+) -> io::Result<()> {
+    if groups.iter().all(|(_, locations)| locations.is_empty()) {
+        return writeln!(out, "that was all of the last answer");
+    }
+    for (hit, locations) in groups {
+        let lines = Lines::read(view, layout.tree.as_deref(), locations);
+        writeln!(out, "{} (more)", view.word(hit))?;
+        shown.forget_heading();
+        write_locations(out, view, layout, locations, &lines, shown)?;
+        *from += locations.len();
+    }
+    Ok(())
+}
+
+/// Opens `location` in `$VISUAL` or `$EDITOR` (else `vi`) at its line, and
+/// column where the editor takes one; waits for it to end.
+fn open_in_editor(
+    view: &View,
+    layout: &Layout,
+    location: indexer::index::Location,
+) -> Result<(), String> {
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .or_else(|| {
+            std::env::var("EDITOR")
+                .ok()
+                .filter(|e| !e.trim().is_empty())
+        })
+        .unwrap_or_else(|| "vi".to_string());
+    let mut words = editor.split_whitespace();
+    let program = words.next().unwrap_or("vi").to_string();
+    let mut command = std::process::Command::new(&program);
+    command.args(words);
+    let relative = view.path(location.file);
+    let path = match layout.tree.as_ref().or(layout.shown_root.as_ref()) {
+        Some(root) => root.join(relative),
+        None => PathBuf::from(relative),
+    };
+    let (line, column) = (location.line, location.column);
+    let name = std::path::Path::new(&program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.as_str() {
+        "vim" | "nvim" | "vi" | "gvim" | "mvim" => command
+            .arg(format!("+call cursor({line}, {column})"))
+            .arg(&path),
+        "emacs" | "emacsclient" => command.arg(format!("+{line}:{column}")).arg(&path),
+        "nano" => command.arg(format!("+{line},{column}")).arg(&path),
+        "code" | "codium" | "code-insiders" => command
+            .arg("-g")
+            .arg(format!("{}:{line}:{column}", path.display())),
+        _ => command.arg(format!("+{line}")).arg(&path),
+    };
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("{program} ended with {status}")),
+        Err(e) => Err(format!(
+            "cannot start {program} ({e}): set VISUAL or EDITOR to your editor"
+        )),
+    }
 }

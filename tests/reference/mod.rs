@@ -375,15 +375,57 @@ pub fn parse_json_lines(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// The location line of the human view: `  PATH:LINE:COLUMN`.
-pub fn location_line(l: &Location) -> String {
-    format!("  {}:{}:{}", l.path, l.line, l.column)
+/// How the human view is asked for (see [`expected_human`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Human<'a> {
+    /// Locations under a heading per file (else `path:line:column:text`).
+    pub heading: bool,
+    /// Locations numbered (the prompt).
+    pub numbered: bool,
+    /// The tree lines are read from; `None`: locations without text.
+    pub tree: Option<&'a Path>,
+}
+
+impl Human<'_> {
+    /// As `--query` prints to a pipe with `--heading`, from the tree.
+    pub fn headed(tree: &Path) -> Human<'_> {
+        Human {
+            heading: true,
+            numbered: false,
+            tree: Some(tree),
+        }
+    }
+}
+
+/// Line `line` (1-based) of the file at `path`: split on `\n`, a final
+/// `\r` dropped, as text (invalid UTF-8 as U+FFFD).
+pub fn line_of(path: &Path, line: u64) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = bytes
+        .split(|&b| b == b'\n')
+        .nth(usize::try_from(line).ok()? - 1)?;
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    Some(String::from_utf8_lossy(text).into_owned())
+}
+
+/// One location as the human view prints it, with `number` when numbered.
+pub fn location_line(l: &Location, how: Human<'_>, number: Option<usize>) -> String {
+    let number = number.map_or(String::new(), |n| format!("{n:>4}  "));
+    let text = how
+        .tree
+        .and_then(|tree| line_of(&tree.join(&l.path), l.line))
+        .map_or(String::new(), |t| format!(":{t}"));
+    match how.heading {
+        true => format!("{number}{}:{}{text}", l.line, l.column),
+        false => format!("{number}{}:{}:{}{text}", l.path, l.line, l.column),
+    }
 }
 
 /// The human view of one query's answer, line by line: words most frequent
-/// first (ties by word), each `WORD (COUNT)` then its locations, bounded to
-/// 10 locations and 20 words unless `all`.
-pub fn expected_human(index: &Index, q: &str, all: bool) -> Vec<String> {
+/// first (ties by word), each `WORD (COUNT)` then its locations under a
+/// heading per file, bounded to 10 locations and 20 words unless `all`.
+/// Without headings, location lines alone.
+pub fn expected_human(index: &Index, q: &str, all: bool, how: Human<'_>) -> Vec<String> {
     const MAX_WORDS: usize = 20;
     const MAX_LOCATIONS: usize = 10;
     let mut words = query(index, q).expect("test queries are valid");
@@ -397,22 +439,34 @@ pub fn expected_human(index: &Index, q: &str, all: bool) -> Vec<String> {
     } else {
         words.len().min(MAX_WORDS)
     };
+    let mut number = 0;
     for (word, locations) in &words[..shown] {
-        lines.push(format!("{word} ({})", locations.len()));
+        if how.heading {
+            lines.push(format!("{word} ({})", locations.len()));
+        }
         let shown_locations = if all {
             locations.len()
         } else {
             locations.len().min(MAX_LOCATIONS)
         };
-        lines.extend(locations[..shown_locations].iter().map(location_line));
-        if shown_locations < locations.len() {
+        let mut last_path: Option<&str> = None;
+        for l in &locations[..shown_locations] {
+            if how.heading && last_path != Some(l.path.as_str()) {
+                lines.push(l.path.clone());
+                last_path = Some(&l.path);
+            }
+            number += 1;
+            lines.push(location_line(l, how, how.numbered.then_some(number)));
+        }
+        if shown_locations < locations.len() && how.heading {
             lines.push(format!(
-                "  ... and {} more locations",
-                locations.len() - shown_locations
+                "  ... and {} more locations ({} shows them)",
+                locations.len() - shown_locations,
+                if how.numbered { ":more" } else { "--all" }
             ));
         }
     }
-    if shown < words.len() {
+    if shown < words.len() && how.heading {
         lines.push(format!(
             "... and {} more words (--all or :all shows every one)",
             words.len() - shown
