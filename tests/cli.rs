@@ -643,3 +643,157 @@ fn a_file_that_always_crashes_its_worker_is_the_only_one_lost_and_exit_is_2() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// What a location shows (issue 10): line text, layouts, counts, files.
+
+/// `indexer corpus ARGS` run from inside the corpus, so paths are shown as
+/// they are indexed.
+fn in_corpus(args: &[&str]) -> Output {
+    indexer()
+        .current_dir(corpus())
+        .arg(corpus())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn without_headings_each_location_is_path_line_column_and_its_text() {
+    let index = reference::build_index(&corpus(), &[]);
+    let tree = corpus();
+    let how = reference::Human {
+        heading: false,
+        numbered: false,
+        tree: Some(&tree),
+    };
+    for q in ["danube", "w", "*ü*", "river"] {
+        let out = in_corpus(&["--no-heading", "--all", "--color", "never", "--query", q]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(got, reference::expected_human(&index, q, true, how), "{q}");
+    }
+}
+
+#[test]
+fn json_text_is_each_locations_line() {
+    let index = reference::build_index(&corpus(), &[]);
+    let out = in_corpus(&["--json", "--text", "--query", "r", "--query", "=the"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut without_text = Vec::new();
+    for mut object in parse_json_lines(&out.stdout) {
+        for location in object["locations"].as_array_mut().unwrap() {
+            let path = location["path"].as_str().unwrap();
+            let line = location["line"].as_u64().unwrap();
+            let want = reference::line_of(&corpus().join(path), line).unwrap();
+            assert_eq!(location["text"], serde_json::json!(want), "{path}:{line}");
+            location.as_object_mut().unwrap().remove("text");
+        }
+        without_text.push(object);
+    }
+    // Otherwise the contract's answer, key for key.
+    assert_eq!(without_text, expected_json(&index, &["r", "=the"]));
+}
+
+#[test]
+fn counts_and_files_with_matches_equal_the_reference() {
+    let index = reference::build_index(&corpus(), &[]);
+    for q in ["ri", "*a*", "=danube"] {
+        let mut words = reference::query(&index, q).unwrap();
+        words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+        let want: Vec<String> = words
+            .iter()
+            .map(|(w, l)| format!("{w}:{}", l.len()))
+            .collect();
+        let out = in_corpus(&["-c", "--query", q]);
+        let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(got, want, "-c {q}");
+        let mut files: Vec<String> = words
+            .iter()
+            .flat_map(|(_, l)| l.iter().map(|l| l.path.clone()))
+            .collect();
+        files.sort();
+        files.dedup();
+        let out = in_corpus(&["-l", "--query", q]);
+        let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(got, files, "-l {q}");
+    }
+}
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let out = in_corpus(&["--query", "danube", "--color", "always"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // rg's palette: path magenta, line number green, match bold red.
+    assert!(
+        stdout.contains("\x1b[35messays/rivers/danube.txt\x1b[0m:\x1b[32m1\x1b[0m:5:The \x1b[1;31mDanube\x1b[0m"),
+        "{stdout:?}"
+    );
+    let out = in_corpus(&[
+        "--query",
+        "danube",
+        "--color",
+        "always",
+        "--colors",
+        "match:fg:blue",
+        "--colors",
+        "path:none",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("essays/rivers/danube.txt\x1b[0m:") && stdout.contains("\x1b[1;34mDanube"),
+        "{stdout:?}"
+    );
+    for args in [&["--color", "never"][..], &["--color", "auto"]] {
+        let out = indexer()
+            .current_dir(corpus())
+            .arg(corpus())
+            .args(["--query", "danube"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(!out.stdout.contains(&0x1b), "{args:?}");
+    }
+    let out = in_corpus(&["--query", "danube", "--colors", "match:fg:purple"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).starts_with("indexer: --colors"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn paths_are_shown_from_the_current_folder_or_absolute() {
+    let out = indexer()
+        .current_dir(corpus().join("essays"))
+        .arg(corpus())
+        .args(["--query", "danube", "--no-heading"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The tree is the current folder's parent: `..` leads to it.
+    assert!(
+        stdout.starts_with("../essays/rivers/danube.txt:1:5:"),
+        "{stdout}"
+    );
+    let out = in_corpus(&["--query", "danube", "--no-heading", "--absolute"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let absolute = fs::canonicalize(corpus())
+        .unwrap()
+        .join("essays/rivers/danube.txt");
+    assert!(
+        stdout.starts_with(&format!("{}:1:5:", absolute.display())),
+        "{stdout}"
+    );
+}

@@ -305,3 +305,68 @@ fn pty_query_help_and_ctrl_d() {
 fn pty_query_help_and_quit() {
     pty_session(":quit\r");
 }
+
+#[test]
+fn open_starts_the_editor_at_the_line_and_more_pages_on() {
+    let index = reference::build_index(&corpus(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("args");
+    // Named vim, so that it is given the column too.
+    let editor = work.path().join("vim");
+    std::fs::write(
+        &editor,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // "w" has more than the first page: :more goes on numbering from there.
+    let out = Command::cargo_bin("indexer")
+        .unwrap()
+        .current_dir(corpus())
+        .arg(corpus())
+        .env("XDG_STATE_HOME", work.path().join("state"))
+        .env("HOME", work.path())
+        .env_remove("VISUAL")
+        .env("EDITOR", format!("{} --flag", editor.display()))
+        .write_stdin("danube\n:open 2\nw\n:more\n:open 9999\n:open 0\n")
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = stdout_of(&out);
+    // The second location of "danube" is line 3, column 5; the editor's own
+    // words come first, then what a vi-like editor takes.
+    let args = std::fs::read_to_string(&record).unwrap();
+    let want = [
+        "--flag".to_string(),
+        "+call cursor(3, 5)".to_string(),
+        corpus()
+            .join("essays/rivers/danube.txt")
+            .display()
+            .to_string(),
+    ];
+    assert_eq!(args.lines().collect::<Vec<_>>(), want);
+    // :more shows the next locations, numbered after the first page's.
+    let mut words = reference::query(&index, "w").unwrap();
+    words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+    let first_page: usize = words.iter().take(20).map(|(_, l)| l.len().min(10)).sum();
+    let (word, locations) = words.iter().find(|(_, l)| l.len() > 10).unwrap();
+    assert!(stdout.contains(&format!("{word} (more)")), "{stdout}");
+    let next = &locations[10];
+    let numbered = format!("{:>4}  {}:{}:", first_page + 1, next.line, next.column);
+    assert!(
+        stdout.contains(&numbered),
+        "{numbered:?} missing:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("say :open N with N a location's number"),
+        "{stdout}"
+    );
+}
