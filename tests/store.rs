@@ -209,13 +209,17 @@ fn json_args<S: AsRef<str>>(queries: &[S]) -> Vec<String> {
 }
 
 fn answers_of(out: &Output, what: &str) -> Vec<Value> {
-    assert!(
-        out.status.success(),
+    let answers = parse_json_lines(&out.stdout);
+    // Exit 0 when some query matched, 1 when none did (as grep and rg).
+    let want = if answers.is_empty() { 1 } else { 0 };
+    assert_eq!(
+        out.status.code(),
+        Some(want),
         "{what}: {:?}\nstderr:\n{}",
         out.status,
         stderr_of(out)
     );
-    parse_json_lines(&out.stdout)
+    answers
 }
 
 /// `indexer DIR --json --query ...`: an in-memory build, no index file.
