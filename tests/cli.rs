@@ -2,33 +2,19 @@
 //! tree, the human view, `--exclude`, and workers that crash.
 
 mod reference;
+mod support;
 
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use reference::{expected_json, parse_json_lines, Index};
+use support::{corpus, indexer, stderr_of, write};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn corpus() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
-}
-
-fn indexer() -> Command {
-    let mut cmd = Command::cargo_bin("indexer").unwrap();
-    cmd.timeout(TIMEOUT).write_stdin("");
-    cmd
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -82,12 +68,6 @@ fn assert_json_with_code(out: &Output, want: &[serde_json::Value], what: &str, c
         assert_eq!(g, w, "{what}: object {i} differs (got, then want)");
     }
     assert_eq!(got.len(), want.len(), "{what}: number of objects");
-}
-
-fn write(root: &Path, rel: &str, bytes: &[u8]) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, bytes).unwrap();
 }
 
 // ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 //! code paths run on small inputs.
 
 mod reference;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -14,30 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use reference::{assert_same_answers, expected_json, parse_json_lines};
+use support::{corpus, indexer, stderr_of, write};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn corpus() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
-}
-
-fn indexer() -> Command {
-    let mut cmd = Command::cargo_bin("indexer").unwrap();
-    cmd.timeout(TIMEOUT).write_stdin("");
-    cmd
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn write(root: &Path, relative: &str, bytes: &[u8]) {
-    let path = root.join(relative);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, bytes).unwrap();
-}
 
 /// Exit 0, and the JSON answers of `queries` equal the reference's.
 fn assert_answers_like_reference(out: &Output, root: &Path, queries: &[&str], what: &str) {

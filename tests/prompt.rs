@@ -3,20 +3,18 @@
 //! by `script(1)` when it is available.
 
 mod reference;
+mod support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use support::corpus;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn corpus() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
-}
 
 /// The prompt keeps history in the XDG state folder: point it (and HOME) at
 /// a temporary folder so tests never touch the real one.

@@ -24,6 +24,7 @@
 //! 16); `PROPTEST_CASES=N` the number of random refresh cases (default 16).
 
 mod reference;
+mod support;
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
@@ -38,28 +39,15 @@ use assert_cmd::Command;
 use proptest::prelude::*;
 use reference::{assert_same_answers, expected_json, parse_json_lines, Index};
 use serde_json::Value;
+use support::{corpus, indexer, stderr_of};
 
 /// Ordinary runs.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs on broken index files: they must end quickly, a hang is a failure.
 const BROKEN_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn corpus() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
-}
-
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("indexer")
-}
-
-fn indexer() -> Command {
-    let mut cmd = Command::cargo_bin("indexer").unwrap();
-    cmd.timeout(TIMEOUT).write_stdin("");
-    cmd
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn env_number(name: &str, default: usize) -> usize {
