@@ -155,6 +155,27 @@ fn ascii_lowercase_lane(x: u64) -> u64 {
     x | (upper >> 2)
 }
 
+/// Writes the ASCII word `bytes[start..start + len]` lowercased into
+/// `scratch`, zero-padded to whole lanes; returns the padded length.
+/// A lane at a time with whole-lane stores, so the caller's whole-lane
+/// loads of the word are forwarded from the store buffer.
+#[inline(always)]
+fn lowercase_ascii_into(bytes: &[u8], start: usize, len: usize, scratch: &mut [u8]) -> usize {
+    let mut k = 0;
+    while k < len {
+        let keep = (len - k).min(8);
+        let mask = if keep == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * keep)) - 1
+        };
+        let lane = ascii_lowercase_lane(load_lane(bytes, start + k)) & mask;
+        scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
+        k += 8;
+    }
+    k
+}
+
 /// Loads 8 bytes at `at` (zeros past the end of `bytes`).
 #[inline]
 fn load_lane(bytes: &[u8], at: usize) -> u64 {
@@ -423,20 +444,7 @@ impl Scanner {
                 column: (start as u64).wrapping_sub(line_start) + 1,
             };
             if ascii {
-                // Lowercase a lane at a time with whole-lane stores, so the
-                // caller's whole-lane loads are forwarded from the store buffer.
-                let mut k = 0;
-                while k < len {
-                    let keep = (len - k).min(8);
-                    let mask = if keep == 8 {
-                        u64::MAX
-                    } else {
-                        (1u64 << (8 * keep)) - 1
-                    };
-                    let lane = ascii_lowercase_lane(load_lane(bytes, start + k)) & mask;
-                    scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
-                    k += 8;
-                }
+                let k = lowercase_ascii_into(bytes, start, len, &mut scratch);
                 emit(
                     Word {
                         padded: &scratch[..k],
@@ -541,18 +549,7 @@ fn scan_dense_blocks<F: FnMut(Word<'_>, Position)>(
                 newlines &= !before;
             }
             let (start, len) = (i + s as usize, len as usize);
-            let mut k = 0;
-            while k < len {
-                let keep = (len - k).min(8);
-                let mask = if keep == 8 {
-                    u64::MAX
-                } else {
-                    (1u64 << (8 * keep)) - 1
-                };
-                let lane = ascii_lowercase_lane(load_lane(bytes, start + k)) & mask;
-                scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
-                k += 8;
-            }
+            let k = lowercase_ascii_into(bytes, start, len, scratch);
             emit(
                 Word {
                     padded: &scratch[..k],
