@@ -284,12 +284,7 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
                         options.excludes = saved;
                     }
                 }
-                return refresh_with_progress(args, &options, file, stored, &root).map(
-                    |obtained| Obtained {
-                        root: root.clone(),
-                        ..obtained
-                    },
-                );
+                return refresh_with_progress(args, &options, file, stored, &root);
             }
             Ok(None) => {}
             Err(e) => return Err(fail(EXIT_BAD_INPUT, e)),

@@ -237,9 +237,8 @@ pub struct Writer {
     named: Option<PathBuf>,
     position: u64,
     table: Vec<[u64; 5]>,
-    current: Option<(u32, u64, Xxh3)>,
-    /// The current section is verified by chunks: no whole hash.
-    lazy: bool,
+    /// The section being written: id, start, and its hash unless lazy.
+    current: Option<(u32, u64, Option<Xxh3>)>,
     sections: usize,
     committed: bool,
 }
@@ -316,7 +315,6 @@ impl Writer {
             position: 0,
             table: Vec::with_capacity(sections),
             current: None,
-            lazy: false,
             sections,
             committed: false,
         };
@@ -333,45 +331,38 @@ impl Writer {
 
     /// Starts section `id` (aligned to 8 bytes).
     pub fn begin(&mut self, id: u32) -> io::Result<()> {
-        let pad = (8 - self.position % 8) % 8;
-        self.raw(&[0; 8][..pad as usize])?;
-        self.current = Some((id, self.position, Xxh3::new()));
-        Ok(())
+        self.begin_with(id, Some(Xxh3::new()))
     }
 
-    /// Starts section `id`, which the reader verifies by chunks (so no
-    /// whole-section hash is computed: its table entry holds 0). End it
-    /// with [`end_lazy`](Self::end_lazy).
+    /// Starts section `id`, which the reader verifies by chunks: no
+    /// whole-section hash is computed (its table entry holds 0) and the
+    /// entry is flagged [`LAZY`].
     pub fn begin_lazy(&mut self, id: u32) -> io::Result<()> {
-        self.begin(id)?;
-        self.lazy = true;
+        self.begin_with(id, None)
+    }
+
+    fn begin_with(&mut self, id: u32, hasher: Option<Xxh3>) -> io::Result<()> {
+        let pad = (8 - self.position % 8) % 8;
+        self.raw(&[0; 8][..pad as usize])?;
+        self.current = Some((id, self.position, hasher));
         Ok(())
     }
 
     /// Appends bytes to the current section.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Some((_, _, hasher)) = &mut self.current {
-            if !self.lazy {
-                hasher.update(bytes);
-            }
+        if let Some((_, _, Some(hasher))) = &mut self.current {
+            hasher.update(bytes);
         }
         self.raw(bytes)
     }
 
     /// Ends the current section.
     pub fn end(&mut self) {
-        self.end_with(0);
-    }
-
-    /// Ends the current section, which the reader verifies by chunks.
-    pub fn end_lazy(&mut self) {
-        self.end_with(LAZY);
-    }
-
-    fn end_with(&mut self, flags: u32) {
         if let Some((id, start, hasher)) = self.current.take() {
-            let hash = if self.lazy { 0 } else { hasher.digest() };
-            self.lazy = false;
+            let (flags, hash) = match hasher {
+                Some(hasher) => (0, hasher.digest()),
+                None => (LAZY, 0),
+            };
             self.table.push([
                 u64::from(id),
                 u64::from(flags),

@@ -508,7 +508,7 @@ impl SegmentWriter {
         } = std::mem::replace(&mut self.tables, WordTables::new(PathBuf::new()));
         offsets.push(&self.written.to_le_bytes(), &folder)?;
         self.write_pending()?;
-        self.w.end_lazy();
+        self.w.end();
         let chunks = std::mem::replace(&mut self.chunks, ChunkHasher::new());
         self.w
             .section(section::LIST_CHUNKS, bytemuck::cast_slice(&chunks.finish()))?;
