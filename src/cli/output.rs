@@ -61,20 +61,8 @@ impl JsonSink {
                 json_string(&view.word(hit)),
                 view.count(hit)
             )?;
-            let Some(tree) = &self.text else {
-                for (n, location) in view.locations(hit).enumerate() {
-                    let path = self.escaped_path(view, location.file);
-                    let comma = if n == 0 { "" } else { "," };
-                    write!(
-                        out,
-                        "{comma}{{\"path\":{path},\"line\":{},\"column\":{}}}",
-                        location.line, location.column
-                    )?;
-                }
-                out.write_all(b"]}\n")?;
-                continue;
-            };
-            let tree = tree.clone();
+            // A page of locations at a time, so that with `--text` each
+            // file of the page is read once.
             let mut locations = view.locations(hit);
             let mut page = Vec::new();
             let mut n = 0;
@@ -84,20 +72,29 @@ impl JsonSink {
                 if page.is_empty() {
                     break;
                 }
-                let lines = Lines::read(view, tree.as_deref(), &page);
+                let lines = self
+                    .text
+                    .as_ref()
+                    .map(|tree| Lines::read(view, tree.as_deref(), &page));
                 for location in &page {
                     let path = self.escaped_path(view, location.file);
                     let comma = if n == 0 { "" } else { "," };
                     n += 1;
-                    let text = match lines.line(location) {
-                        Some(line) => json_string(&String::from_utf8_lossy(&line.text)),
-                        None => "null".to_string(),
-                    };
                     write!(
                         out,
-                        "{comma}{{\"path\":{path},\"line\":{},\"column\":{},\"text\":{text}}}",
+                        "{comma}{{\"path\":{path},\"line\":{},\"column\":{}",
                         location.line, location.column
                     )?;
+                    match lines.as_ref().map(|lines| lines.line(location)) {
+                        None => {}
+                        Some(Some(line)) => write!(
+                            out,
+                            ",\"text\":{}",
+                            json_string(&String::from_utf8_lossy(&line.text))
+                        )?,
+                        Some(None) => out.write_all(b",\"text\":null")?,
+                    }
+                    out.write_all(b"}")?;
                 }
             }
             out.write_all(b"]}\n")?;
@@ -368,23 +365,18 @@ pub fn write_locations(
 ) -> io::Result<()> {
     let colors = &layout.colors;
     for &location in locations {
-        let state = lines.state(location.file);
         let number = if layout.numbered {
             shown.locations.push(location);
             format!("{:>4}  ", shown.locations.len())
         } else {
             String::new()
         };
-        let line_col = format!(
-            "{}:{}",
-            colors.paint(Part::Line, &location.line.to_string()),
-            colors.paint(Part::Column, &location.column.to_string())
-        );
-        let plain_prefix = number.len() + digits(location.line) + digits(location.column) + 2;
-        if layout.heading {
+        // What comes before the text: with headings `line:column:`, else
+        // `path:line:column:`; its width (without colours) bounds the text.
+        let (path, path_width) = if layout.heading {
             if shown.last_file != Some(location.file) {
                 shown.last_file = Some(location.file);
-                let mark = match state {
+                let mark = match lines.state(location.file) {
                     FileState::Same => "",
                     FileState::Changed => " (changed since indexed)",
                     FileState::Missing if layout.tree.is_some() => " (not readable now)",
@@ -393,26 +385,26 @@ pub fn write_locations(
                 let path = layout.path(view, location.file);
                 writeln!(out, "{}{mark}", colors.paint(Part::Path, &path))?;
             }
-            match lines.line(&location) {
-                Some(line) => {
-                    let avail = layout.width.map(|w| w.saturating_sub(plain_prefix + 1));
-                    let text = render(line, location.column, colors, avail);
-                    writeln!(out, "{number}{line_col}:{text}")?;
-                }
-                None => writeln!(out, "{number}{line_col}")?,
-            }
+            (String::new(), 0)
         } else {
             let path = layout.path(view, location.file);
-            let prefix_width = path.chars().count() + plain_prefix + 1;
-            let path = colors.paint(Part::Path, &path);
-            match lines.line(&location) {
-                Some(line) => {
-                    let avail = layout.width.map(|w| w.saturating_sub(prefix_width + 1));
-                    let text = render(line, location.column, colors, avail);
-                    writeln!(out, "{number}{path}:{line_col}:{text}")?;
-                }
-                None => writeln!(out, "{number}{path}:{line_col}")?,
+            let width = path.chars().count() + 1;
+            (format!("{}:", colors.paint(Part::Path, &path)), width)
+        };
+        write!(
+            out,
+            "{number}{path}{}:{}",
+            colors.paint(Part::Line, &location.line.to_string()),
+            colors.paint(Part::Column, &location.column.to_string())
+        )?;
+        match lines.line(&location) {
+            Some(line) => {
+                let prefix =
+                    number.len() + path_width + digits(location.line) + digits(location.column) + 2;
+                let avail = layout.width.map(|w| w.saturating_sub(prefix + 1));
+                writeln!(out, ":{}", render(line, location.column, colors, avail))?;
             }
+            None => writeln!(out)?,
         }
     }
     Ok(())
@@ -479,39 +471,34 @@ pub fn render(line: &Line, column: u64, colors: &Colors, avail: Option<usize>) -
 /// A line's text with control characters other than tabs escaped (see
 /// [`escape_controls`]): a file cannot send the terminal an escape sequence.
 fn escape_text(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for (i, piece) in text.split('\t').enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        out.push_str(&escape_controls(piece));
-    }
-    Cow::Owned(out)
+    escape(text, |c| c.is_control() && c != '\t')
 }
 
 /// `text` with control characters escaped (`\n`, `\t`, `\r`, `\x1b`,
 /// `\u{85}`), so a file name cannot break a line of the human view or
 /// send the terminal an escape sequence. JSON escapes them itself.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    escape(text, char::is_control)
+}
+
+/// `text` with the characters `escaped` picks written as escapes.
+fn escape(text: &str, escaped: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&escaped) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
+            c if !escaped(c) => out.push(c),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() && (c as u32) < 0x80 => {
+            c if (c as u32) < 0x80 => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if c.is_control() => {
+            c => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
-            c => out.push(c),
         }
     }
     Cow::Owned(out)
@@ -519,7 +506,7 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_controls;
+    use super::{escape_controls, escape_text};
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {
@@ -528,5 +515,7 @@ mod tests {
             escape_controls("a\nb\tc\u{1b}[31md\u{85}e\\"),
             "a\\nb\\tc\\x1b[31md\\u{85}e\\"
         );
+        // A line's text keeps its tabs.
+        assert_eq!(escape_text("\ta\tb\u{1b}"), "\ta\tb\\x1b");
     }
 }
