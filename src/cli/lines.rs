@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use indexer::index::{FileStamp, Location, View};
 
@@ -92,7 +92,7 @@ impl Lines {
 /// Reads lines `wanted` ((line, column), ascending, one per line) of the
 /// file at `path`, keeping at most [`LINE_BYTES`] of each around its column.
 fn read_lines(
-    path: &PathBuf,
+    path: &Path,
     stamp: Option<FileStamp>,
     wanted: &[(u64, u64)],
 ) -> io::Result<(FileState, Vec<(u64, Line)>)> {
