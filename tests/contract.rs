@@ -33,7 +33,12 @@ fn run_json_with(
     limits: Option<&str>,
 ) -> Vec<serde_json::Value> {
     let mut cmd = Command::cargo_bin("indexer").unwrap();
-    cmd.arg(root).arg("--json").args(extra).write_stdin("");
+    // The contract is every file: ignore files are a walk preference.
+    cmd.arg(root)
+        .arg("--json")
+        .arg("--no-ignore")
+        .args(extra)
+        .write_stdin("");
     if let Some(limits) = limits {
         cmd.env("INDEXER_TEST_LIMITS", limits);
     }

@@ -74,6 +74,12 @@ pub struct Args {
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
 
+    /// Index files that `.ignore`, `.gitignore` (inside a git repository)
+    /// and `.git/info/exclude` leave out, which are skipped by default as
+    /// rg skips them. A refresh follows the command line: give it again.
+    #[arg(long)]
+    pub no_ignore: bool,
+
     /// List every skipped or failed file with the reason.
     #[arg(short, long)]
     pub verbose: bool,

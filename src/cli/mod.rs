@@ -86,7 +86,7 @@ pub fn run() -> i32 {
         Err(e) => return fail(EXIT_BAD_INPUT, e),
     };
     let excludes = match Excludes::new(&args.exclude) {
-        Ok(ex) => ex,
+        Ok(ex) => ex.honour_ignore_files(!args.no_ignore),
         Err(e) => return fail(EXIT_BAD_INPUT, e),
     };
     let mut options = BuildOptions {
@@ -277,7 +277,8 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
                 // without them would expect.
                 let mut options = options.clone();
                 if args.exclude.is_empty() && !stored.excludes().is_empty() {
-                    if let Ok(mut saved) = Excludes::new(stored.excludes()) {
+                    if let Ok(saved) = Excludes::new(stored.excludes()) {
+                        let mut saved = saved.honour_ignore_files(!args.no_ignore);
                         if let Some(relative) = store::relative_to(file, directory) {
                             saved.exclude_matching(&store::family_pattern(&relative));
                         }

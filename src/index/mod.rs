@@ -19,6 +19,7 @@
 pub mod build;
 pub mod bytes;
 pub mod merge;
+mod ignores;
 pub mod partial;
 pub mod postings;
 pub mod stream;

@@ -1,8 +1,9 @@
 //! Listing the files to index.
 //!
 //! The contract: every regular file below the root, recursively, except
-//! inside version-control folders (`.git`, `.hg`, `.svn`) and what
-//! `--exclude` names; symbolic links are never followed; FIFOs, sockets and
+//! inside version-control folders (`.git`, `.hg`, `.svn`), what
+//! `--exclude` names and, unless turned off, what `.ignore`, `.gitignore`
+//! and `.git/info/exclude` name (see [`super::ignores`]); symbolic links are never followed; FIFOs, sockets and
 //! devices are skipped without being opened. Files are returned sorted by
 //! their display path (relative, `/`-separated, lossy UTF-8), which is the
 //! order every answer lists locations in.
@@ -15,6 +16,8 @@ use regex::Regex;
 use std::os::unix::fs::MetadataExt;
 
 use walkdir::WalkDir;
+
+use super::ignores::IgnoreFiles;
 
 /// Folders that belong to a version-control system, never indexed.
 pub const VCS_FOLDERS: [&str; 3] = [".git", ".hg", ".svn"];
@@ -102,6 +105,8 @@ pub struct Excludes {
     globs: Vec<String>,
     /// Matched against the relative path only (see [`Excludes::exclude_matching`]).
     anchored: Vec<Regex>,
+    /// Whether `.ignore`, `.gitignore` and `.git/info/exclude` are honoured.
+    ignore_files: bool,
 }
 
 impl Excludes {
@@ -119,7 +124,15 @@ impl Excludes {
             patterns,
             globs: globs.iter().map(|g| g.as_ref().to_string()).collect(),
             anchored: Vec::new(),
+            ignore_files: false,
         })
+    }
+
+    /// Also leaves out what the tree's ignore files name (see
+    /// [`super::ignores`]), as rg does by default.
+    pub fn honour_ignore_files(mut self, honour: bool) -> Self {
+        self.ignore_files = honour;
+        self
     }
 
     /// Also leaves out every relative path the regex `pattern` matches
@@ -232,12 +245,21 @@ pub fn check_root(root: &Path) -> Result<(), RootError> {
 }
 
 /// Whether the walk descends into or lists `entry` (depth 0 is the start).
-fn keep(entry: &walkdir::DirEntry, root: &Path, excludes: &Excludes) -> bool {
+fn keep(
+    entry: &walkdir::DirEntry,
+    root: &Path,
+    excludes: &Excludes,
+    ignores: Option<&IgnoreFiles>,
+) -> bool {
     if entry.depth() == 0 {
         return true;
     }
     let name = entry.file_name().to_string_lossy();
-    if entry.file_type().is_dir() && VCS_FOLDERS.contains(&name.as_ref()) {
+    let is_dir = entry.file_type().is_dir();
+    if is_dir && VCS_FOLDERS.contains(&name.as_ref()) {
+        return false;
+    }
+    if ignores.is_some_and(|i| i.ignores(entry.path(), is_dir)) {
         return false;
     }
     if excludes.patterns.is_empty() && excludes.anchored.is_empty() {
@@ -339,13 +361,15 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
         root_identity: std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino())),
         ..Walk::default()
     };
+    let ignores = excludes.ignore_files.then(|| IgnoreFiles::new(root));
+    let ignores = ignores.as_ref();
     // The top level here: its files now, its folders shared among threads.
     let mut folders = Vec::new();
     let top = WalkDir::new(root)
         .follow_links(false)
         .max_depth(1)
         .into_iter();
-    for entry in top.filter_entry(|e| keep(e, root, excludes)) {
+    for entry in top.filter_entry(|e| keep(e, root, excludes, ignores)) {
         match entry {
             Ok(e) if e.depth() == 0 => {}
             Ok(e) if e.file_type().is_dir() => folders.push(e.into_path()),
@@ -355,7 +379,7 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let walk_folder = |folder: &Path, part: &mut Walk, retry: &mut Vec<PathBuf>| {
         let walker = WalkDir::new(folder).follow_links(false).into_iter();
-        for entry in walker.filter_entry(|e| keep(e, root, excludes)) {
+        for entry in walker.filter_entry(|e| keep(e, root, excludes, ignores)) {
             visit(entry, root, part, retry);
         }
     };

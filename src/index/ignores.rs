@@ -1,0 +1,193 @@
+//! `.ignore`, `.gitignore` and `.git/info/exclude`, honoured as ripgrep
+//! honours them.
+//!
+//! A tree kept in git says what is not its own (build output, vendored
+//! copies, generated files); indexing them by default would fill answers
+//! with noise and slow the build, which is why rg skips them. The rules are
+//! ripgrep's, through the `ignore` crate's gitignore matchers (the same
+//! code rg runs), while walkdir stays the walker: the `ignore` crate's own
+//! walker would start threads, and the runtime forks right after the walk.
+//!
+//! - `.ignore` applies anywhere; `.gitignore` and `.git/info/exclude` only
+//!   inside a git repository (a folder holding `.git`, at the root or
+//!   above it), and `.gitignore` files above the repository's top do not.
+//! - Files of folders above the indexed root count too, as in rg.
+//! - For each kind, the nearest folder with a rule for the path decides;
+//!   then `.ignore` outranks `.gitignore`, which outranks `.git/info/exclude`
+//!   (so `!keep.c` in an `.ignore` keeps a file a `.gitignore` names).
+//! - A line that is not a valid glob is skipped, as rg skips it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::Match;
+
+/// The ignore files of one folder.
+#[derive(Debug)]
+struct Folder {
+    ignore: Option<Gitignore>,
+    gitignore: Option<Gitignore>,
+    exclude: Option<Gitignore>,
+    /// The folder holds `.git`: the top of a repository.
+    is_repository: bool,
+}
+
+impl Folder {
+    /// Reads `dir`'s files; `.gitignore` only when `in_repository`.
+    fn read(dir: &Path, in_repository: bool) -> Folder {
+        let is_repository = std::fs::symlink_metadata(dir.join(".git")).is_ok();
+        let in_repository = in_repository || is_repository;
+        Folder {
+            ignore: matcher(dir, &[dir.join(".ignore")]),
+            gitignore: in_repository
+                .then(|| matcher(dir, &[dir.join(".gitignore")]))
+                .flatten(),
+            exclude: is_repository
+                .then(|| matcher(dir, &[dir.join(".git/info/exclude")]))
+                .flatten(),
+            is_repository,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ignore.is_none() && self.gitignore.is_none() && self.exclude.is_none()
+    }
+}
+
+/// The rules in `files`, rooted at `dir`; `None` when there are none.
+fn matcher(dir: &Path, files: &[PathBuf]) -> Option<Gitignore> {
+    let mut builder = GitignoreBuilder::new(dir);
+    let mut any = false;
+    for file in files {
+        // Absent files are the usual case; a bad line is skipped.
+        if file.is_file() {
+            any = true;
+            let _ = builder.add(file);
+        }
+    }
+    if !any {
+        return None;
+    }
+    builder.build().ok().filter(|g| !g.is_empty())
+}
+
+/// The folders whose rules apply inside one folder, outermost first.
+#[derive(Debug, Default)]
+struct Stack {
+    folders: Vec<Arc<Folder>>,
+    /// Some folder of the stack is the top of a repository.
+    in_repository: bool,
+    /// No folder of the stack has any rule: nothing to match.
+    empty: bool,
+}
+
+impl Stack {
+    fn push(&self, folder: Folder) -> Stack {
+        let mut folders = self.folders.clone();
+        let empty = self.empty && folder.is_empty();
+        let in_repository = self.in_repository || folder.is_repository;
+        folders.push(Arc::new(folder));
+        Stack {
+            folders,
+            in_repository,
+            empty,
+        }
+    }
+
+    /// Whether the rules leave `path` (absolute) out.
+    fn ignores(&self, path: &Path, is_dir: bool) -> bool {
+        if self.empty {
+            return false;
+        }
+        let nearest = |pick: &dyn Fn(&Folder) -> Option<&Gitignore>, git: bool| {
+            for folder in self.folders.iter().rev() {
+                if let Some(m) = pick(folder) {
+                    match m.matched(path, is_dir) {
+                        Match::None => {}
+                        Match::Ignore(_) => return Some(true),
+                        Match::Whitelist(_) => return Some(false),
+                    }
+                }
+                // Git's rules end at the top of the repository.
+                if git && folder.is_repository {
+                    break;
+                }
+            }
+            None
+        };
+        let decided = nearest(&|f| f.ignore.as_ref(), false)
+            .or_else(|| nearest(&|f| f.gitignore.as_ref(), true))
+            .or_else(|| nearest(&|f| f.exclude.as_ref(), true));
+        decided.unwrap_or(false)
+    }
+}
+
+/// The ignore rules of one walk, read folder by folder as the walk meets
+/// them (each folder's files once, shared by the walk's threads).
+#[derive(Debug)]
+pub struct IgnoreFiles {
+    /// The walked root as the walker names it, and canonical.
+    root: PathBuf,
+    canonical: PathBuf,
+    stacks: Mutex<HashMap<PathBuf, Arc<Stack>>>,
+}
+
+impl IgnoreFiles {
+    /// Rules for a walk of `root`, starting with those of the folders above it.
+    pub fn new(root: &Path) -> IgnoreFiles {
+        let canonical = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let mut stack = Stack {
+            empty: true,
+            ..Stack::default()
+        };
+        let mut above: Vec<&Path> = canonical.ancestors().collect();
+        above.reverse();
+        for dir in above {
+            stack = stack.push(Folder::read(dir, stack.in_repository));
+        }
+        // A repository found above the root makes the folders between it
+        // and the root part of it: their `.gitignore`s were read above only
+        // if the repository's top came first, which `ancestors` guarantees.
+        let mut stacks = HashMap::new();
+        stacks.insert(PathBuf::new(), Arc::new(stack));
+        IgnoreFiles {
+            root: root.to_path_buf(),
+            canonical,
+            stacks: Mutex::new(stacks),
+        }
+    }
+
+    /// Whether the entry at `path` (as the walker names it) is ignored.
+    pub fn ignores(&self, path: &Path, is_dir: bool) -> bool {
+        let Ok(relative) = path.strip_prefix(&self.root) else {
+            return false;
+        };
+        let Some(parent) = relative.parent() else {
+            return false;
+        };
+        let stack = self.stack(parent);
+        !stack.empty && stack.ignores(&self.canonical.join(relative), is_dir)
+    }
+
+    /// The stack of the folder at `relative` (to the root).
+    fn stack(&self, relative: &Path) -> Arc<Stack> {
+        let mut stacks = match self.stacks.lock() {
+            Ok(stacks) => stacks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.stack_in(&mut stacks, relative)
+    }
+
+    fn stack_in(&self, stacks: &mut HashMap<PathBuf, Arc<Stack>>, relative: &Path) -> Arc<Stack> {
+        if let Some(stack) = stacks.get(relative) {
+            return Arc::clone(stack);
+        }
+        let parent = self.stack_in(stacks, relative.parent().unwrap_or(Path::new("")));
+        let dir = self.canonical.join(relative);
+        let stack = Arc::new(parent.push(Folder::read(&dir, parent.in_repository)));
+        stacks.insert(relative.to_path_buf(), Arc::clone(&stack));
+        stack
+    }
+}
