@@ -17,7 +17,7 @@ use super::style::ColorWhen;
 pub struct Args {
     /// The directory to index (optional with --index: the saved index is
     /// then opened as it is, without looking at the tree).
-    #[arg(required_unless_present = "index")]
+    #[arg(required_unless_present_any = ["index", "type_list", "completions", "man"])]
     pub directory: Option<PathBuf>,
 
     /// Keep the index in FILE: build and save it if FILE does not exist,
@@ -130,9 +130,42 @@ pub struct Args {
     #[arg(short = 'l', long, conflicts_with_all = ["json", "all"])]
     pub files_with_matches: bool,
 
+    /// Show only locations in files this glob admits (repeatable; rg's
+    /// syntax: `*.c`, `drivers/**`, `!*_test.go` to leave files out; a
+    /// glob without `/` matches the name at any depth).
+    #[arg(short = 'g', long = "glob", value_name = "GLOB")]
+    pub globs: Vec<String>,
+
+    /// Show only locations in files of this type (repeatable: c, rust, py,
+    /// md, ...; --type-list names them all).
+    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+
+    /// Leave out locations in files of this type (repeatable).
+    #[arg(short = 'T', long = "type-not", value_name = "TYPE")]
+    pub types_not: Vec<String>,
+
+    /// List the file types -t knows, with their globs, and exit.
+    #[arg(long)]
+    pub type_list: bool,
+
+    /// Keep only locations spelled with the query's case (read from each
+    /// line in the tree), listed under their spelling.
+    #[arg(short = 's', long)]
+    pub case_sensitive: bool,
+
     /// Do not print the note about an opened index.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Print a completion script for this shell and exit (bash, zsh, fish,
+    /// elvish, powershell).
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) and exit: `indexer --man > indexer.1`.
+    #[arg(long, exclusive = true)]
+    pub man: bool,
 }
 
 fn parse_memory(text: &str) -> Result<u64, String> {

@@ -1,6 +1,7 @@
 //! The `indexer` command: arguments, build with progress, summary, answers
 //! and the prompt. Everything user-facing lives here; the library does the work.
 
+mod answer;
 mod args;
 mod lines;
 mod output;
@@ -17,7 +18,7 @@ use indexer::index::build::{BuildError, Fault, TestLimits};
 use indexer::index::walk::Excludes;
 use indexer::index::{BuildOptions, BuildReport, Progress, View};
 use indexer::parallel;
-use indexer::search::{matching_words, Query};
+use indexer::search::similar_words;
 use indexer::store::{self, Output, StoreError, Stored};
 
 use args::Args;
@@ -65,21 +66,45 @@ pub fn run() -> i32 {
         }
     };
 
+    if let Some(shell) = args.completions {
+        let mut command = <Args as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "indexer", &mut io::stdout());
+        return 0;
+    }
+    if args.man {
+        let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
+        return match page.render(&mut io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => output_error(e),
+        };
+    }
+    if args.type_list {
+        return print_type_list();
+    }
     // Refuse a bad query before spending time on the build.
     let mut queries = Vec::with_capacity(args.queries.len());
     for text in &args.queries {
         // Trimmed as at the prompt.
-        let text = text.trim();
-        if text.is_empty() {
+        if text.trim().is_empty() {
             return fail(
                 EXIT_BAD_INPUT,
                 "an empty --query matches nothing: give a word fragment",
             );
         }
-        match Query::parse(text) {
-            Ok(q) => queries.push((text, q)),
+        match answer::Request::parse(text) {
+            Ok(request) => queries.push(request),
             Err(e) => return fail(EXIT_BAD_INPUT, e),
         }
+    }
+    let paths = match answer::PathFilter::new(&args.globs, &args.types, &args.types_not) {
+        Ok(paths) => paths,
+        Err(e) => return fail(EXIT_BAD_INPUT, e),
+    };
+    if args.case_sensitive && args.directory.is_none() {
+        return fail(
+            EXIT_BAD_INPUT,
+            "-s reads each word's spelling from the tree: give DIRECTORY with --index",
+        );
     }
     let colors = match style::Colors::choose(args.color, &args.colors) {
         Ok(colors) => colors,
@@ -138,7 +163,7 @@ pub fn run() -> i32 {
     let interactive = queries.is_empty();
     let layout = layout(&args, &root, colors, interactive);
     if !queries.is_empty() {
-        let code = answer_queries(&view, &queries, &args, &layout);
+        let code = answer_queries(&view, &queries, &args, &layout, &paths);
         // After the answers: a damaged file then fails with one line only.
         if let (0 | EXIT_NO_MATCH, Some(note)) = (code, note) {
             eprintln!("{note}");
@@ -154,7 +179,7 @@ pub fn run() -> i32 {
     if args.noprompt {
         return finish(0);
     }
-    finish(prompt::run(&view, &args, layout))
+    finish(prompt::run(&view, &args, layout, &paths))
 }
 
 /// How answers look, from the arguments and where stdout goes. `root` is
@@ -545,25 +570,42 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
 
 fn answer_queries(
     view: &View,
-    queries: &[(&str, Query)],
+    queries: &[answer::Request],
     args: &Args,
     layout: &output::Layout,
+    paths: &answer::PathFilter,
 ) -> i32 {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut json = output::JsonSink::new(view, args.text.then_some(layout.tree.as_deref()));
     let headed = queries.len() > 1 && !args.json && layout.heading;
+    let narrowing = answer::Narrowing {
+        paths,
+        case_sensitive: args.case_sensitive,
+        tree: layout.tree.as_deref(),
+    };
     let mut matched = false;
-    for (n, (text, query)) in queries.iter().enumerate() {
+    for (n, request) in queries.iter().enumerate() {
+        let text = request.text.as_str();
         if headed {
             let separator = if n == 0 { "" } else { "\n" };
             if let Err(e) = writeln!(out, "{separator}query {text:?}:") {
                 return output_error(e);
             }
         }
+        if let Some(note) = &request.note {
+            let _ = out.flush();
+            eprintln!("{note}");
+        }
         let started = Instant::now();
-        let words = view.hits(|vocabulary| matching_words(vocabulary, query));
+        let words = match answer::find(view, request, &narrowing) {
+            Ok(words) => words,
+            Err(e) => return fail(EXIT_BAD_INPUT, e),
+        };
         let elapsed = started.elapsed();
+        if view.is_damaged() {
+            return fail(EXIT_BAD_INPUT, damaged_message(args));
+        }
         if args.stats {
             eprintln!(
                 "query {text:?}: {} words in {:.3} ms",
@@ -574,7 +616,7 @@ fn answer_queries(
         if words.is_empty() {
             // Said on stderr, as grep leaves stdout to matches.
             let _ = out.flush();
-            eprintln!("no words match {text:?}");
+            eprintln!("no words match {text:?}{}", did_you_mean(view, request));
             continue;
         }
         matched = true;
@@ -582,11 +624,11 @@ fn answer_queries(
         // starts: a damaged index is reported, not half an answer. The
         // bounded human view reads only the locations it shows.
         let full = args.json || args.all || args.files_with_matches;
-        if full && !args.count && !view.verify(&words) {
+        if full && !args.count && !view.verify(&answer::Entry::lazy_hits(&words)) {
             return fail(EXIT_BAD_INPUT, damaged_message(args));
         }
         let written = if args.count {
-            output::write_counts(&mut out, view, &words, args.json.then_some(*text))
+            output::write_counts(&mut out, view, &words, args.json.then_some(text))
         } else if args.files_with_matches {
             output::write_files(&mut out, view, layout, &words)
         } else if args.json {
@@ -607,6 +649,75 @@ fn answer_queries(
         Ok(()) => EXIT_NO_MATCH,
         Err(e) => output_error(e),
     }
+}
+
+/// Suggestions at most this many edits from a word that matched nothing.
+const SUGGESTION_DISTANCE: usize = 2;
+/// How many suggestions are offered.
+const SUGGESTIONS: usize = 3;
+
+/// `; did you mean a, b?` with the indexed words closest to a one-word
+/// request that matched nothing (closest first, then most frequent), or
+/// nothing.
+pub(crate) fn did_you_mean(view: &View, request: &answer::Request) -> String {
+    let [(text, _)] = request.terms.as_slice() else {
+        return String::new();
+    };
+    let word = text.strip_prefix('=').unwrap_or(text).to_lowercase();
+    if word.contains(['*', '/']) || word.len() > 64 {
+        return String::new();
+    }
+    let mut near: Vec<(usize, u64, String)> = Vec::new();
+    let hits = view.hits(|vocabulary| {
+        similar_words(vocabulary, word.as_bytes(), SUGGESTION_DISTANCE)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    });
+    for hit in &hits {
+        let candidate = view.word(hit).into_owned();
+        let distance = similar_words_distance(&word, &candidate);
+        near.push((distance, view.count(hit), candidate));
+    }
+    near.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    let shown: Vec<String> = near
+        .into_iter()
+        .take(SUGGESTIONS)
+        .map(|(_, _, w)| output::escape_controls(&w).into_owned())
+        .collect();
+    match shown.is_empty() {
+        true => String::new(),
+        false => format!("; did you mean {}?", shown.join(", ")),
+    }
+}
+
+/// The edit distance of two words' bytes (as [`similar_words`] counts it).
+fn similar_words_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut next = vec![i + 1];
+        for (j, &y) in b.iter().enumerate() {
+            next.push(
+                (row[j] + usize::from(x != y))
+                    .min(row[j + 1] + 1)
+                    .min(next[j] + 1),
+            );
+        }
+        row = next;
+    }
+    row[b.len()]
+}
+
+/// `--type-list`: each type rg knows with its globs, as rg prints them.
+fn print_type_list() -> i32 {
+    let mut out = io::stdout().lock();
+    for (name, globs) in answer::PathFilter::type_list() {
+        if let Err(e) = writeln!(out, "{name}: {}", globs.join(", ")) {
+            return output_error(e);
+        }
+    }
+    0
 }
 
 /// What to say when a saved index failed a checksum while answering.

@@ -8,7 +8,9 @@ use std::io::{self, Write};
 
 use std::path::PathBuf;
 
-use indexer::index::{Hit, Location, View};
+use indexer::index::{Location, View};
+
+use super::answer::Entry;
 
 use super::lines::{word_extent, FileState, Line, Lines};
 use super::style::{Colors, Part};
@@ -51,19 +53,19 @@ impl JsonSink {
         out: &mut impl Write,
         view: &View,
         query: &str,
-        words: &[Hit],
+        words: &[Entry],
     ) -> io::Result<()> {
         let query = json_string(query);
-        for hit in words {
+        for entry in words {
             write!(
                 out,
                 "{{\"query\":{query},\"word\":{},\"count\":{},\"locations\":[",
-                json_string(&view.word(hit)),
-                view.count(hit)
+                json_string(&entry.word(view)),
+                entry.count()
             )?;
             // A page of locations at a time, so that with `--text` each
             // file of the page is read once.
-            let mut locations = view.locations(hit);
+            let mut locations = entry.locations(view);
             let mut page = Vec::new();
             let mut n = 0;
             loop {
@@ -161,7 +163,7 @@ impl Shown {
 pub struct HumanAnswer<'a> {
     query: &'a str,
     /// (count, word), most frequent first.
-    ranked: Vec<(u64, &'a Hit)>,
+    ranked: Vec<(u64, &'a Entry)>,
     shown: usize,
     all: bool,
     /// The locations shown, per word shown (unless `all`: streamed then).
@@ -177,10 +179,10 @@ impl<'a> HumanAnswer<'a> {
         view: &View,
         layout: &Layout,
         query: &'a str,
-        words: &'a [Hit],
+        words: &'a [Entry],
         all: bool,
     ) -> Self {
-        let ranked = rank(view, words);
+        let ranked = rank(words);
         let shown = if all {
             ranked.len()
         } else {
@@ -190,7 +192,7 @@ impl<'a> HumanAnswer<'a> {
             true => Vec::new(),
             false => ranked[..shown]
                 .iter()
-                .map(|&(_, hit)| view.first_locations(hit, LOCATIONS_SHOWN))
+                .map(|&(_, entry)| entry.first(view, LOCATIONS_SHOWN))
                 .collect(),
         };
         let flat: Vec<Location> = locations.iter().flatten().copied().collect();
@@ -208,7 +210,7 @@ impl<'a> HumanAnswer<'a> {
     /// Prints the answer; numbered locations are added to `shown`.
     pub fn write(
         &self,
-        out: &mut impl Write,
+        out: &mut (impl Write + ?Sized),
         view: &View,
         layout: &Layout,
         shown: &mut Shown,
@@ -221,9 +223,9 @@ impl<'a> HumanAnswer<'a> {
         } else {
             LOCATIONS_SHOWN
         };
-        for (k, &(count, hit)) in self.ranked[..self.shown].iter().enumerate() {
+        for (k, &(count, entry)) in self.ranked[..self.shown].iter().enumerate() {
             if layout.heading {
-                writeln!(out, "{} ({count})", escape_controls(&view.word(hit)))?;
+                writeln!(out, "{} ({count})", escape_controls(&entry.word(view)))?;
                 shown.last_file = None;
             }
             match self.locations.get(k) {
@@ -233,7 +235,7 @@ impl<'a> HumanAnswer<'a> {
                 None => {
                     // Every location (`all`): read a page at a time.
                     let mut page = Vec::with_capacity(PAGE);
-                    let mut locations = view.locations(hit);
+                    let mut locations = entry.locations(view);
                     loop {
                         page.clear();
                         page.extend(locations.by_ref().take(PAGE));
@@ -267,11 +269,11 @@ impl<'a> HumanAnswer<'a> {
 pub fn write_counts(
     out: &mut impl Write,
     view: &View,
-    words: &[Hit],
+    words: &[Entry],
     json: Option<&str>,
 ) -> io::Result<()> {
-    for (count, hit) in rank(view, words) {
-        let word = view.word(hit);
+    for (count, entry) in rank(words) {
+        let word = entry.word(view);
         match json {
             Some(query) => writeln!(
                 out,
@@ -290,11 +292,11 @@ pub fn write_files(
     out: &mut impl Write,
     view: &View,
     layout: &Layout,
-    words: &[Hit],
+    words: &[Entry],
 ) -> io::Result<()> {
     let mut holds = vec![false; view.files().len()];
-    for hit in words {
-        for location in view.locations(hit) {
+    for entry in words {
+        for location in entry.locations(view) {
             if let Some(h) = holds.get_mut(location.file as usize) {
                 *h = true;
             }
@@ -311,8 +313,8 @@ pub fn write_files(
 const PAGE: usize = 4096;
 
 /// `words` with their counts, most frequent first (ties in byte order).
-fn rank<'a>(view: &View, words: &'a [Hit]) -> Vec<(u64, &'a Hit)> {
-    let mut ranked: Vec<(u64, &Hit)> = words.iter().map(|h| (view.count(h), h)).collect();
+fn rank(words: &[Entry]) -> Vec<(u64, &Entry)> {
+    let mut ranked: Vec<(u64, &Entry)> = words.iter().map(|e| (e.count(), e)).collect();
     // `words` is in byte order and the sort is stable: ties stay alphabetical.
     ranked.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
     ranked
@@ -323,13 +325,13 @@ fn rank<'a>(view: &View, words: &'a [Hit]) -> Vec<(u64, &'a Hit)> {
 /// shown): `n` of them from the `from`th on, grouped by word.
 pub fn rest_of_answer<'a>(
     view: &View,
-    words: &'a [Hit],
+    words: &'a [Entry],
     from: usize,
     n: usize,
-) -> Vec<(&'a Hit, Vec<Location>)> {
-    let mut out: Vec<(&Hit, Vec<Location>)> = Vec::new();
+) -> Vec<(&'a Entry, Vec<Location>)> {
+    let mut out: Vec<(&Entry, Vec<Location>)> = Vec::new();
     let (mut skipped, mut taken) = (0usize, 0usize);
-    for (k, &(count, hit)) in rank(view, words).iter().enumerate() {
+    for (k, &(count, entry)) in rank(words).iter().enumerate() {
         let first = if k < WORDS_SHOWN { LOCATIONS_SHOWN } else { 0 };
         let rest = (count as usize).saturating_sub(first);
         if skipped + rest <= from {
@@ -338,14 +340,14 @@ pub fn rest_of_answer<'a>(
         }
         let skip = first + (from + taken).saturating_sub(skipped);
         let want = n - taken;
-        let got: Vec<Location> = view
-            .first_locations(hit, skip + want)
+        let got: Vec<Location> = entry
+            .first(view, skip + want)
             .into_iter()
             .skip(skip)
             .take(want)
             .collect();
         taken += got.len();
-        out.push((hit, got));
+        out.push((entry, got));
         skipped += rest;
         if taken == n {
             break;
@@ -356,7 +358,7 @@ pub fn rest_of_answer<'a>(
 
 /// Prints `locations` (all of one word, in path order) with their lines.
 pub fn write_locations(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     view: &View,
     layout: &Layout,
     locations: &[Location],

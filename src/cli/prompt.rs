@@ -16,9 +16,15 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
-use indexer::index::{Hit, View};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+use indexer::index::View;
 use indexer::search::{matching_words, Query};
 
+use super::answer::{find, Entry, Narrowing, PathFilter, Request};
 use super::lines::Lines;
 use super::output::{rest_of_answer, write_locations, HumanAnswer, Layout, Shown};
 
@@ -73,16 +79,26 @@ impl Completer for IndexHelper<'_> {
             return Ok((pos, Vec::new()));
         }
         let query = Query::Prefix(fragment);
-        let candidates = self
-            .view
-            .hits(|vocabulary| {
-                let mut ids = matching_words(vocabulary, &query);
-                ids.truncate(MAX_COMPLETIONS);
-                ids
-            })
+        let view = self.view;
+        let hits = view.hits(|vocabulary| matching_words(vocabulary, &query));
+        // Most frequent first, as they are listed on a second Tab.
+        let mut ranked: Vec<(u64, usize)> =
+            (0..hits.len()).map(|k| (view.count(&hits[k]), k)).collect();
+        ranked.sort_by_key(|&(count, k)| (std::cmp::Reverse(count), k));
+        ranked.truncate(MAX_COMPLETIONS);
+        // The first Tab fills the prefix common to the candidates: with
+        // the first and last words in byte order among them, it is the one
+        // common to every match, not only to the most frequent.
+        if hits.len() > MAX_COMPLETIONS {
+            for k in [0, hits.len() - 1] {
+                if !ranked.iter().any(|&(_, r)| r == k) {
+                    ranked.push((0, k));
+                }
+            }
+        }
+        let candidates = ranked
             .into_iter()
-            .take(MAX_COMPLETIONS)
-            .map(|hit| self.view.word(&hit).to_string())
+            .map(|(_, k)| view.word(&hits[k]).into_owned())
             .collect();
         Ok((start, candidates))
     }
@@ -104,10 +120,151 @@ fn history_path() -> Option<PathBuf> {
     Some(state.join("indexer").join("history"))
 }
 
+/// Set by SIGINT while the prompt runs: Ctrl-C stops an answer being
+/// printed, not the session (the index would be lost with it).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// From now on Ctrl-C sets [`INTERRUPTED`] instead of ending the process.
+/// Programs the prompt starts (the editor, the pager) get the default
+/// action back at exec, as for any caught signal.
+fn catch_interrupts() {
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic, which is signal safe.
+    if let Err(e) = unsafe { sigaction(Signal::SIGINT, &action) } {
+        eprintln!("indexer: Ctrl-C will end the session ({e})");
+    }
+}
+
+/// Why printing stopped early (Ctrl-C).
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+fn is_stopped(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Stopped>())
+}
+
+/// A writer that fails with [`Stopped`] once Ctrl-C was pressed.
+struct Stoppable<W>(W);
+
+impl<W: Write> Write for Stoppable<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return Err(io::Error::other(Stopped));
+        }
+        self.0.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Rows of the terminal on stdout.
+fn terminal_rows() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct given.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (got == 0 && size.ws_row > 0).then_some(usize::from(size.ws_row))
+}
+
+/// `$PAGER` (else `less`), reading what is written to its stdin; `less`
+/// gets `LESS=FRX` unless LESS is set (colours, and no screen switch).
+fn start_pager() -> Option<std::process::Child> {
+    let pager = std::env::var("PAGER")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "less -R".to_string());
+    let mut words = pager.split_whitespace();
+    let program = words.next()?;
+    let mut command = std::process::Command::new(program);
+    command.args(words).stdin(std::process::Stdio::piped());
+    if std::env::var_os("LESS").is_none() {
+        command.env("LESS", "FRX");
+    }
+    command.spawn().ok()
+}
+
+/// Writes `answer` through the pager, streaming; a pager that cannot be
+/// started leaves the answer on stdout.
+fn through_pager(answer: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let Some(mut pager) = start_pager() else {
+        let stdout = io::stdout();
+        let mut out = Stoppable(stdout.lock());
+        return answer(&mut out).and_then(|()| out.flush());
+    };
+    let written = match pager.stdin.take() {
+        Some(stdin) => {
+            let mut out = Stoppable(io::BufWriter::new(stdin));
+            let written = answer(&mut out).and_then(|()| out.flush());
+            drop(out);
+            written
+        }
+        None => Ok(()),
+    };
+    let _ = pager.wait();
+    match written {
+        // Leaving the pager early closes the pipe: the answer was seen.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Shows a prepared answer: through the pager when `paging` and it is
+/// taller than the screen, else on stdout.
+fn show(paging: bool, answer: &[u8]) -> io::Result<()> {
+    let rows = memchr::memchr_iter(b'\n', answer).count();
+    if paging && terminal_rows().is_some_and(|screen| rows + 1 >= screen) {
+        return through_pager(|out| out.write_all(answer));
+    }
+    let stdout = io::stdout();
+    let mut out = Stoppable(stdout.lock());
+    out.write_all(answer).and_then(|()| out.flush())
+}
+
+/// What the prompt remembers between lines.
+struct Session<'a> {
+    view: &'a View,
+    args: &'a super::args::Args,
+    layout: Layout,
+    paths: &'a PathFilter,
+    /// The pager is used: stdout is a terminal.
+    paging: bool,
+    /// The last answer: its request and words.
+    last: Option<(Request, Vec<Entry>)>,
+    /// The last answer's numbered locations, and how far `:more` has gone.
+    shown: Shown,
+    more_from: usize,
+}
+
+/// What to do after a line.
+enum Next {
+    Read,
+    Leave(i32),
+}
+
 /// Runs the prompt until `:quit` or end of input; returns the exit code.
-pub fn run(view: &View, args: &super::args::Args, layout: Layout) -> i32 {
-    let stats = args.stats;
-    let mut editor: Editor<IndexHelper<'_>, DefaultHistory> = match Editor::new() {
+pub fn run(view: &View, args: &super::args::Args, layout: Layout, paths: &PathFilter) -> i32 {
+    // Tab fills the longest common prefix; a second Tab lists them all.
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .build();
+    let mut editor: Editor<IndexHelper<'_>, DefaultHistory> = match Editor::with_config(config) {
         Ok(editor) => editor,
         Err(e) => {
             eprintln!("indexer: cannot open the prompt: {e}");
@@ -119,16 +276,23 @@ pub fn run(view: &View, args: &super::args::Args, layout: Layout) -> i32 {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
+    catch_interrupts();
     eprintln!("Type a word fragment (:help for more, Ctrl-D to leave).");
-    let mut last: Option<(String, Vec<Hit>)> = None;
-    // The last answer's numbered locations, and how far `:more` has gone.
-    let mut shown = Shown::default();
-    let mut more_from = 0usize;
-    let code = loop {
-        let line = match editor.readline(PROMPT) {
+    let mut session = Session {
+        view,
+        args,
+        layout,
+        paths,
+        paging: io::stdout().is_terminal(),
+        last: None,
+        shown: Shown::default(),
+        more_from: 0,
+    };
+    loop {
+        let input = match editor.readline(PROMPT) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break 0,
+            Err(ReadlineError::Eof) => return 0,
             // A line that is not UTF-8 is answered, not the end of the
             // session: the next line is read as usual.
             Err(ReadlineError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
@@ -137,111 +301,193 @@ pub fn run(view: &View, args: &super::args::Args, layout: Layout) -> i32 {
             }
             Err(e) => {
                 eprintln!("indexer: cannot read input: {e}");
-                break 1;
+                return 1;
             }
         };
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let _ = editor.add_history_entry(text);
-        // Saved as it is typed, so a session ended by a signal keeps it.
-        if let Some(path) = &history {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
+        // A pasted block is one query per line, in order.
+        for line in input.split(['\n', '\r']) {
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
             }
-            let _ = editor.append_history(path);
+            let _ = editor.add_history_entry(text);
+            // Saved as it is typed, so a session ended by a signal keeps it.
+            if let Some(path) = &history {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let _ = editor.append_history(path);
+            }
+            INTERRUPTED.store(false, Ordering::Relaxed);
+            if let Next::Leave(code) = session.answer(text) {
+                return code;
+            }
         }
-        let stdout = io::stdout();
-        let mut out = stdout.lock();
+    }
+}
+
+impl Session<'_> {
+    /// Answers one line.
+    fn answer(&mut self, text: &str) -> Next {
         let written = match text {
-            ":quit" | ":q" | ":exit" => break 0,
-            ":help" | ":h" | "?" => writeln!(out, "{HELP}"),
-            ":all" => match &last {
-                Some((query, words)) => {
-                    if !view.verify(words) {
-                        eprintln!("indexer: {}", super::damaged_message(args));
-                        break 2;
-                    }
-                    shown = Shown::default();
-                    HumanAnswer::prepare(view, &layout, query, words, true)
-                        .write(&mut out, view, &layout, &mut shown)
-                }
-                None => writeln!(out, "no query yet: type one first"),
-            },
-            ":more" | ":m" => match &last {
-                Some((_, words)) => {
-                    let groups = rest_of_answer(view, words, more_from, MORE_PAGE);
-                    if view.is_damaged() {
-                        eprintln!("indexer: {}", super::damaged_message(args));
-                        break 2;
-                    }
-                    show_more(&mut out, view, &layout, &groups, &mut shown, &mut more_from)
-                }
-                None => writeln!(out, "no query yet: type one first"),
-            },
+            ":quit" | ":q" | ":exit" => return Next::Leave(0),
+            ":help" | ":h" | "?" => self.print(|out| writeln!(out, "{HELP}")),
+            ":all" => self.all(),
+            ":more" | ":m" => self.more(),
             command if command.starts_with(":open") || command.starts_with(":e ") => {
-                let number = command
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|n| n.parse::<usize>().ok());
-                match number
-                    .and_then(|n| n.checked_sub(1))
-                    .and_then(|n| shown.locations.get(n))
-                {
-                    Some(&location) => match open_in_editor(view, &layout, location) {
-                        Ok(()) => Ok(()),
-                        Err(e) => writeln!(out, "{e}"),
-                    },
-                    None => writeln!(
-                        out,
-                        "say :open N with N a location's number in the last answer (1 to {})",
-                        shown.locations.len()
-                    ),
-                }
+                self.open(command)
             }
-            command if command.starts_with(':') => {
+            command if command.starts_with(':') => self.print(|out| {
                 writeln!(
                     out,
                     "unknown command {command}: :help lists what the prompt understands"
                 )
-            }
-            query_text => match Query::parse(query_text) {
-                Ok(query) => {
-                    let started = Instant::now();
-                    let words = view.hits(|vocabulary| matching_words(vocabulary, &query));
-                    let elapsed = started.elapsed();
-                    // The locations shown are read, and verified, first.
-                    let answer = HumanAnswer::prepare(view, &layout, query_text, &words, false);
-                    if view.is_damaged() {
-                        eprintln!("indexer: {}", super::damaged_message(args));
-                        break 2;
-                    }
-                    shown = Shown::default();
-                    more_from = 0;
-                    let result = answer.write(&mut out, view, &layout, &mut shown);
-                    if stats {
-                        eprintln!(
-                            "{} words in {:.3} ms",
-                            words.len(),
-                            elapsed.as_secs_f64() * 1e3
-                        );
-                    }
-                    last = Some((query_text.to_string(), words));
-                    result
-                }
-                Err(e) => writeln!(out, "{e}"),
-            },
+            }),
+            query => self.query(query),
         };
-        if let Err(e) = written.and_then(|_| out.flush()) {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                break 0;
+        match written {
+            Ok(()) => Next::Read,
+            Err(e) if is_stopped(&e) => {
+                // The rest of a cut line, then where things stand.
+                println!("\n(stopped: Ctrl-C)");
+                Next::Read
             }
-            eprintln!("indexer: cannot write output: {e}");
-            break 1;
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Next::Leave(0),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                eprintln!("indexer: {}", super::damaged_message(self.args));
+                Next::Leave(2)
+            }
+            Err(e) => {
+                eprintln!("indexer: cannot write output: {e}");
+                Next::Leave(1)
+            }
         }
-    };
-    code
+    }
+
+    /// Prints to stdout, stopping at Ctrl-C.
+    fn print(&self, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+        let stdout = io::stdout();
+        let mut out = Stoppable(stdout.lock());
+        write(&mut out).and_then(|()| out.flush())
+    }
+
+    fn query(&mut self, text: &str) -> io::Result<()> {
+        let request = match Request::parse(text) {
+            Ok(request) => request,
+            Err(e) => return self.print(|out| writeln!(out, "{e}")),
+        };
+        let narrowing = Narrowing {
+            paths: self.paths,
+            case_sensitive: self.args.case_sensitive,
+            tree: self.layout.tree.as_deref(),
+        };
+        let started = Instant::now();
+        let words = match find(self.view, &request, &narrowing) {
+            Ok(words) => words,
+            Err(e) => return self.print(|out| writeln!(out, "{e}")),
+        };
+        let elapsed = started.elapsed();
+        let (view, layout) = (self.view, &self.layout);
+        // The locations shown are read, and verified, first.
+        let answer = HumanAnswer::prepare(view, layout, &request.text, &words, false);
+        if view.is_damaged() {
+            return Err(io::Error::from(io::ErrorKind::InvalidData));
+        }
+        self.shown = Shown::default();
+        self.more_from = 0;
+        let shown = &mut self.shown;
+        let note = request.note.as_deref();
+        let written = if words.is_empty() {
+            let suggestion = super::did_you_mean(view, &request);
+            self.print(|out| {
+                if let Some(note) = note {
+                    writeln!(out, "{note}")?;
+                }
+                writeln!(out, "no words match {:?}{suggestion}", request.text)
+            })
+        } else {
+            let paging = self.paging;
+            let mut buffer = Stoppable(Vec::new());
+            let result = (|| {
+                if let Some(note) = note {
+                    writeln!(buffer, "{note}")?;
+                }
+                answer.write(&mut buffer, view, layout, shown)
+            })();
+            result.and_then(|()| show(paging, &buffer.0))
+        };
+        if self.args.stats {
+            eprintln!(
+                "{} words in {:.3} ms",
+                words.len(),
+                elapsed.as_secs_f64() * 1e3
+            );
+        }
+        self.last = Some((request, words));
+        written
+    }
+
+    /// `:all`: the last answer in full, through the pager on a terminal.
+    fn all(&mut self) -> io::Result<()> {
+        let Some((request, words)) = &self.last else {
+            return self.print(|out| writeln!(out, "no query yet: type one first"));
+        };
+        let view = self.view;
+        if !view.verify(&Entry::lazy_hits(words)) {
+            return Err(io::Error::from(io::ErrorKind::InvalidData));
+        }
+        self.shown = Shown::default();
+        let (layout, shown) = (&self.layout, &mut self.shown);
+        let answer = HumanAnswer::prepare(view, layout, &request.text, words, true);
+        let mut write = |out: &mut dyn Write| answer.write(out, view, layout, shown);
+        if self.paging {
+            through_pager(write)
+        } else {
+            let stdout = io::stdout();
+            let mut out = Stoppable(io::BufWriter::new(stdout.lock()));
+            write(&mut out).and_then(|()| out.flush())
+        }
+    }
+
+    /// `:more`: the next page of the last answer.
+    fn more(&mut self) -> io::Result<()> {
+        let Some((_, words)) = &self.last else {
+            return self.print(|out| writeln!(out, "no query yet: type one first"));
+        };
+        let view = self.view;
+        let groups = rest_of_answer(view, words, self.more_from, MORE_PAGE);
+        if view.is_damaged() {
+            return Err(io::Error::from(io::ErrorKind::InvalidData));
+        }
+        let (layout, shown, from) = (&self.layout, &mut self.shown, &mut self.more_from);
+        let mut buffer = Stoppable(Vec::new());
+        show_more(&mut buffer, view, layout, &groups, shown, from)?;
+        show(self.paging, &buffer.0)
+    }
+
+    /// `:open N`.
+    fn open(&self, command: &str) -> io::Result<()> {
+        let number = command
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<usize>().ok());
+        let location = number
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| self.shown.locations.get(n));
+        match location {
+            Some(&location) => match open_in_editor(self.view, &self.layout, location) {
+                Ok(()) => Ok(()),
+                Err(e) => self.print(|out| writeln!(out, "{e}")),
+            },
+            None => self.print(|out| {
+                writeln!(
+                    out,
+                    "say :open N with N a location's number in the last answer (1 to {})",
+                    self.shown.locations.len()
+                )
+            }),
+        }
+    }
 }
 
 /// Prints a `:more` page, numbering on from the last answer.
@@ -249,16 +495,16 @@ fn show_more(
     out: &mut impl Write,
     view: &View,
     layout: &Layout,
-    groups: &[(&Hit, Vec<indexer::index::Location>)],
+    groups: &[(&Entry, Vec<indexer::index::Location>)],
     shown: &mut Shown,
     from: &mut usize,
 ) -> io::Result<()> {
     if groups.iter().all(|(_, locations)| locations.is_empty()) {
         return writeln!(out, "that was all of the last answer");
     }
-    for (hit, locations) in groups {
+    for (entry, locations) in groups {
         let lines = Lines::read(view, layout.tree.as_deref(), locations);
-        writeln!(out, "{} (more)", view.word(hit))?;
+        writeln!(out, "{} (more)", entry.word(view))?;
         shown.forget_heading();
         write_locations(out, view, layout, locations, &lines, shown)?;
         *from += locations.len();

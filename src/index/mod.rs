@@ -18,8 +18,8 @@
 
 pub mod build;
 pub mod bytes;
-pub mod merge;
 mod ignores;
+pub mod merge;
 pub mod partial;
 pub mod postings;
 pub mod stream;

@@ -6,8 +6,10 @@
 //! nothing of how the index was built, and never forks.
 
 mod query;
+mod similar;
 
 pub use query::{Filter, Query, QueryError};
+pub use similar::similar_words;
 
 use crate::index::Vocabulary;
 

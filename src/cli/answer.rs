@@ -1,0 +1,449 @@
+//! From a line the user typed to the words and locations that answer it.
+//!
+//! One query is a lookup in the vocabulary, and its words' locations are
+//! read lazily as they are printed: that path stays as fast as the index.
+//! Everything else narrows an answer by looking at its locations, so those
+//! are read first: several terms (an AND over files), `path:GLOB` terms and
+//! `--glob`/`-t` (which files count), and `-s` (which spelling, read from
+//! the line in the file).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use ignore::overrides::{Override, OverrideBuilder};
+use ignore::types::{Types, TypesBuilder};
+use ignore::Match;
+use regex::Regex;
+
+use indexer::index::{Hit, Location, View};
+use indexer::search::{matching_words, Query};
+
+use super::lines::{word_extent, Lines};
+
+/// A line typed at the prompt or given to `--query`, understood.
+#[derive(Debug)]
+pub struct Request {
+    /// The text as typed (trimmed).
+    pub text: String,
+    /// The terms, each as typed and parsed.
+    pub terms: Vec<(String, Query)>,
+    /// `path:GLOB` terms: only files these admit count.
+    pub paths: Vec<String>,
+    /// Said before the answer when the text was read other than as typed.
+    pub note: Option<String>,
+}
+
+/// Whether `c` can be part of a word (the tokenizer's rule).
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+impl Request {
+    /// Reads `text`: whitespace separates terms; a plain term holding
+    /// characters that are never part of a word is split into its words,
+    /// each whole but the last (which stays a fragment unless something
+    /// follows it), with a note saying so.
+    pub fn parse(text: &str) -> Result<Request, String> {
+        let text = text.trim();
+        let (mut terms, mut paths, mut split) = (Vec::new(), Vec::new(), Vec::new());
+        for token in text.split_whitespace() {
+            if let Some(glob) = token.strip_prefix("path:") {
+                if glob.is_empty() {
+                    return Err("path: needs a glob (path:drivers/**, path:*.h)".into());
+                }
+                paths.push(glob.to_string());
+                continue;
+            }
+            let pattern = token.contains('*')
+                || (token.len() >= 2 && token.starts_with('/') && token.ends_with('/'));
+            let body = token.strip_prefix('=').unwrap_or(token);
+            if pattern || body.chars().all(is_word_char) {
+                let query = Query::parse(token).map_err(|e| e.to_string())?;
+                terms.push((token.to_string(), query));
+                continue;
+            }
+            let exact_all = token.starts_with('=');
+            let pieces: Vec<&str> = body.split(|c| !is_word_char(c)).collect();
+            let mut words = Vec::new();
+            for (k, piece) in pieces.iter().enumerate() {
+                if piece.is_empty() {
+                    continue;
+                }
+                let last = k + 1 == pieces.len();
+                let written = if last && !exact_all {
+                    piece.to_string()
+                } else {
+                    format!("={piece}")
+                };
+                words.push(written);
+            }
+            if !words.is_empty() {
+                split.push(format!("{token} as {}", words.join(" ")));
+            }
+            for word in words {
+                let query = Query::parse(&word).map_err(|e| e.to_string())?;
+                terms.push((word, query));
+            }
+        }
+        if terms.is_empty() {
+            return Err(match paths.is_empty() {
+                true => format!("{text:?} holds no word: type a word fragment"),
+                false => "path: narrows a query: add a word fragment to look for".into(),
+            });
+        }
+        let note = (!split.is_empty()).then(|| {
+            format!(
+                "words never hold those characters: searching {}{}",
+                split.join(", "),
+                if terms.len() > 1 {
+                    " (files holding every term)"
+                } else {
+                    ""
+                }
+            )
+        });
+        Ok(Request {
+            text: text.to_string(),
+            terms,
+            paths,
+            note,
+        })
+    }
+}
+
+/// Which files an answer may show: `--glob`, `-t`/`-T` and `path:` terms,
+/// with rg's rules (ripgrep's own matchers from the `ignore` crate).
+#[derive(Debug, Clone, Default)]
+pub struct PathFilter {
+    globs: Vec<String>,
+    types: Vec<String>,
+    types_not: Vec<String>,
+}
+
+impl PathFilter {
+    /// A filter from `--glob`, `-t` and `-T`; an error names what is wrong.
+    pub fn new(globs: &[String], types: &[String], types_not: &[String]) -> Result<Self, String> {
+        let filter = PathFilter {
+            globs: globs.to_vec(),
+            types: types.to_vec(),
+            types_not: types_not.to_vec(),
+        };
+        filter.compile(&[])?;
+        Ok(filter)
+    }
+
+    /// True when every file counts.
+    pub fn is_empty(&self) -> bool {
+        self.globs.is_empty() && self.types.is_empty() && self.types_not.is_empty()
+    }
+
+    fn compile(&self, more: &[String]) -> Result<(Option<Override>, Option<Types>), String> {
+        let mut globs = None;
+        if !self.globs.is_empty() || !more.is_empty() {
+            let mut builder = OverrideBuilder::new("/");
+            for glob in self.globs.iter().chain(more) {
+                builder
+                    .add(glob)
+                    .map_err(|e| format!("invalid glob {glob:?}: {}", error_reason(&e)))?;
+            }
+            globs = Some(builder.build().map_err(|e| e.to_string())?);
+        }
+        let mut types = None;
+        if !self.types.is_empty() || !self.types_not.is_empty() {
+            let mut builder = TypesBuilder::new();
+            builder.add_defaults();
+            for name in &self.types {
+                builder.select(name);
+            }
+            for name in &self.types_not {
+                builder.negate(name);
+            }
+            let built = builder
+                .build()
+                .map_err(|e| format!("{e} (--type-list shows the known types)"))?;
+            types = Some(built);
+        }
+        Ok((globs, types))
+    }
+
+    /// Which of `view`'s files count, with `more` globs (`path:` terms);
+    /// `None` when all do.
+    pub fn admitted(&self, view: &View, more: &[String]) -> Result<Option<Vec<bool>>, String> {
+        if self.is_empty() && more.is_empty() {
+            return Ok(None);
+        }
+        let (globs, types) = self.compile(more)?;
+        // A folder a `!` glob names excludes everything below it, as rg
+        // does not descend into it; files are in path order, so the
+        // verdict on the last folder is reused.
+        let mut last_folder: Option<(String, bool)> = None;
+        let admitted = view
+            .files()
+            .iter()
+            .map(|path| {
+                let folder = path.rsplit_once('/').map_or("", |(f, _)| f);
+                let folder_out = match &last_folder {
+                    Some((f, out)) if f == folder => *out,
+                    _ => {
+                        let out = globs.as_ref().is_some_and(|g| folder_excluded(g, folder));
+                        last_folder = Some((folder.to_string(), out));
+                        out
+                    }
+                };
+                !folder_out
+                    && !globs
+                        .as_ref()
+                        .is_some_and(|g| g.matched(path, false).is_ignore())
+                    && !types
+                        .as_ref()
+                        .is_some_and(|t| t.matched(path, false).is_ignore())
+            })
+            .collect();
+        Ok(Some(admitted))
+    }
+
+    /// rg's type definitions, for `--type-list`.
+    pub fn type_list() -> Vec<(String, Vec<String>)> {
+        let mut builder = TypesBuilder::new();
+        builder.add_defaults();
+        builder
+            .build()
+            .map(|types| {
+                types
+                    .definitions()
+                    .iter()
+                    .map(|d| (d.name().to_string(), d.globs().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Whether `folder` or a folder above it is excluded by a `!` glob.
+fn folder_excluded(globs: &Override, folder: &str) -> bool {
+    let mut end = 0;
+    while end < folder.len() {
+        end = folder[end..].find('/').map_or(folder.len(), |i| end + i);
+        if let Match::Ignore(_) = globs.matched(&folder[..end], true) {
+            return true;
+        }
+        end += 1;
+    }
+    false
+}
+
+/// The `ignore` crate's message, without its repetition of the glob.
+fn error_reason(e: &ignore::Error) -> String {
+    let text = e.to_string();
+    text.rsplit_once(": ")
+        .map_or(text.clone(), |(_, why)| why.to_string())
+}
+
+/// One word of an answer with its locations.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    hit: Hit,
+    /// With `-s`: the word as spelled in the files.
+    spelled: Option<String>,
+    /// The locations, when the answer was narrowed (else read from the index).
+    listed: Option<Vec<Location>>,
+    count: u64,
+}
+
+impl Entry {
+    /// The word as shown.
+    pub fn word<'v>(&'v self, view: &'v View) -> Cow<'v, str> {
+        match &self.spelled {
+            Some(word) => Cow::Borrowed(word),
+            None => view.word(&self.hit),
+        }
+    }
+
+    /// Its occurrences in the answer.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Its locations, in (path, line, column) order.
+    pub fn locations<'v>(&'v self, view: &'v View) -> Box<dyn Iterator<Item = Location> + 'v> {
+        match &self.listed {
+            Some(listed) => Box::new(listed.iter().copied()),
+            None => Box::new(view.locations(&self.hit)),
+        }
+    }
+
+    /// Its first `n` locations, reading no further than needed.
+    pub fn first(&self, view: &View, n: usize) -> Vec<Location> {
+        match &self.listed {
+            Some(listed) => listed.iter().take(n).copied().collect(),
+            None => view.first_locations(&self.hit, n),
+        }
+    }
+
+    /// The index words whose lists printing this answer reads.
+    pub fn lazy_hits(entries: &[Entry]) -> Vec<Hit> {
+        entries
+            .iter()
+            .filter(|e| e.listed.is_none())
+            .map(|e| e.hit)
+            .collect()
+    }
+}
+
+/// How an answer is narrowed beyond its terms.
+pub struct Narrowing<'a> {
+    pub paths: &'a PathFilter,
+    /// `-s`: keep locations spelled as the query is, read from `tree`.
+    pub case_sensitive: bool,
+    pub tree: Option<&'a std::path::Path>,
+}
+
+/// The words answering `request`, in ascending byte order.
+pub fn find(
+    view: &View,
+    request: &Request,
+    narrowing: &Narrowing<'_>,
+) -> Result<Vec<Entry>, String> {
+    let per_term: Vec<Vec<Hit>> = request
+        .terms
+        .iter()
+        .map(|(_, query)| view.hits(|vocabulary| matching_words(vocabulary, query)))
+        .collect();
+    let admitted = narrowing.paths.admitted(view, &request.paths)?;
+    let simple = per_term.len() == 1 && admitted.is_none() && !narrowing.case_sensitive;
+    if simple {
+        return Ok(per_term
+            .into_iter()
+            .flatten()
+            .map(|hit| Entry {
+                hit,
+                spelled: None,
+                listed: None,
+                count: view.count(&hit),
+            })
+            .collect());
+    }
+    let mut terms: Vec<Vec<Entry>> = Vec::with_capacity(per_term.len());
+    for ((text, _), hits) in request.terms.iter().zip(per_term) {
+        let cased = match narrowing.case_sensitive {
+            true => Some(cased_regex(text)?),
+            false => None,
+        };
+        let mut entries = Vec::new();
+        for hit in hits {
+            let listed: Vec<Location> = view
+                .locations(&hit)
+                .filter(|l| {
+                    admitted
+                        .as_ref()
+                        .is_none_or(|a| a.get(l.file as usize).copied().unwrap_or(false))
+                })
+                .collect();
+            if listed.is_empty() {
+                continue;
+            }
+            match &cased {
+                None => entries.push(listed_entry(hit, None, listed)),
+                Some(regex) => {
+                    entries.extend(by_spelling(view, narrowing.tree, hit, &listed, regex))
+                }
+            }
+        }
+        terms.push(entries);
+    }
+    if terms.len() > 1 {
+        // Files holding a match of every term.
+        let mut common = vec![0usize; view.files().len()];
+        for (k, entries) in terms.iter().enumerate() {
+            for entry in entries {
+                for location in entry.listed.iter().flatten() {
+                    if let Some(c) = common.get_mut(location.file as usize) {
+                        if *c == k {
+                            *c = k + 1;
+                        }
+                    }
+                }
+            }
+        }
+        let every = terms.len();
+        for entries in &mut terms {
+            for entry in entries.iter_mut() {
+                if let Some(listed) = &mut entry.listed {
+                    listed.retain(|l| common.get(l.file as usize) == Some(&every));
+                    entry.count = listed.len() as u64;
+                }
+            }
+            entries.retain(|e| e.count > 0);
+        }
+    }
+    // One entry per word, in byte order (a word may match two terms).
+    let mut words: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+    for entry in terms.into_iter().flatten() {
+        let key = entry.word(view).as_bytes().to_vec();
+        words.entry(key).or_insert(entry);
+    }
+    Ok(words.into_values().collect())
+}
+
+fn listed_entry(hit: Hit, spelled: Option<String>, listed: Vec<Location>) -> Entry {
+    Entry {
+        hit,
+        spelled,
+        count: listed.len() as u64,
+        listed: Some(listed),
+    }
+}
+
+/// `listed` split by the word's spelling in the file, keeping spellings
+/// `cased` matches.
+fn by_spelling(
+    view: &View,
+    tree: Option<&std::path::Path>,
+    hit: Hit,
+    listed: &[Location],
+    cased: &Regex,
+) -> Vec<Entry> {
+    let mut spellings: BTreeMap<String, Vec<Location>> = BTreeMap::new();
+    for page in listed.chunks(PAGE) {
+        let lines = Lines::read(view, tree, page);
+        for location in page {
+            let Some(line) = lines.line(location) else {
+                continue;
+            };
+            let at = usize::try_from(location.column.saturating_sub(1).saturating_sub(line.start))
+                .unwrap_or(usize::MAX);
+            let Some(rest) = line.text.get(at..) else {
+                continue;
+            };
+            let word = String::from_utf8_lossy(&rest[..word_extent(rest, 0)]);
+            if cased.is_match(&word) {
+                spellings
+                    .entry(word.into_owned())
+                    .or_default()
+                    .push(*location);
+            }
+        }
+    }
+    spellings
+        .into_iter()
+        .map(|(word, locations)| listed_entry(hit, Some(word), locations))
+        .collect()
+}
+
+/// Locations whose lines are read at a time for `-s`.
+const PAGE: usize = 4096;
+
+/// The regex a word spelled as `term` says must match, case and all.
+fn cased_regex(term: &str) -> Result<Regex, String> {
+    let pattern = if let Some(word) = term.strip_prefix('=') {
+        regex::escape(word)
+    } else if term.len() >= 2 && term.starts_with('/') && term.ends_with('/') {
+        format!("(?:{})", &term[1..term.len() - 1])
+    } else if term.contains('*') {
+        let pieces: Vec<String> = term.split('*').map(regex::escape).collect();
+        format!("(?s:{})", pieces.join(".*"))
+    } else {
+        format!("{}.*", regex::escape(term))
+    };
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("invalid query {term:?}: {e}"))
+}
