@@ -33,9 +33,11 @@ pub struct Request {
     pub note: Option<String>,
 }
 
-/// Whether `c` can be part of a word (the tokenizer's rule).
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+/// Whether `c` ends a word wherever it stands: ASCII punctuation and
+/// symbols. (A character outside ASCII that is not itself part of a word
+/// may still be in one: lowercasing `İ` gives `i` and a combining dot.)
+fn splits_words(c: char) -> bool {
+    c.is_ascii() && !(c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl Request {
@@ -57,13 +59,14 @@ impl Request {
             let pattern = token.contains('*')
                 || (token.len() >= 2 && token.starts_with('/') && token.ends_with('/'));
             let body = token.strip_prefix('=').unwrap_or(token);
-            if pattern || body.chars().all(is_word_char) {
+            let words_in = body.split(splits_words).filter(|p| !p.is_empty()).count();
+            if pattern || !body.contains(splits_words) || words_in == 0 {
                 let query = Query::parse(token).map_err(|e| e.to_string())?;
                 terms.push((token.to_string(), query));
                 continue;
             }
             let exact_all = token.starts_with('=');
-            let pieces: Vec<&str> = body.split(|c| !is_word_char(c)).collect();
+            let pieces: Vec<&str> = body.split(splits_words).collect();
             let mut words = Vec::new();
             for (k, piece) in pieces.iter().enumerate() {
                 if piece.is_empty() {
