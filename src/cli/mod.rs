@@ -616,7 +616,15 @@ fn answer_queries(
         if words.is_empty() {
             // Said on stderr, as grep leaves stdout to matches.
             let _ = out.flush();
-            eprintln!("no words match {text:?}{}", did_you_mean(view, request));
+            let started = Instant::now();
+            let suggestion = did_you_mean(view, request);
+            if args.stats {
+                eprintln!(
+                    "suggestions in {:.3} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+            }
+            eprintln!("no words match {text:?}{suggestion}");
             continue;
         }
         matched = true;

@@ -418,9 +418,10 @@ impl Session<'_> {
         };
         if self.args.stats {
             eprintln!(
-                "{} words in {:.3} ms",
+                "{} words in {:.3} ms; answer shown in {:.3} ms",
                 words.len(),
-                elapsed.as_secs_f64() * 1e3
+                elapsed.as_secs_f64() * 1e3,
+                started.elapsed().as_secs_f64() * 1e3
             );
         }
         self.last = Some((request, words));

@@ -31,7 +31,7 @@ pub mod walk;
 pub use build::{build, BuildOptions, BuildReport, Progress};
 pub use postings::Location;
 pub use view::{FileStamp, Hit, Layer, View};
-pub use vocabulary::Vocabulary;
+pub use vocabulary::{Step, Vocabulary};
 
 use std::ops::Range;
 

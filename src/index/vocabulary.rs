@@ -43,6 +43,16 @@ impl Default for Vocabulary {
     }
 }
 
+/// What a [`Vocabulary::walk`] does after a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Go on with the next word.
+    Next,
+    /// Pass over the following words that begin with this many bytes of
+    /// this one.
+    SkipPrefix(usize),
+}
+
 /// Why stored words cannot be used as a vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadVocabulary;
@@ -209,6 +219,52 @@ impl Front {
             }
         });
         point
+    }
+
+    /// See [`Vocabulary::walk`]: a skip passes over whole blocks by their
+    /// first words, decoding only the block where the run ends.
+    fn walk(&self, f: &mut dyn FnMut(usize, &[u8]) -> Step) {
+        let count = self.block_count();
+        let mut buf = Vec::new();
+        let mut skip: Option<Vec<u8>> = None;
+        let mut k = 0;
+        while k < count {
+            if let Some(prefix) = &skip {
+                let has = |b: usize| self.first_word(b).starts_with(prefix);
+                if has(k) {
+                    // Gallop to the last block that begins in the run:
+                    // every block before it lies wholly inside the run.
+                    let (mut lo, mut step) = (k, 1);
+                    while lo + step < count && has(lo + step) {
+                        lo += step;
+                        step *= 2;
+                    }
+                    let mut hi = (lo + step).min(count);
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        if has(mid) {
+                            lo = mid;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    k = lo;
+                }
+            }
+            self.decode_block(k, 0, &mut buf, &mut |id, word| {
+                if let Some(prefix) = &skip {
+                    if word.starts_with(prefix) {
+                        return true;
+                    }
+                    skip = None;
+                }
+                if let Step::SkipPrefix(len) = f(id, word) {
+                    skip = Some(word[..len.min(word.len())].to_vec());
+                }
+                true
+            });
+            k += 1;
+        }
     }
 
     /// Calls `f` on the words numbered `range`, in order, until it returns false.
@@ -409,6 +465,43 @@ impl Vocabulary {
         }
     }
 
+    /// Calls `f(id, word)` on every word in order; when it answers
+    /// [`Step::SkipPrefix`]`(n)`, the words after it that begin with its
+    /// first `n` bytes are passed over without being decoded one by one
+    /// (how a walk of the words as a trie prunes a branch).
+    pub fn walk(&self, f: &mut dyn FnMut(usize, &[u8]) -> Step) {
+        match &self.form {
+            Form::Arena(a) => {
+                let mut id = 0;
+                while id < a.ends.len() {
+                    let word = a.word(id);
+                    id += 1;
+                    if let Step::SkipPrefix(len) = f(id - 1, word) {
+                        let prefix = &word[..len.min(word.len())];
+                        let rest = &a.ends[id..];
+                        // Gallop, then halve: most skipped runs are short.
+                        let has = |k: usize| a.word(id + k).starts_with(prefix);
+                        let mut step = 1;
+                        while step <= rest.len() && has(step - 1) {
+                            step *= 2;
+                        }
+                        let (mut lo, mut hi) = (step / 2, step.min(rest.len()));
+                        while lo < hi {
+                            let mid = lo + (hi - lo) / 2;
+                            if has(mid) {
+                                lo = mid + 1;
+                            } else {
+                                hi = mid;
+                            }
+                        }
+                        id += lo;
+                    }
+                }
+            }
+            Form::Front(front) => front.walk(f),
+        }
+    }
+
     /// The numbers in `range` of the words `keep` accepts, ascending.
     pub fn select_in(&self, range: Range<usize>, keep: &dyn Fn(&[u8]) -> bool) -> Vec<usize> {
         let mut ids = Vec::new();
@@ -539,6 +632,47 @@ mod tests {
     }
 
     proptest! {
+        /// A walk visits exactly the words a plain loop that drops words
+        /// under a skipped prefix visits, in both forms, whole blocks or not.
+        #[test]
+        fn walks_skip_exactly_the_words_under_a_skipped_prefix(
+            mut words in proptest::collection::vec("[ab]{1,9}", 0..400),
+            salt in 0u64..1000,
+        ) {
+            words.sort();
+            words.dedup();
+            let bytes: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+            // Skip after some words, by a length that depends on the word.
+            let decide = |id: usize, w: &[u8]| {
+                let h = (id as u64 * 31 + salt) % 7;
+                if h < 3 { Step::SkipPrefix(1 + (h as usize + w.len()) % w.len().max(1)) } else { Step::Next }
+            };
+            let mut want = Vec::new();
+            let mut skip: Option<Vec<u8>> = None;
+            for (id, w) in bytes.iter().enumerate() {
+                if skip.as_ref().is_some_and(|p| w.starts_with(p)) {
+                    continue;
+                }
+                skip = None;
+                want.push(id);
+                if let Step::SkipPrefix(n) = decide(id, w) {
+                    skip = Some(w[..n.min(w.len())].to_vec());
+                }
+            }
+            let mut arena = Vocabulary::default();
+            for w in &bytes {
+                arena.push(w);
+            }
+            for vocabulary in [arena, front(&bytes)] {
+                let mut got = Vec::new();
+                vocabulary.walk(&mut |id, w| {
+                    got.push(id);
+                    decide(id, w)
+                });
+                prop_assert_eq!(&got, &want);
+            }
+        }
+
         /// Front-coded blocks answer every lookup as the arena does (and as
         /// a plain scan of the sorted words does).
         #[test]

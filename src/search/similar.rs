@@ -8,70 +8,48 @@
 //! the distance allowed, no word beginning with that prefix can come
 //! within it, and all of them are skipped at once.
 
-use crate::index::Vocabulary;
-
-/// Words beginning with a dead prefix checked one by one before jumping
-/// past them with a binary search (most dead prefixes are short runs).
-const STEP_BEFORE_JUMP: usize = 32;
+use crate::index::{Step, Vocabulary};
 
 /// The numbers of the words within `max` edits (insertions, deletions,
 /// substitutions of bytes) of `target`, ascending, each with its distance.
 pub fn similar_words(vocabulary: &Vocabulary, target: &[u8], max: usize) -> Vec<(usize, usize)> {
     let columns = target.len() + 1;
-    // rows[d]: the table's row after the first d bytes of `prefix`.
-    let mut rows: Vec<Vec<usize>> = vec![(0..columns).collect()];
+    // Cells are capped at max + 1: past it, how far does not matter.
+    let cap = u8::try_from(max + 1).unwrap_or(u8::MAX);
+    let limit = |n: usize| u8::try_from(n).unwrap_or(u8::MAX).min(cap);
+    // The table's rows for `prefix`, flat: row d (after d bytes) is
+    // rows[d * columns..][..columns]; row 0 is the empty prefix's.
+    let mut rows: Vec<u8> = (0..columns).map(limit).collect();
     let mut prefix: Vec<u8> = Vec::new();
     let mut found = Vec::new();
-    let total = vocabulary.len();
-    let mut start = 0;
-    while start < total {
-        // Where to resume when a dead prefix covers more than a few words.
-        let mut jump: Option<Vec<u8>> = None;
-        let mut dead: Option<(usize, usize)> = None; // (prefix length, words skipped)
-        vocabulary.for_each_in(start..total, &mut |id, word| {
-            if let Some((length, skipped)) = &mut dead {
-                if word.len() >= *length && word[..*length] == prefix[..*length] {
-                    *skipped += 1;
-                    if *skipped > STEP_BEFORE_JUMP {
-                        jump = Some(prefix[..*length].to_vec());
-                        return false;
-                    }
-                    return true;
-                }
-                dead = None;
+    vocabulary.walk(&mut |id, word| {
+        let shared = prefix.iter().zip(word).take_while(|(a, b)| a == b).count();
+        rows.truncate((shared + 1) * columns);
+        prefix.truncate(shared);
+        for &byte in &word[shared..] {
+            let above = rows.len() - columns;
+            let mut least = limit(prefix.len() + 1);
+            rows.push(least);
+            for j in 1..columns {
+                let substitute = rows[above + j - 1] + u8::from(target[j - 1] != byte);
+                let cell = substitute
+                    .min(rows[above + j] + 1)
+                    .min(rows[above + columns + j - 1] + 1)
+                    .min(cap);
+                least = least.min(cell);
+                rows.push(cell);
             }
-            let shared = prefix.iter().zip(word).take_while(|(a, b)| a == b).count();
-            rows.truncate(shared + 1);
-            prefix.truncate(shared);
-            for &byte in &word[shared..] {
-                let above = &rows[rows.len() - 1];
-                let mut row = Vec::with_capacity(columns);
-                row.push(above[0] + 1);
-                for j in 1..columns {
-                    let substitute = above[j - 1] + usize::from(target[j - 1] != byte);
-                    row.push(substitute.min(above[j] + 1).min(row[j - 1] + 1));
-                }
-                let least = row.iter().copied().min().unwrap_or(0);
-                rows.push(row);
-                prefix.push(byte);
-                if least > max {
-                    dead = Some((prefix.len(), 0));
-                    return true;
-                }
+            prefix.push(byte);
+            if usize::from(least) > max {
+                // No word beginning with this prefix comes within `max`.
+                return Step::SkipPrefix(prefix.len());
             }
-            let distance = rows[rows.len() - 1][columns - 1];
-            if distance <= max {
-                found.push((id, distance));
-            }
-            true
-        });
-        match jump {
-            Some(dead_prefix) => {
-                start = vocabulary.prefix_range(&dead_prefix).end.max(start + 1);
-            }
-            None => break,
         }
-    }
+        if usize::from(rows[rows.len() - 1]) <= max {
+            found.push((id, usize::from(rows[rows.len() - 1])));
+        }
+        Step::Next
+    });
     found
 }
 
@@ -109,13 +87,25 @@ mod tests {
             for w in &words {
                 vocabulary.push(w.as_bytes());
             }
+            let mut coder = crate::index::vocabulary::FrontCoder::default();
+            for w in &words {
+                coder.push(w.as_bytes());
+            }
+            let (data, blocks, len) = coder.finish();
+            let front = Vocabulary::from_front_coded(
+                crate::index::bytes::Bytes::Owned(data),
+                crate::index::bytes::Array::Owned(blocks),
+                len,
+            )
+            .unwrap();
             let want: Vec<(usize, usize)> = words
                 .iter()
                 .enumerate()
                 .map(|(id, w)| (id, distance(w.as_bytes(), target.as_bytes())))
                 .filter(|&(_, d)| d <= max)
                 .collect();
-            proptest::prop_assert_eq!(similar_words(&vocabulary, target.as_bytes(), max), want);
+            proptest::prop_assert_eq!(&similar_words(&vocabulary, target.as_bytes(), max), &want);
+            proptest::prop_assert_eq!(&similar_words(&front, target.as_bytes(), max), &want);
         }
     }
 }
