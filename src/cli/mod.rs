@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use indexer::index::build::{BuildError, Fault, TestLimits};
 use indexer::index::walk::Excludes;
-use indexer::index::{BuildOptions, BuildReport, Progress, View};
+use indexer::index::{BuildOptions, BuildReport, Phase, Progress, View};
 use indexer::parallel;
 use indexer::search::similar_words;
 use indexer::store::{self, Output, StoreError, Stored};
@@ -322,8 +322,9 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
         None => Output::Temporary(&temporary),
     };
     let bar = progress_bar();
+    let mut phase = Phase::Indexing;
     let result = store::build(directory, &root, options, output, &mut |p: &Progress| {
-        bar.set_message(progress_line(p));
+        show_progress(&bar, &mut phase, p)
     });
     bar.finish_and_clear();
     let built = match result {
@@ -357,8 +358,9 @@ fn refresh_with_progress(
     root: &std::path::Path,
 ) -> Result<Obtained, i32> {
     let bar = progress_bar();
+    let mut phase = Phase::Indexing;
     let result = store::refresh(file, stored, root, options, &mut |p: &Progress| {
-        bar.set_message(progress_line(p));
+        show_progress(&bar, &mut phase, p)
     });
     bar.finish_and_clear();
     let (view, refreshed) = match result {
@@ -448,17 +450,64 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
+/// Updates the progress line; a new phase is drawn at once (the bar
+/// otherwise draws at most 10 times a second, and a phase that blocks
+/// would leave the last indexing line on screen).
+fn show_progress(bar: &ProgressBar, shown: &mut Phase, p: &Progress) {
+    bar.set_message(progress_line(p));
+    if p.phase != *shown {
+        *shown = p.phase;
+        bar.suspend(|| {});
+    }
+}
+
+/// The build's progress: share of bytes, rate and time left while the
+/// workers run, then the phase, so the line never sits still.
 fn progress_line(p: &Progress) -> String {
+    match p.phase {
+        Phase::Merging => {
+            return format!(
+                "merging the workers' runs ({} files indexed)...",
+                p.files_done
+            )
+        }
+        Phase::Saving => return "saving the index...".to_string(),
+        Phase::Indexing => {}
+    }
     let secs = p.elapsed.as_secs_f64().max(1e-3);
+    let rate = p.bytes_done as f64 / secs;
+    let share = match p.bytes_total {
+        0 => 100.0,
+        total => p.bytes_done as f64 * 100.0 / total as f64,
+    };
+    let left = match p.bytes_done {
+        // Nothing done yet: no rate to tell the time left from.
+        0 => String::new(),
+        _ => {
+            let remaining = p.bytes_total.saturating_sub(p.bytes_done) as f64 / rate.max(1.0);
+            format!(", {} left", human_duration(remaining))
+        }
+    };
     format!(
-        "indexing: {}/{} files, {:.1}/{:.1} MB, {:.1} MB/s, {} workers busy",
+        "indexing: {share:.0}% ({} of {}), {}/s{left}; {}/{} files, {} worker{} busy",
+        human_bytes(p.bytes_done),
+        human_bytes(p.bytes_total),
+        human_bytes(rate as u64),
         p.files_done,
         p.files_total,
-        p.bytes_done as f64 / 1e6,
-        p.bytes_total as f64 / 1e6,
-        p.bytes_done as f64 / 1e6 / secs,
-        p.busy
+        p.busy,
+        if p.busy == 1 { "" } else { "s" }
     )
+}
+
+/// `7 s`, `2 min 5 s`, `1 h 3 min`.
+fn human_duration(secs: f64) -> String {
+    let secs = secs.round() as u64;
+    match secs {
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{s} s"),
+    }
 }
 
 fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {

@@ -175,6 +175,14 @@ impl<W: Write> Write for Stoppable<W> {
     }
 }
 
+/// Whether bytes typed ahead wait on stdin.
+fn input_pending() -> bool {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let got = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::FIONREAD, &mut waiting) };
+    got == 0 && waiting > 0
+}
+
 /// Rows of the terminal on stdout.
 fn terminal_rows() -> Option<usize> {
     // SAFETY: TIOCGWINSZ writes one winsize into the struct given.
@@ -229,6 +237,9 @@ fn through_pager(answer: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::R
 /// taller than the screen, else on stdout.
 fn show(paging: bool, answer: &[u8]) -> io::Result<()> {
     let rows = memchr::memchr_iter(b'\n', answer).count();
+    // Lines typed ahead wait in the terminal: a pager would read them as
+    // its commands, so the answer goes to the screen instead.
+    let paging = paging && !input_pending();
     if paging && terminal_rows().is_some_and(|screen| rows + 1 >= screen) {
         return through_pager(|out| out.write_all(answer));
     }
@@ -441,7 +452,7 @@ impl Session<'_> {
         let (layout, shown) = (&self.layout, &mut self.shown);
         let answer = HumanAnswer::prepare(view, layout, &request.text, words, true);
         let mut write = |out: &mut dyn Write| answer.write(out, view, layout, shown);
-        if self.paging {
+        if self.paging && !input_pending() {
             through_pager(write)
         } else {
             let stdout = io::stdout();

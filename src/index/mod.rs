@@ -28,7 +28,7 @@ pub mod view;
 pub mod vocabulary;
 pub mod walk;
 
-pub use build::{build, BuildOptions, BuildReport, Progress};
+pub use build::{build, BuildOptions, BuildReport, Phase, Progress};
 pub use postings::Location;
 pub use view::{FileStamp, Hit, Layer, View};
 pub use vocabulary::{Step, Vocabulary};

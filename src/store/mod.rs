@@ -40,7 +40,7 @@ pub use names::{delta_path, family_pattern};
 pub use refresh::{refresh, Refreshed};
 pub use segment::{FileRecord, Kind, Meta, Segment};
 
-use crate::index::build::{build_listed, BuildError, Built};
+use crate::index::build::{build_listed, BuildError, Built, Phase};
 use crate::index::bytes::Owner;
 use crate::index::stream::{merge_into, RunSource};
 use crate::index::walk::walk;
@@ -551,7 +551,18 @@ pub fn build(
         Built::Index(index) => {
             let view = stamped(View::single(*index), &[&records]);
             let saved = match output {
-                Output::Saved(path) => Some(save(path, canonical, &excludes, &view, &records)?),
+                Output::Saved(path) => {
+                    progress(&Progress {
+                        files_done: report.files.len(),
+                        files_total: report.files.len(),
+                        bytes_done: report.bytes,
+                        bytes_total: report.bytes,
+                        busy: 0,
+                        elapsed: started.elapsed(),
+                        phase: Phase::Saving,
+                    });
+                    Some(save(path, canonical, &excludes, &view, &records)?)
+                }
                 Output::Temporary(_) => None,
             };
             return Ok(Build {

@@ -281,6 +281,20 @@ pub struct Progress {
     pub busy: usize,
     /// Time since the build started.
     pub elapsed: Duration,
+    /// What the build is doing.
+    pub phase: Phase,
+}
+
+/// The steps of a build, as its progress names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Workers read and tokenize files.
+    #[default]
+    Indexing,
+    /// The workers' runs are merged into one index.
+    Merging,
+    /// The index is written to its file.
+    Saving,
 }
 
 /// Per-phase times.
@@ -677,9 +691,19 @@ pub fn build_listed(
             bytes_total,
             busy: co.busy(),
             elapsed: started.elapsed(),
+            phase: Phase::Indexing,
         });
     }
     drop(exchange);
+    progress(&Progress {
+        files_done: co.files_done,
+        files_total: files.len(),
+        bytes_done: co.bytes_done,
+        bytes_total,
+        busy: 0,
+        elapsed: started.elapsed(),
+        phase: Phase::Merging,
+    });
     let transfer = cpu_time().saturating_sub(collecting);
     let (collected, mut report) = co.finish();
     report.timings.transfer = transfer;
