@@ -1,15 +1,11 @@
-//! The interactive prompt, driven end to end: through stdin when it is not a
-//! terminal (rustyline reads plain lines), and through a pseudo-terminal made
-//! by `script(1)` when it is available.
+//! The interactive prompt, driven through stdin when it is not a terminal
+//! (rustyline reads plain lines); `tests/pty.rs` drives it on a terminal.
 
 mod reference;
 mod support;
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use assert_cmd::Command;
 use support::corpus;
@@ -168,141 +164,6 @@ fn a_bad_query_at_the_prompt_does_not_end_the_session() {
 
 // ---------------------------------------------------------------------------
 // Through a pseudo-terminal.
-
-/// A child's output collected by a thread, to wait on without blocking.
-struct Collected(Arc<Mutex<Vec<u8>>>);
-
-impl Collected {
-    fn start(mut from: impl Read + Send + 'static) -> Self {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = from.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        });
-        Collected(buf)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Waits until the output stops growing for a moment (the prompt is
-    /// waiting for input).
-    fn settle(&self) {
-        let start = Instant::now();
-        let mut last = (0, Instant::now());
-        while start.elapsed() < TIMEOUT {
-            std::thread::sleep(Duration::from_millis(50));
-            let len = self.0.lock().unwrap().len();
-            if len != last.0 {
-                last = (len, Instant::now());
-            } else if len > 0 && last.1.elapsed() > Duration::from_millis(400) {
-                return;
-            }
-        }
-        panic!("no quiet prompt; output so far:\n{}", self.text());
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let start = Instant::now();
-        while !self.text().contains(needle) {
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "never saw {needle:?} in:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// `script -qfec CMD /dev/null` runs CMD on a new pseudo-terminal, copying
-/// our stdin to it and its output to our stdout; `-e` returns CMD's status.
-fn in_pty(state: &Path) -> Option<std::process::Child> {
-    let bin = assert_cmd::cargo::cargo_bin("indexer");
-    let cmd = format!("'{}' '{}'", bin.display(), corpus().display());
-    match std::process::Command::new("script")
-        .args(["-qfec", &cmd, "/dev/null"])
-        .env("TERM", "xterm")
-        .env("XDG_STATE_HOME", state.join("state"))
-        .env("HOME", state)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(child) => Some(child),
-        Err(e) => {
-            println!("note: script(1) unavailable ({e}); skipping the pseudo-terminal run");
-            None
-        }
-    }
-}
-
-fn wait_exit(child: &mut std::process::Child, out: &Collected) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("prompt did not end; output:\n{}", out.text());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn pty_session(leave: &str) {
-    let state = tempfile::tempdir().unwrap();
-    let Some(mut child) = in_pty(state.path()) else {
-        return;
-    };
-    let out = Collected::start(child.stdout.take().unwrap());
-    let mut keys = child.stdin.take().unwrap();
-    out.settle();
-    keys.write_all(b"danube\r").unwrap();
-    // The line itself, with the word highlighted on a terminal.
-    out.wait_for("Danube\x1b[0m rises in the Black Forest");
-    out.settle();
-    keys.write_all(b":help\r").unwrap();
-    out.wait_for(":quit");
-    out.settle();
-    keys.write_all(leave.as_bytes()).unwrap();
-    let status = wait_exit(&mut child, &out);
-    assert!(
-        status.success(),
-        "leaving with {leave:?}: {status:?}\n{}",
-        out.text()
-    );
-    // History is kept in the XDG state folder across runs.
-    let history: String = walkdir::WalkDir::new(state.path().join("state"))
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
-    assert!(
-        history.contains("danube"),
-        "no history with the query under XDG_STATE_HOME"
-    );
-}
-
-#[test]
-fn pty_query_help_and_ctrl_d() {
-    pty_session("\x04");
-}
-
-#[test]
-fn pty_query_help_and_quit() {
-    pty_session(":quit\r");
-}
 
 #[test]
 fn open_starts_the_editor_at_the_line_and_more_pages_on() {
