@@ -53,6 +53,9 @@ fn expected(
         .collect()
 }
 
+/// Which locations a case keeps.
+type Keep<'a> = Box<dyn Fn(&Location) -> bool + 'a>;
+
 fn name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -64,7 +67,7 @@ fn globs_types_and_path_terms_keep_the_files_they_admit() {
         let words = reference::query(&index, word).unwrap();
         let md = Glob::new("*.md");
         let notes = Glob::new("notes/**");
-        let cases: Vec<(String, Vec<&str>, Box<dyn Fn(&Location) -> bool>)> = vec![
+        let cases: Vec<(String, Vec<&str>, Keep)> = vec![
             (
                 word.to_string(),
                 vec!["-g", "*.md"],
