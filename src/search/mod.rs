@@ -5,6 +5,7 @@
 //! counts and locations. Search only reads the [`Vocabulary`]: it knows
 //! nothing of how the index was built, and never forks.
 
+mod automaton;
 mod query;
 mod similar;
 
@@ -79,7 +80,12 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
             |w| vocabulary.find(w).into_iter(),
             |w| query::same(w, word.as_bytes()),
         ),
-        Query::Pattern { regex, filter, .. } => {
+        Query::Pattern {
+            regex,
+            filter,
+            automaton,
+            ..
+        } => {
             let fits = |word: &[u8]| {
                 word.len() >= filter.min_len
                     && word.len() <= filter.max_len
@@ -107,6 +113,15 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
                 // one substring search over all the words, then the check
                 // on the few words it lands in.
                 vocabulary.containing(filter.needle.as_bytes(), &fits)
+            } else if let Some(ids) = filter
+                .prefix
+                .is_empty()
+                .then(|| automaton::Automaton::new(automaton))
+                .flatten()
+                .and_then(|dfa| dfa.select(vocabulary))
+            {
+                // Nothing to narrow by: the DFA along the sorted words.
+                ids
             } else {
                 let range = vocabulary.prefix_range(filter.prefix.as_bytes());
                 vocabulary.select_in(range, &fits)

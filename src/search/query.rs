@@ -26,6 +26,10 @@ pub enum Query {
         /// What every match must satisfy, so most words are ruled out
         /// without running the regex.
         filter: Filter,
+        /// The same pattern for a lazy DFA run along the sorted words
+        /// (see [`super::automaton`]): the regex with its flags, or the
+        /// glob with σ and ς as one letter.
+        automaton: String,
     },
 }
 
@@ -242,6 +246,7 @@ impl Query {
                 source: text.to_string(),
                 regex,
                 filter: regex_filter(pattern),
+                automaton: format!("(?i:{pattern})"),
             });
         }
         if text.contains('*') {
@@ -264,11 +269,16 @@ impl Query {
                 suffix: String::new(),
                 glob: Some(literals.iter().map(|l| l.to_string()).collect()),
             };
+            let sigma_free: Vec<String> = pieces
+                .iter()
+                .map(|p| p.replace(['σ', 'ς'], "[σς]"))
+                .collect();
             return Ok(Query::Pattern {
                 source: text.to_string(),
                 // Kept for completeness; globs are matched by their pieces.
                 regex: compile(text, &format!("(?s:{})", pieces.join(".*")), false)?,
                 filter,
+                automaton: format!("(?s:{})", sigma_free.join(".*")),
             });
         }
         Ok(Query::Prefix(text.to_lowercase()))

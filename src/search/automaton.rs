@@ -1,0 +1,101 @@
+//! Patterns with no literal to narrow by, run as a lazy DFA along the
+//! sorted words.
+//!
+//! `/(foo|bar)_.*/` or `*a*b*c*` give no prefix range and no substring to
+//! search for, and checking each of millions of words with a regex takes a
+//! quarter of a second. Sorted words share prefixes, so the automaton's
+//! state after each byte of a word is kept for the next word sharing those
+//! bytes, and once a prefix's state is dead no word beginning with it can
+//! match: the walk passes over all of them at once ([`Vocabulary::walk`]).
+//! The DFA is regex-automata's lazy one: states are built as the walk meets
+//! them, so a pattern that would make a huge DFA costs only what it visits.
+
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::hybrid::LazyStateID;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind};
+
+use crate::index::{Step, Vocabulary};
+
+/// Memory the lazy DFA may use for its states before it starts over.
+const CACHE_BYTES: usize = 8 << 20;
+
+/// A pattern compiled for [`Automaton::select`].
+pub struct Automaton {
+    dfa: DFA,
+}
+
+impl Automaton {
+    /// Compiles `pattern` to match whole words; `None` when the lazy DFA
+    /// cannot take it (a Unicode word boundary, say): the caller then
+    /// checks words one by one.
+    pub fn new(pattern: &str) -> Option<Automaton> {
+        let dfa = DFA::builder()
+            .configure(
+                DFA::config()
+                    .match_kind(MatchKind::All)
+                    .cache_capacity(CACHE_BYTES)
+                    .skip_cache_capacity_check(true),
+            )
+            .syntax(syntax::Config::new().utf8(true))
+            .build(&format!("^(?:{pattern})$"))
+            .ok()?;
+        Some(Automaton { dfa })
+    }
+
+    /// The numbers of the words the pattern matches, ascending; `None` if
+    /// the DFA gave up (its cache thrashing), for the caller to fall back.
+    pub fn select(&self, vocabulary: &Vocabulary) -> Option<Vec<usize>> {
+        let dfa = &self.dfa;
+        let mut cache: Cache = dfa.create_cache();
+        let start = dfa
+            .start_state_forward(&mut cache, &Input::new("").anchored(Anchored::Yes))
+            .ok()?;
+        // states[d]: the state after the first d bytes of `prefix`.
+        let mut states: Vec<LazyStateID> = vec![start];
+        let mut prefix: Vec<u8> = Vec::new();
+        let mut found = Vec::new();
+        let mut failed = false;
+        vocabulary.walk(&mut |id, word| {
+            if failed {
+                return Step::Next;
+            }
+            let shared = prefix
+                .iter()
+                .zip(word)
+                .take_while(|(a, b)| a == b)
+                .count();
+            states.truncate(shared + 1);
+            prefix.truncate(shared);
+            for &byte in &word[shared..] {
+                let Some(&state) = states.last() else {
+                    break;
+                };
+                let next = match dfa.next_state(&mut cache, state, byte) {
+                    Ok(next) if !next.is_quit() => next,
+                    _ => {
+                        failed = true;
+                        return Step::Next;
+                    }
+                };
+                prefix.push(byte);
+                if next.is_dead() {
+                    // No word beginning with this prefix matches.
+                    let dead = prefix.len();
+                    prefix.pop();
+                    return Step::SkipPrefix(dead);
+                }
+                states.push(next);
+            }
+            let matched = states
+                .last()
+                .and_then(|&state| dfa.next_eoi_state(&mut cache, state).ok())
+                .is_some_and(|end| end.is_match());
+            if matched {
+                found.push(id);
+            }
+            Step::Next
+        });
+        (!failed).then_some(found)
+    }
+}
