@@ -588,7 +588,7 @@ fn saved_random_trees_reopen_with_the_reference_answers() {
 }
 
 #[test]
-fn file_header_is_a_magic_then_format_version_1() {
+fn file_header_is_a_magic_then_format_version_2() {
     let idx = tempfile::tempdir().unwrap();
     let tree = tempfile::tempdir().unwrap();
     write_round_trip_tree(tree.path(), 9);
@@ -604,7 +604,7 @@ fn file_header_is_a_magic_then_format_version_1() {
     );
     for bytes in [&a, &b] {
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-        assert_eq!(version, 1, "bytes 8..12: format version");
+        assert_eq!(version, 2, "bytes 8..12: format version");
     }
 }
 
@@ -1302,7 +1302,8 @@ fn foreign_files_are_refused() {
 fn other_format_versions_are_refused_naming_the_version() {
     let idx = tempfile::tempdir().unwrap();
     let (_, good) = corpus_index(idx.path());
-    for version in [0u32, 2, 3, 0x0100, u32::MAX] {
+    // Version 1 (tables verified at open) is still read; 2 is written.
+    for version in [0u32, 3, 4, 0x0100, u32::MAX] {
         let mut bytes = good.clone();
         bytes[8..12].copy_from_slice(&version.to_le_bytes());
         let out = open_bytes(idx.path(), &bytes);
@@ -1321,7 +1322,7 @@ fn corrupted_index_with_its_directory_is_refused_not_replaced() {
     let idx = tempfile::tempdir().unwrap();
     let (file, good) = corpus_index(idx.path());
     let mut version = good.clone();
-    version[8..12].copy_from_slice(&2u32.to_le_bytes());
+    version[8..12].copy_from_slice(&3u32.to_le_bytes());
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x20;
     let mut flipped_end = good.clone();
@@ -1331,7 +1332,7 @@ fn corrupted_index_with_its_directory_is_refused_not_replaced() {
         ("truncated to 12 bytes", good[..12].to_vec()),
         ("a byte flipped mid-file", flipped),
         ("the last byte flipped", flipped_end),
-        ("format version 2", version),
+        ("format version 3", version),
         ("empty", Vec::new()),
     ] {
         fs::write(&file, &bytes).unwrap();

@@ -256,10 +256,9 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
                 let (root, saved_at) = (stored.root(), stored.saved_at());
                 let view = stored.into_view();
                 let note = format!(
-                    "opened {}: {} files, {} words; built from {root}, saved {}; the tree was not checked for changes since",
+                    "opened {}: {} files; built from {root}, saved {}; the tree was not checked for changes since",
                     file.display(),
                     view.files().len(),
-                    view.occurrences(),
                     store::format_time(saved_at),
                 );
                 Ok(Obtained {

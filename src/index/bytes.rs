@@ -80,6 +80,10 @@ pub enum Array<T: bytemuck::Pod> {
     Owned(Vec<T>),
     /// Shared bytes, checked for alignment and length when made.
     Shared(Bytes),
+    /// Shared bytes verified chunk by chunk as they are read (see
+    /// [`Chunked`]): [`Array::get`] checks one chunk, [`Array::as_slice`]
+    /// all of them.
+    Checked(Box<Chunked>),
 }
 
 impl<T: bytemuck::Pod> Default for Array<T> {
@@ -106,6 +110,37 @@ impl<T: bytemuck::Pod> Array<T> {
         Some(Array::Shared(bytes))
     }
 
+    /// The numbers stored in `chunked`, verified as they are read; `None`
+    /// as for [`Array::shared`], or if a chunk would split a number.
+    pub fn checked(chunked: Chunked) -> Option<Array<T>> {
+        let size = std::mem::size_of::<T>();
+        if cfg!(target_endian = "big") || chunked.chunk % size != 0 {
+            return None;
+        }
+        bytemuck::try_cast_slice::<u8, T>(&chunked.bytes).ok()?;
+        Some(Array::Checked(Box::new(chunked)))
+    }
+
+    /// Number `i`, verifying only the chunk that holds it; `None` past the
+    /// end or in a damaged chunk.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<T> {
+        match self {
+            Array::Checked(chunked) => {
+                let size = std::mem::size_of::<T>();
+                let at = i.checked_mul(size)?;
+                let bytes = chunked.get(at..at.checked_add(size)?)?;
+                Some(bytemuck::pod_read_unaligned(bytes))
+            }
+            _ => self.as_slice().get(i).copied(),
+        }
+    }
+
+    /// True once a chunk of a checked array failed its check.
+    pub fn is_damaged(&self) -> bool {
+        matches!(self, Array::Checked(chunked) if chunked.is_damaged())
+    }
+
     /// The numbers.
     #[inline]
     pub fn as_slice(&self) -> &[T] {
@@ -114,17 +149,24 @@ impl<T: bytemuck::Pod> Array<T> {
             // Checked in `shared`; an empty slice stands in for the
             // impossible failure rather than a panic.
             Array::Shared(bytes) => bytemuck::try_cast_slice(bytes).unwrap_or_default(),
+            Array::Checked(chunked) => chunked
+                .get(0..chunked.len())
+                .and_then(|bytes| bytemuck::try_cast_slice(bytes).ok())
+                .unwrap_or_default(),
         }
     }
 
-    /// Number of items.
+    /// Number of items (without reading them).
     pub fn len(&self) -> usize {
-        self.as_slice().len()
+        match self {
+            Array::Checked(chunked) => chunked.len() / std::mem::size_of::<T>(),
+            _ => self.as_slice().len(),
+        }
     }
 
     /// True when there are no items.
     pub fn is_empty(&self) -> bool {
-        self.as_slice().is_empty()
+        self.len() == 0
     }
 
     /// Heap bytes held by this array alone (zero when shared).
@@ -132,6 +174,7 @@ impl<T: bytemuck::Pod> Array<T> {
         match self {
             Array::Owned(v) => v.capacity() * std::mem::size_of::<T>(),
             Array::Shared(_) => 0,
+            Array::Checked(chunked) => chunked.heap_bytes(),
         }
     }
 }
@@ -161,6 +204,25 @@ pub struct Chunked {
 const UNCHECKED: u8 = 0;
 const GOOD: u8 = 1;
 const BAD: u8 = 2;
+
+impl Clone for Chunked {
+    fn clone(&self) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+        Chunked {
+            bytes: self.bytes.clone(),
+            chunk: self.chunk,
+            hashes: self.hashes.clone(),
+            hash: self.hash,
+            verified: self
+                .verified
+                .iter()
+                .map(|v| AtomicU8::new(v.load(Ordering::Relaxed)))
+                .collect(),
+            damaged: AtomicBool::new(self.damaged.load(Ordering::Relaxed)),
+            release: self.release,
+        }
+    }
+}
 
 impl fmt::Debug for Chunked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,6 +259,20 @@ impl Chunked {
             damaged: std::sync::atomic::AtomicBool::new(false),
             release: None,
         })
+    }
+
+    /// Bytes that need no check (a fresh build's, or a section verified
+    /// whole when the file was opened).
+    pub fn trusted(bytes: Bytes) -> Self {
+        Chunked {
+            chunk: bytes.len().max(1),
+            bytes,
+            hashes: Array::Owned(vec![0]),
+            hash: |_| 0,
+            verified: vec![std::sync::atomic::AtomicU8::new(GOOD)].into_boxed_slice(),
+            damaged: std::sync::atomic::AtomicBool::new(false),
+            release: None,
+        }
     }
 
     /// Calls `release` on each chunk right after it is verified: for bytes

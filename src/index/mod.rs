@@ -84,8 +84,15 @@ pub enum Offsets {
 impl Offsets {
     fn get(&self, i: usize) -> Option<u64> {
         match self {
-            Offsets::Narrow(a) => a.as_slice().get(i).map(|&o| u64::from(o)),
-            Offsets::Wide(a) => a.as_slice().get(i).copied(),
+            Offsets::Narrow(a) => a.get(i).map(u64::from),
+            Offsets::Wide(a) => a.get(i),
+        }
+    }
+
+    fn is_damaged(&self) -> bool {
+        match self {
+            Offsets::Narrow(a) => a.is_damaged(),
+            Offsets::Wide(a) => a.is_damaged(),
         }
     }
 
@@ -93,13 +100,6 @@ impl Offsets {
         match self {
             Offsets::Narrow(a) => a.len(),
             Offsets::Wide(a) => a.len(),
-        }
-    }
-
-    fn rise(&self) -> bool {
-        match self {
-            Offsets::Narrow(a) => a.as_slice().windows(2).all(|w| w[0] <= w[1]),
-            Offsets::Wide(a) => a.as_slice().windows(2).all(|w| w[0] <= w[1]),
         }
     }
 
@@ -242,8 +242,10 @@ impl Index {
         let fits = counts.len() == vocabulary.len()
             && offsets.len() == vocabulary.len() + 1
             && offsets.get(0) == Some(0)
-            && offsets.get(vocabulary.len()) == Some(lists.len() as u64)
-            && offsets.rise();
+            && offsets.get(vocabulary.len()) == Some(lists.len() as u64);
+        // Offsets that fall are not checked here (that would read them
+        // all at open): a word whose list would end before it starts
+        // reads as no list.
         fits.then_some(Index {
             files,
             vocabulary,
@@ -259,7 +261,7 @@ impl Index {
 
     /// Number of occurrences of word `id`.
     pub fn count(&self, id: usize) -> u32 {
-        self.counts.as_slice().get(id).copied().unwrap_or(0)
+        self.counts.get(id).unwrap_or(0)
     }
 
     /// The posting lists of word `id` as stored (see [`RawLists`]).
@@ -321,7 +323,7 @@ impl Index {
                     let Some(next) = offsets.get(id + 1) else {
                         return;
                     };
-                    let to = (next - start) as usize;
+                    let to = next.saturating_sub(start) as usize;
                     f(id, all.get(from..to).unwrap_or_default());
                     from = to;
                 }
@@ -370,12 +372,28 @@ impl Index {
         }
     }
 
-    /// True once a stored list failed its checksum (see [`Index::verify`]).
+    /// Verifies the word tables (vocabulary, counts, offsets) whole now,
+    /// as a refresh that reuses them all does; false if one is damaged.
+    pub fn verify_tables(&self) -> bool {
+        let offsets = match &self.postings {
+            Postings::Flat { offsets, .. } => match offsets {
+                Offsets::Narrow(a) => a.as_slice().len() == a.len() && !a.is_damaged(),
+                Offsets::Wide(a) => a.as_slice().len() == a.len() && !a.is_damaged(),
+            },
+            Postings::Pieces { .. } => true,
+        };
+        let counts = self.counts.as_slice().len() == self.counts.len() && !self.counts.is_damaged();
+        self.vocabulary.verify() && counts && offsets
+    }
+
+    /// True once a stored list or table failed its checksum (see
+    /// [`Index::verify`]): each is checked as it is first read.
     pub fn is_damaged(&self) -> bool {
-        match &self.postings {
-            Postings::Flat { lists, .. } => lists.is_damaged(),
+        let postings = match &self.postings {
+            Postings::Flat { lists, offsets } => lists.is_damaged() || offsets.is_damaged(),
             Postings::Pieces { .. } => false,
-        }
+        };
+        postings || self.counts.is_damaged() || self.vocabulary.is_damaged()
     }
 
     /// Verifies the stored lists of the words `ids` (a saved index checks

@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::bytes::{Array, Bytes};
+use super::bytes::{Array, Chunked};
 use super::postings::{read_varint, write_varint};
 
 /// Words per front-coded block: a lookup decodes at most this many.
@@ -67,7 +67,7 @@ struct Arena {
 #[derive(Debug, Clone)]
 struct Front {
     /// The blocks, back to back.
-    data: Bytes,
+    data: Chunked,
     /// Where each block starts in `data`, and `data`'s length last.
     blocks: Array<u64>,
     /// Number of words.
@@ -135,11 +135,13 @@ impl Front {
         self.blocks.len().saturating_sub(1)
     }
 
-    /// The block's bytes (empty if the stored offsets are bad).
+    /// The block's bytes (empty if the stored offsets are bad, or a
+    /// chunk they lie in fails its check).
     fn block(&self, k: usize) -> &[u8] {
-        let b = self.blocks.as_slice();
-        match (b.get(k), b.get(k + 1)) {
-            (Some(&s), Some(&e)) => self.data.get(s as usize..e as usize).unwrap_or_default(),
+        match (self.blocks.get(k), self.blocks.get(k + 1)) {
+            (Some(s), Some(e)) if s <= e => {
+                self.data.get(s as usize..e as usize).unwrap_or_default()
+            }
             _ => &[],
         }
     }
@@ -337,20 +339,18 @@ impl Vocabulary {
     }
 
     /// A vocabulary over stored front-coded blocks (see [`FrontCoder`]),
-    /// used in place. The block table is checked against the data; the
-    /// words' order is not (the file's checksum vouches for it), and a
+    /// used in place and checked as it is read: the block table's size
+    /// and ends are checked here, each block's bounds when it is read; the
+    /// words' order is not (the file's checksums vouch for it), and a
     /// damaged block reads as fewer words, never as a panic.
     pub fn from_front_coded(
-        data: Bytes,
+        data: Chunked,
         blocks: Array<u64>,
         len: usize,
     ) -> Result<Self, BadVocabulary> {
-        let b = blocks.as_slice();
-        let fits = b.len() == len.div_ceil(BLOCK) + 1
-            && b.first() == Some(&0)
-            && b.last() == Some(&(data.len() as u64))
-            && b.windows(2)
-                .all(|w| w[0] < w[1] || (len == 0 && w[0] == w[1]));
+        let fits = blocks.len() == len.div_ceil(BLOCK) + 1
+            && blocks.get(0) == Some(0)
+            && blocks.get(blocks.len() - 1) == Some(data.len() as u64);
         if !fits {
             return Err(BadVocabulary);
         }
@@ -422,6 +422,28 @@ impl Vocabulary {
     /// True when there are no words.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Verifies every chunk of a stored vocabulary now (as a refresh,
+    /// which reuses all of it, does); false if one is damaged.
+    pub fn verify(&self) -> bool {
+        match &self.form {
+            Form::Arena(_) => true,
+            Form::Front(f) => {
+                f.data.get(0..f.data.len()).is_some()
+                    && f.blocks.as_slice().len() == f.blocks.len()
+                    && !f.blocks.is_damaged()
+            }
+        }
+    }
+
+    /// True once a chunk of a stored vocabulary failed its check (its
+    /// words then read as fewer, and answers must not be trusted).
+    pub fn is_damaged(&self) -> bool {
+        match &self.form {
+            Form::Arena(_) => false,
+            Form::Front(f) => f.data.is_damaged() || f.blocks.is_damaged(),
+        }
     }
 
     /// The word numbered `id` (0-based rank): borrowed from an arena,
@@ -598,6 +620,7 @@ impl Vocabulary {
 
 #[cfg(test)]
 mod tests {
+    use super::super::bytes::Bytes;
     use super::*;
 
     #[test]
@@ -628,7 +651,12 @@ mod tests {
             coder.push(w);
         }
         let (data, blocks, len) = coder.finish();
-        Vocabulary::from_front_coded(Bytes::Owned(data), Array::Owned(blocks), len).unwrap()
+        Vocabulary::from_front_coded(
+            Chunked::trusted(Bytes::Owned(data)),
+            Array::Owned(blocks),
+            len,
+        )
+        .unwrap()
     }
 
     proptest! {

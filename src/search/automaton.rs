@@ -60,11 +60,7 @@ impl Automaton {
             if failed {
                 return Step::Next;
             }
-            let shared = prefix
-                .iter()
-                .zip(word)
-                .take_while(|(a, b)| a == b)
-                .count();
+            let shared = prefix.iter().zip(word).take_while(|(a, b)| a == b).count();
             states.truncate(shared + 1);
             prefix.truncate(shared);
             for &byte in &word[shared..] {

@@ -93,7 +93,7 @@ mod tests {
             }
             let (data, blocks, len) = coder.finish();
             let front = Vocabulary::from_front_coded(
-                crate::index::bytes::Bytes::Owned(data),
+                crate::index::bytes::Chunked::trusted(crate::index::bytes::Bytes::Owned(data)),
                 crate::index::bytes::Array::Owned(blocks),
                 len,
             )

@@ -37,7 +37,10 @@ use crate::index::bytes::{Bytes, Owner};
 /// First bytes of every index file.
 pub const MAGIC: [u8; 8] = *b"\x89IDX\r\n\x1a\n";
 /// Version of this layout and of the sections' encodings.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version still read: version 1 verified every table at open
+/// and holds no table chunk hashes, which reads the same way.
+pub const OLDEST_VERSION: u32 = 1;
 /// Version of the contract's word rules (what a word is, lowercasing, the
 /// 64-byte limit, lines and columns). An index cut by other rules would
 /// answer differently, so it is refused, not reinterpreted.
@@ -73,7 +76,7 @@ impl fmt::Display for FormatError {
             FormatError::NotAFile => write!(f, "is not a regular file"),
             FormatError::Version(v) => write!(
                 f,
-                "has format version {v}; this indexer reads version {FORMAT_VERSION}"
+                "has format version {v}; this indexer reads versions {OLDEST_VERSION} to {FORMAT_VERSION}"
             ),
             FormatError::WordRules(v) => write!(
                 f,
@@ -92,7 +95,8 @@ impl std::error::Error for FormatError {}
 /// The sections of a checked file.
 pub struct Container {
     owner: Owner,
-    sections: Vec<(u32, std::ops::Range<usize>)>,
+    /// Id, where, and whether it is flagged [`LAZY`].
+    sections: Vec<(u32, std::ops::Range<usize>, bool)>,
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -115,7 +119,7 @@ impl Container {
             return Err(FormatError::NotAnIndex);
         }
         let version = u32_at(bytes, 8).ok_or(truncated(FIXED_HEADER as u64))?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::Version(version));
         }
         let rules = u32_at(bytes, 12).ok_or(truncated(FIXED_HEADER as u64))?;
@@ -172,7 +176,7 @@ impl Container {
                     return Err(FormatError::Damaged(section_name(id)));
                 }
             }
-            sections.push((id, range));
+            sections.push((id, range, flags & LAZY != 0));
         }
         if expected != length {
             return Err(FormatError::Damaged("section table"));
@@ -182,8 +186,14 @@ impl Container {
 
     /// Section `id`'s bytes, if present.
     pub fn section(&self, id: u32) -> Option<Bytes> {
-        let (_, range) = self.sections.iter().find(|(s, _)| *s == id)?;
+        let (_, range, _) = self.sections.iter().find(|(s, _, _)| *s == id)?;
         Bytes::shared(&self.owner, range.clone())
+    }
+
+    /// Whether section `id` is flagged [`LAZY`]: not verified at open,
+    /// so its reader must check it against its chunk hashes.
+    pub fn is_lazy(&self, id: u32) -> bool {
+        self.sections.iter().any(|&(s, _, lazy)| s == id && lazy)
     }
 }
 
@@ -201,17 +211,27 @@ pub mod section {
     pub const ADJUSTED_LEFT: u32 = 10;
     pub const OFFSETS_WIDE: u32 = 11;
     pub const LIST_CHUNKS: u32 = 12;
+    /// Since version 2: chunk size and hashes of the word tables, which
+    /// are flagged lazy.
+    pub const WORDS_CHUNKS: u32 = 13;
+    pub const BLOCKS_CHUNKS: u32 = 14;
+    pub const COUNTS_CHUNKS: u32 = 15;
+    pub const OFFSETS_CHUNKS: u32 = 16;
 }
 
 fn section_name(id: u32) -> &'static str {
     match id {
         section::META => "checksum of its description",
         section::FILES => "checksum of its file table",
-        section::WORDS | section::BLOCKS => "checksum of its vocabulary",
-        section::COUNTS => "checksum of its word counts",
-        section::OFFSETS | section::OFFSETS_WIDE | section::LISTS | section::LIST_CHUNKS => {
-            "checksum of its occurrences"
+        section::WORDS | section::BLOCKS | section::WORDS_CHUNKS | section::BLOCKS_CHUNKS => {
+            "checksum of its vocabulary"
         }
+        section::COUNTS | section::COUNTS_CHUNKS => "checksum of its word counts",
+        section::OFFSETS
+        | section::OFFSETS_WIDE
+        | section::LISTS
+        | section::LIST_CHUNKS
+        | section::OFFSETS_CHUNKS => "checksum of its occurrences",
         section::DROPPED | section::ADJUSTED_WORDS | section::ADJUSTED_LEFT => {
             "checksum of its refresh record"
         }

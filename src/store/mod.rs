@@ -278,6 +278,13 @@ impl Stored {
         };
         let base = segment::read(owner, Some(release_pages))
             .map_err(|e| StoreError::Format(path.into(), e))?;
+        // A refresh reuses every table: they are checked whole first.
+        if set_aside_damaged_delta && !base.index.verify_tables() {
+            return Err(StoreError::Format(
+                path.into(),
+                FormatError::Damaged("checksum of its word tables"),
+            ));
+        }
         if base.meta.kind != Kind::Base {
             return Err(StoreError::Format(
                 path.into(),
@@ -296,7 +303,8 @@ impl Stored {
                 // save: ignore it.
                 Ok(delta)
                     if set_aside_damaged_delta
-                        && !delta.index.verify(0..delta.index.vocabulary().len()) =>
+                        && !(delta.index.verify_tables()
+                            && delta.index.verify(0..delta.index.vocabulary().len())) =>
                 {
                     (
                         None,

@@ -185,26 +185,37 @@ const LIST_CHUNK: usize = 1 << 20;
 /// The hash of each [`LIST_CHUNK`] bytes written through it.
 struct ChunkHasher {
     current: xxhash_rust::xxh3::Xxh3,
+    chunk: usize,
     filled: usize,
     hashes: Vec<u64>,
 }
 
+/// Chunk of the word tables (vocabulary, counts, offsets): a lookup's
+/// binary search touches a few dozen places, each costing a chunk's hash
+/// the first time, so they are smaller than the lists' chunks.
+const TABLE_CHUNK: usize = 64 << 10;
+
 impl ChunkHasher {
     fn new() -> Self {
+        Self::with_chunk(LIST_CHUNK)
+    }
+
+    fn with_chunk(chunk: usize) -> Self {
         ChunkHasher {
             current: xxhash_rust::xxh3::Xxh3::new(),
+            chunk,
             filled: 0,
-            hashes: vec![LIST_CHUNK as u64],
+            hashes: vec![chunk as u64],
         }
     }
 
     fn update(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let take = (LIST_CHUNK - self.filled).min(bytes.len());
+            let take = (self.chunk - self.filled).min(bytes.len());
             self.current.update(&bytes[..take]);
             self.filled += take;
             bytes = &bytes[take..];
-            if self.filled == LIST_CHUNK {
+            if self.filled == self.chunk {
                 self.hashes.push(self.current.digest());
                 self.current.reset();
                 self.filled = 0;
@@ -436,7 +447,7 @@ impl SegmentWriter {
         meta: &Meta,
         records: &[FileRecord],
     ) -> Result<Self, WriteError> {
-        let sections = if meta.kind == Kind::Delta { 11 } else { 8 };
+        let sections = if meta.kind == Kind::Delta { 15 } else { 12 };
         let (w, folder) = match destination {
             Destination::File(path) => (
                 Writer::create(path, sections)?,
@@ -517,32 +528,44 @@ impl SegmentWriter {
         // `finish` ends the block table with the end of the data.
         blocks.push(bytemuck::cast_slice(&last_blocks), &folder)?;
         let w = &mut self.w;
-        for (id, side) in [
-            (section::WORDS, words),
-            (section::BLOCKS, blocks),
-            (section::COUNTS, counts),
-        ] {
-            w.begin(id)?;
-            side.drain(&mut |bytes| w.write(bytes))?;
-            w.end();
-        }
-        if self.written <= u64::from(u32::MAX) {
-            w.begin(section::OFFSETS)?;
-            let mut narrow = Vec::new();
-            offsets.drain(&mut |bytes| {
-                narrow.clear();
-                narrow.extend(bytes.chunks_exact(8).map(|b| {
-                    let mut wide = [0u8; 8];
-                    wide.copy_from_slice(b);
-                    u64::from_le_bytes(wide) as u32
-                }));
-                w.write(u32s(&narrow))
+        // The tables a query reads a few entries of are verified chunk by
+        // chunk as they are read, like the lists: each carries its chunks'
+        // hashes, so opening an index hashes none of them.
+        let mut lazy = |id: u32, chunks: u32, side: Side, narrow: bool| -> io::Result<()> {
+            w.begin_lazy(id)?;
+            let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
+            let mut buffer = Vec::new();
+            side.drain(&mut |bytes| {
+                let bytes = match narrow {
+                    // Offsets below 2^32 are kept as u32.
+                    true => {
+                        buffer.clear();
+                        buffer.extend(bytes.chunks_exact(8).flat_map(|b| {
+                            let mut wide = [0u8; 8];
+                            wide.copy_from_slice(b);
+                            (u64::from_le_bytes(wide) as u32).to_le_bytes()
+                        }));
+                        &buffer[..]
+                    }
+                    false => bytes,
+                };
+                hasher.update(bytes);
+                w.write(bytes)
             })?;
             w.end();
-        } else {
-            w.begin(section::OFFSETS_WIDE)?;
-            offsets.drain(&mut |bytes| w.write(bytes))?;
-            w.end();
+            w.section(chunks, bytemuck::cast_slice(&hasher.finish()))
+        };
+        lazy(section::WORDS, section::WORDS_CHUNKS, words, false)?;
+        lazy(section::BLOCKS, section::BLOCKS_CHUNKS, blocks, false)?;
+        lazy(section::COUNTS, section::COUNTS_CHUNKS, counts, false)?;
+        match self.written <= u64::from(u32::MAX) {
+            true => lazy(section::OFFSETS, section::OFFSETS_CHUNKS, offsets, true)?,
+            false => lazy(
+                section::OFFSETS_WIDE,
+                section::OFFSETS_CHUNKS,
+                offsets,
+                false,
+            )?,
         }
         if self.kind == Kind::Delta {
             w.section(section::DROPPED, u32s(dropped))?;
@@ -752,18 +775,43 @@ pub fn read(owner: Owner, release: Option<fn(&[u8])>) -> Result<Segment, FormatE
     let need = |id| c.section(id).ok_or(damaged("a section is missing"));
     let meta = decode_meta(&need(section::META)?).ok_or(damaged("description"))?;
     let records = decode_records(&need(section::FILES)?).ok_or(damaged("file table"))?;
+    // A table flagged lazy is checked chunk by chunk against the hashes
+    // in its chunks section as it is read; one verified at open is trusted.
+    let chunked = |id: u32, chunks: u32| -> Result<Chunked, FormatError> {
+        let bytes = need(id)?;
+        if !c.is_lazy(id) {
+            return Ok(Chunked::trusted(bytes));
+        }
+        let table = Array::<u64>::shared(need(chunks)?).ok_or(damaged("a number table"))?;
+        let (&chunk, hashes) = table
+            .as_slice()
+            .split_first()
+            .ok_or(damaged("a number table"))?;
+        let chunk = usize::try_from(chunk).map_err(|_| damaged("a number table"))?;
+        let hashes = Array::Owned(hashes.to_vec());
+        let checked =
+            Chunked::new(bytes, chunk, hashes, hash_chunk).ok_or(damaged("a number table"))?;
+        Ok(match release {
+            Some(release) => checked.releasing(release),
+            None => checked,
+        })
+    };
     let array32 = |id| Array::<u32>::shared(need(id)?).ok_or(damaged("a number table"));
+    let table32 =
+        |id, chunks| Array::<u32>::checked(chunked(id, chunks)?).ok_or(damaged("a number table"));
+    let table64 =
+        |id, chunks| Array::<u64>::checked(chunked(id, chunks)?).ok_or(damaged("a number table"));
     let array64 = |id| Array::<u64>::shared(need(id)?).ok_or(damaged("a number table"));
-    let counts = array32(section::COUNTS)?;
+    let counts = table32(section::COUNTS, section::COUNTS_CHUNKS)?;
     let vocabulary = Vocabulary::from_front_coded(
-        need(section::WORDS)?,
-        array64(section::BLOCKS)?,
+        chunked(section::WORDS, section::WORDS_CHUNKS)?,
+        table64(section::BLOCKS, section::BLOCKS_CHUNKS)?,
         counts.len(),
     )
     .map_err(|_| damaged("vocabulary"))?;
     let offsets = match c.section(section::OFFSETS) {
-        Some(_) => Offsets::Narrow(array32(section::OFFSETS)?),
-        None => Offsets::Wide(array64(section::OFFSETS_WIDE)?),
+        Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),
+        None => Offsets::Wide(table64(section::OFFSETS_WIDE, section::OFFSETS_CHUNKS)?),
     };
     let files = records.iter().map(|r| r.display.clone()).collect();
     let chunks = array64(section::LIST_CHUNKS)?;
