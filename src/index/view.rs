@@ -217,6 +217,8 @@ pub struct FileStamp {
 #[derive(Debug)]
 pub struct View {
     layers: Vec<Layer>,
+    /// The merged file table; empty when the view is one layer keeping
+    /// all its files, whose own table is then the view's (not copied).
     files: Vec<String>,
     /// Per file of the view: (layer, file number in that layer).
     origins: Vec<(u32, u32)>,
@@ -234,6 +236,24 @@ impl View {
     /// their kept files merged into one table sorted by path.
     pub fn new(mut layers: Vec<Layer>) -> View {
         layers.truncate(MAX_LAYERS);
+        // One layer keeping every file: its table is in the walk's order
+        // already, so nothing is copied or sorted (an opened index is
+        // usable without reading its whole file table).
+        if let [layer] = layers.as_mut_slice() {
+            if layer.rank.iter().all(|&r| r != NONE) {
+                let n = layer.rank.len();
+                for (f, r) in layer.rank.iter_mut().enumerate() {
+                    *r = f as u32;
+                }
+                layer.identity = true;
+                return View {
+                    layers,
+                    files: Vec::new(),
+                    origins: (0..n as u32).map(|f| (0, f)).collect(),
+                    stamps: Vec::new(),
+                };
+            }
+        }
         let mut entries: Vec<(&str, &[u8], usize, usize)> = Vec::new();
         for (l, layer) in layers.iter().enumerate() {
             for (f, path) in layer.index.files().iter().enumerate() {
@@ -300,12 +320,15 @@ impl View {
 
     /// The file table: relative paths in ascending byte order.
     pub fn files(&self) -> &[String] {
-        &self.files
+        match (self.files.is_empty(), self.layers.as_slice()) {
+            (true, [layer]) => layer.index.files(),
+            _ => &self.files,
+        }
     }
 
     /// The relative path of the view's file number `file`.
     pub fn path(&self, file: u32) -> &str {
-        self.files
+        self.files()
             .get(file as usize)
             .map(String::as_str)
             .unwrap_or("?")
