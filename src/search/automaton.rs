@@ -95,3 +95,53 @@ impl Automaton {
         (!failed).then_some(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::bytes::{Array, Bytes, Chunked};
+    use crate::index::vocabulary::FrontCoder;
+
+    const PATTERNS: [&str; 8] = [
+        "(a|b)_.*",
+        "[ab]{2}_[c_]*",
+        ".*a.*b.*",
+        "a?b|ba",
+        "c+",
+        ".*_",
+        "(?i:A.*C)",
+        "[^a]*",
+    ];
+
+    proptest::proptest! {
+        /// The walk finds exactly the words the regex matches whole, in
+        /// both vocabulary forms, whatever it skips.
+        #[test]
+        fn the_walk_selects_what_the_regex_matches(
+            mut words in proptest::collection::vec("[abc_]{1,8}", 0..400),
+            pick in 0usize..8,
+        ) {
+            words.sort();
+            words.dedup();
+            let pattern = PATTERNS[pick];
+            let regex = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+            let want: Vec<usize> = (0..words.len()).filter(|&i| regex.is_match(&words[i])).collect();
+            let mut arena = Vocabulary::default();
+            let mut coder = FrontCoder::default();
+            for w in &words {
+                arena.push(w.as_bytes());
+                coder.push(w.as_bytes());
+            }
+            let (data, blocks, len) = coder.finish();
+            let front = Vocabulary::from_front_coded(
+                Chunked::trusted(Bytes::Owned(data)),
+                Array::Owned(blocks),
+                len,
+            )
+            .unwrap();
+            let automaton = Automaton::new(pattern).unwrap();
+            proptest::prop_assert_eq!(automaton.select(&arena), Some(want.clone()));
+            proptest::prop_assert_eq!(automaton.select(&front), Some(want));
+        }
+    }
+}
