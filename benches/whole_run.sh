@@ -74,6 +74,16 @@ cargo build --release >&2
 INDEXER=${CARGO_TARGET_DIR:-$ROOT/target}/release/indexer
 [[ -x $INDEXER ]] || die "no binary at $INDEXER"
 
+# The read-and-count floor the speed goals are stated against.
+FLOOR_SRC=$ROOT/../shared/tools/floor
+FLOOR=
+if [[ -f $FLOOR_SRC/Cargo.toml ]]; then
+    log "building the floor ($FLOOR_SRC)"
+    cargo build --release --quiet --manifest-path "$FLOOR_SRC/Cargo.toml" \
+        --target-dir "$ROOT/target/floor" >&2
+    FLOOR=$ROOT/target/floor/release/floor
+fi
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/whole_run.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 # Every row runs this copy, so a rebuild during the run cannot mix binaries.
@@ -162,6 +172,10 @@ if "$INDEXER" --help 2>/dev/null | grep -q -- '--stats'; then
 fi
 log "indexer --query $QUERY --json"
 measure query "$WORK/query" "" -- "$INDEXER" "$TREE" "${query_flags[@]}"
+if [[ -n $FLOOR ]]; then
+    log "floor: 2 threads read and count"
+    measure floor "$WORK/floor" "" -- "$FLOOR" "$TREE" 2
+fi
 log "cat of every file"
 measure cat "$WORK/cat" "" -- sh -c 'find "$1" -type f -print0 | xargs -0 cat >/dev/null' sh "$TREE"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -177,6 +191,7 @@ declare -A LABEL=(
     [rg]="\`rg -c $WORD\` (one scan)"
     [query]="\`indexer --query $QUERY --json\` (build + one query)"
     [cat]="\`cat\` of every file (read floor)"
+    [floor]="floor: 2 threads read every file and count its words"
 )
 cpu=$(sed -nE 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
@@ -196,6 +211,9 @@ for key in "${ORDER[@]}"; do
     fi
 done
 echo
+if [[ -n ${WALL[floor]:-} ]]; then
+    echo "- Goals (issue 11): indexer / floor = $(ratio "${WALL[indexer]}" "${WALL[floor]}") (goal <= 3.7x); indexer / cindex = $(ratio "${WALL[indexer]}" "${WALL[cindex]}") (goal <= 0.20x)."
+fi
 echo "- Speed-up of two workers over one: $(ratio "${WALL[indexer1]}" "${WALL[indexer]}") (one worker ${WALL[indexer1]} s, two ${WALL[indexer]} s)."
 skipped=$(grep -m1 '^skipped ' "$WORK/indexer.err" || true)
 echo "- Indexer summary: \`${summary:-no summary line}\`${skipped:+; \`$skipped\`}"
