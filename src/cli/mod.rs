@@ -254,7 +254,8 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
         return match Stored::open(file) {
             Ok(Some(stored)) => {
                 let (root, saved_at) = (stored.root(), stored.saved_at());
-                let view = stored.into_view();
+                // No tree: no lines read, so no stamps needed.
+                let view = stored.into_view_without_stamps();
                 let note = format!(
                     "opened {}: {} files; built from {root}, saved {}; the tree was not checked for changes since",
                     file.display(),

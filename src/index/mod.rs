@@ -18,6 +18,7 @@
 
 pub mod build;
 pub mod bytes;
+mod files;
 mod ignores;
 pub mod merge;
 pub mod partial;
@@ -29,6 +30,7 @@ pub mod vocabulary;
 pub mod walk;
 
 pub use build::{build, BuildOptions, BuildReport, Phase, Progress};
+pub use files::FileTable;
 pub use postings::Location;
 pub use view::{FileStamp, Hit, Layer, View};
 pub use vocabulary::{Step, Vocabulary};
@@ -52,7 +54,7 @@ use postings::Locations;
 /// word instead, used in place.
 #[derive(Debug, Default)]
 pub struct Index {
-    files: Vec<String>,
+    files: FileTable,
     vocabulary: Vocabulary,
     counts: Array<u32>,
     postings: Postings,
@@ -223,7 +225,7 @@ impl Index {
         // The runs' words are merged into `vocabulary`; only their lists stay.
         let runs = runs.into_iter().map(|run| run.postings).collect();
         Index {
-            files,
+            files: FileTable::from(files),
             vocabulary,
             counts: Array::Owned(counts),
             postings: Postings::Pieces { shards, runs },
@@ -233,7 +235,7 @@ impl Index {
     /// An index over stored parts, used in place: `offsets` has one more
     /// entry than there are words, rises, and ends within `lists` (checked).
     pub fn from_stored(
-        files: Vec<String>,
+        files: FileTable,
         vocabulary: Vocabulary,
         counts: Array<u32>,
         offsets: Offsets,
@@ -409,14 +411,11 @@ impl Index {
 
     /// The relative path (with `/` separators) of file number `file`.
     pub fn path(&self, file: u32) -> &str {
-        self.files
-            .get(file as usize)
-            .map(String::as_str)
-            .unwrap_or("?")
+        self.files.get(file as usize).unwrap_or("?")
     }
 
     /// The file table: relative paths in ascending byte order.
-    pub fn files(&self) -> &[String] {
+    pub fn files(&self) -> &FileTable {
         &self.files
     }
 
@@ -451,7 +450,7 @@ impl Index {
             vocabulary: self.vocabulary.heap_bytes() + self.counts.heap_bytes(),
             pieces,
             pieces_count,
-            files: self.files.iter().map(|f| f.capacity() + 24).sum(),
+            files: self.files.heap_bytes(),
         }
     }
 

@@ -13,7 +13,7 @@
 use std::cmp::Ordering;
 
 use super::postings::{count_in_files, Location};
-use super::{Index, Vocabulary, WordLocations};
+use super::{FileTable, Index, Vocabulary, WordLocations};
 
 /// Most layers a view stacks: a base, its delta, and a delta being made.
 pub const MAX_LAYERS: usize = 3;
@@ -219,7 +219,7 @@ pub struct View {
     layers: Vec<Layer>,
     /// The merged file table; empty when the view is one layer keeping
     /// all its files, whose own table is then the view's (not copied).
-    files: Vec<String>,
+    files: FileTable,
     /// Per file of the view: (layer, file number in that layer).
     origins: Vec<(u32, u32)>,
     /// Per file of the view, when known (see [`View::with_stamps`]).
@@ -248,7 +248,7 @@ impl View {
                 layer.identity = true;
                 return View {
                     layers,
-                    files: Vec::new(),
+                    files: FileTable::default(),
                     origins: (0..n as u32).map(|f| (0, f)).collect(),
                     stamps: Vec::new(),
                 };
@@ -262,13 +262,13 @@ impl View {
                         Some(Some(raw)) => raw,
                         _ => path.as_bytes(),
                     };
-                    entries.push((path.as_str(), raw, l, f));
+                    entries.push((path, raw, l, f));
                 }
             }
         }
         // As the walk orders files: by displayed path, then raw path.
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(b.1)));
-        let files: Vec<String> = entries.iter().map(|e| e.0.to_string()).collect();
+        let files = FileTable::from(entries.iter().map(|e| e.0.to_string()).collect::<Vec<_>>());
         let origins: Vec<(u32, u32)> = entries.iter().map(|e| (e.2 as u32, e.3 as u32)).collect();
         for (r, &(l, f)) in origins.iter().enumerate() {
             layers[l as usize].rank[f as usize] = r as u32;
@@ -319,7 +319,7 @@ impl View {
     }
 
     /// The file table: relative paths in ascending byte order.
-    pub fn files(&self) -> &[String] {
+    pub fn files(&self) -> &FileTable {
         match (self.files.is_empty(), self.layers.as_slice()) {
             (true, [layer]) => layer.index.files(),
             _ => &self.files,
@@ -328,10 +328,7 @@ impl View {
 
     /// The relative path of the view's file number `file`.
     pub fn path(&self, file: u32) -> &str {
-        self.files()
-            .get(file as usize)
-            .map(String::as_str)
-            .unwrap_or("?")
+        self.files().get(file as usize).unwrap_or("?")
     }
 
     /// The words each layer's `select` picks from its vocabulary (word

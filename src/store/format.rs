@@ -217,12 +217,14 @@ pub mod section {
     pub const BLOCKS_CHUNKS: u32 = 14;
     pub const COUNTS_CHUNKS: u32 = 15;
     pub const OFFSETS_CHUNKS: u32 = 16;
+    /// Since version 2: where each file record starts.
+    pub const FILE_STARTS: u32 = 17;
 }
 
 fn section_name(id: u32) -> &'static str {
     match id {
         section::META => "checksum of its description",
-        section::FILES => "checksum of its file table",
+        section::FILES | section::FILE_STARTS => "checksum of its file table",
         section::WORDS | section::BLOCKS | section::WORDS_CHUNKS | section::BLOCKS_CHUNKS => {
             "checksum of its vocabulary"
         }

@@ -348,30 +348,36 @@ impl Stored {
 
     /// The index as one view.
     pub fn into_view(self) -> View {
-        let Stored {
-            mut base,
-            mut delta,
-        } = self;
-        let mut layers = Vec::with_capacity(2);
-        let mut records = vec![std::mem::take(&mut base.records)];
-        if let Some(delta) = &mut delta {
-            records.push(std::mem::take(&mut delta.records));
+        self.make_view(true)
+    }
+
+    /// [`Stored::into_view`] without the files' stamps, which only lines
+    /// read from the tree use: an index opened alone reads no record.
+    pub fn into_view_without_stamps(self) -> View {
+        self.make_view(false)
+    }
+
+    fn make_view(self, stamps: bool) -> View {
+        let Stored { base, delta } = self;
+        let Some(delta) = delta else {
+            let records = base.records;
+            let view = View::new(vec![Layer::new(base.index, &[], Vec::new())]);
+            return match stamps {
+                true => stamped(view, &[records.as_slice()]),
+                false => view,
+            };
+        };
+        let records = [base.records, delta.records];
+        let dropped = marks(records[0].len(), &delta.dropped);
+        let layers = vec![
+            Layer::new(base.index, &dropped, delta.adjusted).with_raw_paths(raw_paths(&records[0])),
+            Layer::new(delta.index, &[], Vec::new()).with_raw_paths(raw_paths(&records[1])),
+        ];
+        let view = View::new(layers);
+        match stamps {
+            true => stamped(view, &[records[0].as_slice(), records[1].as_slice()]),
+            false => view,
         }
-        match delta {
-            Some(delta) => {
-                let dropped = marks(records[0].len(), &delta.dropped);
-                layers.push(
-                    Layer::new(base.index, &dropped, delta.adjusted)
-                        .with_raw_paths(raw_paths(&records[0])),
-                );
-                layers.push(
-                    Layer::new(delta.index, &[], Vec::new()).with_raw_paths(raw_paths(&records[1])),
-                );
-            }
-            None => layers.push(Layer::new(base.index, &[], Vec::new())),
-        }
-        let records: Vec<&[FileRecord]> = records.iter().map(Vec::as_slice).collect();
-        stamped(View::new(layers), &records)
     }
 }
 

@@ -270,13 +270,13 @@ fn compact(
     let dropped = |kept: &[bool]| -> Vec<bool> { kept.iter().map(|k| !k).collect() };
     let mut layers = vec![Layer::new(base.index, &dropped(&kept[0]), Vec::new())
         .with_raw_paths(raw_paths(&base.records))];
-    let mut records = vec![base.records];
+    let mut records = vec![base.records.into_vec()];
     if let Some(delta) = delta {
         layers.push(
             Layer::new(delta.index, &dropped(&kept[1]), Vec::new())
                 .with_raw_paths(raw_paths(&delta.records)),
         );
-        records.push(delta.records);
+        records.push(delta.records.into_vec());
     }
     layers.push(Layer::new(fresh.index, &[], Vec::new()).with_raw_paths(raw_paths(&fresh.records)));
     records.push(fresh.records);
@@ -350,7 +350,7 @@ fn write_delta(
             Layer::new(delta.index, &delta_dropped, adjusted)
                 .with_raw_paths(raw_paths(&delta.records)),
         );
-        upper_records.push(delta.records);
+        upper_records.push(delta.records.into_vec());
     }
     let scan = scan_started.elapsed();
     upper.push(Layer::new(fresh.index, &[], Vec::new()).with_raw_paths(raw_paths(&fresh.records)));

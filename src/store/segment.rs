@@ -11,7 +11,7 @@ use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
 use crate::index::vocabulary::FrontCoder;
-use crate::index::{Hit, Index, Offsets, View, Vocabulary};
+use crate::index::{FileTable, Hit, Index, Offsets, View, Vocabulary};
 
 /// Whether a segment stands alone or sits on a base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl FileRecord {
 #[derive(Debug)]
 pub struct Segment {
     pub meta: Meta,
-    pub records: Vec<FileRecord>,
+    pub records: Records,
     pub index: Index,
     /// A delta's base files it replaces or removes (sorted file numbers).
     pub dropped: Vec<u32>,
@@ -116,10 +116,14 @@ fn decode_meta(bytes: &[u8]) -> Option<Meta> {
     })
 }
 
-fn encode_records(records: &[FileRecord]) -> Vec<u8> {
+/// The records, and where each begins in them (so a path is read without
+/// decoding the records before it).
+fn encode_records(records: &[FileRecord]) -> (Vec<u8>, Vec<u64>) {
     let mut e = Encoder::default();
+    let mut starts = Vec::with_capacity(records.len());
     e.u64(records.len() as u64);
     for r in records {
+        starts.push(e.bytes.len() as u64);
         e.bytes(r.display.as_bytes());
         e.u8(u8::from(r.recheck) | (u8::from(r.raw.is_some()) << 1));
         if let Some(raw) = &r.raw {
@@ -130,7 +134,80 @@ fn encode_records(records: &[FileRecord]) -> Vec<u8> {
         e.i64(r.ctime_ns);
         e.u64(r.inode);
     }
-    e.bytes
+    (e.bytes, starts)
+}
+
+/// The displayed path at the front of an encoded record.
+fn record_path(record: &[u8]) -> Option<&str> {
+    std::str::from_utf8(Decoder::new(record).bytes()?).ok()
+}
+
+/// A segment's file records, decoded the first time they are all needed
+/// (a refresh, or lines read with their stamps): a query on an opened
+/// index reads paths from the file table alone.
+#[derive(Debug, Default)]
+pub struct Records {
+    encoded: Option<crate::index::bytes::Bytes>,
+    count: usize,
+    decoded: std::sync::OnceLock<Vec<FileRecord>>,
+}
+
+impl Records {
+    fn encoded(bytes: crate::index::bytes::Bytes, count: usize) -> Self {
+        Records {
+            encoded: Some(bytes),
+            count,
+            decoded: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Number of records, without decoding them.
+    pub fn len(&self) -> usize {
+        match self.decoded.get() {
+            Some(records) => records.len(),
+            None => self.count,
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The records as a vector.
+    pub fn into_vec(self) -> Vec<FileRecord> {
+        let _ = self.as_slice();
+        self.decoded.into_inner().unwrap_or_default()
+    }
+
+    /// The records (decoded now if they were not). Checked when the
+    /// segment was opened, so decoding cannot fail.
+    pub fn as_slice(&self) -> &[FileRecord] {
+        self.decoded.get_or_init(|| {
+            self.encoded
+                .as_ref()
+                .and_then(|bytes| decode_records(bytes))
+                .unwrap_or_default()
+        })
+    }
+}
+
+impl From<Vec<FileRecord>> for Records {
+    fn from(records: Vec<FileRecord>) -> Self {
+        Records {
+            encoded: None,
+            count: records.len(),
+            decoded: std::sync::OnceLock::from(records),
+        }
+    }
+}
+
+impl std::ops::Deref for Records {
+    type Target = [FileRecord];
+
+    fn deref(&self) -> &[FileRecord] {
+        self.as_slice()
+    }
 }
 
 fn decode_records(bytes: &[u8]) -> Option<Vec<FileRecord>> {
@@ -234,6 +311,10 @@ impl ChunkHasher {
 
 fn hash_chunk(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+fn u64s(numbers: &[u64]) -> &[u8] {
+    bytemuck::cast_slice(numbers)
 }
 
 fn u32s(bytes: &[u32]) -> &[u8] {
@@ -447,7 +528,7 @@ impl SegmentWriter {
         meta: &Meta,
         records: &[FileRecord],
     ) -> Result<Self, WriteError> {
-        let sections = if meta.kind == Kind::Delta { 15 } else { 12 };
+        let sections = if meta.kind == Kind::Delta { 16 } else { 13 };
         let (w, folder) = match destination {
             Destination::File(path) => (
                 Writer::create(path, sections)?,
@@ -467,7 +548,9 @@ impl SegmentWriter {
             kind: meta.kind,
         };
         writer.w.section(section::META, &encode_meta(meta))?;
-        writer.w.section(section::FILES, &encode_records(records))?;
+        let (encoded, starts) = encode_records(records);
+        writer.w.section(section::FILES, &encoded)?;
+        writer.w.section(section::FILE_STARTS, u64s(&starts))?;
         writer.w.begin_lazy(section::LISTS)?;
         Ok(writer)
     }
@@ -774,7 +857,35 @@ pub fn read(owner: Owner, release: Option<fn(&[u8])>) -> Result<Segment, FormatE
     let damaged = FormatError::Damaged;
     let need = |id| c.section(id).ok_or(damaged("a section is missing"));
     let meta = decode_meta(&need(section::META)?).ok_or(damaged("description"))?;
-    let records = decode_records(&need(section::FILES)?).ok_or(damaged("file table"))?;
+    // With their starts (version 2), records are decoded when needed and
+    // paths read one by one; else decoded now.
+    let files_section = need(section::FILES)?;
+    let (records, files) = match c.section(section::FILE_STARTS) {
+        Some(starts) => {
+            let starts = Array::<u64>::shared(starts).ok_or(damaged("file table"))?;
+            let count = Decoder::new(&files_section)
+                .u64()
+                .ok_or(damaged("file table"))?;
+            // Each start is checked when its path is read (a bad one reads
+            // as `?`), not all of them here.
+            let fits = usize::try_from(count).ok() == Some(starts.len());
+            if !fits {
+                return Err(damaged("file table"));
+            }
+            let table = FileTable::stored(files_section.clone(), starts.clone(), record_path);
+            (Records::encoded(files_section, starts.len()), table)
+        }
+        None => {
+            let records = decode_records(&files_section).ok_or(damaged("file table"))?;
+            let files = FileTable::from(
+                records
+                    .iter()
+                    .map(|r| r.display.clone())
+                    .collect::<Vec<_>>(),
+            );
+            (Records::from(records), files)
+        }
+    };
     // A table flagged lazy is checked chunk by chunk against the hashes
     // in its chunks section as it is read; one verified at open is trusted.
     let chunked = |id: u32, chunks: u32| -> Result<Chunked, FormatError> {
@@ -813,7 +924,6 @@ pub fn read(owner: Owner, release: Option<fn(&[u8])>) -> Result<Segment, FormatE
         Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),
         None => Offsets::Wide(table64(section::OFFSETS_WIDE, section::OFFSETS_CHUNKS)?),
     };
-    let files = records.iter().map(|r| r.display.clone()).collect();
     let chunks = array64(section::LIST_CHUNKS)?;
     let (chunk, hashes) = chunks
         .as_slice()
