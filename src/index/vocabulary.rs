@@ -166,6 +166,18 @@ impl Front {
         buf: &mut Vec<u8>,
         f: &mut dyn FnMut(usize, &[u8]) -> bool,
     ) -> bool {
+        self.decode_block_shared(k, skip, buf, &mut |id, word, _| f(id, word))
+    }
+
+    /// [`Front::decode_block`], also giving each word's bytes in common
+    /// with the word before it (0 for a block's first, stored whole).
+    fn decode_block_shared(
+        &self,
+        k: usize,
+        skip: usize,
+        buf: &mut Vec<u8>,
+        f: &mut dyn FnMut(usize, &[u8], usize) -> bool,
+    ) -> bool {
         let block = self.block(k);
         let first = k * BLOCK;
         let count = BLOCK.min(self.len.saturating_sub(first));
@@ -188,7 +200,7 @@ impl Front {
             }
             buf.truncate(shared);
             buf.extend_from_slice(suffix);
-            if j >= skip && !f(first + j, buf) {
+            if j >= skip && !f(first + j, buf, shared) {
                 return false;
             }
         }
@@ -223,13 +235,21 @@ impl Front {
         point
     }
 
-    /// See [`Vocabulary::walk`]: a skip passes over whole blocks by their
-    /// first words, decoding only the block where the run ends.
-    fn walk(&self, f: &mut dyn FnMut(usize, &[u8]) -> Step) {
-        let count = self.block_count();
+    /// See [`Vocabulary::walk_part`]: a skip passes over whole blocks by
+    /// their first words, decoding only the block where the run ends.
+    fn walk_blocks(&self, blocks: Range<usize>, f: &mut dyn FnMut(usize, &[u8], usize) -> Step) {
+        let count = blocks.end.min(self.block_count());
         let mut buf = Vec::new();
         let mut skip: Option<Vec<u8>> = None;
-        let mut k = 0;
+        // The least bytes in common between consecutive words since the
+        // last word given to `f`: what the next one shares with that one.
+        let mut common = 0usize;
+        // The word before the next block's first (stored whole, so its
+        // bytes in common with it are found by comparing): the previous
+        // block's last word, or, after blocks passed over in a skip, the
+        // skipped prefix all of them begin with.
+        let mut before: Vec<u8> = Vec::new();
+        let mut k = blocks.start;
         while k < count {
             if let Some(prefix) = &skip {
                 let has = |b: usize| self.first_word(b).starts_with(prefix);
@@ -250,17 +270,32 @@ impl Front {
                             hi = mid;
                         }
                     }
+                    if lo > k {
+                        before.clone_from(prefix);
+                    }
                     k = lo;
                 }
             }
-            self.decode_block(k, 0, &mut buf, &mut |id, word| {
+            let (first, last) = (k * BLOCK, (k * BLOCK + BLOCK).min(self.len) - 1);
+            self.decode_block_shared(k, 0, &mut buf, &mut |id, word, shared| {
+                let shared = match id == first && k > blocks.start {
+                    true => before.iter().zip(word).take_while(|(a, b)| a == b).count(),
+                    false => shared,
+                };
+                common = common.min(shared);
+                if id == last {
+                    before.clear();
+                    before.extend_from_slice(word);
+                }
                 if let Some(prefix) = &skip {
                     if word.starts_with(prefix) {
                         return true;
                     }
                     skip = None;
                 }
-                if let Step::SkipPrefix(len) = f(id, word) {
+                let step = f(id, word, common);
+                common = word.len();
+                if let Step::SkipPrefix(len) = step {
                     skip = Some(word[..len.min(word.len())].to_vec());
                 }
                 true
@@ -487,20 +522,43 @@ impl Vocabulary {
         }
     }
 
-    /// Calls `f(id, word)` on every word in order; when it answers
-    /// [`Step::SkipPrefix`]`(n)`, the words after it that begin with its
-    /// first `n` bytes are passed over without being decoded one by one
-    /// (how a walk of the words as a trie prunes a branch).
-    pub fn walk(&self, f: &mut dyn FnMut(usize, &[u8]) -> Step) {
+    /// Calls `f(id, word, shared)` on every word in order, `shared` being
+    /// the bytes `word` has in common with the word `f` was last given
+    /// (0 for the first); when `f` answers [`Step::SkipPrefix`]`(n)`, the
+    /// words after it that begin with its first `n` bytes are passed over
+    /// without being decoded one by one (how a walk of the words as a trie
+    /// prunes a branch).
+    pub fn walk(&self, f: &mut dyn FnMut(usize, &[u8], usize) -> Step) {
+        self.walk_part(0, 1, f)
+    }
+
+    /// [`Vocabulary::walk`] over part `part` of `parts` roughly equal runs
+    /// of the words (so threads can walk a vocabulary side by side).
+    pub fn walk_part(
+        &self,
+        part: usize,
+        parts: usize,
+        f: &mut dyn FnMut(usize, &[u8], usize) -> Step,
+    ) {
+        let parts = parts.max(1);
+        let share = |n: usize, k: usize| n * k / parts;
         match &self.form {
             Form::Arena(a) => {
-                let mut id = 0;
-                while id < a.ends.len() {
+                let n = a.ends.len();
+                let (mut id, end) = (share(n, part), share(n, part + 1));
+                let mut previous: &[u8] = &[];
+                while id < end {
                     let word = a.word(id);
                     id += 1;
-                    if let Step::SkipPrefix(len) = f(id - 1, word) {
+                    let shared = previous
+                        .iter()
+                        .zip(word)
+                        .take_while(|(x, y)| x == y)
+                        .count();
+                    previous = word;
+                    if let Step::SkipPrefix(len) = f(id - 1, word, shared) {
                         let prefix = &word[..len.min(word.len())];
-                        let rest = &a.ends[id..];
+                        let rest = &a.ends[id..end];
                         // Gallop, then halve: most skipped runs are short.
                         let has = |k: usize| a.word(id + k).starts_with(prefix);
                         let mut step = 1;
@@ -520,7 +578,10 @@ impl Vocabulary {
                     }
                 }
             }
-            Form::Front(front) => front.walk(f),
+            Form::Front(front) => {
+                let n = front.block_count();
+                front.walk_blocks(share(n, part)..share(n, part + 1), f)
+            }
         }
     }
 
@@ -693,7 +754,12 @@ mod tests {
             }
             for vocabulary in [arena, front(&bytes)] {
                 let mut got = Vec::new();
-                vocabulary.walk(&mut |id, w| {
+                let mut last: Vec<u8> = Vec::new();
+                vocabulary.walk(&mut |id, w, shared| {
+                    // `shared`: bytes in common with the word last given.
+                    let common = last.iter().zip(w).take_while(|(a, b)| a == b).count();
+                    assert_eq!(shared, common, "word {id}");
+                    last = w.to_vec();
                     got.push(id);
                     decide(id, w)
                 });

@@ -45,49 +45,61 @@ impl Automaton {
 
     /// The numbers of the words the pattern matches, ascending; `None` if
     /// the DFA gave up (its cache thrashing), for the caller to fall back.
+    /// A large vocabulary is walked in two halves on two threads, joined
+    /// before this returns (so no thread outlives it to meet a fork).
     pub fn select(&self, vocabulary: &Vocabulary) -> Option<Vec<usize>> {
+        if vocabulary.len() < PARALLEL_WORDS {
+            return self.select_part(vocabulary, 0, 1);
+        }
+        let (low, high) = std::thread::scope(|scope| {
+            let high = scope.spawn(|| self.select_part(vocabulary, 1, 2));
+            let low = self.select_part(vocabulary, 0, 2);
+            (low, high.join().ok().flatten())
+        });
+        let mut found = low?;
+        found.extend(high?);
+        Some(found)
+    }
+
+    fn select_part(
+        &self,
+        vocabulary: &Vocabulary,
+        part: usize,
+        parts: usize,
+    ) -> Option<Vec<usize>> {
         let dfa = &self.dfa;
         let mut cache: Cache = dfa.create_cache();
         let start = dfa
             .start_state_forward(&mut cache, &Input::new("").anchored(Anchored::Yes))
             .ok()?;
-        // states[d]: the state after the first d bytes of `prefix`.
+        // states[d]: the state after the current word's first d bytes.
         let mut states: Vec<LazyStateID> = vec![start];
-        let mut prefix: Vec<u8> = Vec::new();
         let mut found = Vec::new();
         let mut failed = false;
-        vocabulary.walk(&mut |id, word| {
+        vocabulary.walk_part(part, parts, &mut |id, word, shared| {
             if failed {
                 return Step::Next;
             }
-            let shared = prefix.iter().zip(word).take_while(|(a, b)| a == b).count();
-            states.truncate(shared + 1);
-            prefix.truncate(shared);
-            for &byte in &word[shared..] {
-                let Some(&state) = states.last() else {
-                    break;
-                };
-                let next = match dfa.next_state(&mut cache, state, byte) {
+            states.truncate(shared.min(states.len() - 1) + 1);
+            let mut state = states[states.len() - 1];
+            for &byte in &word[states.len() - 1..] {
+                state = match dfa.next_state(&mut cache, state, byte) {
                     Ok(next) if !next.is_quit() => next,
                     _ => {
                         failed = true;
                         return Step::Next;
                     }
                 };
-                prefix.push(byte);
-                if next.is_dead() {
-                    // No word beginning with this prefix matches.
-                    let dead = prefix.len();
-                    prefix.pop();
-                    return Step::SkipPrefix(dead);
+                if state.is_dead() {
+                    // No word beginning with these bytes matches.
+                    return Step::SkipPrefix(states.len());
                 }
-                states.push(next);
+                states.push(state);
             }
-            let matched = states
-                .last()
-                .and_then(|&state| dfa.next_eoi_state(&mut cache, state).ok())
-                .is_some_and(|end| end.is_match());
-            if matched {
+            if dfa
+                .next_eoi_state(&mut cache, state)
+                .is_ok_and(|end| end.is_match())
+            {
                 found.push(id);
             }
             Step::Next
@@ -95,6 +107,9 @@ impl Automaton {
         (!failed).then_some(found)
     }
 }
+
+/// Vocabularies this large are walked on two threads.
+const PARALLEL_WORDS: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {
@@ -141,7 +156,17 @@ mod tests {
             .unwrap();
             let automaton = Automaton::new(pattern).unwrap();
             proptest::prop_assert_eq!(automaton.select(&arena), Some(want.clone()));
-            proptest::prop_assert_eq!(automaton.select(&front), Some(want));
+            proptest::prop_assert_eq!(automaton.select(&front), Some(want.clone()));
+            // Walked in parts (as threads do), the parts add up.
+            for parts in [2, 3] {
+                for vocabulary in [&arena, &front] {
+                    let mut joined = Vec::new();
+                    for part in 0..parts {
+                        joined.extend(automaton.select_part(vocabulary, part, parts).unwrap());
+                    }
+                    proptest::prop_assert_eq!(&joined, &want);
+                }
+            }
         }
     }
 }

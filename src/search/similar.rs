@@ -10,25 +10,49 @@
 
 use crate::index::{Step, Vocabulary};
 
+/// Vocabularies this large are walked on two threads.
+const PARALLEL_WORDS: usize = 1 << 16;
+
 /// The numbers of the words within `max` edits (insertions, deletions,
 /// substitutions of bytes) of `target`, ascending, each with its distance.
+/// A large vocabulary is walked in two halves on two threads, joined
+/// before this returns.
 pub fn similar_words(vocabulary: &Vocabulary, target: &[u8], max: usize) -> Vec<(usize, usize)> {
+    if vocabulary.len() < PARALLEL_WORDS {
+        return similar_in_part(vocabulary, target, max, 0, 1);
+    }
+    std::thread::scope(|scope| {
+        let high = scope.spawn(|| similar_in_part(vocabulary, target, max, 1, 2));
+        let mut found = similar_in_part(vocabulary, target, max, 0, 2);
+        // A walk thread only panics on a bug: its half is then not offered.
+        found.extend(high.join().unwrap_or_default());
+        found
+    })
+}
+
+fn similar_in_part(
+    vocabulary: &Vocabulary,
+    target: &[u8],
+    max: usize,
+    part: usize,
+    parts: usize,
+) -> Vec<(usize, usize)> {
     let columns = target.len() + 1;
     // Cells are capped at max + 1: past it, how far does not matter.
     let cap = u8::try_from(max + 1).unwrap_or(u8::MAX);
     let limit = |n: usize| u8::try_from(n).unwrap_or(u8::MAX).min(cap);
-    // The table's rows for `prefix`, flat: row d (after d bytes) is
+    // The table's rows for the current word's first bytes, flat: row d (after d bytes) is
     // rows[d * columns..][..columns]; row 0 is the empty prefix's.
     let mut rows: Vec<u8> = (0..columns).map(limit).collect();
-    let mut prefix: Vec<u8> = Vec::new();
+    let mut depth = 0usize; // bytes of the current word the rows cover
     let mut found = Vec::new();
-    vocabulary.walk(&mut |id, word| {
-        let shared = prefix.iter().zip(word).take_while(|(a, b)| a == b).count();
+    vocabulary.walk_part(part, parts, &mut |id, word, shared| {
+        let shared = shared.min(depth);
         rows.truncate((shared + 1) * columns);
-        prefix.truncate(shared);
+        depth = shared;
         for &byte in &word[shared..] {
             let above = rows.len() - columns;
-            let mut least = limit(prefix.len() + 1);
+            let mut least = limit(depth + 1);
             rows.push(least);
             for j in 1..columns {
                 let substitute = rows[above + j - 1] + u8::from(target[j - 1] != byte);
@@ -39,10 +63,10 @@ pub fn similar_words(vocabulary: &Vocabulary, target: &[u8], max: usize) -> Vec<
                 least = least.min(cell);
                 rows.push(cell);
             }
-            prefix.push(byte);
+            depth += 1;
             if usize::from(least) > max {
                 // No word beginning with this prefix comes within `max`.
-                return Step::SkipPrefix(prefix.len());
+                return Step::SkipPrefix(depth);
             }
         }
         if usize::from(rows[rows.len() - 1]) <= max {
