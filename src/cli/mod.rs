@@ -602,11 +602,17 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
     }
     if stats {
         let t = &report.timings;
+        let tokenize = t
+            .work
+            .saturating_sub(t.read + t.runs + t.send + t.delay)
+            .as_secs_f64();
         let _ = writeln!(
             err,
-            "time: walk {:.3} s, read+tokenize {:.3} s (summed over workers), transfer {:.3} s, merge {:.3} s, total {:.3} s; {} batches, {} runs ({:.1} MB to merge in memory)",
+            "time: walk {:.3} s; workers (summed): read {:.3} s, tokenize+record {tokenize:.3} s, sort+encode runs {:.3} s, send {:.3} s; parent: receive {:.3} s, merge {:.3} s; total {:.3} s; {} batches, {} runs ({:.1} MB to merge in memory)",
             t.walk.as_secs_f64(),
-            t.work.as_secs_f64(),
+            t.read.as_secs_f64(),
+            t.runs.as_secs_f64(),
+            t.send.as_secs_f64(),
             t.transfer.as_secs_f64(),
             t.merge.as_secs_f64(),
             t.total.as_secs_f64(),

@@ -227,7 +227,12 @@ impl<'a, 's> Coordinator<'a, 's> {
         self.done.extend(pieces);
         self.report.indexed += u64::from(done.indexed);
         self.report.bytes += done.bytes;
-        self.report.timings.work += Duration::from_nanos(done.busy_nanos);
+        let timings = &mut self.report.timings;
+        timings.work += Duration::from_nanos(done.busy_nanos);
+        timings.read += Duration::from_nanos(done.read_nanos);
+        timings.runs += Duration::from_nanos(done.run_nanos);
+        timings.send += Duration::from_nanos(done.send_nanos);
+        timings.delay += Duration::from_nanos(done.delay_nanos);
         for file in done.binary {
             if let Some(f) = self.files.get(file as usize) {
                 self.report.binary.push(f.display.clone());

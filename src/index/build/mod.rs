@@ -302,8 +302,16 @@ pub enum Phase {
 pub struct Timings {
     /// Listing the tree.
     pub walk: Duration,
-    /// Reading and tokenizing, summed over workers.
+    /// The workers' time on batches, summed over workers; of which:
     pub work: Duration,
+    /// opening and reading files,
+    pub read: Duration,
+    /// sorting and encoding runs,
+    pub runs: Duration,
+    /// handing runs over,
+    pub send: Duration,
+    /// and `--delay`; the rest is tokenizing and recording occurrences.
+    pub delay: Duration,
     /// Parent CPU time while collecting runs: receiving, decoding, bookkeeping.
     pub transfer: Duration,
     /// Merging the runs.

@@ -213,9 +213,18 @@ pub(super) enum Content {
     Binary,
 }
 
+/// Time a worker spent reading its batch's files (a worker is a process
+/// of one thread, so a plain counter; its batch resets it).
+pub(super) static READ_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Reads up to `want` more bytes into `buffer`; true at the end of the file.
 fn fill(file: &mut File, buffer: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+    let started = std::time::Instant::now();
     let got = file.take(want as u64).read_to_end(buffer)?;
+    READ_NANOS.fetch_add(
+        started.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     Ok(got < want)
 }
 

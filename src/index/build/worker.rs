@@ -50,6 +50,14 @@ pub(super) struct Done {
     pub binary: Vec<u32>,
     pub unreadable: Vec<(u32, String)>,
     pub busy_nanos: u64,
+    /// Of `busy_nanos`: opening and reading files.
+    pub read_nanos: u64,
+    /// Of `busy_nanos`: sorting and encoding runs.
+    pub run_nanos: u64,
+    /// Of `busy_nanos`: handing runs to the parent (or writing them to disk).
+    pub send_nanos: u64,
+    /// Of `busy_nanos`: `--delay`.
+    pub delay_nanos: u64,
 }
 
 /// What a forked worker needs; it reaches the child through fork, not the channel.
@@ -108,13 +116,19 @@ impl Worker<'_, '_> {
         }
         let mut done = Done {
             batch: batch.id,
+            delay_nanos: started.elapsed().as_nanos() as u64,
             ..Done::default()
         };
+        super::read::READ_NANOS.store(0, std::sync::atomic::Ordering::Relaxed);
+        let (mut run_nanos, mut send_nanos) = (0u64, 0u64);
         let mut seq = 0u32;
         let mut gone = false;
         let context = self.context;
         let mut send_run = |partial: &mut PartialIndex, seq: &mut u32| {
+            let sorting = Instant::now();
             let run = partial.take_run();
+            let sending = Instant::now();
+            run_nanos += (sending - sorting).as_nanos() as u64;
             // Past the budget, the run goes to disk from here rather than
             // through the parent, which would only write it there.
             let written = match (&context.run_files, context.spill_now) {
@@ -139,6 +153,7 @@ impl Worker<'_, '_> {
                 }),
             };
             *seq += 1;
+            send_nanos += sending.elapsed().as_nanos() as u64;
             sent.is_ok()
         };
         for file in batch.start..batch.end {
@@ -161,7 +176,13 @@ impl Worker<'_, '_> {
                 .strip_prefix(self.context.root)
                 .unwrap_or(&entry.path);
             let partial = &mut self.partial;
-            let outcome = open_listed(root, relative, entry).and_then(|mut handle| {
+            let opening = Instant::now();
+            let opened = open_listed(root, relative, entry);
+            super::read::READ_NANOS.fetch_add(
+                opening.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let outcome = opened.and_then(|mut handle| {
                 scan_file(
                     &mut handle,
                     &mut self.buffer,
@@ -200,6 +221,9 @@ impl Worker<'_, '_> {
         }
         done.runs = seq;
         done.busy_nanos = started.elapsed().as_nanos() as u64;
+        done.read_nanos = super::read::READ_NANOS.load(std::sync::atomic::Ordering::Relaxed);
+        done.run_nanos = run_nanos;
+        done.send_nanos = send_nanos;
         channel.send(&Report::Done(done)).map_err(|_| Gone)
     }
 }
