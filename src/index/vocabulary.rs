@@ -23,6 +23,9 @@ use super::postings::{read_varint, write_varint};
 /// Words per front-coded block: a lookup decodes at most this many.
 pub const BLOCK: usize = 16;
 
+/// Vocabularies of this many blocks are scanned on two threads.
+const PARALLEL_BLOCKS: usize = 1 << 12;
+
 /// Distinct words in ascending byte order; a word's number is its rank.
 #[derive(Debug, Clone)]
 pub struct Vocabulary {
@@ -302,6 +305,40 @@ impl Front {
             });
             k += 1;
         }
+    }
+
+    /// The words of `blocks` holding `finder`'s needle that `keep` accepts:
+    /// each block's words NUL-separated (no word holds a NUL), so a hit
+    /// never spans two words, then one substring search over them.
+    fn containing(
+        &self,
+        blocks: Range<usize>,
+        finder: &memchr::memmem::Finder<'_>,
+        keep: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Vec<usize> {
+        let mut ids = Vec::new();
+        let (mut scratch, mut starts, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+        for k in blocks {
+            scratch.clear();
+            starts.clear();
+            self.decode_block(k, 0, &mut buf, &mut |_, w| {
+                starts.push(scratch.len());
+                scratch.extend_from_slice(w);
+                scratch.push(0);
+                true
+            });
+            starts.push(scratch.len());
+            let mut from = 0;
+            while let Some(hit) = scratch.get(from..).and_then(|b| finder.find(b)) {
+                let j = starts.partition_point(|&s| s <= from + hit) - 1;
+                let word = &scratch[starts[j]..starts[j + 1] - 1];
+                if keep(word) {
+                    ids.push(k * BLOCK + j);
+                }
+                from = starts[j + 1];
+            }
+        }
+        ids
     }
 
     /// Calls `f` on the words numbered `range`, in order, until it returns false.
@@ -617,7 +654,7 @@ impl Vocabulary {
     /// ascending: a substring search over all the words at once (over the
     /// arena, or block by block), which after each hit resumes at the end
     /// of the word hit, so each word is checked once.
-    pub fn containing(&self, needle: &[u8], keep: &dyn Fn(&[u8]) -> bool) -> Vec<usize> {
+    pub fn containing(&self, needle: &[u8], keep: &(dyn Fn(&[u8]) -> bool + Sync)) -> Vec<usize> {
         let finder = memchr::memmem::Finder::new(needle);
         let mut ids = Vec::new();
         match &self.form {
@@ -636,29 +673,20 @@ impl Vocabulary {
                 }
             }
             Form::Front(f) => {
-                // Each block's words, NUL-separated (no word holds a NUL),
-                // so a hit never spans two words.
-                let (mut scratch, mut starts, mut buf) = (Vec::new(), Vec::new(), Vec::new());
-                for k in 0..f.block_count() {
-                    scratch.clear();
-                    starts.clear();
-                    f.decode_block(k, 0, &mut buf, &mut |_, w| {
-                        starts.push(scratch.len());
-                        scratch.extend_from_slice(w);
-                        scratch.push(0);
-                        true
-                    });
-                    starts.push(scratch.len());
-                    let mut from = 0;
-                    while let Some(hit) = scratch.get(from..).and_then(|b| finder.find(b)) {
-                        let j = starts.partition_point(|&s| s <= from + hit) - 1;
-                        let word = &scratch[starts[j]..starts[j + 1] - 1];
-                        if keep(word) {
-                            ids.push(k * BLOCK + j);
-                        }
-                        from = starts[j + 1];
-                    }
+                let blocks = f.block_count();
+                if blocks < PARALLEL_BLOCKS {
+                    return f.containing(0..blocks, &finder, keep);
                 }
+                // Two halves side by side, joined before returning.
+                return std::thread::scope(|scope| {
+                    let finder = &finder;
+                    let high = scope.spawn(move || f.containing(blocks / 2..blocks, finder, keep));
+                    let mut ids = f.containing(0..blocks / 2, finder, keep);
+                    // A panic in the other half is this call's panic: an
+                    // answer is never silently missing half its words.
+                    ids.extend(high.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                    ids
+                });
             }
         }
         ids
@@ -702,6 +730,24 @@ mod tests {
         }
         assert_eq!(vocab.find(words[3].as_bytes()), Some(3));
         assert_eq!(vocab.find(b"zz"), None);
+    }
+
+    /// Past [`PARALLEL_BLOCKS`] the scan runs in two halves on two
+    /// threads: the halves must add up to a plain scan.
+    #[test]
+    fn a_large_vocabulary_scanned_in_halves_finds_every_word() {
+        let words: Vec<Vec<u8>> = (0..(PARALLEL_BLOCKS * BLOCK + 999) as u64)
+            .map(|n| format!("{:x}_{}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15), n % 97).into_bytes())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let vocabulary = front(&words);
+        let keep = |w: &[u8]| w.len() % 3 != 0;
+        let want: Vec<usize> = (0..words.len())
+            .filter(|&i| words[i].windows(2).any(|p| p == b"_1") && keep(&words[i]))
+            .collect();
+        assert!(want.len() > 1000);
+        assert_eq!(vocabulary.containing(b"_1", &keep), want);
     }
 
     use proptest::prelude::*;
