@@ -631,8 +631,8 @@ fn answer_queries(
     paths: &answer::PathFilter,
 ) -> i32 {
     let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let mut json = output::JsonSink::new(view, args.text.then_some(layout.tree.as_deref()));
+    let mut out = io::BufWriter::with_capacity(64 << 10, stdout.lock());
+    let mut json = output::JsonSink::new(args.text.then_some(layout.tree.as_deref()));
     let headed = queries.len() > 1 && !args.json && layout.heading;
     let narrowing = answer::Narrowing {
         paths,

@@ -257,7 +257,7 @@ impl From<io::Error> for WriteError {
 /// Bytes of posting lists per chunk hash: small enough that a query
 /// verifies little more than it reads, large enough that the hash table
 /// stays tiny (about 300 entries for the kernel).
-const LIST_CHUNK: usize = 1 << 20;
+const LIST_CHUNK: usize = 64 << 10;
 
 /// The hash of each [`LIST_CHUNK`] bytes written through it.
 struct ChunkHasher {
