@@ -730,17 +730,21 @@ pub(crate) fn did_you_mean(view: &View, request: &answer::Request) -> String {
     if word.contains(['*', '/']) || word.len() > 64 {
         return String::new();
     }
-    let mut near: Vec<(usize, u64, String)> = Vec::new();
+    // The distance `similar_words` found, per layer (called in layer order).
+    let mut distances: Vec<std::collections::HashMap<usize, usize>> = Vec::new();
     let hits = view.hits(|vocabulary| {
-        similar_words(vocabulary, word.as_bytes(), SUGGESTION_DISTANCE)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
+        let found = similar_words(vocabulary, word.as_bytes(), SUGGESTION_DISTANCE);
+        let ids = found.iter().map(|&(id, _)| id).collect();
+        distances.push(found.into_iter().collect());
+        ids
     });
+    let mut near: Vec<(usize, u64, String)> = Vec::new();
     for hit in &hits {
-        let candidate = view.word(hit).into_owned();
-        let distance = similar_words_distance(&word, &candidate);
-        near.push((distance, view.count(hit), candidate));
+        let distance = hit
+            .parts()
+            .find_map(|(layer, id)| distances.get(layer)?.get(&id).copied())
+            .unwrap_or(SUGGESTION_DISTANCE);
+        near.push((distance, view.count(hit), view.word(hit).into_owned()));
     }
     near.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
     let shown: Vec<String> = near
@@ -752,24 +756,6 @@ pub(crate) fn did_you_mean(view: &View, request: &answer::Request) -> String {
         true => String::new(),
         false => format!("; did you mean {}?", shown.join(", ")),
     }
-}
-
-/// The edit distance of two words' bytes (as [`similar_words`] counts it).
-fn similar_words_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, &x) in a.iter().enumerate() {
-        let mut next = vec![i + 1];
-        for (j, &y) in b.iter().enumerate() {
-            next.push(
-                (row[j] + usize::from(x != y))
-                    .min(row[j + 1] + 1)
-                    .min(next[j] + 1),
-            );
-        }
-        row = next;
-    }
-    row[b.len()]
 }
 
 /// `--type-list`: each type rg knows with its globs, as rg prints them.
