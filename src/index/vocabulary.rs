@@ -23,8 +23,15 @@ use super::postings::{read_varint, write_varint};
 /// Words per front-coded block: a lookup decodes at most this many.
 pub const BLOCK: usize = 16;
 
-/// Vocabularies of this many blocks are scanned on two threads.
-const PARALLEL_BLOCKS: usize = 1 << 12;
+/// Vocabularies of this many words are worked on in two halves, on two
+/// threads (see [`Vocabulary::in_parts`]).
+const PARALLEL_WORDS: usize = 1 << 16;
+
+/// Part `part` of `0..n` cut into `parts` runs of (nearly) equal length.
+fn share(n: usize, part: usize, parts: usize) -> Range<usize> {
+    let parts = parts.max(1);
+    n * part / parts..n * (part + 1) / parts
+}
 
 /// Distinct words in ascending byte order; a word's number is its rank.
 #[derive(Debug, Clone)]
@@ -577,12 +584,9 @@ impl Vocabulary {
         parts: usize,
         f: &mut dyn FnMut(usize, &[u8], usize) -> Step,
     ) {
-        let parts = parts.max(1);
-        let share = |n: usize, k: usize| n * k / parts;
         match &self.form {
             Form::Arena(a) => {
-                let n = a.ends.len();
-                let (mut id, end) = (share(n, part), share(n, part + 1));
+                let Range { start: mut id, end } = share(a.ends.len(), part, parts);
                 let mut previous: &[u8] = &[];
                 while id < end {
                     let word = a.word(id);
@@ -615,11 +619,25 @@ impl Vocabulary {
                     }
                 }
             }
-            Form::Front(front) => {
-                let n = front.block_count();
-                front.walk_blocks(share(n, part)..share(n, part + 1), f)
-            }
+            Form::Front(front) => front.walk_blocks(share(front.block_count(), part, parts), f),
         }
+    }
+
+    /// `work(part, parts)` for each part of the vocabulary as
+    /// [`Vocabulary::walk_part`] cuts it, results in order: a large
+    /// vocabulary in two halves on two threads, joined before this returns
+    /// (so no thread meets a later fork; a panic in either half is the
+    /// caller's, never a silently missing half), a small one whole.
+    pub fn in_parts<R: Send>(&self, work: impl Fn(usize, usize) -> R + Sync) -> Vec<R> {
+        if self.len() < PARALLEL_WORDS {
+            return vec![work(0, 1)];
+        }
+        std::thread::scope(|scope| {
+            let high = scope.spawn(|| work(1, 2));
+            let low = work(0, 2);
+            let high = high.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            vec![low, high]
+        })
     }
 
     /// The numbers in `range` of the words `keep` accepts, ascending.
@@ -673,20 +691,11 @@ impl Vocabulary {
                 }
             }
             Form::Front(f) => {
-                let blocks = f.block_count();
-                if blocks < PARALLEL_BLOCKS {
-                    return f.containing(0..blocks, &finder, keep);
-                }
-                // Two halves side by side, joined before returning.
-                return std::thread::scope(|scope| {
-                    let finder = &finder;
-                    let high = scope.spawn(move || f.containing(blocks / 2..blocks, finder, keep));
-                    let mut ids = f.containing(0..blocks / 2, finder, keep);
-                    // A panic in the other half is this call's panic: an
-                    // answer is never silently missing half its words.
-                    ids.extend(high.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-                    ids
-                });
+                return self
+                    .in_parts(|part, parts| {
+                        f.containing(share(f.block_count(), part, parts), &finder, keep)
+                    })
+                    .concat();
             }
         }
         ids
@@ -732,11 +741,11 @@ mod tests {
         assert_eq!(vocab.find(b"zz"), None);
     }
 
-    /// Past [`PARALLEL_BLOCKS`] the scan runs in two halves on two
+    /// Past [`PARALLEL_WORDS`] the scan runs in two halves on two
     /// threads: the halves must add up to a plain scan.
     #[test]
     fn a_large_vocabulary_scanned_in_halves_finds_every_word() {
-        let words: Vec<Vec<u8>> = (0..(PARALLEL_BLOCKS * BLOCK + 999) as u64)
+        let words: Vec<Vec<u8>> = (0..(PARALLEL_WORDS + 999) as u64)
             .map(|n| format!("{:x}_{}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15), n % 97).into_bytes())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()

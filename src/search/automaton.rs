@@ -45,20 +45,10 @@ impl Automaton {
 
     /// The numbers of the words the pattern matches, ascending; `None` if
     /// the DFA gave up (its cache thrashing), for the caller to fall back.
-    /// A large vocabulary is walked in two halves on two threads, joined
-    /// before this returns (so no thread outlives it to meet a fork).
+    /// A large vocabulary is walked in two halves side by side.
     pub fn select(&self, vocabulary: &Vocabulary) -> Option<Vec<usize>> {
-        if vocabulary.len() < PARALLEL_WORDS {
-            return self.select_part(vocabulary, 0, 1);
-        }
-        let (low, high) = std::thread::scope(|scope| {
-            let high = scope.spawn(|| self.select_part(vocabulary, 1, 2));
-            let low = self.select_part(vocabulary, 0, 2);
-            (low, high.join().ok().flatten())
-        });
-        let mut found = low?;
-        found.extend(high?);
-        Some(found)
+        let parts = vocabulary.in_parts(|part, parts| self.select_part(vocabulary, part, parts));
+        Some(parts.into_iter().collect::<Option<Vec<_>>>()?.concat())
     }
 
     fn select_part(
@@ -107,9 +97,6 @@ impl Automaton {
         (!failed).then_some(found)
     }
 }
-
-/// Vocabularies this large are walked on two threads.
-const PARALLEL_WORDS: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {

@@ -10,24 +10,13 @@
 
 use crate::index::{Step, Vocabulary};
 
-/// Vocabularies this large are walked on two threads.
-const PARALLEL_WORDS: usize = 1 << 16;
-
 /// The numbers of the words within `max` edits (insertions, deletions,
 /// substitutions of bytes) of `target`, ascending, each with its distance.
-/// A large vocabulary is walked in two halves on two threads, joined
-/// before this returns.
+/// A large vocabulary is walked in two halves side by side.
 pub fn similar_words(vocabulary: &Vocabulary, target: &[u8], max: usize) -> Vec<(usize, usize)> {
-    if vocabulary.len() < PARALLEL_WORDS {
-        return similar_in_part(vocabulary, target, max, 0, 1);
-    }
-    std::thread::scope(|scope| {
-        let high = scope.spawn(|| similar_in_part(vocabulary, target, max, 1, 2));
-        let mut found = similar_in_part(vocabulary, target, max, 0, 2);
-        // A walk thread only panics on a bug: its half is then not offered.
-        found.extend(high.join().unwrap_or_default());
-        found
-    })
+    vocabulary
+        .in_parts(|part, parts| similar_in_part(vocabulary, target, max, part, parts))
+        .concat()
 }
 
 fn similar_in_part(
