@@ -136,6 +136,15 @@ impl<T: bytemuck::Pod> Array<T> {
         }
     }
 
+    /// Verifies every chunk of a checked array now; false if one is
+    /// damaged (other arrays need no check).
+    pub fn verify(&self) -> bool {
+        match self {
+            Array::Checked(chunked) => chunked.verify(),
+            _ => true,
+        }
+    }
+
     /// True once a chunk of a checked array failed its check.
     pub fn is_damaged(&self) -> bool {
         matches!(self, Array::Checked(chunked) if chunked.is_damaged())
@@ -329,6 +338,11 @@ impl Chunked {
             }
         }
         Some(out)
+    }
+
+    /// Verifies every chunk now; false if one is damaged.
+    pub fn verify(&self) -> bool {
+        self.get(0..self.len()).is_some()
     }
 
     /// True once a chunk failed its check.

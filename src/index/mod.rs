@@ -379,13 +379,12 @@ impl Index {
     pub fn verify_tables(&self) -> bool {
         let offsets = match &self.postings {
             Postings::Flat { offsets, .. } => match offsets {
-                Offsets::Narrow(a) => a.as_slice().len() == a.len() && !a.is_damaged(),
-                Offsets::Wide(a) => a.as_slice().len() == a.len() && !a.is_damaged(),
+                Offsets::Narrow(a) => a.verify(),
+                Offsets::Wide(a) => a.verify(),
             },
             Postings::Pieces { .. } => true,
         };
-        let counts = self.counts.as_slice().len() == self.counts.len() && !self.counts.is_damaged();
-        self.vocabulary.verify() && counts && offsets
+        self.vocabulary.verify() && self.counts.verify() && offsets
     }
 
     /// True once a stored list or table failed its checksum (see

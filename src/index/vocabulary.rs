@@ -508,11 +508,7 @@ impl Vocabulary {
     pub fn verify(&self) -> bool {
         match &self.form {
             Form::Arena(_) => true,
-            Form::Front(f) => {
-                f.data.get(0..f.data.len()).is_some()
-                    && f.blocks.as_slice().len() == f.blocks.len()
-                    && !f.blocks.is_damaged()
-            }
+            Form::Front(f) => f.data.verify() && f.blocks.verify(),
         }
     }
 

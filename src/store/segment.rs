@@ -913,7 +913,6 @@ pub fn read(owner: Owner, release: Option<fn(&[u8])>) -> Result<Segment, FormatE
         |id, chunks| Array::<u32>::checked(chunked(id, chunks)?).ok_or(damaged("a number table"));
     let table64 =
         |id, chunks| Array::<u64>::checked(chunked(id, chunks)?).ok_or(damaged("a number table"));
-    let array64 = |id| Array::<u64>::shared(need(id)?).ok_or(damaged("a number table"));
     let counts = table32(section::COUNTS, section::COUNTS_CHUNKS)?;
     let vocabulary = Vocabulary::from_front_coded(
         chunked(section::WORDS, section::WORDS_CHUNKS)?,
@@ -925,18 +924,7 @@ pub fn read(owner: Owner, release: Option<fn(&[u8])>) -> Result<Segment, FormatE
         Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),
         None => Offsets::Wide(table64(section::OFFSETS_WIDE, section::OFFSETS_CHUNKS)?),
     };
-    let chunks = array64(section::LIST_CHUNKS)?;
-    let (chunk, hashes) = chunks
-        .as_slice()
-        .split_first()
-        .ok_or(damaged("a number table"))?;
-    let hashes = Array::Owned(hashes.to_vec());
-    let chunk = usize::try_from(*chunk).map_err(|_| damaged("a number table"))?;
-    let mut lists = Chunked::new(need(section::LISTS)?, chunk, hashes, hash_chunk)
-        .ok_or(damaged("a number table"))?;
-    if let Some(release) = release {
-        lists = lists.releasing(release);
-    }
+    let lists = chunked(section::LISTS, section::LIST_CHUNKS)?;
     let index = Index::from_stored(files, vocabulary, counts, offsets, lists)
         .ok_or(damaged("occurrence offsets"))?;
     let (mut dropped, mut adjusted) = (Vec::new(), Vec::new());
