@@ -7,28 +7,18 @@
 //! like the kernel's: identifiers joined from common parts with `_`, hex
 //! constants and numbered names, so prefixes are shared as in real code.
 
+mod common;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use indexer::index::bytes::{Array, Bytes, Chunked};
-use indexer::index::vocabulary::FrontCoder;
 use indexer::index::Vocabulary;
 use indexer::search::{matching_words, similar_words, Query};
 
+use common::Rng;
+
 /// Distinct words in the vocabulary (the kernel has 4.97 M).
 const WORDS: usize = 5_000_000;
-
-/// xorshift64*: tiny and seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 fn vocabulary() -> Vocabulary {
     const PARTS: [&str; 32] = [
@@ -56,17 +46,7 @@ fn vocabulary() -> Vocabulary {
     words.sort_unstable();
     words.dedup();
     words.truncate(WORDS);
-    let mut coder = FrontCoder::default();
-    for w in &words {
-        coder.push(w.as_bytes());
-    }
-    let (data, blocks, len) = coder.finish();
-    Vocabulary::from_front_coded(
-        Chunked::trusted(Bytes::Owned(data)),
-        Array::Owned(blocks),
-        len,
-    )
-    .expect("a vocabulary the coder wrote")
+    Vocabulary::front_coded_of(&words)
 }
 
 fn queries(c: &mut Criterion) {

@@ -22,6 +22,10 @@
 //! cargo bench --bench tokenize -- tokenize         # one group
 //! ```
 
+mod common;
+
+use common::Rng;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -123,29 +127,6 @@ fn from_tree(tree: &Path) -> Input {
         return synthetic();
     }
     input
-}
-
-/// xorshift64*: tiny, seeded, good enough to pick words.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A rank in `0..n`, log-uniform: rank r comes up about 1/r as often as
-    /// rank 1, roughly Zipf's law for identifiers.
-    fn zipf(&mut self, n: usize) -> usize {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((n as f64).powf(u) as usize).saturating_sub(1).min(n - 1)
-    }
 }
 
 /// Code-like text: identifiers from a Zipf-ish vocabulary, keywords, hex

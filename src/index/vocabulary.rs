@@ -417,6 +417,24 @@ impl Vocabulary {
         }
     }
 
+    /// `words` (ascending, distinct) front-coded in memory: the form a
+    /// saved index answers from, for tests and benchmarks of that form.
+    pub fn front_coded_of<W: AsRef<[u8]>>(words: impl IntoIterator<Item = W>) -> Vocabulary {
+        let mut coder = FrontCoder::default();
+        for word in words {
+            coder.push(word.as_ref());
+        }
+        let (data, blocks, len) = coder.finish();
+        let data = Chunked::trusted(super::bytes::Bytes::Owned(data));
+        Vocabulary {
+            form: Form::Front(Front {
+                data,
+                blocks: Array::Owned(blocks),
+                len,
+            }),
+        }
+    }
+
     /// A vocabulary over stored front-coded blocks (see [`FrontCoder`]),
     /// used in place and checked as it is read: the block table's size
     /// and ends are checked here, each block's bounds when it is read; the
@@ -714,7 +732,6 @@ impl Vocabulary {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bytes::Bytes;
     use super::*;
 
     #[test]
@@ -758,17 +775,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn front(words: &[Vec<u8>]) -> Vocabulary {
-        let mut coder = FrontCoder::default();
-        for w in words {
-            coder.push(w);
-        }
-        let (data, blocks, len) = coder.finish();
-        Vocabulary::from_front_coded(
-            Chunked::trusted(Bytes::Owned(data)),
-            Array::Owned(blocks),
-            len,
-        )
-        .unwrap()
+        Vocabulary::front_coded_of(words)
     }
 
     proptest! {

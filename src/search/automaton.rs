@@ -101,8 +101,6 @@ impl Automaton {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::bytes::{Array, Bytes, Chunked};
-    use crate::index::vocabulary::FrontCoder;
 
     const PATTERNS: [&str; 8] = [
         "(a|b)_.*",
@@ -129,18 +127,10 @@ mod tests {
             let regex = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
             let want: Vec<usize> = (0..words.len()).filter(|&i| regex.is_match(&words[i])).collect();
             let mut arena = Vocabulary::default();
-            let mut coder = FrontCoder::default();
             for w in &words {
                 arena.push(w.as_bytes());
-                coder.push(w.as_bytes());
             }
-            let (data, blocks, len) = coder.finish();
-            let front = Vocabulary::from_front_coded(
-                Chunked::trusted(Bytes::Owned(data)),
-                Array::Owned(blocks),
-                len,
-            )
-            .unwrap();
+            let front = Vocabulary::front_coded_of(&words);
             let automaton = Automaton::new(pattern).unwrap();
             proptest::prop_assert_eq!(automaton.select(&arena), Some(want.clone()));
             proptest::prop_assert_eq!(automaton.select(&front), Some(want.clone()));

@@ -100,17 +100,7 @@ mod tests {
             for w in &words {
                 vocabulary.push(w.as_bytes());
             }
-            let mut coder = crate::index::vocabulary::FrontCoder::default();
-            for w in &words {
-                coder.push(w.as_bytes());
-            }
-            let (data, blocks, len) = coder.finish();
-            let front = Vocabulary::from_front_coded(
-                crate::index::bytes::Chunked::trusted(crate::index::bytes::Bytes::Owned(data)),
-                crate::index::bytes::Array::Owned(blocks),
-                len,
-            )
-            .unwrap();
+            let front = Vocabulary::front_coded_of(&words);
             let want: Vec<(usize, usize)> = words
                 .iter()
                 .enumerate()
