@@ -19,6 +19,7 @@ use indexer::index::{Hit, Location, View};
 use indexer::search::{matching_words, Query};
 
 use super::lines::{word_extent, Lines};
+use super::output::PAGE;
 
 /// A line typed at the prompt or given to `--query`, understood.
 #[derive(Debug)]
@@ -116,11 +117,15 @@ impl Request {
 
 /// Which files an answer may show: `--glob`, `-t`/`-T` and `path:` terms,
 /// with rg's rules (ripgrep's own matchers from the `ignore` crate).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct PathFilter {
     globs: Vec<String>,
     types: Vec<String>,
     types_not: Vec<String>,
+    /// The files `--glob`/`-t`/`-T` alone admit, worked out for the first
+    /// query and kept: a command answers from one view, and matching every
+    /// path again for each query at the prompt would be wasted.
+    base: std::sync::OnceLock<Vec<bool>>,
 }
 
 impl PathFilter {
@@ -130,6 +135,7 @@ impl PathFilter {
             globs: globs.to_vec(),
             types: types.to_vec(),
             types_not: types_not.to_vec(),
+            base: std::sync::OnceLock::new(),
         };
         filter.compile(&[])?;
         Ok(filter)
@@ -171,10 +177,29 @@ impl PathFilter {
 
     /// Which of `view`'s files count, with `more` globs (`path:` terms);
     /// `None` when all do.
-    pub fn admitted(&self, view: &View, more: &[String]) -> Result<Option<Vec<bool>>, String> {
+    /// (The view must be the same at every call: the answer without `more`
+    /// is kept from the first.)
+    pub fn admitted(
+        &self,
+        view: &View,
+        more: &[String],
+    ) -> Result<Option<Cow<'_, [bool]>>, String> {
         if self.is_empty() && more.is_empty() {
             return Ok(None);
         }
+        if more.is_empty() {
+            if self.base.get().is_none() {
+                let admitted = self.matching(view, &[])?;
+                let _ = self.base.set(admitted);
+            }
+            return Ok(self.base.get().map(|base| Cow::Borrowed(base.as_slice())));
+        }
+        self.matching(view, more)
+            .map(|admitted| Some(Cow::Owned(admitted)))
+    }
+
+    /// Which of `view`'s files the filter with `more` globs admits.
+    fn matching(&self, view: &View, more: &[String]) -> Result<Vec<bool>, String> {
         let (globs, types) = self.compile(more)?;
         // A folder a `!` glob names excludes everything below it, as rg
         // does not descend into it; files are in path order, so the
@@ -202,7 +227,7 @@ impl PathFilter {
                         .is_some_and(|t| t.matched(path, false).is_ignore())
             })
             .collect();
-        Ok(Some(admitted))
+        Ok(admitted)
     }
 
     /// rg's type definitions, for `--type-list`.
@@ -432,9 +457,6 @@ fn by_spelling(
         .map(|(word, locations)| listed_entry(hit, Some(word), locations))
         .collect()
 }
-
-/// Locations whose lines are read at a time for `-s`.
-const PAGE: usize = 4096;
 
 /// The regex a word spelled as `term` says must match, case and all.
 fn cased_regex(term: &str) -> Result<Regex, String> {

@@ -327,8 +327,9 @@ pub fn write_files(
     Ok(())
 }
 
-/// Locations read per page when an answer is printed in full.
-const PAGE: usize = 4096;
+/// Locations read (with their lines) a page at a time when an answer is
+/// printed in full or narrowed by spelling.
+pub(super) const PAGE: usize = 4096;
 
 /// `words` with their counts, most frequent first (ties in byte order).
 fn rank(words: &[Entry]) -> Vec<(u64, &Entry)> {
