@@ -73,12 +73,20 @@ impl Automaton {
             states.truncate(shared.min(states.len() - 1) + 1);
             let mut state = states[states.len() - 1];
             for &byte in &word[states.len() - 1..] {
-                state = match dfa.next_state(&mut cache, state, byte) {
-                    Ok(next) if !next.is_quit() => next,
-                    _ => {
-                        failed = true;
-                        return Step::Next;
-                    }
+                // The untagged transition is a table read; tagged states
+                // (unknown, dead, quit, match) take the full path.
+                let fast = (!state.is_tagged())
+                    .then(|| dfa.next_state_untagged(&cache, state, byte))
+                    .filter(|next| !next.is_tagged());
+                state = match fast {
+                    Some(next) => next,
+                    None => match dfa.next_state(&mut cache, state, byte) {
+                        Ok(next) if !next.is_quit() => next,
+                        _ => {
+                            failed = true;
+                            return Step::Next;
+                        }
+                    },
                 };
                 if state.is_dead() {
                     // No word beginning with these bytes matches.
