@@ -295,6 +295,8 @@ fn prepare_output(output: &Path) -> Result<tempfile::NamedTempFile, Usage> {
     };
     tempfile::Builder::new()
         .prefix(".raytracer-")
+        // As any new file: 0666 less the umask, not tempfile's private 0600.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(folder)
         .map_err(|e| {
             // tempfile's message ends with its own temporary name, which means
@@ -303,6 +305,31 @@ fn prepare_output(output: &Path) -> Result<tempfile::NamedTempFile, Usage> {
             let reason = message.split(" at path ").next().unwrap_or(&message);
             Usage(format!("cannot write '{}': {reason}", output.display()))
         })
+}
+
+/// Writes the picture. PNG is compressed fast: encoding runs in the parent
+/// after every band is in, so its time is not shared among the workers.
+fn encode(
+    file: &std::fs::File,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    format: image::ImageFormat,
+) -> image::ImageResult<()> {
+    use image::ImageEncoder;
+    let mut out = std::io::BufWriter::new(file);
+    let rgb = image::ExtendedColorType::Rgb8;
+    match format {
+        image::ImageFormat::Png => image::codecs::png::PngEncoder::new_with_quality(
+            &mut out,
+            image::codecs::png::CompressionType::Fast,
+            image::codecs::png::FilterType::Adaptive,
+        )
+        .write_image(pixels, width, height, rgb)?,
+        _ => image::codecs::tiff::TiffEncoder::new(&mut out)
+            .write_image(pixels, width, height, rgb)?,
+    }
+    std::io::Write::flush(&mut out).map_err(image::ImageError::IoError)
 }
 
 fn progress_bar(bands: u64) -> ProgressBar {
@@ -382,15 +409,7 @@ fn run(args: Args) -> Result<(), (String, u8)> {
     let hash = xxhash_rust::xxh3::xxh3_64(&pixels);
     let cannot_write =
         |e: &dyn std::fmt::Display| (format!("cannot write '{}': {e}", args.output.display()), 1);
-    image::save_buffer_with_format(
-        temporary.path(),
-        &pixels,
-        width,
-        height,
-        image::ExtendedColorType::Rgb8,
-        format,
-    )
-    .map_err(|e| cannot_write(&e))?;
+    encode(temporary.as_file(), &pixels, width, height, format).map_err(|e| cannot_write(&e))?;
     temporary
         .persist(&args.output)
         .map_err(|e| cannot_write(&e.error))?;
