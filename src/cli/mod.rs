@@ -293,6 +293,15 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
     let root = store::canonical_root(directory);
     if let Some(file) = &args.index {
         match Stored::open_to_refresh(file) {
+            Ok(Some((stored, _))) if stored.is_sharded() => {
+                // Its parts were merged on several machines: on this one,
+                // a fresh build replaces it as one file (and its parts go).
+                eprintln!(
+                    "indexer: {} is saved in {} parts; rebuilding it here as one file",
+                    file.display(),
+                    stored.shards.len() + 1
+                );
+            }
             Ok(Some((stored, set_aside))) => {
                 if let Some(damaged) = set_aside {
                     eprintln!("indexer: {damaged}; refreshing from the index alone");

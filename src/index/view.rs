@@ -182,20 +182,42 @@ impl Iterator for LayerLocations<'_> {
     }
 }
 
-/// A word of a view: its number in each layer that holds it.
+/// A word of a view: (layer, its number there) for each layer that holds
+/// it, at most [`MAX_LAYERS`] (stacked layers) and exactly one in a
+/// sharded view, whose layers hold disjoint words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
-    parts: [u32; MAX_LAYERS],
+    parts: [(u32, u32); MAX_LAYERS],
 }
 
 impl Hit {
+    const EMPTY: Hit = Hit {
+        parts: [(NONE, NONE); MAX_LAYERS],
+    };
+
+    fn of(layer: usize, id: usize) -> Hit {
+        let mut hit = Hit::EMPTY;
+        hit.parts[0] = (layer as u32, id as u32);
+        hit
+    }
+
+    fn add(&mut self, layer: usize, id: usize) {
+        if let Some(free) = self.parts.iter_mut().find(|(l, _)| *l == NONE) {
+            *free = (layer as u32, id as u32);
+        }
+    }
+
     /// The layers holding the word, with its number in each.
     pub fn parts(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.parts
             .iter()
-            .enumerate()
-            .filter(|(_, &id)| id != NONE)
-            .map(|(layer, &id)| (layer, id as usize))
+            .filter(|(layer, _)| *layer != NONE)
+            .map(|&(layer, id)| (layer as usize, id as usize))
+    }
+
+    /// The word's number in `layer`, if that layer holds it.
+    fn id_in(&self, layer: usize) -> Option<usize> {
+        self.parts().find(|&(l, _)| l == layer).map(|(_, id)| id)
     }
 
     fn first(&self) -> (usize, usize) {
@@ -224,6 +246,9 @@ pub struct View {
     origins: Vec<(u32, u32)>,
     /// Per file of the view, when known (see [`View::with_stamps`]).
     stamps: Vec<FileStamp>,
+    /// True when the layers are shards: the same files, disjoint ranges of
+    /// words in ascending order (see [`View::sharded`]).
+    sharded: bool,
 }
 
 impl View {
@@ -251,6 +276,7 @@ impl View {
                     files: FileTable::default(),
                     origins: (0..n as u32).map(|f| (0, f)).collect(),
                     stamps: Vec::new(),
+                    sharded: false,
                 };
             }
         }
@@ -281,7 +307,39 @@ impl View {
             files,
             origins,
             stamps: Vec::new(),
+            sharded: false,
         }
+    }
+
+    /// A view of one index saved in shards: `shards` hold the same files,
+    /// and each the words of one range, the ranges ascending and disjoint.
+    /// Nothing is merged: a word is in one shard, and a query's words are
+    /// its shards' picks one after the other.
+    pub fn sharded(shards: Vec<Index>) -> View {
+        let n = shards.first().map_or(0, |index| index.files().len());
+        let layers: Vec<Layer> = shards
+            .into_iter()
+            .map(|index| {
+                let mut layer = Layer::new(index, &[], Vec::new());
+                for (f, r) in layer.rank.iter_mut().enumerate() {
+                    *r = f as u32;
+                }
+                layer.identity = true;
+                layer
+            })
+            .collect();
+        View {
+            layers,
+            files: FileTable::default(),
+            origins: (0..n as u32).map(|f| (0, f)).collect(),
+            stamps: Vec::new(),
+            sharded: true,
+        }
+    }
+
+    /// True for a view of shards (see [`View::sharded`]).
+    pub fn is_sharded(&self) -> bool {
+        self.sharded
     }
 
     /// The view with each file's stamp when indexed: `stamp(layer, file)`
@@ -322,6 +380,8 @@ impl View {
     pub fn files(&self) -> &FileTable {
         match (self.files.is_empty(), self.layers.as_slice()) {
             (true, [layer]) => layer.index.files(),
+            // Shards share one table: the first's speaks for all.
+            (true, [first, ..]) if self.sharded => first.index.files(),
             _ => &self.files,
         }
     }
@@ -347,14 +407,10 @@ impl View {
             })
             .collect();
         let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
-        if picked.len() == 1 {
-            // One layer: its picks, as they are.
-            for &id in &picked[0] {
-                let mut hit = Hit {
-                    parts: [NONE; MAX_LAYERS],
-                };
-                hit.parts[0] = id as u32;
-                hits.push(hit);
+        if picked.len() == 1 || self.sharded {
+            // One layer, or shards in word order: their picks, as they are.
+            for (l, ids) in picked.iter().enumerate() {
+                hits.extend(ids.iter().map(|&id| Hit::of(l, id)));
             }
             return hits;
         }
@@ -370,9 +426,7 @@ impl View {
         loop {
             // The smallest word among the layers' next picks, and who has it.
             let mut smallest: Option<&[u8]> = None;
-            let mut hit = Hit {
-                parts: [NONE; MAX_LAYERS],
-            };
+            let mut hit = Hit::EMPTY;
             for (l, ids) in picked.iter().enumerate() {
                 let (Some(&id), Some(word)) = (ids.get(next[l]), heads[l].as_deref()) else {
                     continue;
@@ -381,20 +435,18 @@ impl View {
                     Some(Ordering::Greater) => continue,
                     Some(Ordering::Less) | None => {
                         smallest = Some(word);
-                        hit.parts = [NONE; MAX_LAYERS];
+                        hit = Hit::EMPTY;
                     }
                     Some(Ordering::Equal) => {}
                 }
-                hit.parts[l] = id as u32;
+                hit.add(l, id);
             }
             if smallest.is_none() {
                 return hits;
             }
-            for (l, &id) in hit.parts.iter().enumerate() {
-                if id != NONE {
-                    next[l] += 1;
-                    heads[l] = word_of(l, next[l]);
-                }
+            for (l, _) in hit.parts() {
+                next[l] += 1;
+                heads[l] = word_of(l, next[l]);
             }
             hits.push(hit);
         }
@@ -478,10 +530,7 @@ impl View {
     /// an answer, so a damaged file is reported, not half-printed.
     pub fn verify(&self, hits: &[Hit]) -> bool {
         self.layers.iter().enumerate().all(|(l, layer)| {
-            let ids = hits.iter().filter_map(|h| {
-                let id = h.parts[l];
-                (id != NONE).then_some(id as usize)
-            });
+            let ids = hits.iter().filter_map(|h| h.id_in(l));
             layer.index.verify(ids)
         })
     }

@@ -97,6 +97,8 @@ pub struct Container {
     owner: Owner,
     /// Id, where, and whether it is flagged [`LAZY`].
     sections: Vec<(u32, std::ops::Range<usize>, bool)>,
+    header_hash: u64,
+    release: Option<fn(&[u8])>,
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -181,7 +183,25 @@ impl Container {
         if expected != length {
             return Err(FormatError::Damaged("section table"));
         }
-        Ok(Container { owner, sections })
+        let header_hash = u64_at(bytes, table_end).unwrap_or(0);
+        Ok(Container {
+            owner,
+            sections,
+            header_hash,
+            release,
+        })
+    }
+
+    /// What to do with checked bytes, as given to [`Container::open`].
+    pub fn release(&self) -> Option<fn(&[u8])> {
+        self.release
+    }
+
+    /// The hash of the header and section table, which holds every
+    /// section's hash (and a lazy one's chunk hashes are a section): it
+    /// names the file's whole content.
+    pub fn header_hash(&self) -> u64 {
+        self.header_hash
     }
 
     /// Section `id`'s bytes, if present.
@@ -219,6 +239,9 @@ pub mod section {
     pub const OFFSETS_CHUNKS: u32 = 16;
     /// Since version 2: where each file record starts.
     pub const FILE_STARTS: u32 = 17;
+    /// A sharded index's manifest: its parts, their word ranges and hashes
+    /// (see [`crate::store::shards`]).
+    pub const PARTS: u32 = 18;
 }
 
 fn section_name(id: u32) -> &'static str {
@@ -237,6 +260,7 @@ fn section_name(id: u32) -> &'static str {
         section::DROPPED | section::ADJUSTED_WORDS | section::ADJUSTED_LEFT => {
             "checksum of its refresh record"
         }
+        section::PARTS => "checksum of its list of parts",
         _ => "checksum of an unknown section",
     }
 }

@@ -25,6 +25,7 @@ pub mod format;
 mod names;
 mod refresh;
 mod segment;
+pub mod shards;
 mod spill;
 
 use std::fmt;
@@ -73,6 +74,15 @@ pub enum StoreError {
         /// What is wrong.
         error: FormatError,
     },
+    /// A part of a sharded index (see [`shards`]) is missing or wrong.
+    Part {
+        /// The index (its manifest).
+        index: PathBuf,
+        /// The part.
+        part: PathBuf,
+        /// What is wrong with it.
+        problem: shards::PartProblem,
+    },
     /// Something that is not an index stands where one would be written.
     NotAnIndex {
         /// Where.
@@ -116,6 +126,17 @@ impl fmt::Display for StoreError {
                 index.display(),
                 index.display()
             ),
+            StoreError::Part {
+                index,
+                part,
+                problem,
+            } => write!(
+                f,
+                "{}: this part of {} {problem}; rebuild the index (`indexer DIR --save {}`, or again with indexer-mpi)",
+                part.display(),
+                index.display(),
+                index.display()
+            ),
             StoreError::NotAnIndex { file, what } => write!(
                 f,
                 "{} is {what}, not an index; refusing to replace it (choose another FILE)",
@@ -131,6 +152,11 @@ impl std::error::Error for StoreError {
             StoreError::Format(_, e) | StoreError::DamagedDelta { error: e, .. } => Some(e),
             StoreError::Io(_, _, e) => Some(e),
             StoreError::Build(e) => Some(e),
+            StoreError::Part { problem, .. } => match problem {
+                shards::PartProblem::Io(e) => Some(e),
+                shards::PartProblem::Format(e) => Some(e),
+                shards::PartProblem::Missing | shards::PartProblem::Stale => None,
+            },
             StoreError::OtherRoot { .. } | StoreError::NotAnIndex { .. } => None,
         }
     }
@@ -252,6 +278,9 @@ pub struct Stored {
     pub base: Segment,
     /// The delta, if one belongs to this base.
     pub delta: Option<Segment>,
+    /// A sharded index's parts after the first, which is `base` (see
+    /// [`shards`]); sharded indexes have no delta.
+    pub shards: Vec<Segment>,
 }
 
 impl Stored {
@@ -276,8 +305,25 @@ impl Stored {
         let Some(owner) = map(path)? else {
             return Ok(None);
         };
-        let base = segment::read(owner, Some(release_pages))
+        let container = format::Container::open(owner, Some(release_pages))
             .map_err(|e| StoreError::Format(path.into(), e))?;
+        if shards::is_manifest(&container) {
+            let mut parts = shards::open_parts(path, &container)?.into_iter();
+            let Some(base) = parts.next() else {
+                return Err(StoreError::Format(
+                    path.into(),
+                    FormatError::Damaged("list of parts"),
+                ));
+            };
+            let stored = Stored {
+                base,
+                delta: None,
+                shards: parts.collect(),
+            };
+            return Ok(Some((stored, None)));
+        }
+        let base =
+            segment::read_container(container).map_err(|e| StoreError::Format(path.into(), e))?;
         // A refresh reuses every table: they are checked whole first.
         if set_aside_damaged_delta && !base.index.verify_tables() {
             return Err(StoreError::Format(
@@ -324,7 +370,20 @@ impl Stored {
             Err(StoreError::Format(_, e)) => return Err(damaged(e)),
             Err(e) => return Err(e),
         };
-        Ok(Some((Stored { base, delta }, set_aside)))
+        let shards = Vec::new();
+        Ok(Some((
+            Stored {
+                base,
+                delta,
+                shards,
+            },
+            set_aside,
+        )))
+    }
+
+    /// True for an index saved in parts (see [`shards`]).
+    pub fn is_sharded(&self) -> bool {
+        !self.shards.is_empty()
     }
 
     /// The tree it was built from, for messages.
@@ -358,7 +417,20 @@ impl Stored {
     }
 
     fn make_view(self, stamps: bool) -> View {
-        let Stored { base, delta } = self;
+        let Stored {
+            base,
+            delta,
+            shards,
+        } = self;
+        if !shards.is_empty() {
+            let records = base.records;
+            let parts = std::iter::once(base.index).chain(shards.into_iter().map(|s| s.index));
+            let view = View::sharded(parts.collect());
+            return match stamps {
+                true => stamped(view, &[records.as_slice()]),
+                false => view,
+            };
+        }
         let Some(delta) = delta else {
             let records = base.records;
             let view = View::new(vec![Layer::new(base.index, &[], Vec::new())]);
@@ -490,9 +562,10 @@ pub fn save(
     };
     let written = segment::write(Destination::File(path), view, records, &meta, &[], &[])
         .map_err(|e| write_error(path, e))?;
-    // Any delta belonged to the old base; it would be ignored, but it is
-    // dead weight.
+    // Any delta or parts belonged to the old index; they would be
+    // ignored, but they are dead weight.
     remove_if_index(&delta_path(path));
+    shards::remove_stale_parts(path, &[]);
     Ok(Saved {
         bytes: written.len(),
         time: started.elapsed(),
@@ -599,6 +672,7 @@ pub fn build(
     report.timings.total = started.elapsed();
     let saved = matches!(output, Output::Saved(_)).then(|| {
         remove_if_index(&delta_path(&path));
+        shards::remove_stale_parts(&path, &[]);
         Saved {
             bytes: written.len(),
             time: merge_started.elapsed(),
@@ -610,6 +684,7 @@ pub fn build(
         view: Stored {
             base: segment,
             delta: None,
+            shards: Vec::new(),
         }
         .into_view(),
         report,

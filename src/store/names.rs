@@ -26,7 +26,7 @@ pub(super) fn temporary_path(destination: &Path, pid: u32) -> PathBuf {
 /// index can leave them out.
 pub fn family_pattern(relative: &str) -> String {
     format!(
-        r"^{}(?:\.delta)?(?:\.tmp\.[0-9]+)?$",
+        r"^{}(?:\.delta|\.part-[0-9]+-of-[0-9]+)?(?:\.tmp\.[0-9]+)?$",
         regex::escape(relative)
     )
 }

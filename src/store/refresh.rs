@@ -80,13 +80,21 @@ pub fn refresh(
     }
     let listing =
         walk(root, &options.excludes).map_err(|e| StoreError::Build(BuildError::Root(e)))?;
-    let Stored { base, delta } = stored;
+    let Stored { base, delta, .. } = stored;
     let mut report = Refreshed::default();
     let (comparison, rest) = compare(&base, delta.as_ref(), listing, root, &mut report);
     report.compare_time = started.elapsed();
     if comparison.to_index.is_empty() && report.removed == 0 {
         report.time = started.elapsed();
-        return Ok((Stored { base, delta }.into_view(), report));
+        return Ok((
+            Stored {
+                base,
+                delta,
+                shards: Vec::new(),
+            }
+            .into_view(),
+            report,
+        ));
     }
 
     // Once the files differing from the base pass an eighth of the tree,

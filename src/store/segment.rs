@@ -75,7 +75,7 @@ pub struct Segment {
     pub adjusted: Vec<(u32, u32)>,
 }
 
-fn encode_meta(meta: &Meta) -> Vec<u8> {
+pub(super) fn encode_meta(meta: &Meta) -> Vec<u8> {
     let mut e = Encoder::default();
     e.u8(match meta.kind {
         Kind::Base => 0,
@@ -91,7 +91,7 @@ fn encode_meta(meta: &Meta) -> Vec<u8> {
     e.bytes
 }
 
-fn decode_meta(bytes: &[u8]) -> Option<Meta> {
+pub(super) fn decode_meta(bytes: &[u8]) -> Option<Meta> {
     let mut d = Decoder::new(bytes);
     let kind = match d.u8()? {
         0 => Kind::Base,
@@ -779,11 +779,25 @@ pub fn write(
     dropped: &[u32],
     adjusted: &[(u32, u32)],
 ) -> Result<Written, WriteError> {
-    let mut writer = SegmentWriter::create(destination, meta, records)?;
     let hits = view.hits(|v| (0..v.len()).collect());
+    write_hits(destination, view, &hits, records, meta, dropped, adjusted)
+}
+
+/// Writes the words `hits` of `view` (ascending) as one segment: all of
+/// them, or one shard's range.
+pub fn write_hits(
+    destination: Destination<'_>,
+    view: &View,
+    hits: &[Hit],
+    records: &[FileRecord],
+    meta: &Meta,
+    dropped: &[u32],
+    adjusted: &[(u32, u32)],
+) -> Result<Written, WriteError> {
+    let mut writer = SegmentWriter::create(destination, meta, records)?;
     let mut list = Vec::new();
     let mut groups = Vec::new();
-    for hit in &hits {
+    for hit in hits {
         list.clear();
         let count = encode_list(view, hit, &mut groups, &mut list);
         if count == 0 {
@@ -854,7 +868,12 @@ fn encode_list<'v>(
 /// Reads a segment from a checked container's bytes; `release` is what to
 /// do with checked bytes (see [`Container::open`]).
 pub fn read(owner: Owner, release: Option<fn(&[u8])>) -> Result<Segment, FormatError> {
-    let c = Container::open(owner, release)?;
+    read_container(Container::open(owner, release)?)
+}
+
+/// Reads a segment from an opened container.
+pub fn read_container(c: Container) -> Result<Segment, FormatError> {
+    let release = c.release();
     let damaged = FormatError::Damaged;
     let need = |id| c.section(id).ok_or(damaged("a section is missing"));
     let meta = decode_meta(&need(section::META)?).ok_or(damaged("description"))?;
