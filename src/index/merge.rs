@@ -328,5 +328,28 @@ mod tests {
                 assert_eq!(index.count(id) as usize, index.locations(id).count());
             }
         }
+        // Shards: every run cut at the same words, each range's pieces
+        // merged apart (as machines merging a range each do) hold exactly
+        // that range of the whole.
+        let splits: Vec<Vec<u8>> = vec![b"w2".to_vec(), b"w5a".to_vec(), b"wb".to_vec()];
+        let mut ranges: Vec<Vec<Run>> = vec![Vec::new(); splits.len() + 1];
+        for run in &runs {
+            for (k, piece) in run.split_at_words(&splits).unwrap().into_iter().enumerate() {
+                ranges[k].push(piece);
+            }
+        }
+        let mut joined = BTreeMap::new();
+        for (k, pieces) in ranges.into_iter().enumerate() {
+            let names = files.iter().map(|f| f.to_string()).collect();
+            let index = merge_runs_parallel(names, pieces, 2).unwrap();
+            for id in 0..index.vocabulary().len() {
+                let word = index.vocabulary().word(id).to_vec();
+                assert!(k == 0 || word >= splits[k - 1]);
+                assert!(k == splits.len() || word < splits[k]);
+                let locations = index.locations(id).map(|l| (l.file, l.line, l.column));
+                joined.insert(word, locations.collect::<Vec<_>>());
+            }
+        }
+        assert_eq!(joined, want, "merged by ranges");
     }
 }

@@ -688,6 +688,48 @@ pub struct Run {
 /// How many entries apart a run's checkpoints are.
 pub const CHECKPOINT_EVERY: usize = 1024;
 
+impl Run {
+    /// The run cut into ranges of words at `splits` (ascending): piece `k`
+    /// holds the words from `splits[k - 1]` (inclusive) up to `splits[k]`,
+    /// the first piece those below `splits[0]`, the last those from the
+    /// last split on. Each piece is a run of its own (its lists begin
+    /// anchored, as every run's do), for the machine that merges that
+    /// range of the vocabulary. `None` if the run is malformed.
+    pub fn split_at_words(&self, splits: &[Vec<u8>]) -> Option<Vec<Run>> {
+        let mut pieces: Vec<Run> = Vec::with_capacity(splits.len() + 1);
+        let mut piece = Run::default();
+        let mut reader = RunReader::new(self);
+        loop {
+            let (pos, postings_pos) = reader.position();
+            let Some(entry) = reader.next() else { break };
+            while pieces.len() < splits.len() && entry.word >= splits[pieces.len()].as_slice() {
+                pieces.push(std::mem::take(&mut piece));
+            }
+            if piece.words as usize % CHECKPOINT_EVERY == 0 {
+                piece
+                    .checkpoints
+                    .push((piece.bytes.len() as u64, piece.postings.len() as u64));
+            }
+            let (next_pos, next_postings) = reader.position();
+            piece
+                .bytes
+                .extend_from_slice(self.bytes.get(pos as usize..next_pos as usize)?);
+            piece.postings.extend_from_slice(
+                self.postings
+                    .get(postings_pos as usize..next_postings as usize)?,
+            );
+            piece.words += 1;
+            piece.occurrences += u64::from(entry.count);
+        }
+        if reader.is_malformed() {
+            return None;
+        }
+        pieces.push(piece);
+        pieces.resize_with(splits.len() + 1, Run::default);
+        Some(pieces)
+    }
+}
+
 /// One word of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunEntry<'a> {
@@ -822,6 +864,53 @@ mod tests {
     use super::*;
     use crate::index::postings::Locations;
     use crate::index::tokenize::for_each_word;
+
+    fn entries(run: &Run) -> Vec<(Vec<u8>, u32, u32, Vec<u8>)> {
+        RunReader::new(run)
+            .map(|e| (e.word.to_vec(), e.count, e.last_file, e.postings.to_vec()))
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Cut at any words, the pieces hold the run's entries in order,
+        /// each piece within its range, with working checkpoints.
+        #[test]
+        fn a_run_split_at_words_keeps_every_entry_in_its_range(
+            words in proptest::collection::vec("[a-d]{1,4}", 1..3000),
+            mut splits in proptest::collection::vec("[a-d]{0,3}", 0..5),
+        ) {
+            let mut partial = PartialIndex::new();
+            for (i, w) in words.iter().enumerate() {
+                for_each_word(w.as_bytes(), |word, _| {
+                    let _ = partial.add(word, (i / 50) as u32, (i % 50) as u64 + 1, 1);
+                });
+            }
+            let run = partial.into_run();
+            splits.sort();
+            splits.dedup();
+            let splits: Vec<Vec<u8>> = splits.into_iter().map(String::into_bytes).collect();
+            let pieces = run.split_at_words(&splits).unwrap();
+            proptest::prop_assert_eq!(pieces.len(), splits.len() + 1);
+            let mut joined = Vec::new();
+            for (k, piece) in pieces.iter().enumerate() {
+                let got = entries(piece);
+                for (word, ..) in &got {
+                    proptest::prop_assert!(k == 0 || *word >= splits[k - 1]);
+                    proptest::prop_assert!(k == splits.len() || *word < splits[k]);
+                }
+                proptest::prop_assert_eq!(piece.words as usize, got.len());
+                let counted: u64 = got.iter().map(|e| u64::from(e.1)).sum();
+                proptest::prop_assert_eq!(piece.occurrences, counted);
+                // Seeking through the piece's checkpoints finds each word.
+                for (word, ..) in got.iter().step_by(97) {
+                    let found = RunReader::seek(piece, word).next().map(|e| e.word.to_vec());
+                    proptest::prop_assert_eq!(found.as_ref(), Some(word));
+                }
+                joined.extend(got);
+            }
+            proptest::prop_assert_eq!(joined, entries(&run));
+        }
+    }
 
     #[test]
     fn run_lists_words_sorted_with_their_locations() {
