@@ -508,8 +508,17 @@ pub fn records_of(report: &BuildReport, root: &Path) -> Vec<FileRecord> {
         .chain(&report.failed)
         .map(|p| p.path.as_str())
         .collect();
-    report
-        .files
+    records_of_files(&report.files, root, &|display| recheck.contains(display))
+}
+
+/// The records of `files` listed under `root`; `recheck` says which could
+/// not be read (a refresh reads those again whatever their stamps).
+pub fn records_of_files(
+    files: &[crate::index::walk::FileEntry],
+    root: &Path,
+    recheck: &dyn Fn(&str) -> bool,
+) -> Vec<FileRecord> {
+    files
         .iter()
         .map(|entry| {
             let raw = relative_bytes(&entry.path, root);
@@ -520,7 +529,7 @@ pub fn records_of(report: &BuildReport, root: &Path) -> Vec<FileRecord> {
                 mtime_ns: entry.mtime_ns,
                 ctime_ns: entry.ctime_ns,
                 inode: entry.inode,
-                recheck: recheck.contains(entry.display.as_str()),
+                recheck: recheck(&entry.display),
             }
         })
         .collect()

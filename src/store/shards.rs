@@ -70,6 +70,12 @@ impl fmt::Display for PartProblem {
     }
 }
 
+/// A new description for an index of `root` (canonical) to be saved at
+/// `path`: the one its parts and manifest share.
+pub fn new_meta(path: &Path, root: &Path, excludes: &[String]) -> Meta {
+    base_meta(path, root, excludes)
+}
+
 /// `FILE.part-K-of-R`, part `k` (from 1) of `of`.
 pub fn part_path(path: &Path, k: usize, of: usize) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

@@ -542,6 +542,69 @@ pub enum Built {
     Streamed(Vec<Box<dyn RunSource>>),
 }
 
+/// What [`index_in_process`] made of a range of files.
+#[derive(Debug, Default)]
+pub struct Indexed {
+    /// The runs, in file order.
+    pub runs: Vec<super::partial::Run>,
+    /// Files indexed.
+    pub indexed: u32,
+    /// Bytes read from them.
+    pub bytes: u64,
+    /// Files skipped as binary (numbers in the file list).
+    pub binary: Vec<u32>,
+    /// Files that could not be read (numbers in the file list), and why.
+    pub unreadable: Vec<(u32, String)>,
+}
+
+/// Indexes files `range` of `files` (listed under `root`) in this process,
+/// as one worker indexes one batch, without forking: for a process that
+/// cannot fork (an MPI rank, whose `MPI_Init` started threads). Its runs
+/// are cut at the worker's share of `options.memory`.
+pub fn index_in_process(
+    files: &[FileEntry],
+    root: &Path,
+    root_identity: Option<(u64, u64)>,
+    range: std::ops::Range<u32>,
+    options: &BuildOptions,
+) -> Indexed {
+    let context = WorkerContext {
+        files,
+        root,
+        root_identity,
+        delay: options.delay,
+        fault: options.fault.clone(),
+        limits: options.worker_limits(),
+        window: options.test_limits.window,
+        drop_pages_above: read::drop_pages_above(),
+        spill_now: None,
+        run_files: None,
+    };
+    let batch = Batch {
+        id: 0,
+        start: range.start,
+        end: range.end.min(files.len() as u32),
+        part: None,
+    };
+    let mut reports: Vec<Report> = Vec::new();
+    // A list never refuses a report.
+    let _ = self::worker::Worker::new(&context).index_batch(batch, &mut reports);
+    let mut indexed = Indexed::default();
+    for report in reports {
+        match report {
+            Report::Run { run, .. } => indexed.runs.push(run),
+            Report::Spilled { .. } => {}
+            Report::Done(done) => {
+                indexed.indexed = done.indexed;
+                indexed.bytes = done.bytes;
+                indexed.binary = done.binary;
+                indexed.unreadable = done.unreadable;
+            }
+        }
+    }
+    indexed
+}
+
 /// Walks `root` and builds its index with forked workers, in memory
 /// whatever its size (no [`Spill`]), calling `progress` from the poll loop
 /// about ten times a second.

@@ -78,15 +78,49 @@ pub(super) struct WorkerContext<'a> {
     pub drop_pages_above: u64,
 }
 
+/// Where a worker's reports go: its channel to the parent, or, for a
+/// batch indexed in the calling process, a list.
+pub(super) trait Sink {
+    /// Hands `report` over; `Err` when nobody is listening any more.
+    fn deliver(&mut self, report: Report) -> Result<(), Gone>;
+    /// Hands `report` over with the open file it describes.
+    fn deliver_with_fd(
+        &mut self,
+        report: Report,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), Gone>;
+}
+
+impl Sink for Channel<Report, Batch> {
+    fn deliver(&mut self, report: Report) -> Result<(), Gone> {
+        self.send(&report).map_err(|_| Gone)
+    }
+
+    fn deliver_with_fd(
+        &mut self,
+        report: Report,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), Gone> {
+        self.send_with_fd(&report, fd).map_err(|_| Gone)
+    }
+}
+
+impl Sink for Vec<Report> {
+    fn deliver(&mut self, report: Report) -> Result<(), Gone> {
+        self.push(report);
+        Ok(())
+    }
+
+    /// Runs go to disk only in forked workers (see `WorkerContext::run_files`).
+    fn deliver_with_fd(&mut self, _: Report, _: std::os::fd::BorrowedFd<'_>) -> Result<(), Gone> {
+        Err(Gone)
+    }
+}
+
 /// The worker's loop: receive a batch, index it, send its runs; leave when
 /// the parent closes its side (or is gone).
 pub(super) fn worker(channel: &mut Channel<Report, Batch>, context: &WorkerContext<'_>) {
-    let mut worker = Worker {
-        buffer: Vec::new(),
-        partial: PartialIndex::with_limits(context.limits),
-        root: Root::open(context.root, context.root_identity),
-        context,
-    };
+    let mut worker = Worker::new(context);
     while let Ok(batch) = channel.receive() {
         if worker.index_batch(batch, channel).is_err() {
             return;
@@ -94,7 +128,7 @@ pub(super) fn worker(channel: &mut Channel<Report, Batch>, context: &WorkerConte
     }
 }
 
-struct Worker<'c, 'a> {
+pub(super) struct Worker<'c, 'a> {
     buffer: Vec<u8>,
     partial: PartialIndex,
     root: std::io::Result<Root>,
@@ -102,14 +136,19 @@ struct Worker<'c, 'a> {
 }
 
 /// The parent is gone: nothing left to do.
-struct Gone;
+pub(super) struct Gone;
 
-impl Worker<'_, '_> {
-    fn index_batch(
-        &mut self,
-        batch: Batch,
-        channel: &mut Channel<Report, Batch>,
-    ) -> Result<(), Gone> {
+impl<'c, 'a> Worker<'c, 'a> {
+    pub(super) fn new(context: &'c WorkerContext<'a>) -> Self {
+        Worker {
+            buffer: Vec::new(),
+            partial: PartialIndex::with_limits(context.limits),
+            root: Root::open(context.root, context.root_identity),
+            context,
+        }
+    }
+
+    pub(super) fn index_batch(&mut self, batch: Batch, channel: &mut dyn Sink) -> Result<(), Gone> {
         let started = Instant::now();
         if !self.context.delay.is_zero() {
             std::thread::sleep(self.context.delay);
@@ -138,15 +177,15 @@ impl Worker<'_, '_> {
                 _ => None,
             };
             let sent = match written {
-                Some(file) => channel.send_with_fd(
-                    &Report::Spilled {
+                Some(file) => channel.deliver_with_fd(
+                    Report::Spilled {
                         batch: batch.id,
                         seq: *seq,
                         shape: RunShape::of(&run),
                     },
                     file.as_fd(),
                 ),
-                None => channel.send(&Report::Run {
+                None => channel.deliver(Report::Run {
                     batch: batch.id,
                     seq: *seq,
                     run,
@@ -224,7 +263,7 @@ impl Worker<'_, '_> {
         done.read_nanos = super::read::READ_NANOS.load(std::sync::atomic::Ordering::Relaxed);
         done.run_nanos = run_nanos;
         done.send_nanos = send_nanos;
-        channel.send(&Report::Done(done)).map_err(|_| Gone)
+        channel.deliver(Report::Done(done))
     }
 }
 

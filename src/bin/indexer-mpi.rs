@@ -1,0 +1,698 @@
+//! `indexer-mpi`: one index built by many machines at once, launched by
+//! `mpirun` (or a batch scheduler) over a shared filesystem.
+//!
+//! ```text
+//! mpirun -np R indexer-mpi DIR --save FILE [--exclude GLOB]... [--no-ignore]
+//! ```
+//!
+//! Every rank sees DIR at the same path. The steps:
+//!
+//! 1. Rank 0 walks DIR and broadcasts the file list.
+//! 2. Batches (consecutive ranges of the list, by bytes) are handed out by
+//!    rank 0 as ranks ask for them, so a slow machine takes fewer; each rank
+//!    indexes its batches into runs in its own process.
+//! 3. The ranks agree on R-1 split words from a sample of their runs' words
+//!    and send each range's pieces of every run to the rank that owns it,
+//!    in rounds of `MPI_Alltoallv` of at most [`ROUND_BYTES`] per pair.
+//! 4. Each rank merges its range (in file order: the pieces keep their
+//!    batch numbers) and writes part `FILE.part-K-of-R`; rank 0 writes the
+//!    manifest at FILE last, atomically (see `indexer::store::shards`).
+//!
+//! Why a rank is one worker that never forks: `MPI_Init` starts helper
+//! threads, and the runtime refuses to fork a process with threads. Forking
+//! local workers before `MPI_Init` would have to hand them the file list
+//! over channels (they cannot inherit a list made later); running one rank
+//! per core is how MPI programs use a machine's cores anyway, and the
+//! exchange then spreads over all of them. See ARCHITECTURE.md.
+//!
+//! Any failure ends the job: the rank prints one `indexer-mpi: rank K: ...`
+//! line and aborts it; no manifest is written, and a previous index at FILE
+//! stays as it was (parts are written only once every rank has merged).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use mpi::collective::SystemOperation;
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::point_to_point::{Destination, Source};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::{CommunicatorCollectives, Root};
+use mpi::Count;
+
+use indexer::index::build::{index_in_process, Fault};
+use indexer::index::merge::merge_runs_parallel;
+use indexer::index::partial::{Run, RunReader};
+use indexer::index::walk::{walk, Excludes, FileEntry};
+use indexer::index::{BuildOptions, View};
+use indexer::store::{self, shards};
+
+/// Most bytes a rank sends another in one round of the exchange.
+const ROUND_BYTES: usize = 64 << 20;
+/// Batches aimed at per rank: enough that a fast rank can take more.
+const BATCHES_PER_RANK: u64 = 16;
+/// Words sampled per run for choosing the split words.
+const SAMPLES_PER_RUN: usize = 256;
+/// Bytes rank 0 indexes between two looks for ranks asking for work.
+const SERVE_STEP_BYTES: u64 = 4 << 20;
+const TAG_ASK: i32 = 1;
+const TAG_BATCH: i32 = 2;
+const TAG_GATHER: i32 = 3;
+
+/// Builds one index with MPI ranks (see the module docs).
+#[derive(Debug, Parser)]
+#[command(name = "indexer-mpi", version)]
+struct Args {
+    /// The tree to index, at the same path on every rank.
+    directory: PathBuf,
+    /// Where to save the index: its manifest; parts go beside it as
+    /// FILE.part-K-of-R.
+    #[arg(long, value_name = "FILE")]
+    save: PathBuf,
+    /// Leave out paths matching GLOB (relative to DIRECTORY), as indexer does.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Index files that .ignore and .gitignore leave out.
+    #[arg(long)]
+    no_ignore: bool,
+}
+
+/// Ends the whole job from this rank with one line naming it.
+fn fail(world: &SimpleCommunicator, message: impl std::fmt::Display) -> ! {
+    eprintln!("indexer-mpi: rank {}: {message}", world.rank());
+    world.abort(1)
+}
+
+/// Sends `bytes` to every rank from rank 0 (the others' `bytes` are
+/// replaced).
+fn broadcast_bytes(world: &SimpleCommunicator, bytes: &mut Vec<u8>) {
+    let root = world.process_at_rank(0);
+    let mut len = bytes.len() as u64;
+    root.broadcast_into(&mut len);
+    bytes.resize(len as usize, 0);
+    // Open MPI refuses an empty buffer (its pointer dangles).
+    if len > 0 {
+        root.broadcast_into(&mut bytes[..]);
+    }
+}
+
+/// Every rank's `bytes`, at rank 0 (in rank order); empty elsewhere.
+fn gather_bytes(world: &SimpleCommunicator, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    if world.rank() != 0 {
+        world
+            .process_at_rank(0)
+            .send_with_tag(&bytes[..], TAG_GATHER);
+        return Vec::new();
+    }
+    let mut all = vec![bytes];
+    for r in 1..world.size() {
+        let (received, _) = world
+            .process_at_rank(r)
+            .receive_vec_with_tag::<u8>(TAG_GATHER);
+        all.push(received);
+    }
+    all
+}
+
+fn encode<T: serde::Serialize>(world: &SimpleCommunicator, value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .unwrap_or_else(|e| fail(world, format!("cannot encode a message: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(world: &SimpleCommunicator, bytes: &[u8]) -> T {
+    match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
+        Ok((value, _)) => value,
+        Err(e) => fail(world, format!("received a malformed message: {e}")),
+    }
+}
+
+/// The walk as it crosses the wire: paths as raw bytes (not UTF-8 text).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Listing {
+    root_identity: Option<(u64, u64)>,
+    files: Vec<(Vec<u8>, String, u64, i64, i64, u64)>,
+    /// Problems of the walk, for rank 0's summary only.
+    skipped: usize,
+}
+
+fn to_listing(files: &[FileEntry], root_identity: Option<(u64, u64)>, skipped: usize) -> Listing {
+    use std::os::unix::ffi::OsStrExt;
+    Listing {
+        root_identity,
+        skipped,
+        files: files
+            .iter()
+            .map(|f| {
+                let path = f.path.as_os_str().as_bytes().to_vec();
+                (
+                    path,
+                    f.display.clone(),
+                    f.size,
+                    f.mtime_ns,
+                    f.ctime_ns,
+                    f.inode,
+                )
+            })
+            .collect(),
+    }
+}
+
+fn from_listing(listing: Listing) -> (Vec<FileEntry>, Option<(u64, u64)>, usize) {
+    use std::os::unix::ffi::OsStringExt;
+    let files = listing
+        .files
+        .into_iter()
+        .map(
+            |(path, display, size, mtime_ns, ctime_ns, inode)| FileEntry {
+                path: PathBuf::from(std::ffi::OsString::from_vec(path)),
+                display,
+                size,
+                mtime_ns,
+                ctime_ns,
+                inode,
+            },
+        )
+        .collect();
+    (files, listing.root_identity, listing.skipped)
+}
+
+/// Consecutive ranges of the file list of about `total / (ranks * 16)`
+/// bytes each.
+fn plan_batches(files: &[FileEntry], ranks: usize) -> Vec<(u32, u32)> {
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let target = (total / (ranks as u64 * BATCHES_PER_RANK)).clamp(1 << 20, 256 << 20);
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0u32, 0u64);
+    for (i, file) in files.iter().enumerate() {
+        bytes += file.size;
+        if bytes >= target {
+            batches.push((start, i as u32 + 1));
+            (start, bytes) = (i as u32 + 1, 0);
+        }
+    }
+    if (start as usize) < files.len() {
+        batches.push((start, files.len() as u32));
+    }
+    batches
+}
+
+/// What a rank made of the batches it was given.
+#[derive(Default)]
+struct Work {
+    /// (batch number, runs of that batch in order).
+    runs: Vec<(u32, Run)>,
+    /// Files that could not be read: number, why.
+    unreadable: Vec<(u32, String)>,
+    binary: usize,
+    indexed: u64,
+    bytes: u64,
+}
+
+struct Builder<'a> {
+    files: &'a [FileEntry],
+    root: &'a Path,
+    root_identity: Option<(u64, u64)>,
+    options: &'a BuildOptions,
+    work: Work,
+}
+
+impl Builder<'_> {
+    fn index(&mut self, batch: u32, (start, end): (u32, u32)) {
+        let indexed = index_in_process(
+            self.files,
+            self.root,
+            self.root_identity,
+            start..end,
+            self.options,
+        );
+        self.work
+            .runs
+            .extend(indexed.runs.into_iter().map(|run| (batch, run)));
+        self.work.unreadable.extend(indexed.unreadable);
+        self.work.binary += indexed.binary.len();
+        self.work.indexed += u64::from(indexed.indexed);
+        self.work.bytes += indexed.bytes;
+    }
+}
+
+/// Rank 0: hands out batches to ranks that ask, and indexes the rest
+/// itself in small steps, answering between them.
+fn serve_batches(world: &SimpleCommunicator, batches: &[(u32, u32)], builder: &mut Builder<'_>) {
+    let mut next = 0usize;
+    let mut finished = 1; // rank 0 itself
+    let reply = |to: i32, batch: Option<usize>| {
+        let message: [u32; 3] = match batch {
+            Some(b) => [b as u32, batches[b].0, batches[b].1],
+            None => [u32::MAX, 0, 0],
+        };
+        world
+            .process_at_rank(to)
+            .send_with_tag(&message[..], TAG_BATCH);
+    };
+    loop {
+        // Answer every rank waiting for work.
+        while let Some(status) = world.any_process().immediate_probe_with_tag(TAG_ASK) {
+            let from = status.source_rank();
+            let _ = world
+                .process_at_rank(from)
+                .receive_vec_with_tag::<u32>(TAG_ASK);
+            if next < batches.len() {
+                reply(from, Some(next));
+                next += 1;
+            } else {
+                reply(from, None);
+                finished += 1;
+            }
+        }
+        if next < batches.len() {
+            // Rank 0's own share, in steps of a few megabytes so others
+            // never wait long for their next batch.
+            let (start, end) = batches[next];
+            let batch = next as u32;
+            next += 1;
+            let mut from = start;
+            while from < end {
+                let mut to = from;
+                let mut bytes = 0u64;
+                while to < end && (to == from || bytes < SERVE_STEP_BYTES) {
+                    bytes += builder.files[to as usize].size;
+                    to += 1;
+                }
+                builder.index(batch, (from, to));
+                from = to;
+                while let Some(status) = world.any_process().immediate_probe_with_tag(TAG_ASK) {
+                    let from = status.source_rank();
+                    let _ = world
+                        .process_at_rank(from)
+                        .receive_vec_with_tag::<u32>(TAG_ASK);
+                    if next < batches.len() {
+                        reply(from, Some(next));
+                        next += 1;
+                    } else {
+                        reply(from, None);
+                        finished += 1;
+                    }
+                }
+            }
+        } else if finished == world.size() {
+            return;
+        } else {
+            // Only the others' last requests are left: wait for them.
+            let (_, status) = world.any_process().receive_vec_with_tag::<u32>(TAG_ASK);
+            reply(status.source_rank(), None);
+            finished += 1;
+        }
+    }
+}
+
+/// Any other rank: asks rank 0 for a batch until there are none.
+fn ask_for_batches(world: &SimpleCommunicator, builder: &mut Builder<'_>) {
+    let root = world.process_at_rank(0);
+    loop {
+        root.send_with_tag(&[world.rank() as u32][..], TAG_ASK);
+        let (message, _) = root.receive_vec_with_tag::<u32>(TAG_BATCH);
+        match message.as_slice() {
+            [u32::MAX, ..] => return,
+            &[batch, start, end] => builder.index(batch, (start, end)),
+            _ => fail(world, "received a malformed batch"),
+        }
+    }
+}
+
+/// R-1 split words: quantiles of a sample of every rank's runs' words,
+/// chosen at rank 0 and broadcast.
+fn choose_splits(world: &SimpleCommunicator, runs: &[(u32, Run)]) -> Vec<Vec<u8>> {
+    let ranks = world.size() as usize;
+    let mut sample: Vec<Vec<u8>> = Vec::new();
+    for (_, run) in runs {
+        let step = (run.words as usize / SAMPLES_PER_RUN).max(1);
+        // Weighted by occurrences: a word stands for the entries around it.
+        sample.extend(RunReader::new(run).step_by(step).map(|e| e.word.to_vec()));
+    }
+    let gathered = gather_bytes(world, encode(world, &sample));
+    let mut splits: Vec<Vec<u8>> = Vec::new();
+    if world.rank() == 0 {
+        let mut all: Vec<Vec<u8>> = gathered
+            .iter()
+            .flat_map(|bytes| decode::<Vec<Vec<u8>>>(world, bytes))
+            .collect();
+        all.sort_unstable();
+        for k in 1..ranks {
+            if let Some(word) = all.get(all.len() * k / ranks) {
+                if splits.last().is_none_or(|last| word > last) {
+                    splits.push(word.clone());
+                }
+            }
+        }
+        // Fewer distinct words than ranks: the last ranks get empty ranges.
+        while splits.len() + 1 < ranks {
+            let mut beyond = splits.last().cloned().unwrap_or_default();
+            beyond.push(0xFF);
+            splits.push(beyond);
+        }
+    }
+    let mut bytes = encode(world, &splits);
+    broadcast_bytes(world, &mut bytes);
+    decode(world, &bytes)
+}
+
+/// Sends each range's pieces of this rank's runs to its owner, in rounds
+/// of `MPI_Alltoallv`; returns the pieces of this rank's own range (from
+/// every rank), with their batch numbers, and the bytes this rank sent.
+fn exchange(
+    world: &SimpleCommunicator,
+    runs: Vec<(u32, Run)>,
+    splits: &[Vec<u8>],
+) -> (Vec<(u32, u32, Run)>, u64) {
+    let ranks = world.size() as usize;
+    let me = world.rank() as usize;
+    // Outgoing messages per destination, encoded; kept pieces as they are.
+    let mut outboxes: Vec<std::collections::VecDeque<Vec<u8>>> = vec![Default::default(); ranks];
+    let mut mine: Vec<(u32, u32, Run)> = Vec::new();
+    let mut seq_of: std::collections::HashMap<u32, u32> = Default::default();
+    for (batch, run) in runs {
+        let seq = seq_of.entry(batch).or_default();
+        let pieces = run
+            .split_at_words(splits)
+            .unwrap_or_else(|| fail(world, "a run of this rank is malformed"));
+        drop(run);
+        for (k, piece) in pieces.into_iter().enumerate() {
+            if piece.words == 0 {
+                continue;
+            }
+            if k == me {
+                mine.push((batch, *seq, piece));
+            } else {
+                outboxes[k].push_back(encode(world, &(batch, *seq, piece)));
+            }
+        }
+        *seq += 1;
+    }
+    let mut sent = 0u64;
+    loop {
+        // This round's messages: whole pieces up to ROUND_BYTES per pair
+        // (a larger piece goes alone), each prefixed with its length.
+        let mut send: Vec<u8> = Vec::new();
+        let mut counts: Vec<Count> = vec![0; ranks];
+        for (k, outbox) in outboxes.iter_mut().enumerate() {
+            let before = send.len();
+            while let Some(message) = outbox.front() {
+                let taken = send.len() - before;
+                if taken > 0 && taken + message.len() + 8 > ROUND_BYTES {
+                    break;
+                }
+                if let Some(message) = outbox.pop_front() {
+                    send.extend_from_slice(&(message.len() as u64).to_le_bytes());
+                    send.extend_from_slice(&message);
+                }
+            }
+            counts[k] = Count::try_from(send.len() - before).unwrap_or_else(|_| {
+                fail(world, "a piece of a run is over 2 GiB: too large to send")
+            });
+        }
+        sent += send.len() as u64;
+        let left: u64 = outboxes.iter().map(|o| o.len() as u64).sum();
+        let mut incoming: Vec<Count> = vec![0; ranks];
+        world.all_to_all_into(&counts[..], &mut incoming[..]);
+        let displs = |counts: &[Count]| -> Vec<Count> {
+            counts
+                .iter()
+                .scan(0, |at, &c| {
+                    let start = *at;
+                    *at += c;
+                    Some(start)
+                })
+                .collect()
+        };
+        let total: usize = incoming.iter().map(|&c| c as usize).sum();
+        // Never an empty buffer: Open MPI refuses its dangling pointer (the
+        // counts say what is really sent).
+        let mut received = vec![0u8; total.max(1)];
+        if send.is_empty() {
+            send.push(0);
+        }
+        {
+            let send_displs = displs(&counts);
+            let receive_displs = displs(&incoming);
+            let outgoing = Partition::new(&send[..], &counts[..], &send_displs[..]);
+            let mut into = PartitionMut::new(&mut received[..], &incoming[..], &receive_displs[..]);
+            world.all_to_all_varcount_into(&outgoing, &mut into);
+        }
+        received.truncate(total);
+        let mut at = 0usize;
+        while at + 8 <= received.len() {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&received[at..at + 8]);
+            let len = u64::from_le_bytes(len) as usize;
+            let Some(message) = received.get(at + 8..at + 8 + len) else {
+                fail(world, "received a truncated piece");
+            };
+            mine.push(decode(world, message));
+            at += 8 + len;
+        }
+        let mut everywhere = 0u64;
+        world.all_reduce_into(&left, &mut everywhere, SystemOperation::sum());
+        if everywhere == 0 {
+            break;
+        }
+    }
+    (mine, sent)
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("indexer-mpi: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let Some(universe) = mpi::initialize() else {
+        eprintln!("indexer-mpi: MPI could not be initialized (run it with mpirun)");
+        return ExitCode::from(1);
+    };
+    let world = universe.world();
+    let started = Instant::now();
+    let (rank, ranks) = (world.rank(), world.size() as usize);
+
+    // Bad input is refused by rank 0 before any work, for the whole job.
+    let mut refusal = Vec::new();
+    if rank == 0 {
+        let checked = indexer::index::walk::check_root(&args.directory)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                store::check_writable(&args.save)
+                    .and_then(|()| store::check_replaceable(&args.save))
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|()| Excludes::new(&args.exclude));
+        if let Err(e) = checked {
+            refusal = e.into_bytes();
+        }
+    }
+    broadcast_bytes(&world, &mut refusal);
+    if !refusal.is_empty() {
+        if rank == 0 {
+            eprintln!("indexer-mpi: {}", String::from_utf8_lossy(&refusal));
+        }
+        return ExitCode::from(2);
+    }
+
+    let mut excludes = match Excludes::new(&args.exclude) {
+        Ok(e) => e.honour_ignore_files(!args.no_ignore),
+        Err(e) => fail(&world, e),
+    };
+    if let Some(relative) = store::relative_to(&args.save, &args.directory) {
+        excludes.exclude_matching(&store::family_pattern(&relative));
+    }
+    let root = store::canonical_root(&args.directory);
+
+    // 1. The file list, from rank 0.
+    let mut listing = Vec::new();
+    if rank == 0 {
+        let walked = walk(&args.directory, &excludes).unwrap_or_else(|e| fail(&world, e));
+        let skipped = walked.not_regular.len() + walked.unreadable.len();
+        listing = encode(
+            &world,
+            &to_listing(&walked.files, walked.root_identity, skipped),
+        );
+    }
+    broadcast_bytes(&world, &mut listing);
+    let (files, root_identity, walk_skipped) = from_listing(decode(&world, &listing));
+    drop(listing);
+
+    // 2. Batches, handed out by rank 0 as ranks ask.
+    let options = BuildOptions {
+        workers: 1,
+        fault: Fault::from_env(),
+        ..BuildOptions::default()
+    };
+    let mut builder = Builder {
+        files: &files,
+        root: &args.directory,
+        root_identity,
+        options: &options,
+        work: Work::default(),
+    };
+    if rank == 0 {
+        let batches = plan_batches(&files, ranks);
+        serve_batches(&world, &batches, &mut builder);
+    } else {
+        ask_for_batches(&world, &mut builder);
+    }
+    let Work {
+        runs,
+        unreadable,
+        binary,
+        indexed,
+        bytes,
+    } = builder.work;
+    let built = started.elapsed();
+
+    // Which files could not be read, known to every rank: their records
+    // say so, and the parts' records must be the same.
+    let gathered = gather_bytes(&world, encode(&world, &unreadable));
+    let mut failed: Vec<(u32, String)> = Vec::new();
+    if rank == 0 {
+        for bytes in &gathered {
+            failed.extend(decode::<Vec<(u32, String)>>(&world, bytes));
+        }
+        failed.sort();
+    }
+    let mut failed_bytes = encode(&world, &failed);
+    broadcast_bytes(&world, &mut failed_bytes);
+    let failed: Vec<(u32, String)> = decode(&world, &failed_bytes);
+    let recheck: HashSet<&str> = failed
+        .iter()
+        .filter_map(|(f, _)| files.get(*f as usize).map(|e| e.display.as_str()))
+        .collect();
+
+    // 3. Split words, then the exchange.
+    let splits = choose_splits(&world, &runs);
+    let (mut pieces, sent) = exchange(&world, runs, &splits);
+    let exchanged = started.elapsed();
+
+    // 4. Merge this rank's range in file order, then write the parts once
+    // every rank has merged, the manifest last.
+    pieces.sort_by_key(|&(batch, seq, _)| (batch, seq));
+    let display: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2);
+    let runs: Vec<Run> = pieces.into_iter().map(|(_, _, run)| run).collect();
+    let index = merge_runs_parallel(display, runs, threads).unwrap_or_else(|e| fail(&world, e));
+    let words = index.vocabulary().len() as u64;
+    let records = store::records_of_files(&files, &args.directory, &|d| recheck.contains(d));
+    let view = View::single(index);
+    let hits = view.hits(|v| (0..v.len()).collect());
+
+    let mut meta_bytes = Vec::new();
+    if rank == 0 {
+        let meta = shards::new_meta(&args.save, &root, &excludes.globs());
+        meta_bytes = encode(&world, &(meta.base_id, meta.saved_at));
+    }
+    broadcast_bytes(&world, &mut meta_bytes);
+    let (base_id, saved_at): (u64, u64) = decode(&world, &meta_bytes);
+    let mut meta = shards::new_meta(&args.save, &root, &excludes.globs());
+    (meta.base_id, meta.saved_at) = (base_id, saved_at);
+    world.barrier();
+    let part = shards::save_part(
+        &args.save,
+        rank as usize + 1,
+        ranks,
+        &meta,
+        &view,
+        &hits,
+        &records,
+    )
+    .unwrap_or_else(|e| fail(&world, e));
+    let merged = started.elapsed();
+
+    let report = (
+        part.name.clone(),
+        part.first_word.clone(),
+        part.words,
+        part.header_hash,
+        part.bytes,
+        (sent, indexed, bytes, binary as u64, words),
+        (
+            built.as_secs_f64(),
+            exchanged.as_secs_f64(),
+            merged.as_secs_f64(),
+        ),
+        peak_rss_kib(),
+    );
+    let reports = gather_bytes(&world, encode(&world, &report));
+    if rank == 0 {
+        type Report = (
+            String,
+            Vec<u8>,
+            u64,
+            u64,
+            u64,
+            (u64, u64, u64, u64, u64),
+            (f64, f64, f64),
+            u64,
+        );
+        let reports: Vec<Report> = reports.iter().map(|b| decode(&world, b)).collect();
+        let parts: Vec<shards::PartInfo> = reports
+            .iter()
+            .map(|r| shards::PartInfo {
+                name: r.0.clone(),
+                first_word: r.1.clone(),
+                words: r.2,
+                header_hash: r.3,
+                bytes: r.4,
+            })
+            .collect();
+        let manifest =
+            shards::save_manifest(&args.save, &meta, &parts).unwrap_or_else(|e| fail(&world, e));
+        let total_words: u64 = reports.iter().map(|r| r.5 .4).sum();
+        let total_bytes: u64 = reports.iter().map(|r| r.5 .2).sum();
+        let indexed: u64 = reports.iter().map(|r| r.5 .1).sum();
+        let skipped: u64 =
+            reports.iter().map(|r| r.5 .3).sum::<u64>() + walk_skipped as u64 + failed.len() as u64;
+        eprintln!(
+            "indexed {indexed} files ({:.1} MB), {total_words} distinct words, {skipped} skipped; saved {} in {} parts ({:.1} MB) in {:.2} s",
+            total_bytes as f64 / 1e6,
+            args.save.display(),
+            ranks,
+            (parts.iter().map(|p| p.bytes).sum::<u64>() + manifest) as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+        for (k, r) in reports.iter().enumerate() {
+            eprintln!(
+                "  rank {k}: {} files, sent {:.1} MB, {} words in its part; built {:.2} s, exchanged by {:.2} s, saved by {:.2} s; peak RSS {:.0} MB",
+                r.5 .1,
+                r.5 .0 as f64 / 1e6,
+                r.5 .4,
+                r.6 .0,
+                r.6 .1,
+                r.6 .2,
+                r.7 as f64 / 1024.0
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// This process's peak resident set, in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
