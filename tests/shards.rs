@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use indexer::store::{shards, Stored};
 use proptest::prelude::*;
-use reference::{assert_same_answers, expected_json, parse_json_lines};
+use reference::{assert_same_answers, expected_json, parse_json_lines, queries_over};
 
 fn corpus() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
@@ -65,23 +65,6 @@ fn answers(index: &Path, queries: &[String]) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     parse_json_lines(&out.stdout)
-}
-
-/// Queries that cross any cut: every one-letter prefix, and for sampled
-/// words an exact match, a prefix, an infix glob and a regex.
-fn queries_over(index: &reference::Index) -> Vec<String> {
-    let mut queries: Vec<String> = ('a'..='z').map(String::from).collect();
-    queries.extend(["*", "*e*", "/.*s/", "/[a-m].*/", "zzqqxx_nothing"].map(String::from));
-    let words: Vec<&String> = index.keys().collect();
-    for word in words.iter().step_by((words.len() / 12).max(1)) {
-        let head: String = word.chars().take(2).collect();
-        let middle: String = word.chars().skip(1).take(2).collect();
-        queries.push(format!("={word}"));
-        queries.push(head.clone());
-        queries.push(format!("*{middle}*"));
-        queries.push(format!("/{}.*/", regex::escape(&head)));
-    }
-    queries
 }
 
 #[test]

@@ -506,6 +506,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
+    // Every rank must see the tree (a shared filesystem, at the same path).
+    if let Err(e) = indexer::index::walk::check_root(&args.directory) {
+        fail(&world, format!("cannot read the tree here: {e}"));
+    }
     let mut excludes = match Excludes::new(&args.exclude) {
         Ok(e) => e.honour_ignore_files(!args.no_ignore),
         Err(e) => fail(&world, e),

@@ -474,3 +474,20 @@ pub fn expected_human(index: &Index, q: &str, all: bool, how: Human<'_>) -> Vec<
     }
     lines
 }
+
+/// Queries that cross any cut: every one-letter prefix, and for sampled
+/// words an exact match, a prefix, an infix glob and a regex.
+pub fn queries_over(index: &Index) -> Vec<String> {
+    let mut queries: Vec<String> = ('a'..='z').map(String::from).collect();
+    queries.extend(["*", "*e*", "/.*s/", "/[a-m].*/", "zzqqxx_nothing"].map(String::from));
+    let words: Vec<&String> = index.keys().collect();
+    for word in words.iter().step_by((words.len() / 12).max(1)) {
+        let head: String = word.chars().take(2).collect();
+        let middle: String = word.chars().skip(1).take(2).collect();
+        queries.push(format!("={word}"));
+        queries.push(head.clone());
+        queries.push(format!("*{middle}*"));
+        queries.push(format!("/{}.*/", regex::escape(&head)));
+    }
+    queries
+}
