@@ -15,8 +15,10 @@
 //!    and send each range's pieces of every run to the rank that owns it,
 //!    in rounds of `MPI_Alltoallv` of at most [`ROUND_BYTES`] per pair.
 //! 4. Each rank merges its range (in file order: the pieces keep their
-//!    batch numbers) and writes part `FILE.part-K-of-R`; rank 0 writes the
-//!    manifest at FILE last, atomically (see `indexer::store::shards`).
+//!    batch numbers) and writes its part under a staging name; once every
+//!    rank has, each renames its own to `FILE.part-K-of-R`, and rank 0
+//!    writes the manifest at FILE last, atomically (see
+//!    `indexer::store::shards`).
 //!
 //! Why a rank is one worker that never forks: `MPI_Init` starts helper
 //! threads, and the runtime refuses to fork a process with threads. Forking
@@ -26,8 +28,9 @@
 //! exchange then spreads over all of them. See ARCHITECTURE.md.
 //!
 //! Any failure ends the job: the rank prints one `indexer-mpi: rank K: ...`
-//! line and aborts it; no manifest is written, and a previous index at FILE
-//! stays as it was (parts are written only once every rank has merged).
+//! line and aborts it (a rank killed outright is reported by mpirun); no
+//! manifest is written, and a previous index at FILE stays as it was: parts
+//! replace the old ones only once every rank has written its own.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -42,7 +45,7 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{CommunicatorCollectives, Root};
 use mpi::Count;
 
-use indexer::index::build::{index_in_process, Fault};
+use indexer::index::build::{index_in_process, Fault, Scratch};
 use indexer::index::merge::merge_runs_parallel;
 use indexer::index::partial::{Run, RunReader};
 use indexer::index::walk::{walk, Excludes, FileEntry};
@@ -56,7 +59,7 @@ const BATCHES_PER_RANK: u64 = 16;
 /// Words sampled per run for choosing the split words.
 const SAMPLES_PER_RUN: usize = 256;
 /// Bytes rank 0 indexes between two looks for ranks asking for work.
-const SERVE_STEP_BYTES: u64 = 4 << 20;
+const SERVE_STEP_BYTES: u64 = 16 << 20;
 const TAG_ASK: i32 = 1;
 const TAG_BATCH: i32 = 2;
 const TAG_GATHER: i32 = 3;
@@ -215,6 +218,7 @@ struct Builder<'a> {
     root: &'a Path,
     root_identity: Option<(u64, u64)>,
     options: &'a BuildOptions,
+    scratch: Scratch,
     work: Work,
 }
 
@@ -226,6 +230,7 @@ impl Builder<'_> {
             self.root_identity,
             start..end,
             self.options,
+            &mut self.scratch,
         );
         self.work
             .runs
@@ -307,17 +312,23 @@ fn serve_batches(world: &SimpleCommunicator, batches: &[(u32, u32)], builder: &m
     }
 }
 
-/// Any other rank: asks rank 0 for a batch until there are none.
+/// Any other rank: asks rank 0 for a batch until there are none, asking
+/// for the next one before indexing the one in hand, so that rank 0's
+/// answer arrives while this rank works.
 fn ask_for_batches(world: &SimpleCommunicator, builder: &mut Builder<'_>) {
     let root = world.process_at_rank(0);
-    loop {
-        root.send_with_tag(&[world.rank() as u32][..], TAG_ASK);
-        let (message, _) = root.receive_vec_with_tag::<u32>(TAG_BATCH);
-        match message.as_slice() {
-            [u32::MAX, ..] => return,
-            &[batch, start, end] => builder.index(batch, (start, end)),
-            _ => fail(world, "received a malformed batch"),
-        }
+    let ask = || root.send_with_tag(&[world.rank() as u32][..], TAG_ASK);
+    let answer = || match root.receive_vec_with_tag::<u32>(TAG_BATCH).0.as_slice() {
+        [u32::MAX, ..] => None,
+        &[batch, start, end] => Some((batch, (start, end))),
+        _ => fail(world, "received a malformed batch"),
+    };
+    ask();
+    let mut next = answer();
+    while let Some((batch, range)) = next {
+        ask();
+        builder.index(batch, range);
+        next = answer();
     }
 }
 
@@ -506,6 +517,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
+    if rank == 0 {
+        // Staged parts of a run that died before renaming them.
+        shards::remove_stale_parts(&staging_path(&args.save), &[]);
+    }
     // Every rank must see the tree (a shared filesystem, at the same path).
     if let Err(e) = indexer::index::walk::check_root(&args.directory) {
         fail(&world, format!("cannot read the tree here: {e}"));
@@ -544,6 +559,7 @@ fn main() -> ExitCode {
         root: &args.directory,
         root_identity,
         options: &options,
+        scratch: Scratch::default(),
         work: Work::default(),
     };
     if rank == 0 {
@@ -607,17 +623,10 @@ fn main() -> ExitCode {
     let (base_id, saved_at): (u64, u64) = decode(&world, &meta_bytes);
     let mut meta = shards::new_meta(&args.save, &root, &excludes.globs());
     (meta.base_id, meta.saved_at) = (base_id, saved_at);
-    world.barrier();
-    let part = shards::save_part(
-        &args.save,
-        rank as usize + 1,
-        ranks,
-        &meta,
-        &view,
-        &hits,
-        &records,
-    )
-    .unwrap_or_else(|e| fail(&world, e));
+    let part = match write_part(&world, &args.save, &meta, &view, &hits, &records) {
+        Ok(part) => part,
+        Err(code) => return code,
+    };
     let merged = started.elapsed();
 
     let report = (
@@ -686,6 +695,65 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// True on every rank if `ok` is true on every rank.
+fn all_ok(world: &SimpleCommunicator, ok: bool) -> bool {
+    let mut all = 0i32;
+    world.all_reduce_into(&i32::from(ok), &mut all, SystemOperation::min());
+    all == 1
+}
+
+/// Writes this rank's part beside FILE under a staging name, and only once
+/// every rank has written its own renames it to `FILE.part-K-of-R`: a run
+/// that fails before that leaves a previous index at FILE whole, and its
+/// staged parts are removed. `Err` with the exit code when any rank failed.
+fn write_part(
+    world: &SimpleCommunicator,
+    file: &Path,
+    meta: &indexer::store::Meta,
+    view: &View,
+    hits: &[indexer::index::Hit],
+    records: &[indexer::store::FileRecord],
+) -> Result<shards::PartInfo, ExitCode> {
+    let (k, ranks) = (world.rank() as usize + 1, world.size() as usize);
+    let staging = staging_path(file);
+    let staged = shards::save_part(&staging, k, ranks, meta, view, hits, records);
+    if let Err(e) = &staged {
+        eprintln!("indexer-mpi: rank {}: {e}", world.rank());
+    }
+    let staged_file = shards::part_path(&staging, k, ranks);
+    if !all_ok(world, staged.is_ok()) {
+        let _ = std::fs::remove_file(&staged_file);
+        return Err(ExitCode::from(1));
+    }
+    let final_file = shards::part_path(file, k, ranks);
+    let renamed = std::fs::rename(&staged_file, &final_file);
+    if let Err(e) = &renamed {
+        eprintln!(
+            "indexer-mpi: rank {}: cannot rename {} to {}: {e}",
+            world.rank(),
+            staged_file.display(),
+            final_file.display()
+        );
+    }
+    if !all_ok(world, renamed.is_ok()) {
+        let _ = std::fs::remove_file(&staged_file);
+        return Err(ExitCode::from(1));
+    }
+    let mut part = staged.map_err(|_| ExitCode::from(1))?;
+    part.name = final_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(part)
+}
+
+/// `FILE.staging`: the name parts are written under before they are whole.
+fn staging_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".staging");
+    PathBuf::from(name)
 }
 
 /// This process's peak resident set, in KiB.

@@ -557,6 +557,15 @@ pub struct Indexed {
     pub unreadable: Vec<(u32, String)>,
 }
 
+/// What [`index_in_process`] keeps from one call to the next: the word
+/// table and read buffer, grown once, so later batches pay no page faults
+/// for them (as a forked worker keeps its own across batches).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    partial: Option<super::partial::PartialIndex>,
+    buffer: Vec<u8>,
+}
+
 /// Indexes files `range` of `files` (listed under `root`) in this process,
 /// as one worker indexes one batch, without forking: for a process that
 /// cannot fork (an MPI rank, whose `MPI_Init` started threads). Its runs
@@ -567,6 +576,7 @@ pub fn index_in_process(
     root_identity: Option<(u64, u64)>,
     range: std::ops::Range<u32>,
     options: &BuildOptions,
+    scratch: &mut Scratch,
 ) -> Indexed {
     let context = WorkerContext {
         files,
@@ -587,8 +597,15 @@ pub fn index_in_process(
         part: None,
     };
     let mut reports: Vec<Report> = Vec::new();
+    let mut worker = self::worker::Worker::new(&context);
+    if let Some(partial) = scratch.partial.take() {
+        worker.partial = partial;
+    }
+    worker.buffer = std::mem::take(&mut scratch.buffer);
     // A list never refuses a report.
-    let _ = self::worker::Worker::new(&context).index_batch(batch, &mut reports);
+    let _ = worker.index_batch(batch, &mut reports);
+    scratch.partial = Some(worker.partial);
+    scratch.buffer = worker.buffer;
     let mut indexed = Indexed::default();
     for report in reports {
         match report {

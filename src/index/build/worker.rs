@@ -129,8 +129,8 @@ pub(super) fn worker(channel: &mut Channel<Report, Batch>, context: &WorkerConte
 }
 
 pub(super) struct Worker<'c, 'a> {
-    buffer: Vec<u8>,
-    partial: PartialIndex,
+    pub(super) buffer: Vec<u8>,
+    pub(super) partial: PartialIndex,
     root: std::io::Result<Root>,
     context: &'c WorkerContext<'a>,
 }
