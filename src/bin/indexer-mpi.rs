@@ -245,38 +245,53 @@ impl Builder<'_> {
 /// Rank 0: hands out batches to ranks that ask, and indexes the rest
 /// itself in small steps, answering between them.
 fn serve_batches(world: &SimpleCommunicator, batches: &[(u32, u32)], builder: &mut Builder<'_>) {
-    let mut next = 0usize;
-    let mut finished = 1; // rank 0 itself
-    let reply = |to: i32, batch: Option<usize>| {
-        let message: [u32; 3] = match batch {
-            Some(b) => [b as u32, batches[b].0, batches[b].1],
-            None => [u32::MAX, 0, 0],
-        };
-        world
-            .process_at_rank(to)
-            .send_with_tag(&message[..], TAG_BATCH);
-    };
-    loop {
-        // Answer every rank waiting for work.
-        while let Some(status) = world.any_process().immediate_probe_with_tag(TAG_ASK) {
-            let from = status.source_rank();
-            let _ = world
-                .process_at_rank(from)
-                .receive_vec_with_tag::<u32>(TAG_ASK);
-            if next < batches.len() {
-                reply(from, Some(next));
-                next += 1;
-            } else {
-                reply(from, None);
-                finished += 1;
+    /// The hand-out: which batch is next, and how many ranks were told
+    /// there are no more (rank 0 counts itself).
+    struct Desk<'b> {
+        batches: &'b [(u32, u32)],
+        next: usize,
+        finished: i32,
+    }
+    impl Desk<'_> {
+        /// Gives rank `to` the next batch, or tells it there is none.
+        fn answer(&mut self, world: &SimpleCommunicator, to: i32) {
+            let message: [u32; 3] = match self.batches.get(self.next) {
+                Some(&(start, end)) => [self.next as u32, start, end],
+                None => [u32::MAX, 0, 0],
+            };
+            match message[0] {
+                u32::MAX => self.finished += 1,
+                _ => self.next += 1,
+            }
+            world
+                .process_at_rank(to)
+                .send_with_tag(&message[..], TAG_BATCH);
+        }
+
+        /// Answers every rank already waiting.
+        fn answer_waiting(&mut self, world: &SimpleCommunicator) {
+            while let Some(status) = world.any_process().immediate_probe_with_tag(TAG_ASK) {
+                let from = status.source_rank();
+                let _ = world
+                    .process_at_rank(from)
+                    .receive_vec_with_tag::<u32>(TAG_ASK);
+                self.answer(world, from);
             }
         }
-        if next < batches.len() {
+    }
+
+    let mut desk = Desk {
+        batches,
+        next: 0,
+        finished: 1,
+    };
+    loop {
+        desk.answer_waiting(world);
+        if let Some(&(start, end)) = batches.get(desk.next) {
             // Rank 0's own share, in steps of a few megabytes so others
             // never wait long for their next batch.
-            let (start, end) = batches[next];
-            let batch = next as u32;
-            next += 1;
+            let batch = desk.next as u32;
+            desk.next += 1;
             let mut from = start;
             while from < end {
                 let mut to = from;
@@ -287,27 +302,14 @@ fn serve_batches(world: &SimpleCommunicator, batches: &[(u32, u32)], builder: &m
                 }
                 builder.index(batch, (from, to));
                 from = to;
-                while let Some(status) = world.any_process().immediate_probe_with_tag(TAG_ASK) {
-                    let from = status.source_rank();
-                    let _ = world
-                        .process_at_rank(from)
-                        .receive_vec_with_tag::<u32>(TAG_ASK);
-                    if next < batches.len() {
-                        reply(from, Some(next));
-                        next += 1;
-                    } else {
-                        reply(from, None);
-                        finished += 1;
-                    }
-                }
+                desk.answer_waiting(world);
             }
-        } else if finished == world.size() {
+        } else if desk.finished == world.size() {
             return;
         } else {
             // Only the others' last requests are left: wait for them.
             let (_, status) = world.any_process().receive_vec_with_tag::<u32>(TAG_ASK);
-            reply(status.source_rank(), None);
-            finished += 1;
+            desk.answer(world, status.source_rank());
         }
     }
 }
