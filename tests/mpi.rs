@@ -11,7 +11,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use proptest::prelude::*;
-use reference::{assert_same_answers, expected_json, parse_json_lines, queries_over};
+use reference::{
+    assert_same_answers, expected_json, parse_json_lines, queries_over, word_strategy,
+    write_word_tree,
+};
 
 fn corpus() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
@@ -98,10 +101,6 @@ fn corpus_built_by_one_two_or_three_ranks_answers_like_the_reference() {
     }
 }
 
-fn word() -> impl Strategy<Value = String> {
-    prop_oneof!["[a-c]{1,3}", "[a-z]{2,8}", "[a-z_]{1,5}[0-9]{0,2}"]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
         std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(6)
@@ -110,16 +109,11 @@ proptest! {
     /// Random trees, 1 to 3 ranks.
     #[test]
     fn random_trees_built_by_ranks_answer_like_the_reference(
-        files in proptest::collection::vec(proptest::collection::vec(word(), 0..60), 1..12),
+        files in proptest::collection::vec(proptest::collection::vec(word_strategy(), 0..60), 1..12),
         ranks in 1usize..4,
     ) {
         let dir = tempfile::tempdir().expect("temporary folder");
-        for (i, words) in files.iter().enumerate() {
-            let lines: Vec<String> = words.chunks(6).map(|c| c.join(" ")).collect();
-            let path = dir.path().join(format!("d{}/f{i}.txt", i % 3));
-            std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
-            std::fs::write(path, lines.join("\n")).expect("write");
-        }
+        write_word_tree(dir.path(), &files, 6, 3);
         assert_built_like_the_reference(dir.path(), ranks);
     }
 }

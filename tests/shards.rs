@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use indexer::store::{shards, Stored};
 use proptest::prelude::*;
-use reference::{assert_same_answers, expected_json, parse_json_lines, queries_over};
+use reference::{
+    assert_same_answers, expected_json, parse_json_lines, queries_over, word_strategy,
+    write_word_tree,
+};
 
 fn corpus() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
@@ -161,15 +164,6 @@ fn a_refresh_rewrites_a_sharded_index_as_one_file() {
     assert!(!reopened.is_sharded());
 }
 
-fn word() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-c]{1,3}",
-        "[a-z]{2,8}",
-        "[a-z_]{1,5}[0-9]{0,2}",
-        Just("é".to_string()),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
         std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(12)
@@ -178,17 +172,12 @@ proptest! {
     /// Random trees cut into 1 to 4 parts answer as the reference.
     #[test]
     fn random_trees_in_parts_answer_like_the_reference(
-        files in proptest::collection::vec(proptest::collection::vec(word(), 0..40), 1..6),
+        files in proptest::collection::vec(proptest::collection::vec(word_strategy(), 0..40), 1..6),
         parts in 1usize..5,
     ) {
         let dir = tempfile::tempdir().expect("temporary folder");
         let tree = dir.path().join("tree");
-        for (i, words) in files.iter().enumerate() {
-            let lines: Vec<String> = words.chunks(5).map(|c| c.join(" ")).collect();
-            let path = tree.join(format!("d{}/f{i}.txt", i % 2));
-            std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
-            std::fs::write(path, lines.join("\n")).expect("write");
-        }
+        write_word_tree(&tree, &files, 5, 2);
         let single = dir.path().join("single.idx");
         save_single(&tree, &single);
         let sharded = dir.path().join("sharded.idx");

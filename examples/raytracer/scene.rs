@@ -107,7 +107,8 @@ pub struct Material {
     pub index: f64,
 }
 
-const MATTE: Material = Material {
+/// A plain Lambertian surface: the base other materials are made from.
+pub const MATTE: Material = Material {
     color: v(0.8, 0.8, 0.8),
     texture: Texture::Plain,
     diffuse: 1.0,

@@ -147,8 +147,28 @@ fn light_share(
     share
 }
 
-/// Light reaching `point` directly: ambient, the point lights, then the
-/// area light's samples in a fixed order.
+/// Every light as (position, colour): the point lights, then the area
+/// light's samples at the centres of its grid, each a share of its colour.
+fn lights(scene: &Scene) -> impl Iterator<Item = (Vec3, Vec3)> + '_ {
+    let area = &scene.area_light;
+    let n = area.samples;
+    let sample_color = area.color * (1.0 / (n * n) as f64);
+    let samples = (0..n * n).map(move |k| {
+        let (i, j) = (k / n, k % n);
+        let position = area.corner
+            + area.edge_u * ((i as f64 + 0.5) / n as f64)
+            + area.edge_v * ((j as f64 + 0.5) / n as f64);
+        (position, sample_color)
+    });
+    scene
+        .point_lights
+        .iter()
+        .map(|light| (light.position, light.color))
+        .chain(samples)
+}
+
+/// Light reaching `point` directly: ambient, then every light in a fixed
+/// order.
 fn direct(
     scene: &Scene,
     point: Vec3,
@@ -158,7 +178,7 @@ fn direct(
     material: &Material,
 ) -> Vec3 {
     let mut total = color * scene.ambient;
-    for light in &scene.point_lights {
+    for (position, light_color) in lights(scene) {
         total = total
             + light_share(
                 scene,
@@ -167,30 +187,9 @@ fn direct(
                 view,
                 color,
                 material,
-                light.position,
-                light.color,
+                position,
+                light_color,
             );
-    }
-    let area = &scene.area_light;
-    let n = area.samples;
-    let sample_color = area.color * (1.0 / (n * n) as f64);
-    for i in 0..n {
-        for j in 0..n {
-            let position = area.corner
-                + area.edge_u * ((i as f64 + 0.5) / n as f64)
-                + area.edge_v * ((j as f64 + 0.5) / n as f64);
-            total = total
-                + light_share(
-                    scene,
-                    point,
-                    normal,
-                    view,
-                    color,
-                    material,
-                    position,
-                    sample_color,
-                );
-        }
     }
     total
 }
@@ -216,13 +215,7 @@ pub fn trace(scene: &Scene, ray: &Ray, depth: u32) -> Vec3 {
             };
             let floor = Material {
                 color,
-                texture: Texture::Plain,
-                diffuse: 1.0,
-                specular: 0.0,
-                shininess: 1.0,
-                reflect: 0.0,
-                transmit: 0.0,
-                index: 1.0,
+                ..crate::scene::MATTE
             };
             direct(
                 scene,

@@ -491,3 +491,26 @@ pub fn queries_over(index: &Index) -> Vec<String> {
     }
     queries
 }
+
+/// Words for random trees: short ones that share prefixes, longer ones,
+/// identifiers with digits, and one non-ASCII word.
+pub fn word_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        "[a-c]{1,3}",
+        "[a-z]{2,8}",
+        "[a-z_]{1,5}[0-9]{0,2}",
+        Just("é".to_string()),
+    ]
+}
+
+/// Writes file `i` of `files` at `root/d{i % folders}/f{i}.txt`, its words
+/// `per_line` to a line.
+pub fn write_word_tree(root: &Path, files: &[Vec<String>], per_line: usize, folders: usize) {
+    for (i, words) in files.iter().enumerate() {
+        let lines: Vec<String> = words.chunks(per_line).map(|c| c.join(" ")).collect();
+        let path = root.join(format!("d{}/f{i}.txt", i % folders));
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+        std::fs::write(path, lines.join("\n")).expect("write");
+    }
+}

@@ -578,18 +578,7 @@ pub fn index_in_process(
     options: &BuildOptions,
     scratch: &mut Scratch,
 ) -> Indexed {
-    let context = WorkerContext {
-        files,
-        root,
-        root_identity,
-        delay: options.delay,
-        fault: options.fault.clone(),
-        limits: options.worker_limits(),
-        window: options.test_limits.window,
-        drop_pages_above: read::drop_pages_above(),
-        spill_now: None,
-        run_files: None,
-    };
+    let context = WorkerContext::new(files, root, root_identity, options);
     let batch = Batch {
         id: 0,
         start: range.start,
@@ -690,16 +679,9 @@ pub fn build_listed(
     );
     let bytes_total: u64 = files.iter().map(|f| f.size).sum();
     let context = WorkerContext {
-        files: &files,
-        root: &root,
-        root_identity,
-        delay: options.delay,
-        fault: options.fault.clone(),
-        limits: options.worker_limits(),
-        window: options.test_limits.window,
-        drop_pages_above: read::drop_pages_above(),
         spill_now: spill_now.as_ref(),
         run_files,
+        ..WorkerContext::new(&files, &root, root_identity, options)
     };
 
     let collecting = cpu_time();

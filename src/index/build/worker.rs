@@ -117,6 +117,31 @@ impl Sink for Vec<Report> {
     }
 }
 
+impl<'a> WorkerContext<'a> {
+    /// A context for `files` listed under `root`, with `options`' limits
+    /// and faults; runs go to disk only if `spill_now` and `run_files` are
+    /// set afterwards.
+    pub fn new(
+        files: &'a [FileEntry],
+        root: &'a Path,
+        root_identity: Option<(u64, u64)>,
+        options: &super::BuildOptions,
+    ) -> Self {
+        WorkerContext {
+            files,
+            root,
+            root_identity,
+            delay: options.delay,
+            fault: options.fault.clone(),
+            limits: options.worker_limits(),
+            window: options.test_limits.window,
+            drop_pages_above: super::read::drop_pages_above(),
+            spill_now: None,
+            run_files: None,
+        }
+    }
+}
+
 /// The worker's loop: receive a batch, index it, send its runs; leave when
 /// the parent closes its side (or is gone).
 pub(super) fn worker(channel: &mut Channel<Report, Batch>, context: &WorkerContext<'_>) {
