@@ -170,4 +170,18 @@ fn bad_input_is_refused_by_rank_0_in_one_line() {
         .collect();
     assert_eq!(ours.len(), 1, "{stderr}");
     assert!(ours[0].contains("no-such-tree"), "{stderr}");
+    let out = mpirun(
+        1,
+        &[
+            corpus().as_os_str(),
+            "--workers".as_ref(),
+            "2".as_ref(),
+            "--save".as_ref(),
+            dir.path().join("y.idx").as_os_str(),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("one rank per core"), "{stderr}");
 }

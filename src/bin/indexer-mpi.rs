@@ -80,6 +80,9 @@ struct Args {
     /// Index files that .ignore and .gitignore leave out.
     #[arg(long)]
     no_ignore: bool,
+    /// Workers per rank: each rank is one (run one rank per core).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    workers: usize,
 }
 
 /// Ends the whole job from this rank with one line naming it.
@@ -506,7 +509,13 @@ fn main() -> ExitCode {
                     .and_then(|()| store::check_replaceable(&args.save))
                     .map_err(|e| e.to_string())
             })
-            .and_then(|()| Excludes::new(&args.exclude));
+            .and_then(|()| Excludes::new(&args.exclude))
+            .and_then(|_| match args.workers {
+                1 => Ok(()),
+                n => Err(format!(
+                    "--workers {n}: each rank is one worker (MPI_Init starts threads, and a process with threads must not fork); start one rank per core instead (mpirun -np)"
+                )),
+            });
         if let Err(e) = checked {
             refusal = e.into_bytes();
         }
