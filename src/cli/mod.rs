@@ -23,6 +23,8 @@ use indexer::store::{self, Output, StoreError, Stored};
 
 use args::Args;
 
+/// Exit code of a session or answer that went well.
+const EXIT_OK: i32 = 0;
 /// Exit code for bad input (arguments, the directory, a query), as rg uses.
 const EXIT_BAD_INPUT: i32 = 2;
 /// Files per batch when `--delay` is given without `--batch` (pprocess's slice).
@@ -50,7 +52,7 @@ pub fn run() -> i32 {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 let _ = e.print();
-                return 0;
+                return EXIT_OK;
             }
             // clap's message spans lines: keep its first paragraph (what is
             // wrong, and which argument) on one line.
@@ -69,12 +71,12 @@ pub fn run() -> i32 {
     if let Some(shell) = args.completions {
         let mut command = <Args as clap::CommandFactory>::command();
         clap_complete::generate(shell, &mut command, "indexer", &mut io::stdout());
-        return 0;
+        return EXIT_OK;
     }
     if args.man {
         let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
         return match page.render(&mut io::stdout()) {
-            Ok(()) => 0,
+            Ok(()) => EXIT_OK,
             Err(e) => output_error(e),
         };
     }
@@ -717,7 +719,7 @@ fn answer_queries(
         }
     }
     match out.flush() {
-        Ok(()) if matched => 0,
+        Ok(()) if matched => EXIT_OK,
         Ok(()) => EXIT_NO_MATCH,
         Err(e) => output_error(e),
     }
@@ -775,7 +777,7 @@ fn print_type_list() -> i32 {
             return output_error(e);
         }
     }
-    0
+    EXIT_OK
 }
 
 /// What to say when a saved index failed a checksum while answering.
@@ -794,7 +796,7 @@ pub(crate) fn damaged_message(args: &Args) -> String {
 /// write error is reported.
 fn output_error(e: io::Error) -> i32 {
     if e.kind() == io::ErrorKind::BrokenPipe {
-        0
+        EXIT_OK
     } else {
         fail(EXIT_FAILURE, format!("cannot write output: {e}"))
     }

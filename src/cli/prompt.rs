@@ -279,7 +279,7 @@ pub fn run(view: &View, args: &super::args::Args, layout: Layout, paths: &PathFi
         Ok(editor) => editor,
         Err(e) => {
             eprintln!("indexer: cannot open the prompt: {e}");
-            return 1;
+            return super::EXIT_FAILURE;
         }
     };
     editor.set_helper(Some(IndexHelper { view }));
@@ -303,7 +303,7 @@ pub fn run(view: &View, args: &super::args::Args, layout: Layout, paths: &PathFi
         let input = match editor.readline(PROMPT) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => return 0,
+            Err(ReadlineError::Eof) => return super::EXIT_OK,
             // A line that is not UTF-8 is answered, not the end of the
             // session: the next line is read as usual.
             Err(ReadlineError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
@@ -312,7 +312,7 @@ pub fn run(view: &View, args: &super::args::Args, layout: Layout, paths: &PathFi
             }
             Err(e) => {
                 eprintln!("indexer: cannot read input: {e}");
-                return 1;
+                return super::EXIT_FAILURE;
             }
         };
         // A pasted block is one query per line, in order.

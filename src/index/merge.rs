@@ -252,7 +252,8 @@ fn merge_shards(runs: &[Run], threads: usize) -> Result<Vec<Shard>, MalformedRun
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or(Err(MalformedRun { run: usize::MAX })))
+                // A merge thread panics only on a bug: carry the panic on.
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         })
     };
