@@ -66,7 +66,81 @@ pub enum FormatError {
     /// Shorter than its header says.
     Truncated { expected: u64, found: u64 },
     /// A checksum or a structural check failed; says where.
-    Damaged(&'static str),
+    Damaged(Damage),
+}
+
+/// Where an index file failed a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// The fixed header (an impossible section count).
+    Header,
+    /// The hash over the header and section table.
+    HeaderChecksum,
+    /// The length the header gives is not the file's.
+    FileLength,
+    /// Sections overlap, leave gaps or run past the end.
+    SectionTable,
+    /// Bytes between sections are not zero.
+    Padding,
+    /// A section every index holds is not there.
+    MissingSection,
+    /// A refresh file stands where an index was expected.
+    NotABase,
+    /// A section's checksum (or one of its chunks') does not match.
+    Checksum(Part),
+    /// A section's bytes do not decode.
+    Malformed(Part),
+}
+
+/// The part of an index a [`Damage`] concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Description,
+    FileTable,
+    Vocabulary,
+    WordCounts,
+    WordTables,
+    NumberTable,
+    Occurrences,
+    OccurrenceOffsets,
+    RefreshRecord,
+    PartList,
+    Unknown,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Description => "description",
+            Part::FileTable => "file table",
+            Part::Vocabulary => "vocabulary",
+            Part::WordCounts => "word counts",
+            Part::WordTables => "word tables",
+            Part::NumberTable => "a number table",
+            Part::Occurrences => "occurrences",
+            Part::OccurrenceOffsets => "occurrence offsets",
+            Part::RefreshRecord => "refresh record",
+            Part::PartList => "list of parts",
+            Part::Unknown => "an unknown section",
+        })
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damage::Header => f.write_str("header"),
+            Damage::HeaderChecksum => f.write_str("header checksum"),
+            Damage::FileLength => f.write_str("file length"),
+            Damage::SectionTable => f.write_str("section table"),
+            Damage::Padding => f.write_str("padding"),
+            Damage::MissingSection => f.write_str("a section is missing"),
+            Damage::NotABase => f.write_str("a refresh file, not an index"),
+            Damage::Checksum(Part::Unknown) => f.write_str("checksum of an unknown section"),
+            Damage::Checksum(part) => write!(f, "checksum of its {part}"),
+            Damage::Malformed(part) => part.fmt(f),
+        }
+    }
 }
 
 impl fmt::Display for FormatError {
@@ -131,7 +205,7 @@ impl Container {
         let count = u32_at(bytes, 16).ok_or(truncated(FIXED_HEADER as u64))? as usize;
         let length = u64_at(bytes, 24).ok_or(truncated(FIXED_HEADER as u64))?;
         if count > MAX_SECTIONS {
-            return Err(FormatError::Damaged("header"));
+            return Err(FormatError::Damaged(Damage::Header));
         }
         let table_end = FIXED_HEADER + count * SECTION_ENTRY;
         let header_end = table_end + 8;
@@ -139,10 +213,10 @@ impl Container {
             return Err(truncated(length.max(header_end as u64)));
         }
         if u64_at(bytes, table_end) != Some(xxh3_64(&bytes[..table_end])) {
-            return Err(FormatError::Damaged("header checksum"));
+            return Err(FormatError::Damaged(Damage::HeaderChecksum));
         }
         if found != length {
-            return Err(FormatError::Damaged("file length"));
+            return Err(FormatError::Damaged(Damage::FileLength));
         }
         let mut sections = Vec::with_capacity(count);
         // Sections follow one another in table order, each at the next
@@ -158,13 +232,13 @@ impl Container {
             let end = offset.checked_add(len).filter(|&e| e <= found);
             let aligned = expected.next_multiple_of(8);
             let Some(end) = end.filter(|_| offset == aligned) else {
-                return Err(FormatError::Damaged("section table"));
+                return Err(FormatError::Damaged(Damage::SectionTable));
             };
             if bytes[expected as usize..offset as usize]
                 .iter()
                 .any(|&b| b != 0)
             {
-                return Err(FormatError::Damaged("padding"));
+                return Err(FormatError::Damaged(Damage::Padding));
             }
             expected = end;
             let range = offset as usize..end as usize;
@@ -175,13 +249,13 @@ impl Container {
                     release(section);
                 }
                 if !good {
-                    return Err(FormatError::Damaged(section_name(id)));
+                    return Err(FormatError::Damaged(Damage::Checksum(section_part(id))));
                 }
             }
             sections.push((id, range, flags & LAZY != 0));
         }
         if expected != length {
-            return Err(FormatError::Damaged("section table"));
+            return Err(FormatError::Damaged(Damage::SectionTable));
         }
         let header_hash = u64_at(bytes, table_end).unwrap_or(0);
         Ok(Container {
@@ -244,24 +318,22 @@ pub mod section {
     pub const PARTS: u32 = 18;
 }
 
-fn section_name(id: u32) -> &'static str {
+fn section_part(id: u32) -> Part {
     match id {
-        section::META => "checksum of its description",
-        section::FILES | section::FILE_STARTS => "checksum of its file table",
+        section::META => Part::Description,
+        section::FILES | section::FILE_STARTS => Part::FileTable,
         section::WORDS | section::BLOCKS | section::WORDS_CHUNKS | section::BLOCKS_CHUNKS => {
-            "checksum of its vocabulary"
+            Part::Vocabulary
         }
-        section::COUNTS | section::COUNTS_CHUNKS => "checksum of its word counts",
+        section::COUNTS | section::COUNTS_CHUNKS => Part::WordCounts,
         section::OFFSETS
         | section::OFFSETS_WIDE
         | section::LISTS
         | section::LIST_CHUNKS
-        | section::OFFSETS_CHUNKS => "checksum of its occurrences",
-        section::DROPPED | section::ADJUSTED_WORDS | section::ADJUSTED_LEFT => {
-            "checksum of its refresh record"
-        }
-        section::PARTS => "checksum of its list of parts",
-        _ => "checksum of an unknown section",
+        | section::OFFSETS_CHUNKS => Part::Occurrences,
+        section::DROPPED | section::ADJUSTED_WORDS | section::ADJUSTED_LEFT => Part::RefreshRecord,
+        section::PARTS => Part::PartList,
+        _ => Part::Unknown,
     }
 }
 

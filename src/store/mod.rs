@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use format::FormatError;
+pub use format::{Damage, FormatError, Part};
 pub use names::{delta_path, family_pattern};
 pub use refresh::{refresh, Refreshed};
 pub use segment::{FileRecord, Kind, Meta, Segment};
@@ -312,7 +312,7 @@ impl Stored {
             let Some(base) = parts.next() else {
                 return Err(StoreError::Format(
                     path.into(),
-                    FormatError::Damaged("list of parts"),
+                    FormatError::Damaged(Damage::Malformed(Part::PartList)),
                 ));
             };
             let stored = Stored {
@@ -328,13 +328,13 @@ impl Stored {
         if set_aside_damaged_delta && !base.index.verify_tables() {
             return Err(StoreError::Format(
                 path.into(),
-                FormatError::Damaged("checksum of its word tables"),
+                FormatError::Damaged(Damage::Checksum(Part::WordTables)),
             ));
         }
         if base.meta.kind != Kind::Base {
             return Err(StoreError::Format(
                 path.into(),
-                FormatError::Damaged("a refresh file, not an index"),
+                FormatError::Damaged(Damage::NotABase),
             ));
         }
         let delta_file = delta_path(path);
@@ -354,7 +354,9 @@ impl Stored {
                 {
                     (
                         None,
-                        Some(damaged(FormatError::Damaged("checksum of its occurrences"))),
+                        Some(damaged(FormatError::Damaged(Damage::Checksum(
+                            Part::Occurrences,
+                        )))),
                     )
                 }
                 Ok(delta) => (
@@ -805,7 +807,7 @@ fn write_error(path: &Path, e: segment::WriteError) -> StoreError {
     match e {
         segment::WriteError::DamagedSource => StoreError::Format(
             path.into(),
-            FormatError::Damaged("checksum of its occurrences"),
+            FormatError::Damaged(Damage::Checksum(Part::Occurrences)),
         ),
         segment::WriteError::Io(e) => StoreError::Io(path.into(), "write", e),
     }
@@ -838,7 +840,7 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
         }
     }
     if view.is_damaged() {
-        return Err(FormatError::Damaged("checksum of its occurrences"));
+        return Err(FormatError::Damaged(Damage::Checksum(Part::Occurrences)));
     }
     Ok(decoded)
 }

@@ -20,8 +20,8 @@ use super::segment::{self, Destination, FileRecord, Kind, Meta, Segment};
 use super::spill::SpillFolder;
 use super::{
     base_meta, delta_path, folder_of, marks, now_secs, open_written, raw_paths, records_of,
-    relative_bytes, save, stamped, view_records, write_error, write_streamed, FormatError, Saved,
-    StoreError, Stored,
+    relative_bytes, save, stamped, view_records, write_error, write_streamed, Damage, FormatError,
+    Part, Saved, StoreError, Stored,
 };
 use crate::index::build::{build_listed, BuildError, Built};
 use crate::index::view::occurrences_in;
@@ -333,7 +333,7 @@ fn write_delta(
     if base.index.is_damaged() {
         return Err(StoreError::Format(
             path.into(),
-            FormatError::Damaged("checksum of its occurrences"),
+            FormatError::Damaged(Damage::Checksum(Part::Occurrences)),
         ));
     }
     let base_id = base.meta.base_id;
@@ -351,7 +351,7 @@ fn write_delta(
             return Err(StoreError::DamagedDelta {
                 index: path.into(),
                 delta: delta_path(path),
-                error: FormatError::Damaged("checksum of its occurrences"),
+                error: FormatError::Damaged(Damage::Checksum(Part::Occurrences)),
             });
         }
         upper.push(

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::format::{section, Container, Decoder, Encoder, FormatError, Writer};
+use super::format::{section, Container, Damage, Decoder, Encoder, FormatError, Part, Writer};
 use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
@@ -875,28 +875,31 @@ pub fn read(owner: Owner, release: Option<fn(&[u8])>) -> Result<Segment, FormatE
 pub fn read_container(c: Container) -> Result<Segment, FormatError> {
     let release = c.release();
     let damaged = FormatError::Damaged;
-    let need = |id| c.section(id).ok_or(damaged("a section is missing"));
-    let meta = decode_meta(&need(section::META)?).ok_or(damaged("description"))?;
+    let need = |id| c.section(id).ok_or(damaged(Damage::MissingSection));
+    let meta =
+        decode_meta(&need(section::META)?).ok_or(damaged(Damage::Malformed(Part::Description)))?;
     // With their starts (version 2), records are decoded when needed and
     // paths read one by one; else decoded now.
     let files_section = need(section::FILES)?;
     let (records, files) = match c.section(section::FILE_STARTS) {
         Some(starts) => {
-            let starts = Array::<u64>::shared(starts).ok_or(damaged("file table"))?;
+            let starts =
+                Array::<u64>::shared(starts).ok_or(damaged(Damage::Malformed(Part::FileTable)))?;
             let count = Decoder::new(&files_section)
                 .u64()
-                .ok_or(damaged("file table"))?;
+                .ok_or(damaged(Damage::Malformed(Part::FileTable)))?;
             // Each start is checked when its path is read (a bad one reads
             // as `?`), not all of them here.
             let fits = usize::try_from(count).ok() == Some(starts.len());
             if !fits {
-                return Err(damaged("file table"));
+                return Err(damaged(Damage::Malformed(Part::FileTable)));
             }
             let table = FileTable::stored(files_section.clone(), starts.clone(), record_path);
             (Records::encoded(files_section, starts.len()), table)
         }
         None => {
-            let records = decode_records(&files_section).ok_or(damaged("file table"))?;
+            let records = decode_records(&files_section)
+                .ok_or(damaged(Damage::Malformed(Part::FileTable)))?;
             let files = FileTable::from(
                 records
                     .iter()
@@ -913,46 +916,53 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
         if !c.is_lazy(id) {
             return Ok(Chunked::trusted(bytes));
         }
-        let table = Array::<u64>::shared(need(chunks)?).ok_or(damaged("a number table"))?;
+        let table = Array::<u64>::shared(need(chunks)?)
+            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))?;
         let (&chunk, hashes) = table
             .as_slice()
             .split_first()
-            .ok_or(damaged("a number table"))?;
-        let chunk = usize::try_from(chunk).map_err(|_| damaged("a number table"))?;
+            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))?;
+        let chunk =
+            usize::try_from(chunk).map_err(|_| damaged(Damage::Malformed(Part::NumberTable)))?;
         let hashes = Array::Owned(hashes.to_vec());
-        let checked =
-            Chunked::new(bytes, chunk, hashes, hash_chunk).ok_or(damaged("a number table"))?;
+        let checked = Chunked::new(bytes, chunk, hashes, hash_chunk)
+            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))?;
         Ok(match release {
             Some(release) => checked.releasing(release),
             None => checked,
         })
     };
-    let array32 = |id| Array::<u32>::shared(need(id)?).ok_or(damaged("a number table"));
-    let table32 =
-        |id, chunks| Array::<u32>::checked(chunked(id, chunks)?).ok_or(damaged("a number table"));
-    let table64 =
-        |id, chunks| Array::<u64>::checked(chunked(id, chunks)?).ok_or(damaged("a number table"));
+    let array32 =
+        |id| Array::<u32>::shared(need(id)?).ok_or(damaged(Damage::Malformed(Part::NumberTable)));
+    let table32 = |id, chunks| {
+        Array::<u32>::checked(chunked(id, chunks)?)
+            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))
+    };
+    let table64 = |id, chunks| {
+        Array::<u64>::checked(chunked(id, chunks)?)
+            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))
+    };
     let counts = table32(section::COUNTS, section::COUNTS_CHUNKS)?;
     let vocabulary = Vocabulary::from_front_coded(
         chunked(section::WORDS, section::WORDS_CHUNKS)?,
         table64(section::BLOCKS, section::BLOCKS_CHUNKS)?,
         counts.len(),
     )
-    .map_err(|_| damaged("vocabulary"))?;
+    .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?;
     let offsets = match c.section(section::OFFSETS) {
         Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),
         None => Offsets::Wide(table64(section::OFFSETS_WIDE, section::OFFSETS_CHUNKS)?),
     };
     let lists = chunked(section::LISTS, section::LIST_CHUNKS)?;
     let index = Index::from_stored(files, vocabulary, counts, offsets, lists)
-        .ok_or(damaged("occurrence offsets"))?;
+        .ok_or(damaged(Damage::Malformed(Part::OccurrenceOffsets)))?;
     let (mut dropped, mut adjusted) = (Vec::new(), Vec::new());
     if meta.kind == Kind::Delta {
         dropped = array32(section::DROPPED)?.as_slice().to_vec();
         let words = array32(section::ADJUSTED_WORDS)?;
         let left = array32(section::ADJUSTED_LEFT)?;
         if words.len() != left.len() {
-            return Err(damaged("refresh record"));
+            return Err(damaged(Damage::Malformed(Part::RefreshRecord)));
         }
         adjusted = words
             .as_slice()
@@ -962,7 +972,7 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
             .collect();
         let sorted = |v: &[u32]| v.windows(2).all(|w| w[0] < w[1]);
         if !sorted(&dropped) || !sorted(words.as_slice()) {
-            return Err(damaged("refresh record"));
+            return Err(damaged(Damage::Malformed(Part::RefreshRecord)));
         }
     }
     Ok(Segment {

@@ -24,7 +24,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::format::{section, Container, Decoder, Encoder, FormatError, Writer};
+use super::format::{section, Container, Damage, Decoder, Encoder, FormatError, Part, Writer};
 use super::segment::{self, decode_meta, encode_meta, Destination, Meta, Segment};
 use super::{base_meta, map, release_pages, remove_if_index, Saved, StoreError};
 use crate::index::{Hit, View};
@@ -133,11 +133,11 @@ pub(super) fn open_parts(path: &Path, manifest: &Container) -> Result<Vec<Segmen
     let meta = manifest
         .section(section::META)
         .and_then(|bytes| decode_meta(&bytes))
-        .ok_or(damaged("description"))?;
+        .ok_or(damaged(Damage::Malformed(Part::Description)))?;
     let parts = manifest
         .section(section::PARTS)
         .and_then(|bytes| decode_parts(&bytes))
-        .ok_or(damaged("list of parts"))?;
+        .ok_or(damaged(Damage::Malformed(Part::PartList)))?;
     let folder = super::format::folder_of(path);
     let mut segments = Vec::with_capacity(parts.len());
     for info in &parts {
