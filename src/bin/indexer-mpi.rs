@@ -509,7 +509,7 @@ fn main() -> ExitCode {
                     .and_then(|()| store::check_replaceable(&args.save))
                     .map_err(|e| e.to_string())
             })
-            .and_then(|()| Excludes::new(&args.exclude))
+            .and_then(|()| Excludes::new(&args.exclude).map_err(|e| e.to_string()))
             .and_then(|_| match args.workers {
                 1 => Ok(()),
                 n => Err(format!(

@@ -96,12 +96,30 @@ impl fmt::Display for RootError {
 
 impl std::error::Error for RootError {}
 
+/// A `--exclude` glob that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadGlob {
+    /// The glob, as given.
+    pub glob: String,
+    /// Why it does not compile.
+    pub reason: String,
+}
+
+impl fmt::Display for BadGlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid --exclude glob {:?}: {}", self.glob, self.reason)
+    }
+}
+
+impl std::error::Error for BadGlob {}
+
 /// `--exclude` globs, matched against the relative path and against each
 /// entry's own name, the way `.gitignore` patterns without a slash match at
-/// any depth: `*` and `?` stay within one path component, `**` crosses them.
+/// any depth: `*` and `?` stay within one path component, `**` crosses them
+/// (ripgrep's `globset`, with `literal_separator`).
 #[derive(Debug, Default, Clone)]
 pub struct Excludes {
-    patterns: Vec<Regex>,
+    patterns: globset::GlobSet,
     globs: Vec<String>,
     /// Matched against the relative path only (see [`Excludes::exclude_matching`]).
     anchored: Vec<Regex>,
@@ -111,15 +129,34 @@ pub struct Excludes {
 
 impl Excludes {
     /// Compiles the globs; an error names the glob that failed.
-    pub fn new<S: AsRef<str>>(globs: &[S]) -> Result<Self, String> {
-        let mut patterns = Vec::new();
+    pub fn new<S: AsRef<str>>(globs: &[S]) -> Result<Self, BadGlob> {
+        let mut set = globset::GlobSetBuilder::new();
         for glob in globs {
             let glob = glob.as_ref();
-            let invalid =
-                |why: &dyn fmt::Display| format!("invalid --exclude glob {glob:?}: {why}");
-            let regex = glob_to_regex(glob).map_err(|why| invalid(&why))?;
-            patterns.push(Regex::new(&regex).map_err(|e| invalid(&e))?);
+            let bad = |reason: String| BadGlob {
+                glob: glob.to_string(),
+                reason,
+            };
+            // `./docs`, `/docs` and `docs/` all mean the folder `docs` here.
+            let bare = glob
+                .strip_prefix("./")
+                .or_else(|| glob.strip_prefix('/'))
+                .unwrap_or(glob);
+            let bare = bare.strip_suffix('/').unwrap_or(bare);
+            if bare.is_empty() {
+                return Err(bad("it is empty, so it would match nothing".into()));
+            }
+            let compiled = globset::GlobBuilder::new(bare)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| bad(e.kind().to_string()))?;
+            set.add(compiled);
         }
+        let patterns = set.build().map_err(|e| BadGlob {
+            glob: e.glob().unwrap_or_default().to_string(),
+            reason: e.kind().to_string(),
+        })?;
         Ok(Excludes {
             patterns,
             globs: globs.iter().map(|g| g.as_ref().to_string()).collect(),
@@ -152,76 +189,10 @@ impl Excludes {
 
     /// True if the entry with this relative path and name is excluded.
     pub fn is_excluded(&self, relative: &str, name: &str) -> bool {
-        self.patterns
-            .iter()
-            .any(|p| p.is_match(relative) || p.is_match(name))
+        self.patterns.is_match(relative)
+            || self.patterns.is_match(name)
             || self.anchored.iter().any(|p| p.is_match(relative))
     }
-}
-
-/// The regex of a glob: `*` any run within a component, `?` one character
-/// but `/`, `**` any run, `**/` zero or more folders, `[...]` a character
-/// class (`[!...]` or `[^...]` negated, ranges `a-z`; never `/`), anything
-/// else literal.
-fn glob_to_regex(glob: &str) -> Result<String, &'static str> {
-    // `./docs`, `/docs` and `docs/` all mean the folder `docs` here.
-    let glob = glob
-        .strip_prefix("./")
-        .or_else(|| glob.strip_prefix('/'))
-        .unwrap_or(glob);
-    let glob = glob.strip_suffix('/').unwrap_or(glob);
-    if glob.is_empty() {
-        return Err("it is empty, so it would match nothing");
-    }
-    // `(?s)`: `*` and `**` match a newline in a file name too.
-    let mut out = String::from("(?s)^");
-    let mut chars = glob.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' if chars.peek() == Some(&'*') => {
-                chars.next();
-                if chars.peek() == Some(&'/') {
-                    // `**/`: zero or more whole folders, as in .gitignore.
-                    chars.next();
-                    out.push_str("(?:.*/)?");
-                } else {
-                    out.push_str(".*");
-                }
-            }
-            '*' => out.push_str("[^/]*"),
-            '?' => out.push_str("[^/]"),
-            '[' => {
-                let negated = matches!(chars.peek(), Some('!' | '^'));
-                if negated {
-                    chars.next();
-                }
-                let mut members = String::new();
-                let mut first = true;
-                loop {
-                    match chars.next() {
-                        None => return Err("a `[` is never closed by `]`"),
-                        Some(']') if !first => break,
-                        Some(m) => {
-                            if m == '-' && !first && chars.peek().is_some_and(|&n| n != ']') {
-                                members.push('-');
-                            } else {
-                                members.push_str(&regex::escape(m.encode_utf8(&mut [0; 4])));
-                            }
-                        }
-                    }
-                    first = false;
-                }
-                if negated {
-                    out.push_str(&format!("[^/{members}]"));
-                } else {
-                    out.push_str(&format!("[[{members}]&&[^/]]"));
-                }
-            }
-            c => out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
-        }
-    }
-    out.push('$');
-    Ok(out)
 }
 
 fn display_path(relative: &Path) -> String {
