@@ -80,6 +80,17 @@ pub fn ensure_single_threaded() -> Result<()> {
 ///
 /// The child must leave through [`exit`]: returning from the code that called
 /// `create` would run the rest of the parent's program in the child.
+///
+/// # The caller's contract: descriptors
+///
+/// In the child, every descriptor but stdin, stdout, stderr and its channel
+/// is closed right after the fork (so no child holds a sibling's channel or
+/// the parent's files open). Values the child inherited that own a
+/// descriptor (a `File`, a socket, a memory map's file) are therefore
+/// stale in it: using them reads or writes a closed descriptor (an error,
+/// or another file that has since reused the number). A child must open
+/// what it needs itself; dropping such a value in the child is harmless,
+/// since the child leaves with `_exit` and runs no destructor.
 pub fn create<Tx, Rx>() -> Result<Fork<Tx, Rx>> {
     ensure_single_threaded()?;
     let (parent_end, child_end) = socketpair(
@@ -114,6 +125,11 @@ pub fn create<Tx, Rx>() -> Result<Fork<Tx, Rx>> {
 
 /// Forks a child that runs `f(channel, args)` and exits; returns the parent's
 /// end of the channel.
+///
+/// As with [`create`], every descriptor but stdin, stdout, stderr and the
+/// channel is closed in the child: `f` and `args` must not use a value that
+/// owns one (open what the child needs inside `f`). Plain data (memory,
+/// including a read-only memory map, whose pages stay mapped) is fine.
 ///
 /// The child exits with code 0 when `f` returns. If `f` panics, the child sends
 /// the panic message over the channel (the parent's next `receive` returns

@@ -284,7 +284,16 @@ pub struct Stored {
 }
 
 impl Stored {
-    /// Opens `path` (and its delta); `Ok(None)` if `path` does not exist.
+    /// Opens `path` (and its delta, or its parts); `Ok(None)` if `path`
+    /// does not exist.
+    ///
+    /// The files are memory-mapped and read in place. This program only
+    /// ever replaces an index file by renaming a new one over it, which
+    /// leaves the mapped file as it was; another program that truncates or
+    /// rewrites it in place while it is open breaks that assumption (as
+    /// for every mmap-based reader, ripgrep's included): a damaged chunk is
+    /// still caught by its hash, but a truncated file can end the process
+    /// with SIGBUS.
     pub fn open(path: &Path) -> Result<Option<Stored>, StoreError> {
         Self::open_with(path, false).map(|opened| opened.map(|(stored, _)| stored))
     }
