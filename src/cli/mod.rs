@@ -802,11 +802,7 @@ fn output_error(e: io::Error) -> i32 {
     }
 }
 
+/// Decimal units, as indicatif draws them in the progress line too.
 fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000_000 => format!("{:.2} GB", b as f64 / 1e9),
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.1} KB", b as f64 / 1e3),
-        b => format!("{b} bytes"),
-    }
+    indicatif::DecimalBytes(bytes).to_string()
 }
