@@ -2,10 +2,9 @@
 //!
 //! These tests fork, and the runtime refuses (rightly) to fork a process that
 //! runs more than one thread. libtest runs tests on worker threads, so this file
-//! has its own harness (`harness = false` in Cargo.toml): `main` runs each test
-//! on the main thread in turn, prints `test NAME ... ok` or `FAILED`, then
-//! `N passed, M failed`, and exits non-zero if anything failed. Arguments that
-//! do not start with `-` select tests whose names contain them.
+//! runs under `libtest-mimic` (`harness = false` in Cargo.toml) with one test
+//! thread, the main one: filtering, `--list`, `--exact` and the usual output
+//! work as with libtest.
 //!
 //! A child that panics inside a test never returns into the harness: the
 //! runner ends any process other than the original one with `_exit`.
@@ -88,13 +87,15 @@ const TESTS: &[(&str, fn())] = &[
     ),
 ];
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == STDOUT_SCENARIO) {
+fn main() -> std::process::ExitCode {
+    if std::env::args().skip(1).any(|a| a == STDOUT_SCENARIO) {
         stdout_scenario();
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let mut args = libtest_mimic::Arguments::from_args();
+    // Forking needs a process of one thread: every test runs on the main
+    // thread, one after the other, whatever --test-threads asks.
+    args.test_threads = Some(1);
 
     // Children report panics over their channel; only the harness's own
     // process prints them, so the output stays readable.
@@ -106,34 +107,21 @@ fn main() {
         }
     }));
 
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(test));
-        if std::process::id() != harness {
-            // A child escaped its test; it must not run the others.
-            // SAFETY: ends this forked copy without running the parent's cleanup.
-            unsafe { libc::_exit(70) }
-        }
-        let took = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({took:.2} s)");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({took:.2} s)");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    let trials = TESTS
+        .iter()
+        .map(|&(name, test)| {
+            libtest_mimic::Trial::test(name, move || {
+                let outcome = catch_unwind(AssertUnwindSafe(test));
+                if std::process::id() != harness {
+                    // A child escaped its test; it must not run the others.
+                    // SAFETY: ends this forked copy without running the parent's cleanup.
+                    unsafe { libc::_exit(70) }
+                }
+                outcome.map_err(|_| "panicked (message above)".into())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
 }
 
 // ---------------------------------------------------------------- helpers
