@@ -269,24 +269,68 @@ enum Next {
     Leave(i32),
 }
 
+/// The line editor, its history file and the Ctrl-C flag: what a session
+/// reads through.
+struct Reader<'v> {
+    editor: Editor<IndexHelper<'v>, DefaultHistory>,
+    history: Option<PathBuf>,
+}
+
+impl<'v> Reader<'v> {
+    /// Opens the editor (Tab fills the longest common prefix, a second Tab
+    /// lists every completion) and loads the history.
+    fn open(view: &'v View) -> Result<Reader<'v>, ReadlineError> {
+        let config = rustyline::Config::builder()
+            .completion_type(rustyline::CompletionType::List)
+            .build();
+        let mut editor: Editor<IndexHelper<'v>, DefaultHistory> = Editor::with_config(config)?;
+        editor.set_helper(Some(IndexHelper { view }));
+        let history = history_path();
+        if let Some(path) = &history {
+            let _ = editor.load_history(path);
+        }
+        Ok(Reader { editor, history })
+    }
+
+    /// The next input: `Ok(None)` at its end. A line that is not UTF-8 is
+    /// answered, not the end of the session; Ctrl-C at the prompt is
+    /// nothing.
+    fn read(&mut self) -> Result<Option<String>, ReadlineError> {
+        loop {
+            match self.editor.readline(PROMPT) {
+                Ok(line) => return Ok(Some(line)),
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => return Ok(None),
+                Err(ReadlineError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    eprintln!("indexer: not UTF-8: type the query as text");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Remembers a query, saved as it is typed so that a session ended by a
+    /// signal keeps it.
+    fn remember(&mut self, text: &str) {
+        let _ = self.editor.add_history_entry(text);
+        if let Some(path) = &self.history {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = self.editor.append_history(path);
+        }
+    }
+}
+
 /// Runs the prompt until `:quit` or end of input; returns the exit code.
 pub fn run(view: &View, args: &super::args::Args, layout: Layout, paths: &PathFilter) -> i32 {
-    // Tab fills the longest common prefix; a second Tab lists them all.
-    let config = rustyline::Config::builder()
-        .completion_type(rustyline::CompletionType::List)
-        .build();
-    let mut editor: Editor<IndexHelper<'_>, DefaultHistory> = match Editor::with_config(config) {
-        Ok(editor) => editor,
+    let mut reader = match Reader::open(view) {
+        Ok(reader) => reader,
         Err(e) => {
             eprintln!("indexer: cannot open the prompt: {e}");
             return super::EXIT_FAILURE;
         }
     };
-    editor.set_helper(Some(IndexHelper { view }));
-    let history = history_path();
-    if let Some(path) = &history {
-        let _ = editor.load_history(path);
-    }
     catch_interrupts();
     eprintln!("Type a word fragment (:help for more, Ctrl-D to leave).");
     let mut session = Session {
@@ -300,35 +344,21 @@ pub fn run(view: &View, args: &super::args::Args, layout: Layout, paths: &PathFi
         more_from: 0,
     };
     loop {
-        let input = match editor.readline(PROMPT) {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => return super::EXIT_OK,
-            // A line that is not UTF-8 is answered, not the end of the
-            // session: the next line is read as usual.
-            Err(ReadlineError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
-                eprintln!("indexer: not UTF-8: type the query as text");
-                continue;
-            }
+        let input = match reader.read() {
+            Ok(Some(input)) => input,
+            Ok(None) => return super::EXIT_OK,
             Err(e) => {
                 eprintln!("indexer: cannot read input: {e}");
                 return super::EXIT_FAILURE;
             }
         };
         // A pasted block is one query per line, in order.
-        for line in input.split(['\n', '\r']) {
-            let text = line.trim();
-            if text.is_empty() {
-                continue;
-            }
-            let _ = editor.add_history_entry(text);
-            // Saved as it is typed, so a session ended by a signal keeps it.
-            if let Some(path) = &history {
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let _ = editor.append_history(path);
-            }
+        for text in input
+            .split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            reader.remember(text);
             INTERRUPTED.store(false, Ordering::Relaxed);
             if let Next::Leave(code) = session.answer(text) {
                 return code;
@@ -341,7 +371,7 @@ impl Session<'_> {
     /// Answers one line.
     fn answer(&mut self, text: &str) -> Next {
         let written = match text {
-            ":quit" | ":q" | ":exit" => return Next::Leave(0),
+            ":quit" | ":q" | ":exit" => return Next::Leave(super::EXIT_OK),
             ":help" | ":h" | "?" => self.print(|out| writeln!(out, "{HELP}")),
             ":all" => self.all(),
             ":more" | ":m" => self.more(),
@@ -363,14 +393,14 @@ impl Session<'_> {
                 println!("\n(stopped: Ctrl-C)");
                 Next::Read
             }
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Next::Leave(0),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Next::Leave(super::EXIT_OK),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 eprintln!("indexer: {}", super::damaged_message(self.args));
-                Next::Leave(2)
+                Next::Leave(super::EXIT_BAD_INPUT)
             }
             Err(e) => {
                 eprintln!("indexer: cannot write output: {e}");
-                Next::Leave(1)
+                Next::Leave(super::EXIT_FAILURE)
             }
         }
     }
