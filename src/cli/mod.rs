@@ -240,47 +240,7 @@ struct Obtained {
 /// exit code after a one-line error.
 fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
     let Some(directory) = &args.directory else {
-        // `--index FILE` alone: the saved index as it is.
-        let Some(file) = &args.index else {
-            return Err(fail(
-                EXIT_BAD_INPUT,
-                "give a DIRECTORY to index, or --index FILE",
-            ));
-        };
-        if !args.exclude.is_empty() {
-            return Err(fail(
-                EXIT_BAD_INPUT,
-                "--exclude applies when a DIRECTORY is indexed; an opened index is answered as saved",
-            ));
-        }
-        return match Stored::open(file) {
-            Ok(Some(stored)) => {
-                let (root, saved_at) = (stored.root(), stored.saved_at());
-                // No tree: no lines read, so no stamps needed.
-                let view = stored.into_view_without_stamps();
-                let note = format!(
-                    "opened {}: {} files; built from {root}, saved {}; the tree was not checked for changes since",
-                    file.display(),
-                    view.files().len(),
-                    store::format_time(saved_at),
-                );
-                Ok(Obtained {
-                    view,
-                    note: Some(note),
-                    incomplete: false,
-                    root: root.into(),
-                })
-            }
-            Ok(None) => Err(fail(
-                EXIT_BAD_INPUT,
-                format!(
-                    "{} does not exist (make it with `indexer DIR --index {}`)",
-                    file.display(),
-                    file.display()
-                ),
-            )),
-            Err(e) => Err(fail(EXIT_BAD_INPUT, e)),
-        };
+        return open_saved(args);
     };
     // Bad input is refused before any work: the tree, and where to save.
     if let Err(e) = indexer::index::walk::check_root(directory) {
@@ -308,25 +268,91 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
                 if let Some(damaged) = set_aside {
                     eprintln!("indexer: {damaged}; refreshing from the index alone");
                 }
-                // A refresh keeps the build's --exclude globs unless new
-                // ones are given, as a user re-running the same command
-                // without them would expect.
-                let mut options = options.clone();
-                if args.exclude.is_empty() && !stored.excludes().is_empty() {
-                    if let Ok(saved) = Excludes::new(stored.excludes()) {
-                        let mut saved = saved.honour_ignore_files(!args.no_ignore);
-                        if let Some(relative) = store::relative_to(file, directory) {
-                            saved.exclude_matching(&store::family_pattern(&relative));
-                        }
-                        options.excludes = saved;
-                    }
-                }
+                let options = refresh_options(args, options, file, directory, &stored);
                 return refresh_with_progress(args, &options, file, stored, &root);
             }
             Ok(None) => {}
             Err(e) => return Err(fail(EXIT_BAD_INPUT, e)),
         }
     }
+    build_fresh(args, options, directory, &root, saving)
+}
+
+/// `--index FILE` alone: the saved index as it is, the tree unread.
+fn open_saved(args: &Args) -> Result<Obtained, i32> {
+    let Some(file) = &args.index else {
+        return Err(fail(
+            EXIT_BAD_INPUT,
+            "give a DIRECTORY to index, or --index FILE",
+        ));
+    };
+    if !args.exclude.is_empty() {
+        return Err(fail(
+            EXIT_BAD_INPUT,
+            "--exclude applies when a DIRECTORY is indexed; an opened index is answered as saved",
+        ));
+    }
+    match Stored::open(file) {
+        Ok(Some(stored)) => {
+            let (root, saved_at) = (stored.root(), stored.saved_at());
+            // No tree: no lines read, so no stamps needed.
+            let view = stored.into_view_without_stamps();
+            let note = format!(
+                "opened {}: {} files; built from {root}, saved {}; the tree was not checked for changes since",
+                file.display(),
+                view.files().len(),
+                store::format_time(saved_at),
+            );
+            Ok(Obtained {
+                view,
+                note: Some(note),
+                incomplete: false,
+                root: root.into(),
+            })
+        }
+        Ok(None) => Err(fail(
+            EXIT_BAD_INPUT,
+            format!(
+                "{} does not exist (make it with `indexer DIR --index {}`)",
+                file.display(),
+                file.display()
+            ),
+        )),
+        Err(e) => Err(fail(EXIT_BAD_INPUT, e)),
+    }
+}
+
+/// A refresh keeps the build's --exclude globs unless new ones are given,
+/// as a user re-running the same command without them would expect.
+fn refresh_options(
+    args: &Args,
+    options: &BuildOptions,
+    file: &std::path::Path,
+    directory: &std::path::Path,
+    stored: &Stored,
+) -> BuildOptions {
+    let mut options = options.clone();
+    if args.exclude.is_empty() && !stored.excludes().is_empty() {
+        if let Ok(saved) = Excludes::new(stored.excludes()) {
+            let mut saved = saved.honour_ignore_files(!args.no_ignore);
+            if let Some(relative) = store::relative_to(file, directory) {
+                saved.exclude_matching(&store::family_pattern(&relative));
+            }
+            options.excludes = saved;
+        }
+    }
+    options
+}
+
+/// A fresh build of `directory`, with its progress line and summary, saved
+/// if `saving` names a file.
+fn build_fresh(
+    args: &Args,
+    options: &BuildOptions,
+    directory: &std::path::Path,
+    root: &std::path::Path,
+    saving: Option<&std::path::PathBuf>,
+) -> Result<Obtained, i32> {
     let temporary = std::env::temp_dir();
     let output = match saving {
         Some(file) => Output::Saved(file),
@@ -334,7 +360,7 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
     };
     let bar = progress_bar();
     let mut phase = Phase::Indexing;
-    let result = store::build(directory, &root, options, output, &mut |p: &Progress| {
+    let result = store::build(directory, root, options, output, &mut |p: &Progress| {
         show_progress(&bar, &mut phase, p)
     });
     bar.finish_and_clear();
@@ -357,7 +383,7 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
         view: built.view,
         note: None,
         incomplete: !built.report.failed.is_empty(),
-        root,
+        root: root.to_path_buf(),
     })
 }
 
