@@ -79,11 +79,6 @@ impl Layer {
         &self.index
     }
 
-    /// True if the layer's file number `file` is part of the view.
-    pub fn keeps(&self, file: u32) -> bool {
-        self.rank.get(file as usize).is_some_and(|&r| r != NONE)
-    }
-
     /// Occurrences of word `id` in the files the view keeps.
     pub fn count(&self, id: usize) -> u32 {
         if !self.adjusted.is_empty() {
@@ -106,11 +101,6 @@ impl Layer {
     /// The adjusted counts (see [`Layer::new`]).
     pub fn adjusted(&self) -> &[(u32, u32)] {
         &self.adjusted
-    }
-
-    /// Occurrences of word `id` in kept files, numbered in the view.
-    pub fn locations(&self, id: usize) -> impl Iterator<Item = Location> + '_ {
-        self.layer_locations(id)
     }
 
     fn layer_locations(&self, id: usize) -> LayerLocations<'_> {

@@ -456,16 +456,6 @@ impl Vocabulary {
         })
     }
 
-    /// The words as front-coded blocks (see [`FrontCoder`]).
-    pub fn front_coded(&self) -> (Vec<u8>, Vec<u64>, usize) {
-        let mut coder = FrontCoder::default();
-        self.for_each_in(0..self.len(), &mut |_, w| {
-            coder.push(w);
-            true
-        });
-        coder.finish()
-    }
-
     fn arena(&mut self) -> &mut Arena {
         if let Form::Front(_) = self.form {
             let mut arena = Arena::default();
