@@ -32,6 +32,11 @@
 //! manifest is written, and a previous index at FILE stays as it was: parts
 //! replace the old ones only once every rank has written its own.
 
+// The command line's path checks, shared with `indexer`.
+#[allow(dead_code)] // format_time is the prompt's alone
+#[path = "../cli/paths.rs"]
+mod paths;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -505,7 +510,7 @@ fn main() -> ExitCode {
         let checked = indexer::index::walk::check_root(&args.directory)
             .map_err(|e| e.to_string())
             .and_then(|()| {
-                store::check_writable(&args.save)
+                paths::check_writable(&args.save)
                     .and_then(|()| store::check_replaceable(&args.save))
                     .map_err(|e| e.to_string())
             })
@@ -540,10 +545,10 @@ fn main() -> ExitCode {
         Ok(e) => e.honour_ignore_files(!args.no_ignore),
         Err(e) => fail(&world, e),
     };
-    if let Some(relative) = store::relative_to(&args.save, &args.directory) {
+    if let Some(relative) = paths::relative_to(&args.save, &args.directory) {
         excludes.exclude_matching(&store::family_pattern(&relative));
     }
-    let root = store::canonical_root(&args.directory);
+    let root = paths::canonical_root(&args.directory);
 
     // 1. The file list, from rank 0.
     let mut listing = Vec::new();

@@ -5,6 +5,7 @@ mod answer;
 mod args;
 mod lines;
 mod output;
+pub(crate) mod paths;
 mod prompt;
 mod style;
 
@@ -139,7 +140,7 @@ pub fn run() -> i32 {
     if let (Some(directory), Some(file)) =
         (&args.directory, args.index.as_ref().or(args.save.as_ref()))
     {
-        if let Some(relative) = store::relative_to(file, directory) {
+        if let Some(relative) = paths::relative_to(file, directory) {
             options
                 .excludes
                 .exclude_matching(&store::family_pattern(&relative));
@@ -248,11 +249,11 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
     }
     let saving = args.save.as_ref().or(args.index.as_ref());
     if let Some(file) = saving {
-        if let Err(e) = store::check_writable(file).and_then(|()| store::check_replaceable(file)) {
+        if let Err(e) = paths::check_writable(file).and_then(|()| store::check_replaceable(file)) {
             return Err(fail(EXIT_BAD_INPUT, e));
         }
     }
-    let root = store::canonical_root(directory);
+    let root = paths::canonical_root(directory);
     if let Some(file) = &args.index {
         match Stored::open_to_refresh(file) {
             Ok(Some((stored, _))) if stored.is_sharded() => {
@@ -301,7 +302,7 @@ fn open_saved(args: &Args) -> Result<Obtained, i32> {
                 "opened {}: {} files; built from {root}, saved {}; the tree was not checked for changes since",
                 file.display(),
                 view.files().len(),
-                store::format_time(saved_at),
+                paths::format_time(saved_at),
             );
             Ok(Obtained {
                 view,
@@ -335,7 +336,7 @@ fn refresh_options(
     if args.exclude.is_empty() && !stored.excludes().is_empty() {
         if let Ok(saved) = Excludes::new(stored.excludes()) {
             let mut saved = saved.honour_ignore_files(!args.no_ignore);
-            if let Some(relative) = store::relative_to(file, directory) {
+            if let Some(relative) = paths::relative_to(file, directory) {
                 saved.exclude_matching(&store::family_pattern(&relative));
             }
             options.excludes = saved;
