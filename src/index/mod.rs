@@ -10,11 +10,11 @@
 //!   sorted, each with a compact [`postings`] list;
 //! * [`merge`] merges the runs' words, in batch order, into an [`Index`]
 //!   that keeps the runs' posting lists as they are;
-//! * [`build`] drives it all over the process runtime
+//! * [`build`](mod@build) drives it all over the process runtime
 //!   ([`crate::parallel`]): forked workers take batches and send runs back
 //!   through an Exchange.
 //!
-//! The index itself knows nothing of processes; only [`build`] does.
+//! The index itself knows nothing of processes; only [`build`](mod@build) does.
 
 pub mod build;
 pub mod bytes;

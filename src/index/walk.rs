@@ -3,7 +3,7 @@
 //! The contract: every regular file below the root, recursively, except
 //! inside version-control folders (`.git`, `.hg`, `.svn`), what
 //! `--exclude` names and, unless turned off, what `.ignore`, `.gitignore`
-//! and `.git/info/exclude` name (see [`super::ignores`]); symbolic links are never followed; FIFOs, sockets and
+//! and `.git/info/exclude` name (see `index::ignores`); symbolic links are never followed; FIFOs, sockets and
 //! devices are skipped without being opened. Files are returned sorted by
 //! their display path (relative, `/`-separated, lossy UTF-8), which is the
 //! order every answer lists locations in.
@@ -166,7 +166,7 @@ impl Excludes {
     }
 
     /// Also leaves out what the tree's ignore files name (see
-    /// [`super::ignores`]), as rg does by default.
+    /// `index::ignores`), as rg does by default.
     pub fn honour_ignore_files(mut self, honour: bool) -> Self {
         self.ignore_files = honour;
         self

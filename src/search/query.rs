@@ -27,7 +27,7 @@ pub enum Query {
         /// without running the regex.
         filter: Filter,
         /// The same pattern for a lazy DFA run along the sorted words
-        /// (see [`super::automaton`]): the regex with its flags, or the
+        /// (see `search::automaton`): the regex with its flags, or the
         /// glob with σ and ς as one letter.
         automaton: String,
     },

@@ -16,7 +16,7 @@
 //! belongs to, so a crash between writing a new base and removing the old
 //! delta leaves a delta that is ignored, never misapplied.
 //!
-//! Files are used in place through a memory map: [`format`] checks the
+//! Files are used in place through a memory map: [`format`](mod@format) checks the
 //! header and every section's checksum when a file is opened, and the
 //! index layer reads the vocabulary, counts and lists from the map without
 //! decoding them first.

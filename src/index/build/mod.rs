@@ -8,12 +8,12 @@
 //! next batch, and keeps the runs; when every batch is in, it merges them
 //! in file order.
 //!
-//! * [`planner`]: batches, consecutive ranges of the sorted file table,
+//! * `planner`: batches, consecutive ranges of the sorted file table,
 //!   sized by bytes and shrinking as the work runs out, so runs taken in
 //!   file order need no re-sorting;
-//! * [`worker`] (and [`read`], which opens and reads files): the child's
+//! * `worker` (and `read`, which opens and reads files): the child's
 //!   loop;
-//! * [`coordinator`]: the parent's bookkeeping: batches in flight, runs
+//! * `coordinator`: the parent's bookkeeping: batches in flight, runs
 //!   pending and done, retries, and runs sent to disk.
 //!
 //! Memory is bounded whatever the input ([`BuildOptions::memory`]): a
