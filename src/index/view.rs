@@ -103,6 +103,14 @@ impl Layer {
         &self.adjusted
     }
 
+    /// The view numbers every file of this layer as the layer does.
+    fn number_as_stored(&mut self) {
+        for (f, r) in self.rank.iter_mut().enumerate() {
+            *r = f as u32;
+        }
+        self.identity = true;
+    }
+
     fn layer_locations(&self, id: usize) -> LayerLocations<'_> {
         LayerLocations {
             inner: self.index.locations(id),
@@ -257,10 +265,7 @@ impl View {
         if let [layer] = layers.as_mut_slice() {
             if layer.rank.iter().all(|&r| r != NONE) {
                 let n = layer.rank.len();
-                for (f, r) in layer.rank.iter_mut().enumerate() {
-                    *r = f as u32;
-                }
-                layer.identity = true;
+                layer.number_as_stored();
                 return View {
                     layers,
                     files: FileTable::default(),
@@ -311,10 +316,7 @@ impl View {
             .into_iter()
             .map(|index| {
                 let mut layer = Layer::new(index, &[], Vec::new());
-                for (f, r) in layer.rank.iter_mut().enumerate() {
-                    *r = f as u32;
-                }
-                layer.identity = true;
+                layer.number_as_stored();
                 layer
             })
             .collect();
