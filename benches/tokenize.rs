@@ -32,9 +32,9 @@ use std::time::Duration;
 use criterion::{
     black_box, criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput,
 };
-use indexer::index::merge::merge_runs;
-use indexer::index::partial::{PartialIndex, Run};
-use indexer::index::tokenize::for_each_word;
+use indexer::index::for_each_word;
+use indexer::index::merge_runs;
+use indexer::index::{PartialIndex, Run};
 
 const INPUT_LIMIT: usize = 32 << 20;
 const DEFAULT_TREE: &str = "/work/trees/linux-source-6.1";

@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
-use indexer::index::merge::merge_runs;
-use indexer::index::partial::PartialIndex;
-use indexer::index::tokenize::for_each_word;
-use indexer::index::walk::{walk, Excludes};
+use indexer::index::for_each_word;
+use indexer::index::merge_runs;
+use indexer::index::PartialIndex;
+use indexer::index::{walk, Excludes};
 
 fn main() {
     let mut args = std::env::args().skip(1);

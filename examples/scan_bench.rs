@@ -24,7 +24,7 @@ fn main() {
     marked[file.min(files - 1)] = true;
     for _ in 0..5 {
         let started = Instant::now();
-        let hidden = indexer::index::view::occurrences_in(&stored.base.index, &marked);
+        let hidden = indexer::index::occurrences_in(&stored.base.index, &marked);
         println!(
             "{} words touched, {:.1} ms",
             hidden.len(),

@@ -7,7 +7,9 @@
 //!   their partial maps into an [`index::Index`].
 //! * [`search`] answers fragment queries over an index. It never forks.
 //! * [`store`] saves an index to a file, opens it in place, and refreshes
-//!   it after the tree changed (re-indexing through [`index::build`](mod@index::build)).
+//!   it after the tree changed (re-indexing through [`index::build()`]).
+
+#![warn(missing_docs)]
 
 pub mod index;
 pub mod parallel;

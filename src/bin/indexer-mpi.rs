@@ -50,11 +50,11 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{CommunicatorCollectives, Root};
 use mpi::Count;
 
-use indexer::index::build::{index_in_process, Fault, Scratch};
-use indexer::index::merge::merge_runs_parallel;
-use indexer::index::partial::{Run, RunReader};
-use indexer::index::walk::{walk, Excludes, FileEntry};
+use indexer::index::merge_runs_parallel;
+use indexer::index::{index_in_process, Fault, Scratch};
+use indexer::index::{walk, Excludes, FileEntry};
 use indexer::index::{BuildOptions, View};
+use indexer::index::{Run, RunReader};
 use indexer::store::{self, shards};
 
 /// Most bytes a rank sends another in one round of the exchange.
@@ -507,7 +507,7 @@ fn main() -> ExitCode {
     // Bad input is refused by rank 0 before any work, for the whole job.
     let mut refusal = Vec::new();
     if rank == 0 {
-        let checked = indexer::index::walk::check_root(&args.directory)
+        let checked = indexer::index::check_root(&args.directory)
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 paths::check_writable(&args.save)
@@ -538,7 +538,7 @@ fn main() -> ExitCode {
         shards::remove_stale_parts(&staging_path(&args.save), &[]);
     }
     // Every rank must see the tree (a shared filesystem, at the same path).
-    if let Err(e) = indexer::index::walk::check_root(&args.directory) {
+    if let Err(e) = indexer::index::check_root(&args.directory) {
         fail(&world, format!("cannot read the tree here: {e}"));
     }
     let mut excludes = match Excludes::new(&args.exclude) {

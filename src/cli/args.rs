@@ -169,7 +169,7 @@ pub struct Args {
 }
 
 fn parse_memory(text: &str) -> Result<u64, String> {
-    let bytes = indexer::index::build::parse_size(text)
+    let bytes = indexer::index::parse_size(text)
         .ok_or_else(|| format!("{text:?} is not a size (say 512M or 4G)"))?;
     if text.trim().ends_with(|c: char| c.is_ascii_digit()) {
         return Err(format!("{text:?} needs a unit (say {text}M or {text}G)"));

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use indexer::index::build::{BuildError, Fault, TestLimits};
-use indexer::index::walk::Excludes;
+use indexer::index::Excludes;
+use indexer::index::{BuildError, Fault, TestLimits};
 use indexer::index::{BuildOptions, BuildReport, Phase, Progress, View};
 use indexer::parallel;
 use indexer::search::similar_words;
@@ -244,7 +244,7 @@ fn obtain_view(args: &Args, options: &BuildOptions) -> Result<Obtained, i32> {
         return open_saved(args);
     };
     // Bad input is refused before any work: the tree, and where to save.
-    if let Err(e) = indexer::index::walk::check_root(directory) {
+    if let Err(e) = indexer::index::check_root(directory) {
         return Err(fail(EXIT_BAD_INPUT, e));
     }
     let saving = args.save.as_ref().or(args.index.as_ref());

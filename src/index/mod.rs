@@ -2,44 +2,54 @@
 //!
 //! The pipeline, leaf to root:
 //!
-//! * [`walk`] lists the files below a directory in the contract's order
+//! * [`walk()`] lists the files below a directory in the contract's order
 //!   (sorted relative paths) and says why others were skipped;
-//! * [`tokenize`] splits a file's bytes into lowercased words with their
-//!   line and byte column;
-//! * [`partial`] collects one batch's words into a [`partial::Run`]: its words
-//!   sorted, each with a compact [`postings`] list;
-//! * [`merge`] merges the runs' words, in batch order, into an [`Index`]
-//!   that keeps the runs' posting lists as they are;
-//! * [`build`](mod@build) drives it all over the process runtime
+//! * [`for_each_word`] splits a file's bytes into lowercased words with
+//!   their line and byte column;
+//! * [`PartialIndex`] collects one batch's words into a [`Run`]: its words
+//!   sorted, each with a compact posting list of [`Location`]s;
+//! * [`merge_runs`] merges the runs' words, in batch order, into an
+//!   [`Index`] that keeps the runs' posting lists as they are;
+//! * [`build()`] drives it all over the process runtime
 //!   ([`crate::parallel`]): forked workers take batches and send runs back
 //!   through an Exchange.
 //!
-//! The index itself knows nothing of processes; only [`build`](mod@build) does.
+//! The index itself knows nothing of processes; only the build does.
+//!
+//! The submodules are private: what is here is re-exported on purpose, and
+//! the rest (byte arrays, the posting encoding, the run streams) is the
+//! crate's own, shared with [`crate::store`].
 
-pub mod build;
-pub mod bytes;
+pub(crate) mod build;
+pub(crate) mod bytes;
 mod files;
 mod ignores;
-pub mod merge;
-pub mod partial;
-pub mod postings;
-pub mod stream;
-pub mod tokenize;
-pub mod view;
-pub mod vocabulary;
-pub mod walk;
+pub(crate) mod merge;
+pub(crate) mod partial;
+pub(crate) mod postings;
+pub(crate) mod stream;
+pub(crate) mod tokenize;
+pub(crate) mod view;
+pub(crate) mod vocabulary;
+pub(crate) mod walk;
 
-pub use build::{build, BuildOptions, BuildReport, Phase, Progress};
+pub use build::{
+    build, index_in_process, parse_size, BuildError, BuildOptions, BuildReport, Fault, Phase,
+    Progress, Scratch, TestLimits,
+};
 pub use files::FileTable;
+pub use merge::{merge_runs, merge_runs_parallel, MalformedRun};
+pub use partial::{PartialIndex, Run, RunReader};
 pub use postings::Location;
-pub use view::{FileStamp, Hit, Layer, View};
+pub use tokenize::{for_each_word, Position, Word, MAX_WORD_BYTES};
+pub use view::{occurrences_in, FileStamp, Hit, Layer, View, MAX_LAYERS};
 pub use vocabulary::{Step, Vocabulary};
+pub use walk::{check_root, walk, BadGlob, Excludes, FileEntry, Problem, RootError, Walk};
 
 use std::ops::Range;
 
 use bytes::{Array, Chunked};
 
-use partial::Run;
 use postings::Locations;
 
 /// Every occurrence of every word of a tree: the vocabulary, and for each

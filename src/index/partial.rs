@@ -221,7 +221,7 @@ impl PartialIndex {
     }
 
     /// An empty partial index within `limits`.
-    pub fn with_limits(limits: Limits) -> Self {
+    pub(crate) fn with_limits(limits: Limits) -> Self {
         // The largest power of two of slots within the limit (at least the
         // first size), and the words it may hold while a whole chunk can
         // still be recorded below the 3/4 load that makes it grow.
@@ -267,7 +267,7 @@ impl PartialIndex {
 
     /// Records one occurrence of `word` (already lowercased). Occurrences
     /// must arrive in (file, line, column) order. Returns true when the
-    /// index is full (see [`Limits`]): the caller must take the run
+    /// index is full (see [`is_full`](Self::is_full)): the caller must take the run
     /// ([`take_run`](Self::take_run)) before adding more.
     #[inline]
     #[must_use]
@@ -493,7 +493,7 @@ impl PartialIndex {
         slot.tail += entry.len() as u32;
     }
 
-    /// True when the index has reached its [`Limits`]: the table holds as
+    /// True when the index has reached its limits: the table holds as
     /// many words as it may, or an arena passed its size. Checked after
     /// every chunk of occurrences, so the table never grows past its limit
     /// and the arenas pass theirs by at most one chunk's bytes.
@@ -680,7 +680,7 @@ pub struct Run {
     pub words: u64,
     /// Occurrences in the run.
     pub occurrences: u64,
-    /// Offsets (in `bytes`, in `postings`) of every [`CHECKPOINT_EVERY`]th
+    /// Offsets (in `bytes`, in `postings`) of every `CHECKPOINT_EVERY`th
     /// entry, so a merge can start reading in the middle of the run.
     pub checkpoints: Vec<(u64, u64)>,
 }

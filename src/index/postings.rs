@@ -62,34 +62,6 @@ pub fn read_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     }
 }
 
-/// Builds one word's posting list occurrence by occurrence.
-#[derive(Debug, Default, Clone)]
-pub struct PostingWriter {
-    /// Occurrences written so far.
-    pub count: u32,
-    /// File of the last occurrence.
-    pub last_file: u32,
-    last_line: u64,
-}
-
-impl PostingWriter {
-    /// Appends one occurrence; occurrences must come in (file, line, column) order.
-    #[inline]
-    pub fn push(&mut self, out: &mut Vec<u8>, file: u32, line: u64, column: u64) {
-        if self.count == 0 || file != self.last_file {
-            let delta = u64::from(file - if self.count == 0 { 0 } else { self.last_file });
-            write_varint(out, (delta << 1) | 1);
-            write_varint(out, line);
-            self.last_file = file;
-        } else {
-            write_varint(out, (line - self.last_line) << 1);
-        }
-        write_varint(out, column);
-        self.last_line = line;
-        self.count += 1;
-    }
-}
-
 /// Appends `list` (which starts with an absolute file number) to a list
 /// whose last occurrence is in file `previous_last_file`, rewriting the first
 /// entry's file number as a delta (0, a re-anchor, when `list` goes on in
@@ -335,6 +307,35 @@ impl Iterator for Locations<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Builds one word's posting list occurrence by occurrence: the plain
+    /// encoder the workers' packed one (`partial`) must agree with.
+    #[derive(Debug, Default, Clone)]
+    struct PostingWriter {
+        /// Occurrences written so far.
+        pub count: u32,
+        /// File of the last occurrence.
+        pub last_file: u32,
+        last_line: u64,
+    }
+
+    impl PostingWriter {
+        /// Appends one occurrence; occurrences must come in (file, line, column) order.
+        #[inline]
+        fn push(&mut self, out: &mut Vec<u8>, file: u32, line: u64, column: u64) {
+            if self.count == 0 || file != self.last_file {
+                let delta = u64::from(file - if self.count == 0 { 0 } else { self.last_file });
+                write_varint(out, (delta << 1) | 1);
+                write_varint(out, line);
+                self.last_file = file;
+            } else {
+                write_varint(out, (line - self.last_line) << 1);
+            }
+            write_varint(out, column);
+            self.last_line = line;
+            self.count += 1;
+        }
+    }
 
     fn encode(locations: &[(u32, u64, u64)]) -> (Vec<u8>, PostingWriter) {
         let mut out = Vec::new();

@@ -440,7 +440,7 @@ impl Vocabulary {
     /// and ends are checked here, each block's bounds when it is read; the
     /// words' order is not (the file's checksums vouch for it), and a
     /// damaged block reads as fewer words, never as a panic.
-    pub fn from_front_coded(
+    pub(crate) fn from_front_coded(
         data: Chunked,
         blocks: Array<u64>,
         len: usize,

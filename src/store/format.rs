@@ -64,7 +64,12 @@ pub enum FormatError {
     /// Made with other word rules.
     WordRules(u32),
     /// Shorter than its header says.
-    Truncated { expected: u64, found: u64 },
+    Truncated {
+        /// Bytes the header gives.
+        expected: u64,
+        /// Bytes the file has.
+        found: u64,
+    },
     /// A checksum or a structural check failed; says where.
     Damaged(Damage),
 }
@@ -95,16 +100,27 @@ pub enum Damage {
 /// The part of an index a [`Damage`] concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
+    /// The root, the excludes and when the index was built.
     Description,
+    /// Every file's path, size and time.
     FileTable,
+    /// The sorted, front-coded words.
     Vocabulary,
+    /// Each word's number of occurrences.
     WordCounts,
+    /// The per-word tables (words, counts, list offsets) taken together.
     WordTables,
+    /// A table of fixed-width numbers (chunk hashes, counts, offsets).
     NumberTable,
+    /// The posting lists.
     Occurrences,
+    /// Where each word's posting list starts.
     OccurrenceOffsets,
+    /// A delta's hidden base files and lowered counts.
     RefreshRecord,
+    /// A sharded index's parts (see [`crate::store::shards`]).
     PartList,
+    /// A section this version does not know.
     Unknown,
 }
 

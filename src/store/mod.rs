@@ -16,12 +16,12 @@
 //! belongs to, so a crash between writing a new base and removing the old
 //! delta leaves a delta that is ignored, never misapplied.
 //!
-//! Files are used in place through a memory map: [`format`](mod@format) checks the
+//! Files are used in place through a memory map: the container format checks the
 //! header and every section's checksum when a file is opened, and the
 //! index layer reads the vocabulary, counts and lists from the map without
 //! decoding them first.
 
-pub mod format;
+pub(crate) mod format;
 mod names;
 mod refresh;
 mod segment;
@@ -59,8 +59,11 @@ pub enum StoreError {
     Io(PathBuf, &'static str, io::Error),
     /// The index was built from another tree.
     OtherRoot {
+        /// The index.
         file: PathBuf,
+        /// The tree it was built from.
         built_from: String,
+        /// The tree asked for.
         asked: String,
     },
     /// The refresh's build could not run.

@@ -66,8 +66,11 @@ impl FileRecord {
 /// A segment read from a file, used in place.
 #[derive(Debug)]
 pub struct Segment {
+    /// Its description.
     pub meta: Meta,
+    /// Its files' paths, sizes and times.
     pub records: Records,
+    /// Its words and posting lists.
     pub index: Index,
     /// A delta's base files it replaces or removes (sorted file numbers).
     pub dropped: Vec<u32>,

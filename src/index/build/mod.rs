@@ -46,7 +46,7 @@ use super::walk::{walk, Excludes, FileEntry, Problem, RootError, Walk};
 use super::Index;
 use crate::parallel::{self, Channel, Event, Exchange};
 
-pub use self::read::{BINARY_PROBE_BYTES, DEFAULT_WINDOW};
+use self::read::DEFAULT_WINDOW;
 
 /// The default memory budget: all processes of a build together.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
@@ -66,7 +66,8 @@ pub struct BuildOptions {
     pub fault: Option<Fault>,
     /// Bytes the build may hold in memory, in all its processes together
     /// (see [`BuildOptions::worker_limits`]); runs past the parent's share
-    /// go to disk when the caller gives a [`Spill`].
+    /// go to disk when the caller gives somewhere to spill them
+    /// (as [`crate::store`] does).
     pub memory: u64,
     /// Internal sizes, smaller in tests (see [`TestLimits`]).
     pub test_limits: TestLimits,
@@ -350,7 +351,7 @@ pub struct BuildReport {
     /// Runs written to disk because the memory budget was reached.
     pub spilled: usize,
     /// True when the runs were too many to merge in memory and were merged
-    /// by streaming (see [`Built::Streamed`]).
+    /// by streaming.
     pub streamed: bool,
     /// Bytes the runs kept in memory take, merged (see
     /// [`BuildOptions::held_threshold`]).
@@ -612,7 +613,7 @@ pub fn index_in_process(
 }
 
 /// Walks `root` and builds its index with forked workers, in memory
-/// whatever its size (no [`Spill`]), calling `progress` from the poll loop
+/// whatever its size (nothing spills to disk), calling `progress` from the poll loop
 /// about ten times a second.
 pub fn build(
     root: &Path,
