@@ -85,7 +85,7 @@ fn main() {
         "  index heap {:.1} MB, of which posting lists {:.1} MB ({:.2} bytes per occurrence), vocabulary {:.1} MB",
         index.heap_bytes() as f64 / 1e6,
         index.posting_bytes() as f64 / 1e6,
-        index.posting_bytes() as f64 / index.occurrences().max(1) as f64,
+        index.posting_bytes() as f64 / index.occurrences().map_or(1, |n| n.max(1)) as f64,
         index.vocabulary().heap_bytes() as f64 / 1e6
     );
 }

@@ -1270,6 +1270,73 @@ fn large_index_never_answers_from_damaged_bytes() {
     assert_none_accepted(&problems, 40, "large index, a byte flipped");
 }
 
+/// Every word of `view` with its count and locations, read through the
+/// library's fallible reads: `Err` at the first one that meets damage.
+fn read_everything(
+    view: &indexer::index::View,
+) -> Result<Vec<(String, u64, Vec<indexer::index::Location>)>, indexer::index::Damaged> {
+    let mut words = Vec::new();
+    for hit in view.hits(|v| (0..v.len()).collect())? {
+        let locations: Vec<_> = view.locations(&hit)?.collect();
+        let first = view.first_locations(&hit, 3)?;
+        assert_eq!(
+            Some(&first[..]),
+            locations.get(..first.len()),
+            "first_locations of {hit:?}"
+        );
+        words.push((view.word(&hit).into_owned(), view.count(&hit)?, locations));
+    }
+    Ok(words)
+}
+
+#[test]
+fn library_reads_of_a_damaged_index_fail_or_answer_whole() {
+    // Through the library, without any caller verifying first: with a byte
+    // flipped anywhere in a lazily checked index, reading every word must
+    // fail (at open or at the read that meets the damage), or give what
+    // the intact file gives; never fewer occurrences.
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("tree");
+    KillTree::new(&root, 4000, 58);
+    let file = work.path().join("large.idx");
+    save(&root, &file);
+    let good = fs::read(&file).unwrap();
+    let open = |path: &Path| {
+        indexer::store::Stored::open(path).map(|s| s.map(|s| s.into_view_without_stamps()))
+    };
+    let intact = open(&file).unwrap().expect("an index");
+    let want = read_everything(&intact).expect("the intact file reads whole");
+    assert!(want.len() > 1000, "{} words", want.len());
+    let mut rng = Rng::new(59);
+    let bad = work.path().join("bad.idx");
+    let (mut refused, mut failed_read, mut unnoticed) = (0, 0, 0);
+    for _ in 0..40 {
+        let at = rng.below(good.len());
+        let mut bytes = good.clone();
+        bytes[at] ^= 1 + rng.below(255) as u8;
+        fs::write(&bad, &bytes).unwrap();
+        match open(&bad) {
+            Err(_) => refused += 1,
+            Ok(None) => panic!("byte {at}: opened as no index"),
+            Ok(Some(view)) => match read_everything(&view) {
+                Err(_) => failed_read += 1,
+                Ok(got) => {
+                    assert!(
+                        got == want,
+                        "byte {at}: read whole but not as the intact file"
+                    );
+                    unnoticed += 1;
+                }
+            },
+        }
+    }
+    eprintln!("{refused} refused at open, {failed_read} reads failed, {unnoticed} unnoticed");
+    assert!(
+        failed_read > 0,
+        "no flip reached a lazily checked list or table"
+    );
+}
+
 #[test]
 fn foreign_files_are_refused() {
     let idx = tempfile::tempdir().unwrap();

@@ -628,7 +628,9 @@ fn main() -> ExitCode {
     let words = index.vocabulary().len() as u64;
     let records = store::records_of_files(&files, &args.directory, &|d| recheck.contains(d));
     let view = View::single(index);
-    let hits = view.hits(|v| (0..v.len()).collect());
+    let hits = view
+        .hits(|v| (0..v.len()).collect())
+        .unwrap_or_else(|e| fail(&world, e));
 
     let mut meta_bytes = Vec::new();
     if rank == 0 {

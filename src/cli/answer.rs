@@ -15,7 +15,7 @@ use ignore::types::{Types, TypesBuilder};
 use ignore::Match;
 use regex::Regex;
 
-use indexer::index::{Hit, Location, View};
+use indexer::index::{Damaged, Hit, Location, View};
 use indexer::search::{matching_words, Query};
 
 use super::lines::{word_extent, Lines};
@@ -293,17 +293,20 @@ impl Entry {
     }
 
     /// Its locations, in (path, line, column) order.
-    pub fn locations<'v>(&'v self, view: &'v View) -> Box<dyn Iterator<Item = Location> + 'v> {
-        match &self.listed {
+    pub fn locations<'v>(
+        &'v self,
+        view: &'v View,
+    ) -> Result<Box<dyn Iterator<Item = Location> + 'v>, Damaged> {
+        Ok(match &self.listed {
             Some(listed) => Box::new(listed.iter().copied()),
-            None => Box::new(view.locations(&self.hit)),
-        }
+            None => Box::new(view.locations(&self.hit)?),
+        })
     }
 
     /// Its first `n` locations, reading no further than needed.
-    pub fn first(&self, view: &View, n: usize) -> Vec<Location> {
+    pub fn first(&self, view: &View, n: usize) -> Result<Vec<Location>, Damaged> {
         match &self.listed {
-            Some(listed) => listed.iter().take(n).copied().collect(),
+            Some(listed) => Ok(listed.iter().take(n).copied().collect()),
             None => view.first_locations(&self.hit, n),
         }
     }
@@ -326,30 +329,51 @@ pub struct Narrowing<'a> {
     pub tree: Option<&'a std::path::Path>,
 }
 
+/// Why a request has no answer.
+#[derive(Debug)]
+pub enum FindError {
+    /// The request cannot be answered as written (said in the message).
+    Input(String),
+    /// The saved index failed a check while answering.
+    Damaged,
+}
+
+impl From<String> for FindError {
+    fn from(message: String) -> Self {
+        FindError::Input(message)
+    }
+}
+
+impl From<Damaged> for FindError {
+    fn from(_: Damaged) -> Self {
+        FindError::Damaged
+    }
+}
+
 /// The words answering `request`, in ascending byte order.
 pub fn find(
     view: &View,
     request: &Request,
     narrowing: &Narrowing<'_>,
-) -> Result<Vec<Entry>, String> {
+) -> Result<Vec<Entry>, FindError> {
     let per_term: Vec<Vec<Hit>> = request
         .terms
         .iter()
         .map(|(_, query)| view.hits(|vocabulary| matching_words(vocabulary, query)))
-        .collect();
+        .collect::<Result<_, Damaged>>()?;
     let admitted = narrowing.paths.admitted(view, &request.paths)?;
     let simple = per_term.len() == 1 && admitted.is_none() && !narrowing.case_sensitive;
     if simple {
-        return Ok(per_term
-            .into_iter()
-            .flatten()
-            .map(|hit| Entry {
+        let mut entries = Vec::new();
+        for hit in per_term.into_iter().flatten() {
+            entries.push(Entry {
                 hit,
                 spelled: None,
                 listed: None,
-                count: view.count(&hit),
-            })
-            .collect());
+                count: view.count(&hit)?,
+            });
+        }
+        return Ok(entries);
     }
     let mut terms: Vec<Vec<Entry>> = Vec::with_capacity(per_term.len());
     for ((text, _), hits) in request.terms.iter().zip(per_term) {
@@ -360,7 +384,7 @@ pub fn find(
         let mut entries = Vec::new();
         for hit in hits {
             let listed: Vec<Location> = view
-                .locations(&hit)
+                .locations(&hit)?
                 .filter(|l| {
                     admitted
                         .as_ref()

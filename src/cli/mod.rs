@@ -693,12 +693,10 @@ fn answer_queries(
         let started = Instant::now();
         let words = match answer::find(view, request, &narrowing) {
             Ok(words) => words,
-            Err(e) => return fail(EXIT_BAD_INPUT, e),
+            Err(answer::FindError::Input(e)) => return fail(EXIT_BAD_INPUT, e),
+            Err(answer::FindError::Damaged) => return fail(EXIT_BAD_INPUT, damaged_message(args)),
         };
         let elapsed = started.elapsed();
-        if view.is_damaged() {
-            return fail(EXIT_BAD_INPUT, damaged_message(args));
-        }
         if args.stats {
             eprintln!(
                 "query {text:?}: {} words in {:.3} ms",
@@ -725,7 +723,7 @@ fn answer_queries(
         // starts: a damaged index is reported, not half an answer. The
         // bounded human view reads only the locations it shows.
         let full = args.json || args.all || args.files_with_matches;
-        if full && !args.count && !view.verify(&answer::Entry::lazy_hits(&words)) {
+        if full && !args.count && view.verify(&answer::Entry::lazy_hits(&words)).is_err() {
             return fail(EXIT_BAD_INPUT, damaged_message(args));
         }
         let written = if args.count {
@@ -735,14 +733,17 @@ fn answer_queries(
         } else if args.json {
             json.write(&mut out, view, text, &words)
         } else {
-            let answer = output::HumanAnswer::prepare(view, layout, text, &words, args.all);
-            if view.is_damaged() {
+            match output::HumanAnswer::prepare(view, layout, text, &words, args.all) {
+                Ok(answer) => answer.write(&mut out, view, layout, &mut output::Shown::default()),
+                Err(damaged) => Err(output::damaged(damaged)),
+            }
+        };
+        match written {
+            Err(e) if output::is_damaged(&e) => {
                 return fail(EXIT_BAD_INPUT, damaged_message(args));
             }
-            answer.write(&mut out, view, layout, &mut output::Shown::default())
-        };
-        if let Err(e) = written {
-            return output_error(e);
+            Err(e) => return output_error(e),
+            Ok(()) => {}
         }
     }
     match out.flush() {
@@ -776,13 +777,21 @@ pub(crate) fn did_you_mean(view: &View, request: &answer::Request) -> String {
         distances.push(found.into_iter().collect());
         ids
     });
+    // A suggestion is a courtesy: a damaged index offers none (the
+    // answer itself was read whole).
+    let Ok(hits) = hits else {
+        return String::new();
+    };
     let mut near: Vec<(usize, u64, String)> = Vec::new();
     for hit in &hits {
         let distance = hit
             .parts()
             .find_map(|(layer, id)| distances.get(layer)?.get(&id).copied())
             .unwrap_or(SUGGESTION_DISTANCE);
-        near.push((distance, view.count(hit), view.word(hit).into_owned()));
+        let Ok(count) = view.count(hit) else {
+            return String::new();
+        };
+        near.push((distance, count, view.word(hit).into_owned()));
     }
     near.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
     let shown: Vec<String> = near

@@ -8,12 +8,24 @@ use std::io::{self, Write};
 
 use std::path::PathBuf;
 
-use indexer::index::{Location, View};
+use indexer::index::{Damaged, Location, View};
 
 use super::answer::Entry;
 
 use super::lines::{word_extent, FileState, Line, Lines};
 use super::style::{Colors, Part};
+
+/// A damaged saved index met while writing, as the write's error: the
+/// callers verify what they print first, so this is the backstop that
+/// stops output rather than print an answer short of occurrences.
+pub fn damaged(_: Damaged) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Damaged)
+}
+
+/// True for the error [`damaged`] makes.
+pub fn is_damaged(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Damaged>())
+}
 
 /// How many words and locations per word the human view shows by default.
 pub const WORDS_SHOWN: usize = 20;
@@ -64,7 +76,7 @@ impl JsonSink {
             )?;
             // A page of locations at a time, so that with `--text` each
             // file of the page is read once.
-            let mut locations = entry.locations(view);
+            let mut locations = entry.locations(view).map_err(damaged)?;
             let mut page = Vec::new();
             let mut n = 0;
             loop {
@@ -199,7 +211,7 @@ impl<'a> HumanAnswer<'a> {
         query: &'a str,
         words: &'a [Entry],
         all: bool,
-    ) -> Self {
+    ) -> Result<Self, Damaged> {
         let ranked = rank(words);
         let shown = if all {
             ranked.len()
@@ -211,18 +223,18 @@ impl<'a> HumanAnswer<'a> {
             false => ranked[..shown]
                 .iter()
                 .map(|&(_, entry)| entry.first(view, LOCATIONS_SHOWN))
-                .collect(),
+                .collect::<Result<_, Damaged>>()?,
         };
         let flat: Vec<Location> = locations.iter().flatten().copied().collect();
         let lines = Lines::read(view, layout.tree.as_deref(), &flat);
-        HumanAnswer {
+        Ok(HumanAnswer {
             query,
             ranked,
             shown,
             all,
             locations,
             lines,
-        }
+        })
     }
 
     /// Prints the answer; numbered locations are added to `shown`.
@@ -253,7 +265,7 @@ impl<'a> HumanAnswer<'a> {
                 None => {
                     // Every location (`all`): read a page at a time.
                     let mut page = Vec::with_capacity(PAGE);
-                    let mut locations = entry.locations(view);
+                    let mut locations = entry.locations(view).map_err(damaged)?;
                     loop {
                         page.clear();
                         page.extend(locations.by_ref().take(PAGE));
@@ -314,7 +326,7 @@ pub fn write_files(
 ) -> io::Result<()> {
     let mut holds = vec![false; view.files().len()];
     for entry in words {
-        for location in entry.locations(view) {
+        for location in entry.locations(view).map_err(damaged)? {
             if let Some(h) = holds.get_mut(location.file as usize) {
                 *h = true;
             }
@@ -347,7 +359,7 @@ pub fn rest_of_answer<'a>(
     words: &'a [Entry],
     from: usize,
     n: usize,
-) -> Vec<(&'a Entry, Vec<Location>)> {
+) -> Result<Vec<(&'a Entry, Vec<Location>)>, Damaged> {
     let mut out: Vec<(&Entry, Vec<Location>)> = Vec::new();
     let (mut skipped, mut taken) = (0usize, 0usize);
     for (k, &(count, entry)) in rank(words).iter().enumerate() {
@@ -360,7 +372,7 @@ pub fn rest_of_answer<'a>(
         let skip = first + (from + taken).saturating_sub(skipped);
         let want = n - taken;
         let got: Vec<Location> = entry
-            .first(view, skip + want)
+            .first(view, skip + want)?
             .into_iter()
             .skip(skip)
             .take(want)
@@ -372,7 +384,7 @@ pub fn rest_of_answer<'a>(
             break;
         }
     }
-    out
+    Ok(out)
 }
 
 /// Prints `locations` (all of one word, in path order) with their lines.

@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
-use indexer::index::View;
+use indexer::index::{Damaged, View};
 use indexer::search::{matching_words, Query};
 
-use super::answer::{find, Entry, Narrowing, PathFilter, Request};
+use super::answer::{find, Entry, FindError, Narrowing, PathFilter, Request};
 use super::lines::Lines;
-use super::output::{rest_of_answer, write_locations, HumanAnswer, Layout, Shown};
+use super::output::{damaged, rest_of_answer, write_locations, HumanAnswer, Layout, Shown};
 
 const PROMPT: &str = "search> ";
 /// At most this many completions are offered for a fragment.
@@ -80,10 +80,17 @@ impl Completer for IndexHelper<'_> {
         }
         let query = Query::Prefix(fragment);
         let view = self.view;
-        let hits = view.hits(|vocabulary| matching_words(vocabulary, &query));
+        // A damaged index offers nothing; the query typed reports it.
+        let Ok(hits) = view.hits(|vocabulary| matching_words(vocabulary, &query)) else {
+            return Ok((pos, Vec::new()));
+        };
         // Most frequent first, as they are listed on a second Tab.
-        let mut ranked: Vec<(u64, usize)> =
-            (0..hits.len()).map(|k| (view.count(&hits[k]), k)).collect();
+        let Ok(mut ranked) = (0..hits.len())
+            .map(|k| Ok((view.count(&hits[k])?, k)))
+            .collect::<Result<Vec<(u64, usize)>, Damaged>>()
+        else {
+            return Ok((pos, Vec::new()));
+        };
         ranked.sort_by_key(|&(count, k)| (std::cmp::Reverse(count), k));
         ranked.truncate(MAX_COMPLETIONS);
         // The first Tab fills the prefix common to the candidates: with
@@ -425,15 +432,14 @@ impl Session<'_> {
         let started = Instant::now();
         let words = match find(self.view, &request, &narrowing) {
             Ok(words) => words,
-            Err(e) => return self.print(|out| writeln!(out, "{e}")),
+            Err(FindError::Input(e)) => return self.print(|out| writeln!(out, "{e}")),
+            Err(FindError::Damaged) => return Err(damaged(Damaged)),
         };
         let elapsed = started.elapsed();
         let (view, layout) = (self.view, &self.layout);
         // The locations shown are read, and verified, first.
-        let answer = HumanAnswer::prepare(view, layout, &request.text, &words, false);
-        if view.is_damaged() {
-            return Err(io::Error::from(io::ErrorKind::InvalidData));
-        }
+        let answer =
+            HumanAnswer::prepare(view, layout, &request.text, &words, false).map_err(damaged)?;
         self.shown = Shown::default();
         self.more_from = 0;
         let shown = &mut self.shown;
@@ -475,12 +481,13 @@ impl Session<'_> {
             return self.print(|out| writeln!(out, "no query yet: type one first"));
         };
         let view = self.view;
-        if !view.verify(&Entry::lazy_hits(words)) {
-            return Err(io::Error::from(io::ErrorKind::InvalidData));
-        }
+        // Every list is read, and verified, before the first line is
+        // printed: a damaged index is reported, not half an answer.
+        view.verify(&Entry::lazy_hits(words)).map_err(damaged)?;
         self.shown = Shown::default();
         let (layout, shown) = (&self.layout, &mut self.shown);
-        let answer = HumanAnswer::prepare(view, layout, &request.text, words, true);
+        let answer =
+            HumanAnswer::prepare(view, layout, &request.text, words, true).map_err(damaged)?;
         let mut write = |out: &mut dyn Write| answer.write(out, view, layout, shown);
         if self.paging && !input_pending() {
             through_pager(write)
@@ -497,10 +504,7 @@ impl Session<'_> {
             return self.print(|out| writeln!(out, "no query yet: type one first"));
         };
         let view = self.view;
-        let groups = rest_of_answer(view, words, self.more_from, MORE_PAGE);
-        if view.is_damaged() {
-            return Err(io::Error::from(io::ErrorKind::InvalidData));
-        }
+        let groups = rest_of_answer(view, words, self.more_from, MORE_PAGE).map_err(damaged)?;
         let (layout, shown, from) = (&self.layout, &mut self.shown, &mut self.more_from);
         let mut buffer = Stoppable(Vec::new());
         show_more(&mut buffer, view, layout, &groups, shown, from)?;

@@ -320,13 +320,19 @@ mod tests {
             let index = merge_runs_parallel(names, runs.clone(), threads).unwrap();
             let got: BTreeMap<Vec<u8>, Vec<(u32, u64, u64)>> = (0..index.vocabulary().len())
                 .map(|id| {
-                    let locations = index.locations(id).map(|l| (l.file, l.line, l.column));
+                    let locations = index
+                        .locations(id)
+                        .expect("built in memory")
+                        .map(|l| (l.file, l.line, l.column));
                     (index.vocabulary().word(id).to_vec(), locations.collect())
                 })
                 .collect();
             assert_eq!(got, want, "threads {threads}");
             for id in 0..index.vocabulary().len() {
-                assert_eq!(index.count(id) as usize, index.locations(id).count());
+                assert_eq!(
+                    index.count(id),
+                    Ok(index.locations(id).expect("built in memory").count() as u32)
+                );
             }
         }
         // Shards: every run cut at the same words, each range's pieces
@@ -347,7 +353,10 @@ mod tests {
                 let word = index.vocabulary().word(id).to_vec();
                 assert!(k == 0 || word >= splits[k - 1]);
                 assert!(k == splits.len() || word < splits[k]);
-                let locations = index.locations(id).map(|l| (l.file, l.line, l.column));
+                let locations = index
+                    .locations(id)
+                    .expect("built in memory")
+                    .map(|l| (l.file, l.line, l.column));
                 joined.insert(word, locations.collect::<Vec<_>>());
             }
         }

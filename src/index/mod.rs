@@ -132,6 +132,20 @@ impl Default for Postings {
     }
 }
 
+/// A stored table or posting list failed its checksum, or does not decode,
+/// when it was read. Every read of a saved index that can meet one returns
+/// this rather than fewer occurrences: an answer is never quietly short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damaged;
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a checksum failed: the index file is damaged")
+    }
+}
+
+impl std::error::Error for Damaged {}
+
 /// Heap bytes an [`Index`] holds, by part (see [`Index::memory`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IndexMemory {
@@ -271,13 +285,15 @@ impl Index {
         &self.vocabulary
     }
 
-    /// Number of occurrences of word `id`.
-    pub fn count(&self, id: usize) -> u32 {
-        self.counts.get(id).unwrap_or(0)
+    /// Number of occurrences of word `id`; [`Damaged`] when its stored
+    /// count fails its check (or `id` is past the last word).
+    pub fn count(&self, id: usize) -> Result<u32, Damaged> {
+        self.counts.get(id).ok_or(Damaged)
     }
 
-    /// The posting lists of word `id` as stored (see [`RawLists`]).
-    pub fn raw_lists(&self, id: usize) -> RawLists<'_> {
+    /// The posting lists of word `id` as stored (see [`RawLists`]); for a
+    /// loaded index, read and verified now, [`Damaged`] if they fail.
+    pub fn raw_lists(&self, id: usize) -> Result<RawLists<'_>, Damaged> {
         let mut lists = RawLists {
             runs: &[],
             shard: None,
@@ -291,7 +307,7 @@ impl Index {
                     .partition_point(|shard| shard.first_word <= id)
                     .saturating_sub(1);
                 let Some(shard) = shards.get(s) else {
-                    return lists;
+                    return Ok(lists);
                 };
                 let local = id.wrapping_sub(shard.first_word);
                 let start = match local {
@@ -307,81 +323,84 @@ impl Index {
                 offsets,
                 lists: bytes,
             } => {
-                if let (Some(start), Some(end)) = (offsets.get(id), offsets.get(id + 1)) {
-                    // A chunk failing its check reads as no occurrences;
-                    // the index then reports itself damaged.
-                    lists.single = bytes.get(start as usize..end as usize);
-                }
+                let start = offsets.get(id).ok_or(Damaged)?;
+                let end = offsets.get(id + 1).ok_or(Damaged)?;
+                // Offsets are not all checked at open: one that falls is
+                // damage found here.
+                lists.single = Some(bytes.get(start as usize..end as usize).ok_or(Damaged)?);
             }
         }
-        lists
+        Ok(lists)
     }
 
     /// Calls `f(id, list)` for every stored list of the words numbered
     /// `range`, in order: for a loaded index, one pass over its contiguous
     /// lists (checked once, up front) instead of a lookup per word.
-    pub fn for_each_list(&self, range: Range<usize>, f: &mut dyn FnMut(usize, &[u8])) {
+    pub fn for_each_list(
+        &self,
+        range: Range<usize>,
+        f: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), Damaged> {
         match &self.postings {
             Postings::Flat { offsets, lists } => {
-                let (Some(start), Some(end)) = (offsets.get(range.start), offsets.get(range.end))
-                else {
-                    return;
-                };
-                let Some(all) = lists.get(start as usize..end as usize) else {
-                    return;
-                };
+                let start = offsets.get(range.start).ok_or(Damaged)?;
+                let end = offsets.get(range.end).ok_or(Damaged)?;
+                let all = lists.get(start as usize..end as usize).ok_or(Damaged)?;
                 let mut from = 0usize;
                 for id in range {
-                    let Some(next) = offsets.get(id + 1) else {
-                        return;
-                    };
+                    let next = offsets.get(id + 1).ok_or(Damaged)?;
                     let to = next.saturating_sub(start) as usize;
-                    f(id, all.get(from..to).unwrap_or_default());
+                    f(id, all.get(from..to).ok_or(Damaged)?);
                     from = to;
                 }
             }
             Postings::Pieces { .. } => {
                 for id in range {
-                    for list in self.raw_lists(id) {
+                    for list in self.raw_lists(id)? {
                         f(id, list);
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// Occurrences of word `id` from at most the first `max_bytes` of its
     /// stored list (a stored index verifies only those bytes), and whether
     /// that is the whole list. A list cut there ends at the last whole
     /// entry. Lists built in memory are given whole.
-    pub fn locations_within(&self, id: usize, max_bytes: usize) -> (WordLocations<'_>, bool) {
+    pub fn locations_within(
+        &self,
+        id: usize,
+        max_bytes: usize,
+    ) -> Result<(WordLocations<'_>, bool), Damaged> {
         let Postings::Flat { offsets, lists } = &self.postings else {
-            return (self.locations(id), true);
+            return Ok((self.locations(id)?, true));
         };
-        let (Some(start), Some(end)) = (offsets.get(id), offsets.get(id + 1)) else {
-            return (self.locations(id), true);
-        };
+        let start = offsets.get(id).ok_or(Damaged)?;
+        let end = offsets.get(id + 1).ok_or(Damaged)?;
         let cut = end.min(start.saturating_add(max_bytes as u64));
         let raw = RawLists {
             runs: &[],
             shard: None,
             next_piece: 0,
             end_piece: 0,
-            single: lists.get(start as usize..cut as usize),
+            single: Some(lists.get(start as usize..cut as usize).ok_or(Damaged)?),
         };
         let locations = WordLocations {
             lists: raw,
             current: Locations::new(&[]),
         };
-        (locations, cut == end)
+        Ok((locations, cut == end))
     }
 
-    /// Occurrences of word `id`, in (path, line, column) order.
-    pub fn locations(&self, id: usize) -> WordLocations<'_> {
-        WordLocations {
-            lists: self.raw_lists(id),
+    /// Occurrences of word `id`, in (path, line, column) order; for a
+    /// loaded index its list is read and verified now ([`Damaged`]).
+    pub fn locations(&self, id: usize) -> Result<WordLocations<'_>, Damaged> {
+        Ok(WordLocations {
+            lists: self.raw_lists(id)?,
             current: Locations::new(&[]),
-        }
+        })
     }
 
     /// Verifies the word tables (vocabulary, counts, offsets) whole now,
@@ -408,14 +427,17 @@ impl Index {
     }
 
     /// Verifies the stored lists of the words `ids` (a saved index checks
-    /// its lists lazily, as they are first read); false if one is damaged.
-    pub fn verify(&self, ids: impl Iterator<Item = usize>) -> bool {
+    /// its lists lazily, as they are first read).
+    pub fn verify(&self, ids: impl Iterator<Item = usize>) -> Result<(), Damaged> {
         if let Postings::Flat { .. } = self.postings {
             for id in ids {
-                let _ = self.raw_lists(id).count();
+                self.raw_lists(id)?;
             }
         }
-        !self.is_damaged()
+        match self.is_damaged() {
+            true => Err(Damaged),
+            false => Ok(()),
+        }
     }
 
     /// The relative path (with `/` separators) of file number `file`.
@@ -428,9 +450,13 @@ impl Index {
         &self.files
     }
 
-    /// Total occurrences of all words.
-    pub fn occurrences(&self) -> u64 {
-        self.counts.as_slice().iter().map(|&c| u64::from(c)).sum()
+    /// Total occurrences of all words (reads every count: [`Damaged`]
+    /// if one fails its check).
+    pub fn occurrences(&self) -> Result<u64, Damaged> {
+        if !self.counts.verify() {
+            return Err(Damaged);
+        }
+        Ok(self.counts.as_slice().iter().map(|&c| u64::from(c)).sum())
     }
 
     /// Bytes of posting lists.

@@ -484,9 +484,10 @@ mod tests {
         assert_eq!(merged.words as usize, index.vocabulary().len());
         for (id, (word, count, locations)) in sink.words.iter().enumerate() {
             assert_eq!(&index.vocabulary().word(id)[..], &word[..]);
-            assert_eq!(index.count(id), *count);
+            assert_eq!(index.count(id), Ok(*count));
             let want: Vec<_> = index
                 .locations(id)
+                .expect("built in memory")
                 .map(|l| (l.file, l.line, l.column))
                 .collect();
             assert_eq!(&want, locations);

@@ -13,7 +13,7 @@
 use std::cmp::Ordering;
 
 use super::postings::{count_in_files, Location};
-use super::{FileTable, Index, Vocabulary, WordLocations};
+use super::{Damaged, FileTable, Index, Vocabulary, WordLocations};
 
 /// Most layers a view stacks: a base, its delta, and a delta being made.
 pub const MAX_LAYERS: usize = 3;
@@ -80,13 +80,13 @@ impl Layer {
     }
 
     /// Occurrences of word `id` in the files the view keeps.
-    pub fn count(&self, id: usize) -> u32 {
+    pub fn count(&self, id: usize) -> Result<u32, Damaged> {
         if !self.adjusted.is_empty() {
             if let Ok(k) = self
                 .adjusted
                 .binary_search_by_key(&(id as u32), |&(w, _)| w)
             {
-                return self.adjusted[k].1;
+                return Ok(self.adjusted[k].1);
             }
         }
         self.index.count(id)
@@ -111,11 +111,11 @@ impl Layer {
         self.identity = true;
     }
 
-    fn layer_locations(&self, id: usize) -> LayerLocations<'_> {
-        LayerLocations {
-            inner: self.index.locations(id),
+    fn layer_locations(&self, id: usize) -> Result<LayerLocations<'_>, Damaged> {
+        Ok(LayerLocations {
+            inner: self.index.locations(id)?,
             rank: &self.rank,
-        }
+        })
     }
 }
 
@@ -125,10 +125,10 @@ impl Layer {
 /// every posting list, so it is done once, when a delta is made, not at
 /// each query, and on two threads: the caller must not fork while it runs
 /// (it returns only when both are joined).
-pub fn occurrences_in(index: &Index, files: &[bool]) -> Vec<(u32, u32)> {
+pub fn occurrences_in(index: &Index, files: &[bool]) -> Result<Vec<(u32, u32)>, Damaged> {
     // Lists are in file order: nothing past the last marked file matters.
     let Some(last) = files.iter().rposition(|&f| f) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let files = &files[..=last];
     let scan = |range: std::ops::Range<usize>| {
@@ -143,17 +143,20 @@ pub fn occurrences_in(index: &Index, files: &[bool]) -> Vec<(u32, u32)> {
                 Some((w, sum)) if *w == id as u32 => *sum += n,
                 _ => inside.push((id as u32, n)),
             }
-        });
-        inside
+        })?;
+        Ok(inside)
     };
     let words = index.vocabulary().len();
     let half = words / 2;
     std::thread::scope(|scope| {
         let upper = scope.spawn(|| scan(half..words));
-        let mut inside = scan(0..half);
-        // A scan thread only panics on a bug; scan again here if it did.
-        inside.extend(upper.join().unwrap_or_else(|_| scan(half..words)));
-        inside
+        let mut inside = scan(0..half)?;
+        // A scan thread only panics on a bug: its panic is the caller's.
+        let upper = upper
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        inside.extend(upper?);
+        Ok(inside)
     })
 }
 
@@ -385,26 +388,37 @@ impl View {
 
     /// The words each layer's `select` picks from its vocabulary (word
     /// numbers, ascending), merged in byte order, without words whose every
-    /// occurrence is in dropped files.
-    pub fn hits(&self, mut select: impl FnMut(&Vocabulary) -> Vec<usize>) -> Vec<Hit> {
-        let picked: Vec<Vec<usize>> = self
-            .layers
-            .iter()
-            .map(|layer| {
-                let mut ids = select(layer.index.vocabulary());
-                if !layer.adjusted.is_empty() {
-                    ids.retain(|&id| layer.count(id) > 0);
+    /// occurrence is in dropped files. [`Damaged`] when a block of words
+    /// read on the way failed its check (the pick could be short), so the
+    /// hits' words, read by the pick, are sound.
+    pub fn hits(
+        &self,
+        mut select: impl FnMut(&Vocabulary) -> Vec<usize>,
+    ) -> Result<Vec<Hit>, Damaged> {
+        let mut picked: Vec<Vec<usize>> = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let mut ids = select(layer.index.vocabulary());
+            if layer.index.vocabulary().is_damaged() {
+                return Err(Damaged);
+            }
+            if !layer.adjusted.is_empty() {
+                let mut kept = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if layer.count(id)? > 0 {
+                        kept.push(id);
+                    }
                 }
-                ids
-            })
-            .collect();
+                ids = kept;
+            }
+            picked.push(ids);
+        }
         let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
         if picked.len() == 1 || self.sharded {
             // One layer, or shards in word order: their picks, as they are.
             for (l, ids) in picked.iter().enumerate() {
                 hits.extend(ids.iter().map(|&id| Hit::of(l, id)));
             }
-            return hits;
+            return Ok(hits);
         }
         let mut next = vec![0usize; picked.len()];
         // The next pick's word in each layer, decoded once per pick.
@@ -434,7 +448,7 @@ impl View {
                 hit.add(l, id);
             }
             if smallest.is_none() {
-                return hits;
+                return Ok(hits);
             }
             for (l, _) in hit.parts() {
                 next[l] += 1;
@@ -457,20 +471,23 @@ impl View {
     }
 
     /// Occurrences of the word in the view.
-    pub fn count(&self, hit: &Hit) -> u64 {
-        hit.parts()
-            .map(|(l, id)| u64::from(self.layers[l].count(id)))
-            .sum()
+    pub fn count(&self, hit: &Hit) -> Result<u64, Damaged> {
+        let mut total = 0;
+        for (l, id) in hit.parts() {
+            total += u64::from(self.layers[l].count(id)?);
+        }
+        Ok(total)
     }
 
     /// Occurrences of the word, numbered in the view's file table, in
-    /// (path, line, column) order.
-    pub fn locations(&self, hit: &Hit) -> impl Iterator<Item = Location> + '_ {
-        let mut streams: Vec<std::iter::Peekable<LayerLocations<'_>>> = hit
-            .parts()
-            .map(|(l, id)| self.layers[l].layer_locations(id).peekable())
-            .collect();
-        std::iter::from_fn(move || {
+    /// (path, line, column) order. Its stored lists are read and verified
+    /// here: [`Damaged`] before the first occurrence, never a short list.
+    pub fn locations(&self, hit: &Hit) -> Result<impl Iterator<Item = Location> + '_, Damaged> {
+        let mut streams: Vec<std::iter::Peekable<LayerLocations<'_>>> = Vec::new();
+        for (l, id) in hit.parts() {
+            streams.push(self.layers[l].layer_locations(id)?.peekable());
+        }
+        Ok(std::iter::from_fn(move || {
             if streams.len() == 1 {
                 return streams[0].next();
             }
@@ -484,13 +501,13 @@ impl View {
             }
             let (s, _) = best?;
             streams[s].next()
-        })
+        }))
     }
 
     /// The first `n` occurrences of the word, reading (and so verifying)
     /// little more of each stored list than they take: an answer that shows
     /// a few locations of a word with millions does not read them all.
-    pub fn first_locations(&self, hit: &Hit, n: usize) -> Vec<Location> {
+    pub fn first_locations(&self, hit: &Hit, n: usize) -> Result<Vec<Location>, Damaged> {
         let mut found = Vec::new();
         for (l, id) in hit.parts() {
             let layer = &self.layers[l];
@@ -498,14 +515,14 @@ impl View {
             // view drops, so read further until n are kept or it ends.
             let mut budget = n.max(1).saturating_mul(32);
             loop {
-                let (locations, whole) = layer.index.locations_within(id, budget);
+                let (locations, whole) = layer.index.locations_within(id, budget)?;
                 let kept: Vec<Location> = LayerLocations {
                     inner: locations,
                     rank: &layer.rank,
                 }
                 .take(n)
                 .collect();
-                if kept.len() == n || whole || layer.index.is_damaged() {
+                if kept.len() == n || whole {
                     found.extend(kept);
                     break;
                 }
@@ -514,41 +531,32 @@ impl View {
         }
         found.sort_unstable();
         found.truncate(n);
-        found
+        Ok(found)
     }
 
     /// Verifies the stored lists the words `hits` read (see
-    /// [`Index::verify`]); false if any is damaged. Called before printing
-    /// an answer, so a damaged file is reported, not half-printed.
-    pub fn verify(&self, hits: &[Hit]) -> bool {
-        self.layers.iter().enumerate().all(|(l, layer)| {
-            let ids = hits.iter().filter_map(|h| h.id_in(l));
-            layer.index.verify(ids)
-        })
-    }
-
-    /// True once a stored list failed its checksum.
-    pub fn is_damaged(&self) -> bool {
-        self.layers.iter().any(|layer| layer.index.is_damaged())
+    /// [`Index::verify`]). Called before printing an answer that streams
+    /// its lists, so a damaged file is reported before the first line
+    /// rather than where the printing meets it.
+    pub fn verify(&self, hits: &[Hit]) -> Result<(), Damaged> {
+        for (l, layer) in self.layers.iter().enumerate() {
+            layer.index.verify(hits.iter().filter_map(|h| h.id_in(l)))?;
+        }
+        Ok(())
     }
 
     /// Total occurrences in the view.
-    pub fn occurrences(&self) -> u64 {
-        self.layers
-            .iter()
-            .map(|layer| {
-                let all = layer.index.occurrences();
-                let lowered: u64 = layer
-                    .adjusted
-                    .iter()
-                    .map(|&(w, left)| {
-                        u64::from(
-                            layer.index.count(w as usize) - left.min(layer.index.count(w as usize)),
-                        )
-                    })
-                    .sum();
-                all - lowered.min(all)
-            })
-            .sum()
+    pub fn occurrences(&self) -> Result<u64, Damaged> {
+        let mut total = 0;
+        for layer in &self.layers {
+            let all = layer.index.occurrences()?;
+            let mut lowered = 0u64;
+            for &(w, left) in &layer.adjusted {
+                let had = layer.index.count(w as usize)?;
+                lowered += u64::from(had - left.min(had));
+            }
+            total += all - lowered.min(all);
+        }
+        Ok(total)
     }
 }

@@ -45,7 +45,7 @@ use crate::index::build::{build_listed, BuildError, Built, Phase};
 use crate::index::bytes::Owner;
 use crate::index::stream::{merge_into, RunSource};
 use crate::index::walk::walk;
-use crate::index::{BuildOptions, BuildReport, FileStamp, Layer, Progress, View};
+use crate::index::{BuildOptions, BuildReport, Damaged, FileStamp, Layer, Progress, View};
 use format::folder_of;
 use segment::{Destination, SegmentWriter, Written};
 use spill::SpillFolder;
@@ -362,7 +362,10 @@ impl Stored {
                 Ok(delta)
                     if set_aside_damaged_delta
                         && !(delta.index.verify_tables()
-                            && delta.index.verify(0..delta.index.vocabulary().len())) =>
+                            && delta
+                                .index
+                                .verify(0..delta.index.vocabulary().len())
+                                .is_ok()) =>
                 {
                     (
                         None,
@@ -843,16 +846,14 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
     let segment = segment::read(owner, None)?;
     let dropped = marks(segment.records.len(), &segment.dropped);
     let view = View::new(vec![Layer::new(segment.index, &dropped, segment.adjusted)]);
+    let damaged = |Damaged| FormatError::Damaged(Damage::Checksum(Part::Occurrences));
     let mut decoded = 0u64;
-    for hit in view.hits(|v| (0..v.len()).collect()) {
-        let _ = (view.word(&hit), view.count(&hit));
-        for location in view.locations(&hit) {
+    for hit in view.hits(|v| (0..v.len()).collect()).map_err(damaged)? {
+        let _ = (view.word(&hit), view.count(&hit).map_err(damaged)?);
+        for location in view.locations(&hit).map_err(damaged)? {
             let _ = view.path(location.file);
             decoded += 1;
         }
-    }
-    if view.is_damaged() {
-        return Err(FormatError::Damaged(Damage::Checksum(Part::Occurrences)));
     }
     Ok(decoded)
 }

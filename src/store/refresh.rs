@@ -26,7 +26,7 @@ use super::{
 use crate::index::build::{build_listed, BuildError, Built};
 use crate::index::view::occurrences_in;
 use crate::index::walk::{walk, FileEntry, Walk};
-use crate::index::{BuildOptions, BuildReport, Index, Layer, Progress, View};
+use crate::index::{BuildOptions, BuildReport, Damaged, Index, Layer, Progress, View};
 
 /// A delta is folded into a new base once its files (plus the base files
 /// it hides) pass this fraction of the tree: past it, queries pay for the
@@ -329,31 +329,27 @@ fn write_delta(
         .map(|(&dropped, &before)| dropped && !before)
         .collect();
     let previous = delta.as_ref().map_or(&[][..], |d| &d.adjusted[..]);
-    let base_adjusted = lower_counts(&base.index, previous, &occurrences_in(&base.index, &newly));
-    if base.index.is_damaged() {
-        return Err(StoreError::Format(
+    let base_damaged = |_| {
+        StoreError::Format(
             path.into(),
             FormatError::Damaged(Damage::Checksum(Part::Occurrences)),
-        ));
-    }
+        )
+    };
+    let hidden = occurrences_in(&base.index, &newly).map_err(base_damaged)?;
+    let base_adjusted = lower_counts(&base.index, previous, &hidden).map_err(base_damaged)?;
     let base_id = base.meta.base_id;
     let base_layer = Layer::new(base.index, &base_dropped, base_adjusted)
         .with_raw_paths(raw_paths(&base.records));
     let mut upper = Vec::with_capacity(2);
     let mut upper_records = Vec::with_capacity(2);
     if let Some(delta) = delta {
-        let adjusted = lower_counts(
-            &delta.index,
-            &[],
-            &occurrences_in(&delta.index, &delta_dropped),
-        );
-        if delta.index.is_damaged() {
-            return Err(StoreError::DamagedDelta {
-                index: path.into(),
-                delta: delta_path(path),
-                error: FormatError::Damaged(Damage::Checksum(Part::Occurrences)),
-            });
-        }
+        let delta_damaged = |_| StoreError::DamagedDelta {
+            index: path.into(),
+            delta: delta_path(path),
+            error: FormatError::Damaged(Damage::Checksum(Part::Occurrences)),
+        };
+        let hidden = occurrences_in(&delta.index, &delta_dropped).map_err(delta_damaged)?;
+        let adjusted = lower_counts(&delta.index, &[], &hidden).map_err(delta_damaged)?;
         upper.push(
             Layer::new(delta.index, &delta_dropped, adjusted)
                 .with_raw_paths(raw_paths(&delta.records)),
@@ -402,7 +398,11 @@ fn write_delta(
 /// Counts left per word once `hidden` (word, occurrences in newly hidden
 /// files) is taken from `left` (word, occurrences left after earlier
 /// hiding; a word absent there still has its full count). Both sorted.
-fn lower_counts(index: &Index, left: &[(u32, u32)], hidden: &[(u32, u32)]) -> Vec<(u32, u32)> {
+fn lower_counts(
+    index: &Index,
+    left: &[(u32, u32)],
+    hidden: &[(u32, u32)],
+) -> Result<Vec<(u32, u32)>, Damaged> {
     let mut merged = Vec::with_capacity(left.len() + hidden.len());
     let (mut a, mut b) = (left.iter().peekable(), hidden.iter().peekable());
     loop {
@@ -418,13 +418,13 @@ fn lower_counts(index: &Index, left: &[(u32, u32)], hidden: &[(u32, u32)]) -> Ve
             }
             (_, Some(&&(wb, taken))) => {
                 b.next();
-                (wb, index.count(wb as usize).saturating_sub(taken))
+                (wb, index.count(wb as usize)?.saturating_sub(taken))
             }
             (Some(&&(wa, n)), None) => {
                 a.next();
                 (wa, n)
             }
-            (None, None) => return merged,
+            (None, None) => return Ok(merged),
         };
         merged.push(next);
     }

@@ -11,7 +11,7 @@ use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
 use crate::index::vocabulary::FrontCoder;
-use crate::index::{FileTable, Hit, Index, Offsets, View, Vocabulary};
+use crate::index::{Damaged, FileTable, Hit, Index, Offsets, View, Vocabulary};
 
 /// Whether a segment stands alone or sits on a base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -782,7 +782,9 @@ pub fn write(
     dropped: &[u32],
     adjusted: &[(u32, u32)],
 ) -> Result<Written, WriteError> {
-    let hits = view.hits(|v| (0..v.len()).collect());
+    let hits = view
+        .hits(|v| (0..v.len()).collect())
+        .map_err(|Damaged| WriteError::DamagedSource)?;
     write_hits(destination, view, &hits, records, meta, dropped, adjusted)
 }
 
@@ -802,17 +804,15 @@ pub fn write_hits(
     let mut groups = Vec::new();
     for hit in hits {
         list.clear();
-        let count = encode_list(view, hit, &mut groups, &mut list);
+        // A stored list failing its check while being copied: keep the old
+        // file rather than commit one with occurrences missing.
+        let count = encode_list(view, hit, &mut groups, &mut list)
+            .map_err(|Damaged| WriteError::DamagedSource)?;
         if count == 0 {
             continue;
         }
         writer.list(&list)?;
         writer.word(&view.word_bytes(hit), count)?;
-    }
-    if view.is_damaged() {
-        // A stored list failed its check while being copied: keep the old
-        // file rather than commit one with occurrences missing.
-        return Err(WriteError::DamagedSource);
     }
     writer.finish(dropped, adjusted)
 }
@@ -826,7 +826,7 @@ fn encode_list<'v>(
     hit: &Hit,
     groups: &mut Vec<(u32, Group<'v>)>,
     out: &mut Vec<u8>,
-) -> u32 {
+) -> Result<u32, Damaged> {
     let mut parts = hit.parts();
     let single = match (parts.next(), parts.next()) {
         (Some(part), None) => Some(part),
@@ -836,9 +836,9 @@ fn encode_list<'v>(
         let layer = &view.layers()[l];
         if layer.is_identity() {
             let mut last_file = None;
-            for piece in layer.index().raw_lists(id) {
+            for piece in layer.index().raw_lists(id)? {
                 if append_list(out, piece, last_file).is_none() {
-                    break;
+                    return Err(Damaged);
                 }
                 last_file = Groups::new(piece).last().map(|g| g.file);
             }
@@ -848,7 +848,7 @@ fn encode_list<'v>(
     groups.clear();
     for (l, id) in hit.parts() {
         let layer = &view.layers()[l];
-        for piece in layer.index().raw_lists(id) {
+        for piece in layer.index().raw_lists(id)? {
             groups.extend(
                 Groups::new(piece).filter_map(|g| layer.rank(g.file).map(|rank| (rank, g))),
             );
@@ -865,7 +865,7 @@ fn encode_list<'v>(
         previous = Some(*rank);
         count = count.saturating_add(group.entries);
     }
-    count
+    Ok(count)
 }
 
 /// Reads a segment from a checked container's bytes; `release` is what to

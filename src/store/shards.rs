@@ -27,7 +27,7 @@ use std::time::Instant;
 use super::format::{section, Container, Damage, Decoder, Encoder, FormatError, Part, Writer};
 use super::segment::{self, decode_meta, encode_meta, Destination, Meta, Segment};
 use super::{base_meta, map, release_pages, remove_if_index, Saved, StoreError};
-use crate::index::{Hit, View};
+use crate::index::{Damaged, Hit, View};
 use crate::store::FileRecord;
 
 /// What the manifest says of one part.
@@ -264,22 +264,26 @@ pub fn remove_stale_parts(path: &Path, keep: &[&str]) {
 
 /// Where `view`'s words are cut into `parts` ranges of about equal
 /// occurrences: the first hit of each range after the first.
-fn cuts(view: &View, hits: &[Hit], parts: usize) -> Vec<usize> {
-    let total: u64 = hits.iter().map(|h| view.count(h)).sum();
+fn cuts(view: &View, hits: &[Hit], parts: usize) -> Result<Vec<usize>, Damaged> {
+    let counts = hits
+        .iter()
+        .map(|h| view.count(h))
+        .collect::<Result<Vec<u64>, Damaged>>()?;
+    let total: u64 = counts.iter().sum();
     let mut cuts = Vec::with_capacity(parts.saturating_sub(1));
     let mut seen = 0u64;
     let mut next = 1;
-    for (i, hit) in hits.iter().enumerate() {
+    for (i, count) in counts.iter().enumerate() {
         while next < parts && seen * parts as u64 >= total * next as u64 {
             cuts.push(i);
             next += 1;
         }
-        seen += view.count(hit);
+        seen += count;
     }
     while cuts.len() < parts.saturating_sub(1) {
         cuts.push(hits.len());
     }
-    cuts
+    Ok(cuts)
 }
 
 /// Saves a fresh build's `view` at `path` in `parts` shards of about
@@ -296,9 +300,10 @@ pub fn save_sharded(
     let started = Instant::now();
     let parts = parts.max(1);
     let meta = base_meta(path, root, excludes);
-    let hits = view.hits(|v| (0..v.len()).collect());
+    let damaged = |Damaged| super::write_error(path, segment::WriteError::DamagedSource);
+    let hits = view.hits(|v| (0..v.len()).collect()).map_err(damaged)?;
     let mut bounds = vec![0];
-    bounds.extend(cuts(view, &hits, parts));
+    bounds.extend(cuts(view, &hits, parts).map_err(damaged)?);
     bounds.push(hits.len());
     let mut infos = Vec::with_capacity(parts);
     let mut bytes = 0;
