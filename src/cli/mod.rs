@@ -47,94 +47,23 @@ fn fail(code: i32, message: impl std::fmt::Display) -> i32 {
 
 /// Runs the command; returns the process exit code.
 pub fn run() -> i32 {
-    let args = match Args::try_parse() {
+    let args = match parse_args() {
         Ok(args) => args,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return EXIT_OK;
-            }
-            // clap's message spans lines: keep its first paragraph (what is
-            // wrong, and which argument) on one line.
-            let rendered = e.to_string();
-            let first: Vec<&str> = rendered
-                .lines()
-                .map(str::trim)
-                .take_while(|line| !line.is_empty())
-                .collect();
-            let first = first.join(" ");
-            let first = first.trim_start_matches("error: ");
-            return fail(EXIT_BAD_INPUT, format!("{first} (see indexer --help)"));
-        }
+        Err(code) => return code,
     };
-
-    if let Some(shell) = args.completions {
-        let mut command = <Args as clap::CommandFactory>::command();
-        clap_complete::generate(shell, &mut command, "indexer", &mut io::stdout());
-        return EXIT_OK;
+    if let Some(code) = print_generated(&args) {
+        return code;
     }
-    if args.man {
-        let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
-        return match page.render(&mut io::stdout()) {
-            Ok(()) => EXIT_OK,
-            Err(e) => output_error(e),
-        };
-    }
-    if args.type_list {
-        return print_type_list();
-    }
-    // Refuse a bad query before spending time on the build.
-    let mut queries = Vec::with_capacity(args.queries.len());
-    for text in &args.queries {
-        // Trimmed as at the prompt.
-        if text.trim().is_empty() {
-            return fail(
-                EXIT_BAD_INPUT,
-                "an empty --query matches nothing: give a word fragment",
-            );
-        }
-        match answer::Request::parse(text) {
-            Ok(request) => queries.push(request),
-            Err(e) => return fail(EXIT_BAD_INPUT, e),
-        }
-    }
-    let paths = match answer::PathFilter::new(&args.globs, &args.types, &args.types_not) {
-        Ok(paths) => paths,
-        Err(e) => return fail(EXIT_BAD_INPUT, e),
-    };
-    if args.case_sensitive && args.directory.is_none() {
-        return fail(
-            EXIT_BAD_INPUT,
-            "-s reads each word's spelling from the tree: give DIRECTORY with --index",
-        );
-    }
-    let colors = match style::Colors::choose(args.color, &args.colors) {
-        Ok(colors) => colors,
-        Err(e) => return fail(EXIT_BAD_INPUT, e),
-    };
-    let excludes = match Excludes::new(&args.exclude) {
-        Ok(ex) => ex.honour_ignore_files(!args.no_ignore),
-        Err(e) => return fail(EXIT_BAD_INPUT, e),
-    };
-    let mut options = BuildOptions {
-        workers: args
-            .workers
-            .map(|w| w as usize)
-            .unwrap_or_else(parallel::available_cores),
-        // --delay simulates pprocess's demo, whose unit of work is a slice of
-        // files: without --batch, hand out its default slice of 5 files, so
-        // the number of batches (and of delays) does not grow with workers.
-        batch_files: args
-            .batch
-            .map(|b| b as usize)
-            .or(args.delay.filter(|d| *d > 0.0).map(|_| DELAY_BATCH_FILES)),
-        delay: Duration::from_secs_f64(args.delay.unwrap_or(0.0)),
+    let Checked {
+        queries,
+        paths,
+        colors,
         excludes,
-        fault: Fault::from_env(),
-        memory: args.memory,
-        test_limits: TestLimits::from_env(),
+    } = match check_inputs(&args) {
+        Ok(checked) => checked,
+        Err(code) => return code,
     };
+    let mut options = build_options(&args, excludes);
 
     // An index kept inside the tree it indexes is not part of the tree.
     if let (Some(directory), Some(file)) =
@@ -183,6 +112,109 @@ pub fn run() -> i32 {
         return finish(0);
     }
     finish(prompt::run(&view, &args, layout, &paths))
+}
+
+/// The arguments, or the exit code once clap's help, version or one-line
+/// error was printed.
+fn parse_args() -> Result<Args, i32> {
+    Args::try_parse().map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            let _ = e.print();
+            return EXIT_OK;
+        }
+        // clap's message spans lines: keep its first paragraph (what is
+        // wrong, and which argument) on one line.
+        let rendered = e.to_string();
+        let first: Vec<&str> = rendered
+            .lines()
+            .map(str::trim)
+            .take_while(|line| !line.is_empty())
+            .collect();
+        let first = first.join(" ");
+        let first = first.trim_start_matches("error: ");
+        fail(EXIT_BAD_INPUT, format!("{first} (see indexer --help)"))
+    })
+}
+
+/// `--completions`, `--man`, `--type-list`: printed, with the exit code.
+fn print_generated(args: &Args) -> Option<i32> {
+    if let Some(shell) = args.completions {
+        let mut command = <Args as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "indexer", &mut io::stdout());
+        return Some(EXIT_OK);
+    }
+    if args.man {
+        let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
+        return Some(match page.render(&mut io::stdout()) {
+            Ok(()) => EXIT_OK,
+            Err(e) => output_error(e),
+        });
+    }
+    args.type_list.then(print_type_list)
+}
+
+/// What the arguments ask for, each checked before any time is spent on
+/// the build.
+struct Checked {
+    queries: Vec<answer::Request>,
+    paths: answer::PathFilter,
+    colors: style::Colors,
+    excludes: Excludes,
+}
+
+fn check_inputs(args: &Args) -> Result<Checked, i32> {
+    let mut queries = Vec::with_capacity(args.queries.len());
+    for text in &args.queries {
+        // Trimmed as at the prompt.
+        if text.trim().is_empty() {
+            return Err(fail(
+                EXIT_BAD_INPUT,
+                "an empty --query matches nothing: give a word fragment",
+            ));
+        }
+        queries.push(answer::Request::parse(text).map_err(|e| fail(EXIT_BAD_INPUT, e))?);
+    }
+    let paths = answer::PathFilter::new(&args.globs, &args.types, &args.types_not)
+        .map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    if args.case_sensitive && args.directory.is_none() {
+        return Err(fail(
+            EXIT_BAD_INPUT,
+            "-s reads each word's spelling from the tree: give DIRECTORY with --index",
+        ));
+    }
+    let colors =
+        style::Colors::choose(args.color, &args.colors).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    let excludes = Excludes::new(&args.exclude)
+        .map_err(|e| fail(EXIT_BAD_INPUT, e))?
+        .honour_ignore_files(!args.no_ignore);
+    Ok(Checked {
+        queries,
+        paths,
+        colors,
+        excludes,
+    })
+}
+
+fn build_options(args: &Args, excludes: Excludes) -> BuildOptions {
+    BuildOptions {
+        workers: args
+            .workers
+            .map(|w| w as usize)
+            .unwrap_or_else(parallel::available_cores),
+        // --delay simulates pprocess's demo, whose unit of work is a slice of
+        // files: without --batch, hand out its default slice of 5 files, so
+        // the number of batches (and of delays) does not grow with workers.
+        batch_files: args
+            .batch
+            .map(|b| b as usize)
+            .or(args.delay.filter(|d| *d > 0.0).map(|_| DELAY_BATCH_FILES)),
+        delay: Duration::from_secs_f64(args.delay.unwrap_or(0.0)),
+        excludes,
+        fault: Fault::from_env(),
+        memory: args.memory,
+        test_limits: TestLimits::from_env(),
+    }
 }
 
 /// How answers look, from the arguments and where stdout goes. `root` is
@@ -597,6 +629,17 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
             report.spilled, report.runs
         );
     }
+    print_failed(&mut err, report, verbose);
+    if verbose {
+        print_skipped(&mut err, report);
+    }
+    if stats {
+        print_timings(&mut err, report);
+    }
+}
+
+/// The files a worker crashed on, a few by name (all with `verbose`).
+fn print_failed(err: &mut impl Write, report: &BuildReport, verbose: bool) {
     if !report.failed.is_empty() {
         let shown: Vec<String> = report
             .failed
@@ -618,47 +661,51 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
             }
         );
     }
-    if verbose {
-        let escape = |text: &str| output::escape_controls(text).into_owned();
-        for path in &report.binary {
-            let _ = writeln!(err, "  binary: {}", escape(path));
-        }
-        for p in &report.unreadable {
-            let _ = writeln!(
-                err,
-                "  unreadable: {}: {}",
-                escape(&p.path),
-                escape(&p.message)
-            );
-        }
-        for p in &report.not_regular {
-            let _ = writeln!(err, "  not regular: {}: {}", escape(&p.path), p.message);
-        }
-        for p in &report.failed {
-            let _ = writeln!(err, "  failed: {}: {}", escape(&p.path), escape(&p.message));
-        }
+}
+
+/// `--verbose`: every file not indexed, and why.
+fn print_skipped(err: &mut impl Write, report: &BuildReport) {
+    let escape = |text: &str| output::escape_controls(text).into_owned();
+    for path in &report.binary {
+        let _ = writeln!(err, "  binary: {}", escape(path));
     }
-    if stats {
-        let t = &report.timings;
-        let tokenize = t
-            .work
-            .saturating_sub(t.read + t.runs + t.send + t.delay)
-            .as_secs_f64();
+    for p in &report.unreadable {
         let _ = writeln!(
             err,
-            "time: walk {:.3} s; workers (summed): read {:.3} s, tokenize+record {tokenize:.3} s, sort+encode runs {:.3} s, send {:.3} s; parent: receive {:.3} s, merge {:.3} s; total {:.3} s; {} batches, {} runs ({:.1} MB to merge in memory)",
-            t.walk.as_secs_f64(),
-            t.read.as_secs_f64(),
-            t.runs.as_secs_f64(),
-            t.send.as_secs_f64(),
-            t.transfer.as_secs_f64(),
-            t.merge.as_secs_f64(),
-            t.total.as_secs_f64(),
-            report.batches,
-            report.runs,
-            report.held as f64 / 1e6
+            "  unreadable: {}: {}",
+            escape(&p.path),
+            escape(&p.message)
         );
     }
+    for p in &report.not_regular {
+        let _ = writeln!(err, "  not regular: {}: {}", escape(&p.path), p.message);
+    }
+    for p in &report.failed {
+        let _ = writeln!(err, "  failed: {}: {}", escape(&p.path), escape(&p.message));
+    }
+}
+
+/// `--stats`: CPU time per phase, summed over the workers.
+fn print_timings(err: &mut impl Write, report: &BuildReport) {
+    let t = &report.timings;
+    let tokenize = t
+        .work
+        .saturating_sub(t.read + t.runs + t.send + t.delay)
+        .as_secs_f64();
+    let _ = writeln!(
+        err,
+        "time: walk {:.3} s; workers (summed): read {:.3} s, tokenize+record {tokenize:.3} s, sort+encode runs {:.3} s, send {:.3} s; parent: receive {:.3} s, merge {:.3} s; total {:.3} s; {} batches, {} runs ({:.1} MB to merge in memory)",
+        t.walk.as_secs_f64(),
+        t.read.as_secs_f64(),
+        t.runs.as_secs_f64(),
+        t.send.as_secs_f64(),
+        t.transfer.as_secs_f64(),
+        t.merge.as_secs_f64(),
+        t.total.as_secs_f64(),
+        report.batches,
+        report.runs,
+        report.held as f64 / 1e6
+    );
 }
 
 fn answer_queries(
@@ -707,38 +754,11 @@ fn answer_queries(
         if words.is_empty() {
             // Said on stderr, as grep leaves stdout to matches.
             let _ = out.flush();
-            let started = Instant::now();
-            let suggestion = did_you_mean(view, request);
-            if args.stats {
-                eprintln!(
-                    "suggestions in {:.3} ms",
-                    started.elapsed().as_secs_f64() * 1e3
-                );
-            }
-            eprintln!("no words match {text:?}{suggestion}");
+            say_no_match(view, request, args.stats);
             continue;
         }
         matched = true;
-        // Whatever is printed is read, and so verified, before printing
-        // starts: a damaged index is reported, not half an answer. The
-        // bounded human view reads only the locations it shows.
-        let full = args.json || args.all || args.files_with_matches;
-        if full && !args.count && view.verify(&answer::Entry::lazy_hits(&words)).is_err() {
-            return fail(EXIT_BAD_INPUT, damaged_message(args));
-        }
-        let written = if args.count {
-            output::write_counts(&mut out, view, &words, args.json.then_some(text))
-        } else if args.files_with_matches {
-            output::write_files(&mut out, view, layout, &words)
-        } else if args.json {
-            json.write(&mut out, view, text, &words)
-        } else {
-            match output::HumanAnswer::prepare(view, layout, text, &words, args.all) {
-                Ok(answer) => answer.write(&mut out, view, layout, &mut output::Shown::default()),
-                Err(damaged) => Err(output::damaged(damaged)),
-            }
-        };
-        match written {
+        match write_answer(&mut out, view, args, layout, &mut json, text, &words) {
             Err(e) if output::is_damaged(&e) => {
                 return fail(EXIT_BAD_INPUT, damaged_message(args));
             }
@@ -751,6 +771,50 @@ fn answer_queries(
         Ok(()) => EXIT_NO_MATCH,
         Err(e) => output_error(e),
     }
+}
+
+/// Prints one query's answer as the arguments ask. Whatever is printed is
+/// read, and so verified, before printing starts: a damaged index is
+/// reported, not half an answer (the bounded human view reads only the
+/// locations it shows).
+fn write_answer(
+    out: &mut impl Write,
+    view: &View,
+    args: &Args,
+    layout: &output::Layout,
+    json: &mut output::JsonSink,
+    text: &str,
+    words: &[answer::Entry],
+) -> io::Result<()> {
+    let full = args.json || args.all || args.files_with_matches;
+    if full && !args.count {
+        view.verify(&answer::Entry::lazy_hits(words))
+            .map_err(output::damaged)?;
+    }
+    if args.count {
+        output::write_counts(out, view, words, args.json.then_some(text))
+    } else if args.files_with_matches {
+        output::write_files(out, view, layout, words)
+    } else if args.json {
+        json.write(out, view, text, words)
+    } else {
+        let answer = output::HumanAnswer::prepare(view, layout, text, words, args.all)
+            .map_err(output::damaged)?;
+        answer.write(out, view, layout, &mut output::Shown::default())
+    }
+}
+
+/// `no words match "x"; did you mean ...?` on stderr.
+fn say_no_match(view: &View, request: &answer::Request, stats: bool) {
+    let started = Instant::now();
+    let suggestion = did_you_mean(view, request);
+    if stats {
+        eprintln!(
+            "suggestions in {:.3} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    eprintln!("no words match {:?}{suggestion}", request.text);
 }
 
 /// Suggestions at most this many edits from a word that matched nothing.

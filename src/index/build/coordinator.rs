@@ -14,11 +14,11 @@
 //! merge by streaming instead of an index.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::planner::{Batch, Planner};
 use super::worker::Done;
-use super::{BuildError, BuildReport, SharedFlag};
+use super::{BuildError, BuildReport, Phase, Progress, SharedFlag};
 use crate::index::partial::Run;
 use crate::index::stream::{MemoryRun, RunShape, RunSource, Spill};
 use crate::index::walk::{FileEntry, Problem};
@@ -126,6 +126,22 @@ impl<'a, 's> Coordinator<'a, 's> {
 
     pub fn has_work(&self) -> bool {
         !self.retries.is_empty() || self.planner.has_work()
+    }
+
+    /// Where the build stands, for the progress line.
+    pub fn progress(&self, started: Instant, bytes_total: u64, phase: Phase) -> Progress {
+        Progress {
+            files_done: self.files_done,
+            files_total: self.files.len(),
+            bytes_done: self.bytes_done,
+            bytes_total,
+            busy: match phase {
+                Phase::Indexing => self.busy(),
+                _ => 0,
+            },
+            elapsed: started.elapsed(),
+            phase,
+        }
     }
 
     /// Workers holding a batch.

@@ -686,114 +686,154 @@ pub fn build_listed(
     };
 
     let collecting = cpu_time();
-    let mut exchange: Exchange<Batch, Report> = Exchange::new();
-    let mut live = 0usize;
-    let mut peak = 0usize;
+    let mut pool = Workers {
+        exchange: Exchange::new(),
+        wanted: workers,
+        live: 0,
+        peak: 0,
+    };
     loop {
-        // Keep `workers` processes busy while there is work.
-        while live < workers && co.has_work() {
-            let started = parallel::start(
-                |ch: &mut Channel<Report, Batch>, ctx: &WorkerContext<'_>| worker(ch, ctx),
-                &context,
-            );
-            let mut channel = match started {
-                Ok(channel) => channel,
-                Err(e) if out_of_resources(&e) && live > 0 => {
-                    // Go on with the workers there are.
-                    co.report.fewer_workers = Some(e.to_string());
-                    workers = live;
-                    break;
-                }
-                Err(e) if out_of_resources(&e) => return Err(BuildError::NoWorker(e)),
-                Err(e) => return Err(e.into()),
-            };
-            channel.set_frame_limit(options.test_limits.frame);
-            let Some(pid) = channel.pid() else { break };
-            exchange.add(channel);
-            live += 1;
-            peak = peak.max(live);
-            co.assign(&mut exchange, pid);
-        }
-        if exchange.active() == 0 {
+        pool.fill(&mut co, &context, options)?;
+        if pool.exchange.active() == 0 {
             break;
         }
-        let events = exchange.wait(Some(Duration::from_millis(100)))?;
-        for event in events {
-            match event {
-                Event::Message { pid, value } => {
-                    let keep = match value {
-                        Report::Run { batch, seq, run } => co.run(pid, batch, seq, run)?,
-                        Report::Spilled { batch, seq, shape } => {
-                            let file = exchange
-                                .channel(pid)
-                                .and_then(|channel| channel.take_fd())
-                                .map(std::fs::File::from);
-                            co.spilled(pid, batch, seq, shape, file)?
-                        }
-                        Report::Done(done) => {
-                            let keep = co.done(pid, done);
-                            if keep {
-                                co.assign(&mut exchange, pid);
-                            }
-                            keep
-                        }
-                    };
-                    if !keep {
-                        // Broke the protocol: let it go (dropping the
-                        // channel reaps it); its batch was retried.
-                        drop(exchange.remove(pid));
-                        live = live.saturating_sub(1);
-                    }
-                }
-                Event::Finished { pid } => {
-                    live = live.saturating_sub(1);
-                    co.lost(pid, "worker exited without answering".into());
-                }
-                Event::Failed { pid, error } => {
-                    live = live.saturating_sub(1);
-                    co.lost(pid, error.to_string());
-                }
-            }
+        for event in pool.exchange.wait(Some(Duration::from_millis(100)))? {
+            pool.handle(&mut co, event)?;
         }
-        progress(&Progress {
-            files_done: co.files_done,
-            files_total: files.len(),
-            bytes_done: co.bytes_done,
-            bytes_total,
-            busy: co.busy(),
-            elapsed: started.elapsed(),
-            phase: Phase::Indexing,
-        });
+        progress(&co.progress(started, bytes_total, Phase::Indexing));
     }
+    let Workers {
+        exchange,
+        wanted,
+        peak,
+        ..
+    } = pool;
+    // Dropping the Exchange reaps every worker: threads are safe from here.
     drop(exchange);
-    progress(&Progress {
-        files_done: co.files_done,
-        files_total: files.len(),
-        bytes_done: co.bytes_done,
-        bytes_total,
-        busy: 0,
-        elapsed: started.elapsed(),
-        phase: Phase::Merging,
-    });
+    workers = wanted;
+    progress(&co.progress(started, bytes_total, Phase::Merging));
     let transfer = cpu_time().saturating_sub(collecting);
     let (collected, mut report) = co.finish();
     report.timings.transfer = transfer;
     report.workers = peak.max(1).min(options.workers.max(1));
     report.binary.sort();
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
-    let built = match collected {
-        Collected::Memory(runs) => {
-            let merge_started = Instant::now();
-            let display: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
-            // Every worker has been reaped: threads are safe from here on.
-            let index = merge_runs_parallel(display, runs, workers).map_err(BuildError::Merge)?;
-            report.timings.merge = merge_started.elapsed();
-            report.distinct = index.vocabulary().len();
-            Built::Index(Box::new(index))
-        }
-        Collected::Streamed(sources) => Built::Streamed(sources),
-    };
+    let built = merged(collected, &files, workers, &mut report)?;
     report.files = files;
     report.timings.total = started.elapsed();
     Ok((built, report))
+}
+
+/// The forked workers of a build and the Exchange they answer through.
+struct Workers {
+    exchange: Exchange<Batch, Report>,
+    /// How many to keep busy (fewer once the system refused one).
+    wanted: usize,
+    live: usize,
+    peak: usize,
+}
+
+impl Workers {
+    /// Starts workers until `wanted` run or no work waits, each given its
+    /// first batch. Out of processes or descriptors with some running, it
+    /// goes on with those.
+    fn fill(
+        &mut self,
+        co: &mut Coordinator<'_, '_>,
+        context: &WorkerContext<'_>,
+        options: &BuildOptions,
+    ) -> Result<(), BuildError> {
+        while self.live < self.wanted && co.has_work() {
+            let started = parallel::start(
+                |ch: &mut Channel<Report, Batch>, ctx: &WorkerContext<'_>| worker(ch, ctx),
+                context,
+            );
+            let mut channel = match started {
+                Ok(channel) => channel,
+                Err(e) if out_of_resources(&e) && self.live > 0 => {
+                    co.report.fewer_workers = Some(e.to_string());
+                    self.wanted = self.live;
+                    return Ok(());
+                }
+                Err(e) if out_of_resources(&e) => return Err(BuildError::NoWorker(e)),
+                Err(e) => return Err(e.into()),
+            };
+            channel.set_frame_limit(options.test_limits.frame);
+            let Some(pid) = channel.pid() else {
+                return Ok(());
+            };
+            self.exchange.add(channel);
+            self.live += 1;
+            self.peak = self.peak.max(self.live);
+            co.assign(&mut self.exchange, pid);
+        }
+        Ok(())
+    }
+
+    /// Hands one worker's message, exit or failure to the coordinator; a
+    /// worker that broke the protocol is let go (its batch was retried).
+    fn handle(
+        &mut self,
+        co: &mut Coordinator<'_, '_>,
+        event: Event<Report>,
+    ) -> Result<(), BuildError> {
+        match event {
+            Event::Message { pid, value } => {
+                let keep = match value {
+                    Report::Run { batch, seq, run } => co.run(pid, batch, seq, run)?,
+                    Report::Spilled { batch, seq, shape } => {
+                        let file = self
+                            .exchange
+                            .channel(pid)
+                            .and_then(|channel| channel.take_fd())
+                            .map(std::fs::File::from);
+                        co.spilled(pid, batch, seq, shape, file)?
+                    }
+                    Report::Done(done) => {
+                        let keep = co.done(pid, done);
+                        if keep {
+                            co.assign(&mut self.exchange, pid);
+                        }
+                        keep
+                    }
+                };
+                if !keep {
+                    // Dropping the channel reaps the worker.
+                    drop(self.exchange.remove(pid));
+                    self.live = self.live.saturating_sub(1);
+                }
+            }
+            Event::Finished { pid } => {
+                self.live = self.live.saturating_sub(1);
+                co.lost(pid, "worker exited without answering".into());
+            }
+            Event::Failed { pid, error } => {
+                self.live = self.live.saturating_sub(1);
+                co.lost(pid, error.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index the runs make: merged here when they are in memory (on
+/// `threads` threads; every worker has been reaped, so threads are safe),
+/// or the spilled runs handed on to be merged by streaming.
+fn merged(
+    collected: Collected,
+    files: &[FileEntry],
+    threads: usize,
+    report: &mut BuildReport,
+) -> Result<Built, BuildError> {
+    match collected {
+        Collected::Memory(runs) => {
+            let merge_started = Instant::now();
+            let display: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
+            let index = merge_runs_parallel(display, runs, threads).map_err(BuildError::Merge)?;
+            report.timings.merge = merge_started.elapsed();
+            report.distinct = index.vocabulary().len();
+            Ok(Built::Index(Box::new(index)))
+        }
+        Collected::Streamed(sources) => Ok(Built::Streamed(sources)),
+    }
 }
