@@ -881,9 +881,54 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
     let need = |id| c.section(id).ok_or(damaged(Damage::MissingSection));
     let meta =
         decode_meta(&need(section::META)?).ok_or(damaged(Damage::Malformed(Part::Description)))?;
-    // With their starts (version 2), records are decoded when needed and
-    // paths read one by one; else decoded now.
-    let files_section = need(section::FILES)?;
+    let (records, files) = read_files(&c)?;
+    let chunked = |id: u32, chunks: u32| chunked_section(&c, id, chunks, release);
+    let table32 = |id, chunks| {
+        Array::<u32>::checked(chunked(id, chunks)?)
+            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))
+    };
+    let table64 = |id, chunks| {
+        Array::<u64>::checked(chunked(id, chunks)?)
+            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))
+    };
+    let counts = table32(section::COUNTS, section::COUNTS_CHUNKS)?;
+    let vocabulary = Vocabulary::from_front_coded(
+        chunked(section::WORDS, section::WORDS_CHUNKS)?,
+        table64(section::BLOCKS, section::BLOCKS_CHUNKS)?,
+        counts.len(),
+    )
+    .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?;
+    let offsets = match c.section(section::OFFSETS) {
+        Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),
+        None => Offsets::Wide(table64(section::OFFSETS_WIDE, section::OFFSETS_CHUNKS)?),
+    };
+    let lists = chunked(section::LISTS, section::LIST_CHUNKS)?;
+    let index = Index::from_stored(files, vocabulary, counts, offsets, lists)
+        .ok_or(damaged(Damage::Malformed(Part::OccurrenceOffsets)))?;
+    let RefreshRecord { dropped, adjusted } = match meta.kind {
+        Kind::Delta => read_refresh_record(&c)?,
+        _ => RefreshRecord {
+            dropped: Vec::new(),
+            adjusted: Vec::new(),
+        },
+    };
+    Ok(Segment {
+        meta,
+        records,
+        index,
+        dropped,
+        adjusted,
+    })
+}
+
+/// The file records and the file table. With their starts (version 2),
+/// records are decoded when needed and paths read one by one; else all
+/// are decoded now.
+fn read_files(c: &Container) -> Result<(Records, FileTable), FormatError> {
+    let damaged = FormatError::Damaged;
+    let files_section = c
+        .section(section::FILES)
+        .ok_or(damaged(Damage::MissingSection))?;
     let (records, files) = match c.section(section::FILE_STARTS) {
         Some(starts) => {
             let starts =
@@ -912,77 +957,64 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
             (Records::from(records), files)
         }
     };
-    // A table flagged lazy is checked chunk by chunk against the hashes
-    // in its chunks section as it is read; one verified at open is trusted.
-    let chunked = |id: u32, chunks: u32| -> Result<Chunked, FormatError> {
-        let bytes = need(id)?;
-        if !c.is_lazy(id) {
-            return Ok(Chunked::trusted(bytes));
-        }
-        let table = Array::<u64>::shared(need(chunks)?)
-            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))?;
-        let (&chunk, hashes) = table
-            .as_slice()
-            .split_first()
-            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))?;
-        let chunk =
-            usize::try_from(chunk).map_err(|_| damaged(Damage::Malformed(Part::NumberTable)))?;
-        let hashes = Array::Owned(hashes.to_vec());
-        let checked = Chunked::new(bytes, chunk, hashes, hash_chunk)
-            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))?;
-        Ok(match release {
-            Some(release) => checked.releasing(release),
-            None => checked,
-        })
-    };
-    let array32 =
-        |id| Array::<u32>::shared(need(id)?).ok_or(damaged(Damage::Malformed(Part::NumberTable)));
-    let table32 = |id, chunks| {
-        Array::<u32>::checked(chunked(id, chunks)?)
-            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))
-    };
-    let table64 = |id, chunks| {
-        Array::<u64>::checked(chunked(id, chunks)?)
-            .ok_or(damaged(Damage::Malformed(Part::NumberTable)))
-    };
-    let counts = table32(section::COUNTS, section::COUNTS_CHUNKS)?;
-    let vocabulary = Vocabulary::from_front_coded(
-        chunked(section::WORDS, section::WORDS_CHUNKS)?,
-        table64(section::BLOCKS, section::BLOCKS_CHUNKS)?,
-        counts.len(),
-    )
-    .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?;
-    let offsets = match c.section(section::OFFSETS) {
-        Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),
-        None => Offsets::Wide(table64(section::OFFSETS_WIDE, section::OFFSETS_CHUNKS)?),
-    };
-    let lists = chunked(section::LISTS, section::LIST_CHUNKS)?;
-    let index = Index::from_stored(files, vocabulary, counts, offsets, lists)
-        .ok_or(damaged(Damage::Malformed(Part::OccurrenceOffsets)))?;
-    let (mut dropped, mut adjusted) = (Vec::new(), Vec::new());
-    if meta.kind == Kind::Delta {
-        dropped = array32(section::DROPPED)?.as_slice().to_vec();
-        let words = array32(section::ADJUSTED_WORDS)?;
-        let left = array32(section::ADJUSTED_LEFT)?;
-        if words.len() != left.len() {
-            return Err(damaged(Damage::Malformed(Part::RefreshRecord)));
-        }
-        adjusted = words
-            .as_slice()
-            .iter()
-            .copied()
-            .zip(left.as_slice().iter().copied())
-            .collect();
-        let sorted = |v: &[u32]| v.windows(2).all(|w| w[0] < w[1]);
-        if !sorted(&dropped) || !sorted(words.as_slice()) {
-            return Err(damaged(Damage::Malformed(Part::RefreshRecord)));
-        }
+    Ok((records, files))
+}
+
+/// Section `id`: checked chunk by chunk against the hashes in section
+/// `chunks` as it is read when flagged lazy; trusted when it was verified
+/// at open.
+fn chunked_section(
+    c: &Container,
+    id: u32,
+    chunks: u32,
+    release: Option<fn(&[u8])>,
+) -> Result<Chunked, FormatError> {
+    let damaged = FormatError::Damaged;
+    let need = |id| c.section(id).ok_or(damaged(Damage::MissingSection));
+    let bytes = need(id)?;
+    if !c.is_lazy(id) {
+        return Ok(Chunked::trusted(bytes));
     }
-    Ok(Segment {
-        meta,
-        records,
-        index,
-        dropped,
-        adjusted,
+    let malformed = || damaged(Damage::Malformed(Part::NumberTable));
+    let table = Array::<u64>::shared(need(chunks)?).ok_or_else(malformed)?;
+    let (&chunk, hashes) = table.as_slice().split_first().ok_or_else(malformed)?;
+    let chunk = usize::try_from(chunk).map_err(|_| malformed())?;
+    let hashes = Array::Owned(hashes.to_vec());
+    let checked = Chunked::new(bytes, chunk, hashes, hash_chunk).ok_or_else(malformed)?;
+    Ok(match release {
+        Some(release) => checked.releasing(release),
+        None => checked,
     })
+}
+
+/// A delta's record: the base files it hides and the base words' lowered
+/// counts (see [`Segment`]).
+struct RefreshRecord {
+    dropped: Vec<u32>,
+    adjusted: Vec<(u32, u32)>,
+}
+
+fn read_refresh_record(c: &Container) -> Result<RefreshRecord, FormatError> {
+    let damaged = FormatError::Damaged;
+    let array32 = |id| {
+        let bytes = c.section(id).ok_or(damaged(Damage::MissingSection))?;
+        Array::<u32>::shared(bytes).ok_or(damaged(Damage::Malformed(Part::NumberTable)))
+    };
+    let dropped = array32(section::DROPPED)?.as_slice().to_vec();
+    let words = array32(section::ADJUSTED_WORDS)?;
+    let left = array32(section::ADJUSTED_LEFT)?;
+    if words.len() != left.len() {
+        return Err(damaged(Damage::Malformed(Part::RefreshRecord)));
+    }
+    let adjusted = words
+        .as_slice()
+        .iter()
+        .copied()
+        .zip(left.as_slice().iter().copied())
+        .collect();
+    let sorted = |v: &[u32]| v.windows(2).all(|w| w[0] < w[1]);
+    if !sorted(&dropped) || !sorted(words.as_slice()) {
+        return Err(damaged(Damage::Malformed(Part::RefreshRecord)));
+    }
+    Ok(RefreshRecord { dropped, adjusted })
 }

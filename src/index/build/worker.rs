@@ -184,42 +184,15 @@ impl<'c, 'a> Worker<'c, 'a> {
             ..Done::default()
         };
         super::read::READ_NANOS.store(0, std::sync::atomic::Ordering::Relaxed);
-        let (mut run_nanos, mut send_nanos) = (0u64, 0u64);
-        let mut seq = 0u32;
-        let mut gone = false;
-        let context = self.context;
-        let mut send_run = |partial: &mut PartialIndex, seq: &mut u32| {
-            let sorting = Instant::now();
-            let run = partial.take_run();
-            let sending = Instant::now();
-            run_nanos += (sending - sorting).as_nanos() as u64;
-            // Past the budget, the run goes to disk from here rather than
-            // through the parent, which would only write it there.
-            let written = match (&context.run_files, context.spill_now) {
-                (Some(files), Some(flag)) if flag.is_raised() => {
-                    (files.write)(&files.folder, &run).ok()
-                }
-                _ => None,
-            };
-            let sent = match written {
-                Some(file) => channel.deliver_with_fd(
-                    Report::Spilled {
-                        batch: batch.id,
-                        seq: *seq,
-                        shape: RunShape::of(&run),
-                    },
-                    file.as_fd(),
-                ),
-                None => channel.deliver(Report::Run {
-                    batch: batch.id,
-                    seq: *seq,
-                    run,
-                }),
-            };
-            *seq += 1;
-            send_nanos += sending.elapsed().as_nanos() as u64;
-            sent.is_ok()
+        let mut runs = RunShipper {
+            channel,
+            context: self.context,
+            batch: batch.id,
+            seq: 0,
+            run_nanos: 0,
+            send_nanos: 0,
         };
+        let mut gone = false;
         for file in batch.start..batch.end {
             let Some(entry) = self.context.files.get(file as usize) else {
                 break;
@@ -256,7 +229,7 @@ impl<'c, 'a> Worker<'c, 'a> {
                     |word, position| {
                         if partial.add(word, file, position.line, position.column)
                             && !gone
-                            && !send_run(partial, &mut seq)
+                            && !runs.ship(partial)
                         {
                             gone = true;
                         }
@@ -267,28 +240,81 @@ impl<'c, 'a> Worker<'c, 'a> {
                 return Err(Gone);
             }
             // A file in parts counts once, by its first part.
-            let first = batch.part.is_none_or(|p| p.is_first());
-            match outcome {
-                Ok(Content::Text(bytes)) => {
-                    done.indexed += u32::from(first);
-                    done.bytes += bytes;
-                }
-                Ok(Content::Binary) if first => done.binary.push(file),
-                Ok(Content::Binary) => {}
-                Err(e) if out_of_descriptors(&e) => resources_exhausted(&e),
-                Err(e) => done.unreadable.push((file, e.to_string())),
-            }
+            done.record(file, batch.part.is_none_or(|p| p.is_first()), outcome);
         }
         let left = self.partial.distinct_words() > 0 || self.partial.occurrences() > 0;
-        if left && !send_run(&mut self.partial, &mut seq) {
+        if left && !runs.ship(&mut self.partial) {
             return Err(Gone);
         }
-        done.runs = seq;
+        done.runs = runs.seq;
         done.busy_nanos = started.elapsed().as_nanos() as u64;
         done.read_nanos = super::read::READ_NANOS.load(std::sync::atomic::Ordering::Relaxed);
-        done.run_nanos = run_nanos;
-        done.send_nanos = send_nanos;
-        channel.deliver(Report::Done(done))
+        done.run_nanos = runs.run_nanos;
+        done.send_nanos = runs.send_nanos;
+        runs.channel.deliver(Report::Done(done))
+    }
+}
+
+/// Sends a batch's runs as the partial index fills: through the channel,
+/// or, past the memory budget, written to disk here and sent as a file.
+struct RunShipper<'s, 'c> {
+    channel: &'s mut dyn Sink,
+    context: &'c WorkerContext<'c>,
+    batch: u32,
+    /// Runs of the batch sent so far.
+    seq: u32,
+    run_nanos: u64,
+    send_nanos: u64,
+}
+
+impl RunShipper<'_, '_> {
+    /// Takes the partial index's run and sends it; false once the parent
+    /// is gone.
+    fn ship(&mut self, partial: &mut PartialIndex) -> bool {
+        let sorting = Instant::now();
+        let run = partial.take_run();
+        let sending = Instant::now();
+        self.run_nanos += (sending - sorting).as_nanos() as u64;
+        // Past the budget, the run goes to disk from here rather than
+        // through the parent, which would only write it there.
+        let written = match (&self.context.run_files, self.context.spill_now) {
+            (Some(files), Some(flag)) if flag.is_raised() => {
+                (files.write)(&files.folder, &run).ok()
+            }
+            _ => None,
+        };
+        let (batch, seq) = (self.batch, self.seq);
+        let sent = match written {
+            Some(file) => self.channel.deliver_with_fd(
+                Report::Spilled {
+                    batch,
+                    seq,
+                    shape: RunShape::of(&run),
+                },
+                file.as_fd(),
+            ),
+            None => self.channel.deliver(Report::Run { batch, seq, run }),
+        };
+        self.seq += 1;
+        self.send_nanos += sending.elapsed().as_nanos() as u64;
+        sent.is_ok()
+    }
+}
+
+impl Done {
+    /// Counts one file's outcome; `first` is false for the later parts of
+    /// a file read in parts, which count once.
+    fn record(&mut self, file: u32, first: bool, outcome: std::io::Result<Content>) {
+        match outcome {
+            Ok(Content::Text(bytes)) => {
+                self.indexed += u32::from(first);
+                self.bytes += bytes;
+            }
+            Ok(Content::Binary) if first => self.binary.push(file),
+            Ok(Content::Binary) => {}
+            Err(e) if out_of_descriptors(&e) => resources_exhausted(&e),
+            Err(e) => self.unreadable.push((file, e.to_string())),
+        }
     }
 }
 
