@@ -413,55 +413,10 @@ fn exchange(
     }
     let mut sent = 0u64;
     loop {
-        // This round's messages: whole pieces up to ROUND_BYTES per pair
-        // (a larger piece goes alone), each prefixed with its length.
-        let mut send: Vec<u8> = Vec::new();
-        let mut counts: Vec<Count> = vec![0; ranks];
-        for (k, outbox) in outboxes.iter_mut().enumerate() {
-            let before = send.len();
-            while let Some(message) = outbox.front() {
-                let taken = send.len() - before;
-                if taken > 0 && taken + message.len() + 8 > ROUND_BYTES {
-                    break;
-                }
-                if let Some(message) = outbox.pop_front() {
-                    send.extend_from_slice(&(message.len() as u64).to_le_bytes());
-                    send.extend_from_slice(&message);
-                }
-            }
-            counts[k] = Count::try_from(send.len() - before).unwrap_or_else(|_| {
-                fail(world, "a piece of a run is over 2 GiB: too large to send")
-            });
-        }
+        let (send, counts) = pack_round(world, &mut outboxes);
         sent += send.len() as u64;
         let left: u64 = outboxes.iter().map(|o| o.len() as u64).sum();
-        let mut incoming: Vec<Count> = vec![0; ranks];
-        world.all_to_all_into(&counts[..], &mut incoming[..]);
-        let displs = |counts: &[Count]| -> Vec<Count> {
-            counts
-                .iter()
-                .scan(0, |at, &c| {
-                    let start = *at;
-                    *at += c;
-                    Some(start)
-                })
-                .collect()
-        };
-        let total: usize = incoming.iter().map(|&c| c as usize).sum();
-        // Never an empty buffer: Open MPI refuses its dangling pointer (the
-        // counts say what is really sent).
-        let mut received = vec![0u8; total.max(1)];
-        if send.is_empty() {
-            send.push(0);
-        }
-        {
-            let send_displs = displs(&counts);
-            let receive_displs = displs(&incoming);
-            let outgoing = Partition::new(&send[..], &counts[..], &send_displs[..]);
-            let mut into = PartitionMut::new(&mut received[..], &incoming[..], &receive_displs[..]);
-            world.all_to_all_varcount_into(&outgoing, &mut into);
-        }
-        received.truncate(total);
+        let received = all_to_all(world, send, &counts);
         let mut at = 0usize;
         while at + 8 <= received.len() {
             let mut len = [0u8; 8];
@@ -482,19 +437,70 @@ fn exchange(
     (mine, sent)
 }
 
+/// This round's messages from the outboxes: whole pieces up to
+/// ROUND_BYTES per destination (a larger piece goes alone), each prefixed
+/// with its length; and the bytes for each destination.
+fn pack_round(
+    world: &SimpleCommunicator,
+    outboxes: &mut [std::collections::VecDeque<Vec<u8>>],
+) -> (Vec<u8>, Vec<Count>) {
+    let mut send: Vec<u8> = Vec::new();
+    let mut counts: Vec<Count> = vec![0; outboxes.len()];
+    for (k, outbox) in outboxes.iter_mut().enumerate() {
+        let before = send.len();
+        while let Some(message) = outbox.front() {
+            let taken = send.len() - before;
+            if taken > 0 && taken + message.len() + 8 > ROUND_BYTES {
+                break;
+            }
+            if let Some(message) = outbox.pop_front() {
+                send.extend_from_slice(&(message.len() as u64).to_le_bytes());
+                send.extend_from_slice(&message);
+            }
+        }
+        counts[k] = Count::try_from(send.len() - before)
+            .unwrap_or_else(|_| fail(world, "a piece of a run is over 2 GiB: too large to send"));
+    }
+    (send, counts)
+}
+
+/// One `MPI_Alltoallv`: `counts[k]` bytes of `send` (in order) to rank k;
+/// returns what every rank sent this one, in rank order.
+fn all_to_all(world: &SimpleCommunicator, mut send: Vec<u8>, counts: &[Count]) -> Vec<u8> {
+    let mut incoming: Vec<Count> = vec![0; counts.len()];
+    world.all_to_all_into(counts, &mut incoming[..]);
+    let displs = |counts: &[Count]| -> Vec<Count> {
+        counts
+            .iter()
+            .scan(0, |at, &c| {
+                let start = *at;
+                *at += c;
+                Some(start)
+            })
+            .collect()
+    };
+    let total: usize = incoming.iter().map(|&c| c as usize).sum();
+    // Never an empty buffer: Open MPI refuses its dangling pointer (the
+    // counts say what is really sent).
+    let mut received = vec![0u8; total.max(1)];
+    if send.is_empty() {
+        send.push(0);
+    }
+    {
+        let send_displs = displs(counts);
+        let receive_displs = displs(&incoming);
+        let outgoing = Partition::new(&send[..], counts, &send_displs[..]);
+        let mut into = PartitionMut::new(&mut received[..], &incoming[..], &receive_displs[..]);
+        world.all_to_all_varcount_into(&outgoing, &mut into);
+    }
+    received.truncate(total);
+    received
+}
+
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match parse_args() {
         Ok(args) => args,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or("bad arguments");
-            eprintln!("indexer-mpi: {}", line.trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let Some(universe) = mpi::initialize() else {
         eprintln!("indexer-mpi: MPI could not be initialized (run it with mpirun)");
@@ -503,36 +509,9 @@ fn main() -> ExitCode {
     let world = universe.world();
     let started = Instant::now();
     let (rank, ranks) = (world.rank(), world.size() as usize);
-
-    // Bad input is refused by rank 0 before any work, for the whole job.
-    let mut refusal = Vec::new();
-    if rank == 0 {
-        let checked = indexer::index::check_root(&args.directory)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                paths::check_writable(&args.save)
-                    .and_then(|()| store::check_replaceable(&args.save))
-                    .map_err(|e| e.to_string())
-            })
-            .and_then(|()| Excludes::new(&args.exclude).map_err(|e| e.to_string()))
-            .and_then(|_| match args.workers {
-                1 => Ok(()),
-                n => Err(format!(
-                    "--workers {n}: each rank is one worker (MPI_Init starts threads, and a process with threads must not fork); start one rank per core instead (mpirun -np)"
-                )),
-            });
-        if let Err(e) = checked {
-            refusal = e.into_bytes();
-        }
+    if let Some(code) = refused(&world, &args) {
+        return code;
     }
-    broadcast_bytes(&world, &mut refusal);
-    if !refusal.is_empty() {
-        if rank == 0 {
-            eprintln!("indexer-mpi: {}", String::from_utf8_lossy(&refusal));
-        }
-        return ExitCode::from(2);
-    }
-
     if rank == 0 {
         // Staged parts of a run that died before renaming them.
         shards::remove_stale_parts(&staging_path(&args.save), &[]);
@@ -541,28 +520,11 @@ fn main() -> ExitCode {
     if let Err(e) = indexer::index::check_root(&args.directory) {
         fail(&world, format!("cannot read the tree here: {e}"));
     }
-    let mut excludes = match Excludes::new(&args.exclude) {
-        Ok(e) => e.honour_ignore_files(!args.no_ignore),
-        Err(e) => fail(&world, e),
-    };
-    if let Some(relative) = paths::relative_to(&args.save, &args.directory) {
-        excludes.exclude_matching(&store::family_pattern(&relative));
-    }
+    let excludes = excludes_of(&world, &args);
     let root = paths::canonical_root(&args.directory);
 
     // 1. The file list, from rank 0.
-    let mut listing = Vec::new();
-    if rank == 0 {
-        let walked = walk(&args.directory, &excludes).unwrap_or_else(|e| fail(&world, e));
-        let skipped = walked.not_regular.len() + walked.unreadable.len();
-        listing = encode(
-            &world,
-            &to_listing(&walked.files, walked.root_identity, skipped),
-        );
-    }
-    broadcast_bytes(&world, &mut listing);
-    let (files, root_identity, walk_skipped) = from_listing(decode(&world, &listing));
-    drop(listing);
+    let (files, root_identity, walk_skipped) = shared_listing(&world, &args, &excludes);
 
     // 2. Batches, handed out by rank 0 as ranks ask.
     let options = BuildOptions {
@@ -584,135 +546,238 @@ fn main() -> ExitCode {
     } else {
         ask_for_batches(&world, &mut builder);
     }
-    let Work {
-        runs,
-        unreadable,
-        binary,
-        indexed,
-        bytes,
-    } = builder.work;
+    let work = builder.work;
     let built = started.elapsed();
-
-    // Which files could not be read, known to every rank: their records
-    // say so, and the parts' records must be the same.
-    let gathered = gather_bytes(&world, encode(&world, &unreadable));
-    let mut failed: Vec<(u32, String)> = Vec::new();
-    if rank == 0 {
-        for bytes in &gathered {
-            failed.extend(decode::<Vec<(u32, String)>>(&world, bytes));
-        }
-        failed.sort();
-    }
-    let mut failed_bytes = encode(&world, &failed);
-    broadcast_bytes(&world, &mut failed_bytes);
-    let failed: Vec<(u32, String)> = decode(&world, &failed_bytes);
-    let recheck: HashSet<&str> = failed
-        .iter()
-        .filter_map(|(f, _)| files.get(*f as usize).map(|e| e.display.as_str()))
-        .collect();
+    let failed = shared_failures(&world, &work.unreadable);
 
     // 3. Split words, then the exchange.
-    let splits = choose_splits(&world, &runs);
-    let (mut pieces, sent) = exchange(&world, runs, &splits);
+    let splits = choose_splits(&world, &work.runs);
+    let (pieces, sent) = exchange(&world, work.runs, &splits);
     let exchanged = started.elapsed();
 
     // 4. Merge this rank's range in file order, then write the parts once
     // every rank has merged, the manifest last.
+    let recheck: HashSet<&str> = failed
+        .iter()
+        .filter_map(|(f, _)| files.get(*f as usize).map(|e| e.display.as_str()))
+        .collect();
+    let records = store::records_of_files(&files, &args.directory, &|d| recheck.contains(d));
+    let index = merge_pieces(&world, &files, pieces);
+    let words = index.vocabulary().len() as u64;
+    let view = View::single(index);
+    let meta = shared_meta(&world, &args, &root, &excludes);
+    let part = match write_part(&world, &args.save, &meta, &view, &records) {
+        Ok(part) => part,
+        Err(code) => return code,
+    };
+    let report = RankReport {
+        part,
+        sent,
+        indexed: work.indexed,
+        bytes: work.bytes,
+        binary: work.binary as u64,
+        words,
+        built_s: built.as_secs_f64(),
+        exchanged_s: exchanged.as_secs_f64(),
+        merged_s: started.elapsed().as_secs_f64(),
+        peak_kib: peak_rss_kib(),
+    };
+    let reports = gather_bytes(&world, encode(&world, &report));
+    if rank == 0 {
+        let reports: Vec<RankReport> = reports.iter().map(|b| decode(&world, b)).collect();
+        let parts: Vec<shards::PartInfo> = reports.iter().map(|r| r.part.clone()).collect();
+        let manifest =
+            shards::save_manifest(&args.save, &meta, &parts).unwrap_or_else(|e| fail(&world, e));
+        let skipped = walk_skipped as u64 + failed.len() as u64;
+        print_summary(&args, &reports, manifest, skipped, started);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The arguments, or the exit code once help, version or a one-line
+/// error was printed.
+fn parse_args() -> Result<Args, ExitCode> {
+    Args::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        let text = e.to_string();
+        let line = text.lines().next().unwrap_or("bad arguments");
+        eprintln!("indexer-mpi: {}", line.trim_start_matches("error: "));
+        ExitCode::from(2)
+    })
+}
+
+/// Bad input, refused by rank 0 before any work for the whole job: the
+/// exit code every rank returns, or `None` to go on.
+fn refused(world: &SimpleCommunicator, args: &Args) -> Option<ExitCode> {
+    let mut refusal = Vec::new();
+    if world.rank() == 0 {
+        let checked = indexer::index::check_root(&args.directory)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                paths::check_writable(&args.save)
+                    .and_then(|()| store::check_replaceable(&args.save))
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|()| Excludes::new(&args.exclude).map_err(|e| e.to_string()))
+            .and_then(|_| match args.workers {
+                1 => Ok(()),
+                n => Err(format!(
+                    "--workers {n}: each rank is one worker (MPI_Init starts threads, and a process with threads must not fork); start one rank per core instead (mpirun -np)"
+                )),
+            });
+        if let Err(e) = checked {
+            refusal = e.into_bytes();
+        }
+    }
+    broadcast_bytes(world, &mut refusal);
+    if refusal.is_empty() {
+        return None;
+    }
+    if world.rank() == 0 {
+        eprintln!("indexer-mpi: {}", String::from_utf8_lossy(&refusal));
+    }
+    Some(ExitCode::from(2))
+}
+
+/// `--exclude`, the ignore files, and the index's own files when it is
+/// saved inside the tree.
+fn excludes_of(world: &SimpleCommunicator, args: &Args) -> Excludes {
+    let mut excludes = match Excludes::new(&args.exclude) {
+        Ok(e) => e.honour_ignore_files(!args.no_ignore),
+        Err(e) => fail(world, e),
+    };
+    if let Some(relative) = paths::relative_to(&args.save, &args.directory) {
+        excludes.exclude_matching(&store::family_pattern(&relative));
+    }
+    excludes
+}
+
+/// The tree's files as rank 0 walked them, on every rank: the files, the
+/// root's identity, and how many the walk skipped.
+fn shared_listing(
+    world: &SimpleCommunicator,
+    args: &Args,
+    excludes: &Excludes,
+) -> (Vec<FileEntry>, Option<(u64, u64)>, usize) {
+    let mut listing = Vec::new();
+    if world.rank() == 0 {
+        let walked = walk(&args.directory, excludes).unwrap_or_else(|e| fail(world, e));
+        let skipped = walked.not_regular.len() + walked.unreadable.len();
+        listing = encode(
+            world,
+            &to_listing(&walked.files, walked.root_identity, skipped),
+        );
+    }
+    broadcast_bytes(world, &mut listing);
+    from_listing(decode(world, &listing))
+}
+
+/// Which files could not be read, known to every rank (sorted): their
+/// records say so, and the parts' records must be the same.
+fn shared_failures(world: &SimpleCommunicator, unreadable: &[(u32, String)]) -> Vec<(u32, String)> {
+    let gathered = gather_bytes(world, encode(world, &unreadable));
+    let mut failed: Vec<(u32, String)> = Vec::new();
+    if world.rank() == 0 {
+        for bytes in &gathered {
+            failed.extend(decode::<Vec<(u32, String)>>(world, bytes));
+        }
+        failed.sort();
+    }
+    let mut failed_bytes = encode(world, &failed);
+    broadcast_bytes(world, &mut failed_bytes);
+    decode(world, &failed_bytes)
+}
+
+/// This rank's range of the index: its pieces from every rank, merged in
+/// (batch, run) order, which is file order.
+fn merge_pieces(
+    world: &SimpleCommunicator,
+    files: &[FileEntry],
+    mut pieces: Vec<(u32, u32, Run)>,
+) -> indexer::index::Index {
     pieces.sort_by_key(|&(batch, seq, _)| (batch, seq));
     let display: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(2);
     let runs: Vec<Run> = pieces.into_iter().map(|(_, _, run)| run).collect();
-    let index = merge_runs_parallel(display, runs, threads).unwrap_or_else(|e| fail(&world, e));
-    let words = index.vocabulary().len() as u64;
-    let records = store::records_of_files(&files, &args.directory, &|d| recheck.contains(d));
-    let view = View::single(index);
-    let hits = view
-        .hits(|v| (0..v.len()).collect())
-        .unwrap_or_else(|e| fail(&world, e));
+    merge_runs_parallel(display, runs, threads).unwrap_or_else(|e| fail(world, e))
+}
 
+/// The index's description, the same on every rank (rank 0 chooses its
+/// id and time).
+fn shared_meta(
+    world: &SimpleCommunicator,
+    args: &Args,
+    root: &Path,
+    excludes: &Excludes,
+) -> indexer::store::Meta {
     let mut meta_bytes = Vec::new();
-    if rank == 0 {
-        let meta = shards::new_meta(&args.save, &root, &excludes.globs());
-        meta_bytes = encode(&world, &(meta.base_id, meta.saved_at));
+    if world.rank() == 0 {
+        let meta = shards::new_meta(&args.save, root, &excludes.globs());
+        meta_bytes = encode(world, &(meta.base_id, meta.saved_at));
     }
-    broadcast_bytes(&world, &mut meta_bytes);
-    let (base_id, saved_at): (u64, u64) = decode(&world, &meta_bytes);
-    let mut meta = shards::new_meta(&args.save, &root, &excludes.globs());
+    broadcast_bytes(world, &mut meta_bytes);
+    let (base_id, saved_at): (u64, u64) = decode(world, &meta_bytes);
+    let mut meta = shards::new_meta(&args.save, root, &excludes.globs());
     (meta.base_id, meta.saved_at) = (base_id, saved_at);
-    let part = match write_part(&world, &args.save, &meta, &view, &hits, &records) {
-        Ok(part) => part,
-        Err(code) => return code,
-    };
-    let merged = started.elapsed();
+    meta
+}
 
-    let report = (
-        part.name.clone(),
-        part.first_word.clone(),
-        part.words,
-        part.header_hash,
-        part.bytes,
-        (sent, indexed, bytes, binary as u64, words),
-        (
-            built.as_secs_f64(),
-            exchanged.as_secs_f64(),
-            merged.as_secs_f64(),
-        ),
-        peak_rss_kib(),
+/// What each rank tells rank 0 once its part is written.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RankReport {
+    part: shards::PartInfo,
+    /// Bytes sent in the exchange.
+    sent: u64,
+    indexed: u64,
+    bytes: u64,
+    binary: u64,
+    /// Distinct words in its part.
+    words: u64,
+    /// Seconds since the start when built, exchanged, merged and saved.
+    built_s: f64,
+    exchanged_s: f64,
+    merged_s: f64,
+    peak_kib: u64,
+}
+
+/// Rank 0's summary of the job, and a line per rank.
+fn print_summary(
+    args: &Args,
+    reports: &[RankReport],
+    manifest_bytes: u64,
+    skipped_before: u64,
+    started: Instant,
+) {
+    let total_words: u64 = reports.iter().map(|r| r.words).sum();
+    let total_bytes: u64 = reports.iter().map(|r| r.bytes).sum();
+    let indexed: u64 = reports.iter().map(|r| r.indexed).sum();
+    let skipped: u64 = reports.iter().map(|r| r.binary).sum::<u64>() + skipped_before;
+    let saved: u64 = reports.iter().map(|r| r.part.bytes).sum::<u64>() + manifest_bytes;
+    eprintln!(
+        "indexed {indexed} files ({:.1} MB), {total_words} distinct words, {skipped} skipped; saved {} in {} parts ({:.1} MB) in {:.2} s",
+        total_bytes as f64 / 1e6,
+        args.save.display(),
+        reports.len(),
+        saved as f64 / 1e6,
+        started.elapsed().as_secs_f64()
     );
-    let reports = gather_bytes(&world, encode(&world, &report));
-    if rank == 0 {
-        type Report = (
-            String,
-            Vec<u8>,
-            u64,
-            u64,
-            u64,
-            (u64, u64, u64, u64, u64),
-            (f64, f64, f64),
-            u64,
-        );
-        let reports: Vec<Report> = reports.iter().map(|b| decode(&world, b)).collect();
-        let parts: Vec<shards::PartInfo> = reports
-            .iter()
-            .map(|r| shards::PartInfo {
-                name: r.0.clone(),
-                first_word: r.1.clone(),
-                words: r.2,
-                header_hash: r.3,
-                bytes: r.4,
-            })
-            .collect();
-        let manifest =
-            shards::save_manifest(&args.save, &meta, &parts).unwrap_or_else(|e| fail(&world, e));
-        let total_words: u64 = reports.iter().map(|r| r.5 .4).sum();
-        let total_bytes: u64 = reports.iter().map(|r| r.5 .2).sum();
-        let indexed: u64 = reports.iter().map(|r| r.5 .1).sum();
-        let skipped: u64 =
-            reports.iter().map(|r| r.5 .3).sum::<u64>() + walk_skipped as u64 + failed.len() as u64;
+    for (k, r) in reports.iter().enumerate() {
         eprintln!(
-            "indexed {indexed} files ({:.1} MB), {total_words} distinct words, {skipped} skipped; saved {} in {} parts ({:.1} MB) in {:.2} s",
-            total_bytes as f64 / 1e6,
-            args.save.display(),
-            ranks,
-            (parts.iter().map(|p| p.bytes).sum::<u64>() + manifest) as f64 / 1e6,
-            started.elapsed().as_secs_f64()
+            "  rank {k}: {} files, sent {:.1} MB, {} words in its part; built {:.2} s, exchanged by {:.2} s, saved by {:.2} s; peak RSS {:.0} MB",
+            r.indexed,
+            r.sent as f64 / 1e6,
+            r.words,
+            r.built_s,
+            r.exchanged_s,
+            r.merged_s,
+            r.peak_kib as f64 / 1024.0
         );
-        for (k, r) in reports.iter().enumerate() {
-            eprintln!(
-                "  rank {k}: {} files, sent {:.1} MB, {} words in its part; built {:.2} s, exchanged by {:.2} s, saved by {:.2} s; peak RSS {:.0} MB",
-                r.5 .1,
-                r.5 .0 as f64 / 1e6,
-                r.5 .4,
-                r.6 .0,
-                r.6 .1,
-                r.6 .2,
-                r.7 as f64 / 1024.0
-            );
-        }
     }
-    ExitCode::SUCCESS
 }
 
 /// True on every rank if `ok` is true on every rank.
@@ -731,12 +796,14 @@ fn write_part(
     file: &Path,
     meta: &indexer::store::Meta,
     view: &View,
-    hits: &[indexer::index::Hit],
     records: &[indexer::store::FileRecord],
 ) -> Result<shards::PartInfo, ExitCode> {
     let (k, ranks) = (world.rank() as usize + 1, world.size() as usize);
     let staging = staging_path(file);
-    let staged = shards::save_part(&staging, k, ranks, meta, view, hits, records);
+    let hits = view
+        .hits(|v| (0..v.len()).collect())
+        .unwrap_or_else(|e| fail(world, e));
+    let staged = shards::save_part(&staging, k, ranks, meta, view, &hits, records);
     if let Err(e) = &staged {
         eprintln!("indexer-mpi: rank {}: {e}", world.rank());
     }

@@ -30,8 +30,9 @@ use super::{base_meta, map, release_pages, remove_if_index, Saved, StoreError};
 use crate::index::{Damaged, Hit, View};
 use crate::store::FileRecord;
 
-/// What the manifest says of one part.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the manifest says of one part (serializable, for the ranks that
+/// write the parts to tell the one that writes the manifest).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartInfo {
     /// Its file name, in the manifest's folder.
     pub name: String,
