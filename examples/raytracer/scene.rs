@@ -189,7 +189,8 @@ pub const SUBPIXELS: [(f64, f64); 4] = [
 /// Bounces a ray may make (mirror or glass) before the tracer stops.
 pub const MAX_DEPTH: u32 = 5;
 
-/// The scene every run renders.
+/// The scene every run renders: one literal, read as data (its length is
+/// the scene's, not logic's).
 pub fn scene() -> Scene {
     Scene {
         camera: Camera {

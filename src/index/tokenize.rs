@@ -289,6 +289,11 @@ impl Scanner {
     /// many bytes were consumed, and the caller passes the rest again,
     /// followed by the next bytes of the file. At most
     /// [`MAX_WORD_BYTES`] + 3 bytes are left.
+    ///
+    /// The build's hot loop (every byte of every file passes here), kept
+    /// as one function on purpose: its ASCII fast paths and the state they
+    /// share live in locals the compiler keeps in registers, which helper
+    /// calls across the loop measurably lost.
     pub fn scan<F: FnMut(Word<'_>, Position)>(
         &mut self,
         bytes: &[u8],

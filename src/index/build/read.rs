@@ -332,14 +332,7 @@ pub(super) fn scan_file(
         data_end(file, start + buffer.len() as u64)?
     };
     loop {
-        let base = scanner.offset();
-        if stop != u64::MAX && base + buffer.len() as u64 > stop {
-            let inside = usize::try_from(stop.saturating_sub(base)).unwrap_or(0);
-            if let Some(k) = memchr::memchr(b'\n', &buffer[inside..]) {
-                buffer.truncate(inside + k + 1);
-                eof = true;
-            }
-        }
+        eof |= cut_at_part_end(buffer, scanner.offset(), stop);
         let used = scanner.scan(buffer, eof, &mut emit);
         if eof {
             return Ok(Content::Text(scanner.offset() - start));
@@ -347,17 +340,8 @@ pub(super) fn scan_file(
         buffer.drain(..used);
         if file_size >= drop_pages_above {
             // A file this large is read once and would crowd out of the
-            // page cache the runs and the index being written: let what
-            // was read go.
-            // SAFETY: fadvise on an open descriptor only advises the kernel.
-            unsafe {
-                libc::posix_fadvise(
-                    file.as_raw_fd(),
-                    0,
-                    scanner.offset() as libc::off_t,
-                    libc::POSIX_FADV_DONTNEED,
-                );
-            }
+            // page cache the runs and the index being written.
+            let_read_pages_go(file, scanner.offset());
         }
         let mut at = scanner.offset() + buffer.len() as u64;
         if at >= region_end {
@@ -381,6 +365,38 @@ pub(super) fn scan_file(
         let want =
             (window - buffer.len()).min(usize::try_from(region_end - at).unwrap_or(usize::MAX));
         eof = fill(file, buffer, want.max(1))?;
+    }
+}
+
+/// Ends `buffer` (the file's bytes from `base` on) with the line holding
+/// byte `stop`, the last of a part; true if it did (the part ends here).
+fn cut_at_part_end(buffer: &mut Vec<u8>, base: u64, stop: u64) -> bool {
+    if stop == u64::MAX || base + buffer.len() as u64 <= stop {
+        return false;
+    }
+    let inside = usize::try_from(stop.saturating_sub(base)).unwrap_or(0);
+    match buffer
+        .get(inside..)
+        .and_then(|rest| memchr::memchr(b'\n', rest))
+    {
+        Some(k) => {
+            buffer.truncate(inside + k + 1);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Lets the kernel drop `file`'s cached pages below byte `upto`.
+fn let_read_pages_go(file: &File, upto: u64) {
+    // SAFETY: fadvise on an open descriptor only advises the kernel.
+    unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            0,
+            upto as libc::off_t,
+            libc::POSIX_FADV_DONTNEED,
+        );
     }
 }
 
