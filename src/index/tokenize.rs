@@ -291,9 +291,9 @@ impl Scanner {
     /// [`MAX_WORD_BYTES`] + 3 bytes are left.
     ///
     /// The build's hot loop (every byte of every file passes here), kept
-    /// as one function on purpose: its ASCII fast paths and the state they
-    /// share live in locals the compiler keeps in registers, which helper
-    /// calls across the loop measurably lost.
+    /// as one function on purpose: its ASCII fast paths share their state
+    /// in locals, and splitting it would pass that state through calls in
+    /// the innermost loop.
     pub fn scan<F: FnMut(Word<'_>, Position)>(
         &mut self,
         bytes: &[u8],
