@@ -215,22 +215,34 @@ impl std::error::Error for QueryError {}
 const REGEX_SIZE_LIMIT: usize = 64 << 20;
 
 fn compile(query: &str, pattern: &str, case_insensitive: bool) -> Result<Regex, QueryError> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+    let full = format!("^(?:{pattern})$");
+    regex::RegexBuilder::new(&full)
         .case_insensitive(case_insensitive)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| QueryError {
             query: query.to_string(),
-            // The regex crate's messages span several lines; keep the last,
-            // which says what is wrong.
-            reason: e
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or("invalid regex")
-                .trim()
-                .to_string(),
+            reason: match e {
+                regex::Error::CompiledTooBig(limit) => {
+                    format!("the pattern compiles to more than {} MiB", limit >> 20)
+                }
+                _ => syntax_problem(&full, case_insensitive),
+            },
         })
+}
+
+/// What is wrong with a pattern the regex crate refused, from the parser's
+/// typed error (the regex crate hands it on as rendered text only).
+fn syntax_problem(pattern: &str, case_insensitive: bool) -> String {
+    let parsed = regex_syntax::ParserBuilder::new()
+        .case_insensitive(case_insensitive)
+        .build()
+        .parse(pattern);
+    match parsed {
+        Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
+        Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
+        _ => "invalid regex".to_string(),
+    }
 }
 
 impl Query {
