@@ -122,6 +122,25 @@ fn invalid_regex_query_is_bad_input() {
             .unwrap();
         assert_bad_input(&out, &format!("invalid regex {extra:?}"));
     }
+    // The reason is the parser's, said plainly; an oversized pattern says
+    // what limit it passed.
+    for (query, reason) in [
+        ("/(unclosed/", "unclosed group"),
+        ("/[z-a]/", "invalid character class range"),
+        ("/a{9999}{9999}/", "the pattern compiles to more than 64 MiB"),
+    ] {
+        let out = indexer()
+            .arg(corpus())
+            .args(["--query", query])
+            .output()
+            .unwrap();
+        assert_bad_input(&out, query);
+        let stderr = stderr_of(&out);
+        assert!(
+            stderr.starts_with(&format!("indexer: invalid query {query:?}: {reason}")),
+            "{query}: {stderr}"
+        );
+    }
 }
 
 /// Runs the binary as `nobody`, for whom mode 000 does deny reads.
