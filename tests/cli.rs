@@ -127,7 +127,10 @@ fn invalid_regex_query_is_bad_input() {
     for (query, reason) in [
         ("/(unclosed/", "unclosed group"),
         ("/[z-a]/", "invalid character class range"),
-        ("/a{9999}{9999}/", "the pattern compiles to more than 64 MiB"),
+        (
+            "/a{9999}{9999}/",
+            "the pattern compiles to more than 64 MiB",
+        ),
     ] {
         let out = indexer()
             .arg(corpus())

@@ -219,15 +219,7 @@ impl Front {
 
     /// First word number whose word fails `pred` (true on a leading run).
     fn partition_point(&self, pred: &dyn Fn(&[u8]) -> bool) -> usize {
-        let (mut lo, mut hi) = (0, self.block_count());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if pred(self.first_word(mid)) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let lo = first_failing(self.block_count(), |block| pred(self.first_word(block)));
         if lo == 0 {
             return 0;
         }
@@ -393,17 +385,24 @@ impl Arena {
     }
 
     fn partition_point(&self, pred: &dyn Fn(&[u8]) -> bool) -> usize {
-        let (mut lo, mut hi) = (0, self.ends.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if pred(self.word(mid)) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        first_failing(self.ends.len(), |id| pred(self.word(id)))
     }
+}
+
+/// The first `i` below `n` for which `pred(i)` fails (`n` if none does),
+/// `pred` holding on a leading run: a binary search over numbered items
+/// that are not a slice (words decoded on demand).
+fn first_failing(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 impl Vocabulary {

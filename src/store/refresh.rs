@@ -116,12 +116,22 @@ pub fn refresh(
         index: fresh,
         records,
     };
+    let target = Target {
+        path,
+        root,
+        options,
+    };
+    let layers = Stack {
+        base,
+        delta,
+        fresh,
+        kept,
+    };
     let (view, saved) = if compacting {
         report.rebuilt = true;
-        compact(path, root, options, base, delta, fresh, &kept)?
+        compact(&target, layers)?
     } else {
-        let (view, saved, scan) =
-            write_delta(path, root, options, base, delta, fresh, &kept, &hidden)?;
+        let (view, saved, scan) = write_delta(&target, layers, &hidden)?;
         report.scan_time = scan;
         (view, saved)
     };
@@ -229,6 +239,22 @@ struct Fresh {
     records: Vec<FileRecord>,
 }
 
+/// Where step 3 writes, and for which tree.
+struct Target<'a> {
+    path: &'a Path,
+    root: &'a Path,
+    options: &'a BuildOptions,
+}
+
+/// What step 3 stacks: the saved layers, what each still keeps (per
+/// layer, base then delta, per file), and the fresh files.
+struct Stack {
+    base: Segment,
+    delta: Option<Segment>,
+    fresh: Fresh,
+    kept: [Vec<bool>; 2],
+}
+
 /// Step 2: indexes `files` with forked workers, as a build does; past the
 /// memory budget the runs are merged by streaming into an unnamed file
 /// beside the index, used in place.
@@ -266,15 +292,18 @@ fn build_changed(
 /// Step 3, past an eighth of the tree: a new base from the layers as they
 /// stand. The writer re-encodes the lists of layers that lost files,
 /// counting what it keeps, so no count needs adjusting first.
-fn compact(
-    path: &Path,
-    root: &Path,
-    options: &BuildOptions,
-    base: Segment,
-    delta: Option<Segment>,
-    fresh: Fresh,
-    kept: &[Vec<bool>; 2],
-) -> Result<(View, Saved), StoreError> {
+fn compact(target: &Target<'_>, stack: Stack) -> Result<(View, Saved), StoreError> {
+    let Target {
+        path,
+        root,
+        options,
+    } = *target;
+    let Stack {
+        base,
+        delta,
+        fresh,
+        kept,
+    } = stack;
     let dropped = |kept: &[bool]| -> Vec<bool> { kept.iter().map(|k| !k).collect() };
     let mut layers = vec![Layer::new(base.index, &dropped(&kept[0]), Vec::new())
         .with_raw_paths(raw_paths(&base.records))];
@@ -307,17 +336,22 @@ fn compact(
 /// the fresh files, the base files it hides (those not kept), and how that
 /// lowers the base's counts; returns the view of base and delta, what was
 /// written, and the time spent counting what hidden files held.
-#[allow(clippy::too_many_arguments)]
 fn write_delta(
-    path: &Path,
-    root: &Path,
-    options: &BuildOptions,
-    base: Segment,
-    delta: Option<Segment>,
-    fresh: Fresh,
-    kept: &[Vec<bool>; 2],
+    target: &Target<'_>,
+    stack: Stack,
     hidden: &[bool],
 ) -> Result<(View, Saved, Duration), StoreError> {
+    let Target {
+        path,
+        root,
+        options,
+    } = *target;
+    let Stack {
+        base,
+        delta,
+        fresh,
+        kept,
+    } = stack;
     let scan_started = Instant::now();
     let base_dropped: Vec<bool> = kept[0].iter().map(|k| !k).collect();
     let delta_dropped: Vec<bool> = kept[1].iter().map(|k| !k).collect();
