@@ -6,6 +6,7 @@
 #![cfg(feature = "mpi")]
 
 mod reference;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -56,20 +57,7 @@ fn build(ranks: usize, tree: &Path, file: &Path, envs: &[(&str, &str)]) -> Outpu
 }
 
 fn answers(index: &Path, queries: &[String]) -> Vec<serde_json::Value> {
-    let mut cmd = assert_cmd::Command::cargo_bin("indexer").expect("the binary");
-    cmd.timeout(std::time::Duration::from_secs(60))
-        .write_stdin("");
-    cmd.arg("--index").arg(index).arg("--json");
-    for q in queries {
-        cmd.arg("--query").arg(q);
-    }
-    let out = cmd.output().expect("run indexer");
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_json_lines(&out.stdout)
+    parse_json_lines(&support::ask_saved_json(index, queries))
 }
 
 fn assert_built_like_the_reference(tree: &Path, ranks: usize) {

@@ -9,26 +9,20 @@
 //! parts the same way.
 
 mod reference;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use indexer::store::{shards, Stored};
 use proptest::prelude::*;
 use reference::{
     assert_same_answers, expected_json, parse_json_lines, queries_over, word_strategy,
     write_word_tree,
 };
+use support::indexer;
 
 fn corpus() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
-}
-
-fn indexer() -> Command {
-    let mut cmd = Command::cargo_bin("indexer").expect("the binary");
-    cmd.timeout(std::time::Duration::from_secs(60))
-        .write_stdin("");
-    cmd
 }
 
 /// `indexer ROOT --no-ignore --save FILE --noprompt`.
@@ -56,18 +50,7 @@ fn shard(single: &Path, sharded: &Path, parts: usize) {
 }
 
 fn answers(index: &Path, queries: &[String]) -> Vec<serde_json::Value> {
-    let mut cmd = indexer();
-    cmd.arg("--index").arg(index).arg("--json");
-    for q in queries {
-        cmd.arg("--query").arg(q);
-    }
-    let out = cmd.output().expect("run indexer");
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_json_lines(&out.stdout)
+    parse_json_lines(&support::ask_saved_json(index, queries))
 }
 
 #[test]

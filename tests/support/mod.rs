@@ -35,3 +35,20 @@ pub fn write(root: &Path, relative: &str, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, bytes).unwrap();
 }
+
+/// `indexer --index FILE --json --query Q...`'s stdout, the run having
+/// answered (exit 0, or 1 when nothing matched).
+pub fn ask_saved_json(index: &Path, queries: &[String]) -> Vec<u8> {
+    let mut cmd = indexer();
+    cmd.arg("--index").arg(index).arg("--json");
+    for q in queries {
+        cmd.arg("--query").arg(q);
+    }
+    let out = cmd.output().expect("run indexer");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        stderr_of(&out)
+    );
+    out.stdout
+}
