@@ -508,7 +508,7 @@ fn main() -> ExitCode {
     };
     let world = universe.world();
     let started = Instant::now();
-    let (rank, ranks) = (world.rank(), world.size() as usize);
+    let rank = world.rank();
     if let Some(code) = refused(&world, &args) {
         return code;
     }
@@ -527,26 +527,7 @@ fn main() -> ExitCode {
     let (files, root_identity, walk_skipped) = shared_listing(&world, &args, &excludes);
 
     // 2. Batches, handed out by rank 0 as ranks ask.
-    let options = BuildOptions {
-        workers: 1,
-        fault: Fault::from_env(),
-        ..BuildOptions::default()
-    };
-    let mut builder = Builder {
-        files: &files,
-        root: &args.directory,
-        root_identity,
-        options: &options,
-        scratch: Scratch::default(),
-        work: Work::default(),
-    };
-    if rank == 0 {
-        let batches = plan_batches(&files, ranks);
-        serve_batches(&world, &batches, &mut builder);
-    } else {
-        ask_for_batches(&world, &mut builder);
-    }
-    let work = builder.work;
+    let work = index_batches(&world, &args, &files, root_identity);
     let built = started.elapsed();
     let failed = shared_failures(&world, &work.unreadable);
 
@@ -592,6 +573,36 @@ fn main() -> ExitCode {
         print_summary(&args, &reports, manifest, skipped, started);
     }
     ExitCode::SUCCESS
+}
+
+/// This rank's share of the tree, indexed: rank 0 hands out batches as
+/// ranks ask (indexing its own between answers), the others ask.
+fn index_batches(
+    world: &SimpleCommunicator,
+    args: &Args,
+    files: &[FileEntry],
+    root_identity: Option<(u64, u64)>,
+) -> Work {
+    let options = BuildOptions {
+        workers: 1,
+        fault: Fault::from_env(),
+        ..BuildOptions::default()
+    };
+    let mut builder = Builder {
+        files,
+        root: &args.directory,
+        root_identity,
+        options: &options,
+        scratch: Scratch::default(),
+        work: Work::default(),
+    };
+    if world.rank() == 0 {
+        let batches = plan_batches(files, world.size() as usize);
+        serve_batches(world, &batches, &mut builder);
+    } else {
+        ask_for_batches(world, &mut builder);
+    }
+    builder.work
 }
 
 /// The arguments, or the exit code once help, version or a one-line

@@ -341,11 +341,7 @@ fn write_delta(
     stack: Stack,
     hidden: &[bool],
 ) -> Result<(View, Saved, Duration), StoreError> {
-    let Target {
-        path,
-        root,
-        options,
-    } = *target;
+    let path = target.path;
     let Stack {
         base,
         delta,
@@ -394,39 +390,60 @@ fn write_delta(
     upper.push(Layer::new(fresh.index, &[], Vec::new()).with_raw_paths(raw_paths(&fresh.records)));
     upper_records.push(fresh.records);
 
-    let write_started = Instant::now();
     let delta_view = View::new(upper);
     let records = view_records(&delta_view, &upper_records);
-    let meta = Meta {
-        kind: Kind::Delta,
+    let saved = save_delta(
+        target,
         base_id,
-        root: root.as_os_str().as_bytes().to_vec(),
-        excludes: options.excludes.globs(),
-        saved_at: now_secs(),
-    };
-    let dropped: Vec<u32> = (0..base_dropped.len() as u32)
-        .filter(|&f| base_dropped[f as usize])
-        .collect();
-    let destination = delta_path(path);
-    let written = segment::write(
-        Destination::File(&destination),
         &delta_view,
         &records,
-        &meta,
-        &dropped,
-        base_layer.adjusted(),
-    )
-    .map_err(|e| write_error(&destination, e))?;
-    let saved = Saved {
-        bytes: written.len(),
-        time: write_started.elapsed(),
-        delta: true,
-    };
+        &base_layer,
+        &base_dropped,
+    )?;
     let mut layers = vec![base_layer];
     layers.extend(delta_view.into_layers());
     let mut all_records = vec![base.records.as_slice()];
     all_records.extend(upper_records.iter().map(Vec::as_slice));
     Ok((stamped(View::new(layers), &all_records), saved, scan))
+}
+
+/// Writes the delta beside the base numbered `base_id`: the files of
+/// `delta_view` described by `records`, the base files `base_dropped`
+/// marks, and the base layer's lowered counts.
+fn save_delta(
+    target: &Target<'_>,
+    base_id: u64,
+    delta_view: &View,
+    records: &[FileRecord],
+    base_layer: &Layer,
+    base_dropped: &[bool],
+) -> Result<Saved, StoreError> {
+    let started = Instant::now();
+    let meta = Meta {
+        kind: Kind::Delta,
+        base_id,
+        root: target.root.as_os_str().as_bytes().to_vec(),
+        excludes: target.options.excludes.globs(),
+        saved_at: now_secs(),
+    };
+    let dropped: Vec<u32> = (0..base_dropped.len() as u32)
+        .filter(|&f| base_dropped[f as usize])
+        .collect();
+    let destination = delta_path(target.path);
+    let written = segment::write(
+        Destination::File(&destination),
+        delta_view,
+        records,
+        &meta,
+        &dropped,
+        base_layer.adjusted(),
+    )
+    .map_err(|e| write_error(&destination, e))?;
+    Ok(Saved {
+        bytes: written.len(),
+        time: started.elapsed(),
+        delta: true,
+    })
 }
 
 /// Counts left per word once `hidden` (word, occurrences in newly hidden

@@ -686,12 +686,7 @@ pub fn build_listed(
     };
 
     let collecting = cpu_time();
-    let mut pool = Workers {
-        exchange: Exchange::new(),
-        wanted: workers,
-        live: 0,
-        peak: 0,
-    };
+    let mut pool = Workers::new(workers);
     loop {
         pool.fill(&mut co, &context, options)?;
         if pool.exchange.active() == 0 {
@@ -702,14 +697,7 @@ pub fn build_listed(
         }
         progress(&co.progress(started, bytes_total, Phase::Indexing));
     }
-    let Workers {
-        exchange,
-        wanted,
-        peak,
-        ..
-    } = pool;
-    // Dropping the Exchange reaps every worker: threads are safe from here.
-    drop(exchange);
+    let (wanted, peak) = pool.close();
     workers = wanted;
     progress(&co.progress(started, bytes_total, Phase::Merging));
     let transfer = cpu_time().saturating_sub(collecting);
@@ -734,6 +722,23 @@ struct Workers {
 }
 
 impl Workers {
+    fn new(wanted: usize) -> Self {
+        Workers {
+            exchange: Exchange::new(),
+            wanted,
+            live: 0,
+            peak: 0,
+        }
+    }
+
+    /// Reaps every worker (dropping the Exchange), so threads are safe
+    /// from here on; returns how many were wanted in the end and the most
+    /// that ran at once.
+    fn close(self) -> (usize, usize) {
+        drop(self.exchange);
+        (self.wanted, self.peak)
+    }
+
     /// Starts workers until `wanted` run or no work waits, each given its
     /// first batch. Out of processes or descriptors with some running, it
     /// goes on with those.
