@@ -293,11 +293,7 @@ fn build_changed(
 /// stand. The writer re-encodes the lists of layers that lost files,
 /// counting what it keeps, so no count needs adjusting first.
 fn compact(target: &Target<'_>, stack: Stack) -> Result<(View, Saved), StoreError> {
-    let Target {
-        path,
-        root,
-        options,
-    } = *target;
+    let (path, root, options) = (target.path, target.root, target.options);
     let Stack {
         base,
         delta,
