@@ -315,27 +315,39 @@ impl Front {
         finder: &memchr::memmem::Finder<'_>,
         keep: &(dyn Fn(&[u8]) -> bool + Sync),
     ) -> Vec<usize> {
+        // Blocks are decoded GROUP at a time into one buffer, words apart
+        // by a NUL (in no word), so one search spans a thousand words
+        // rather than sixteen.
+        const GROUP: usize = 64;
         let mut ids = Vec::new();
-        let (mut scratch, mut starts, mut buf) = (Vec::new(), Vec::new(), Vec::new());
-        for k in blocks {
+        let (mut scratch, mut buf) = (Vec::new(), Vec::new());
+        // Per word decoded: where it starts in `scratch`, and its number.
+        let mut starts: Vec<(usize, usize)> = Vec::new();
+        let mut k = blocks.start;
+        while k < blocks.end {
+            let group_end = (k + GROUP).min(blocks.end);
             scratch.clear();
             starts.clear();
-            self.decode_block(k, 0, &mut buf, &mut |_, w| {
-                starts.push(scratch.len());
-                scratch.extend_from_slice(w);
-                scratch.push(0);
-                true
-            });
-            starts.push(scratch.len());
+            for block in k..group_end {
+                self.decode_block(block, 0, &mut buf, &mut |id, w| {
+                    starts.push((scratch.len(), id));
+                    scratch.extend_from_slice(w);
+                    scratch.push(0);
+                    true
+                });
+            }
+            starts.push((scratch.len(), usize::MAX));
             let mut from = 0;
             while let Some(hit) = scratch.get(from..).and_then(|b| finder.find(b)) {
-                let j = starts.partition_point(|&s| s <= from + hit) - 1;
-                let word = &scratch[starts[j]..starts[j + 1] - 1];
-                if keep(word) {
-                    ids.push(k * BLOCK + j);
+                let j = starts.partition_point(|&(s, _)| s <= from + hit) - 1;
+                let (start, id) = starts[j];
+                let end = starts[j + 1].0 - 1;
+                if keep(&scratch[start..end]) {
+                    ids.push(id);
                 }
-                from = starts[j + 1];
+                from = end + 1;
             }
+            k = group_end;
         }
         ids
     }
@@ -812,6 +824,27 @@ mod tests {
                 });
                 prop_assert_eq!(&got, &want);
             }
+        }
+
+        /// A substring search over front-coded blocks, which decodes many
+        /// blocks into one buffer at a time, finds what a plain scan of the
+        /// words finds, across those groups of blocks.
+        #[test]
+        fn containing_agrees_with_a_scan_across_groups_of_blocks(
+            mut words in proptest::collection::vec("[a-f]{1,7}", 1500..4000),
+            needle in "[a-f]{1,3}",
+        ) {
+            words.sort();
+            words.dedup();
+            let bytes: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+            let want: Vec<usize> = (0..bytes.len())
+                .filter(|&i| memchr::memmem::find(&bytes[i], needle.as_bytes()).is_some())
+                .collect();
+            let odd = |w: &[u8]| w.len() % 2 == 1;
+            let want_odd: Vec<usize> = want.iter().copied().filter(|&i| odd(&bytes[i])).collect();
+            let coded = front(&bytes);
+            prop_assert_eq!(coded.containing(needle.as_bytes(), &|_| true), want);
+            prop_assert_eq!(coded.containing(needle.as_bytes(), &odd), want_odd);
         }
 
         /// Front-coded blocks answer every lookup as the arena does (and as
