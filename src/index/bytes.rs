@@ -136,6 +136,19 @@ impl<T: bytemuck::Pod> Array<T> {
         }
     }
 
+    /// The stored bytes of the numbers `items` (little-endian), verifying
+    /// only the chunks they lie in; `None` past the end or in a damaged
+    /// chunk.
+    pub fn bytes_of(&self, items: Range<usize>) -> Option<&[u8]> {
+        let size = std::mem::size_of::<T>();
+        let bytes = items.start.checked_mul(size)?..items.end.checked_mul(size)?;
+        match self {
+            Array::Checked(chunked) => chunked.get(bytes),
+            Array::Shared(shared) => shared.get(bytes),
+            Array::Owned(v) => bytemuck::cast_slice::<T, u8>(v).get(bytes),
+        }
+    }
+
     /// Verifies every chunk of a checked array now; false if one is
     /// damaged (other arrays need no check).
     pub fn verify(&self) -> bool {

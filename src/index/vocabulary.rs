@@ -80,8 +80,57 @@ struct Front {
     data: Chunked,
     /// Where each block starts in `data`, and `data`'s length last.
     blocks: Array<u64>,
+    /// Per block, [`SIGNATURE_LANES`] numbers: its words' byte pairs (see
+    /// [`Signature`]); absent in files written before they were.
+    signatures: Option<Array<u64>>,
     /// Number of words.
     len: usize,
+}
+
+/// Numbers (of 64 bits) in a block's signature.
+pub(crate) const SIGNATURE_LANES: usize = 4;
+
+/// The byte pairs found inside a set of words, hashed into 256 bits: a
+/// block whose signature lacks a pair of a needle holds no word containing
+/// that needle, so a substring search passes over it without decoding it.
+/// (A block's 16 words have some tens to a hundred distinct pairs, so most
+/// bits stay clear and a needle of a few pairs rules most blocks out.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Signature([u64; SIGNATURE_LANES]);
+
+impl Signature {
+    fn add(&mut self, word: &[u8]) {
+        for pair in word.windows(2) {
+            let bit = ((u32::from(pair[0]) << 8 | u32::from(pair[1])).wrapping_mul(0x9E37_79B1)
+                >> 24) as usize;
+            self.0[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    fn of(word: &[u8]) -> Signature {
+        let mut signature = Signature::default();
+        signature.add(word);
+        signature
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == [0; SIGNATURE_LANES]
+    }
+
+    /// True if the words a block's signature signs (`lanes`, its numbers
+    /// as stored, little-endian) may hold every pair of this one's.
+    fn may_hold_in(&self, lanes: &[u8]) -> bool {
+        lanes
+            .chunks_exact(8)
+            .zip(self.0)
+            .all(|(lane, want)| lane_value(lane) & want == want)
+    }
+}
+
+fn lane_value(bytes: &[u8]) -> u64 {
+    let mut lane = [0u8; 8];
+    lane.copy_from_slice(bytes);
+    u64::from_le_bytes(lane)
 }
 
 /// Encodes words, pushed in ascending order, as front-coded blocks. A
@@ -91,16 +140,33 @@ struct Front {
 pub struct FrontCoder {
     data: Vec<u8>,
     blocks: Vec<u64>,
+    /// The signatures of the blocks finished since the last drain.
+    signatures: Vec<u64>,
+    /// The current block's signature.
+    signature: Signature,
     previous: Vec<u8>,
     len: usize,
     /// Bytes already drained.
     drained: u64,
 }
 
+/// A front-coder's output: the blocks' bytes, where each block starts
+/// (and the end), their signatures, and the word count.
+#[derive(Debug, Default)]
+pub struct Coded {
+    pub data: Vec<u8>,
+    pub blocks: Vec<u64>,
+    pub signatures: Vec<u64>,
+    pub len: usize,
+}
+
 impl FrontCoder {
     /// Appends the next word (strictly greater than the previous one).
     pub fn push(&mut self, word: &[u8]) {
         if self.len % BLOCK == 0 {
+            if self.len > 0 {
+                self.end_block();
+            }
             self.blocks.push(self.drained + self.data.len() as u64);
             write_varint(&mut self.data, word.len() as u64);
             self.data.extend_from_slice(word);
@@ -115,28 +181,46 @@ impl FrontCoder {
             write_varint(&mut self.data, (word.len() - shared) as u64);
             self.data.extend_from_slice(&word[shared..]);
         }
+        self.signature.add(word);
         self.previous.clear();
         self.previous.extend_from_slice(word);
         self.len += 1;
     }
 
+    fn end_block(&mut self) {
+        self.signatures.extend_from_slice(&self.signature.0);
+        self.signature = Signature::default();
+    }
+
     /// Bytes made since the last drain (or since the start).
     pub fn pending_bytes(&self) -> usize {
-        self.data.len() + self.blocks.len() * 8
+        self.data.len() + self.blocks.len() * 8 + self.signatures.len() * 8
     }
 
-    /// Takes the bytes and block starts made so far, to be written out.
-    pub fn drain(&mut self, data: &mut Vec<u8>, blocks: &mut Vec<u64>) {
+    /// Takes the bytes, block starts and finished blocks' signatures made
+    /// so far, to be written out (the current block's signature is given
+    /// once the block is done).
+    pub fn drain(&mut self, into: &mut Coded) {
         self.drained += self.data.len() as u64;
-        data.append(&mut self.data);
-        blocks.append(&mut self.blocks);
+        into.data.append(&mut self.data);
+        into.blocks.append(&mut self.blocks);
+        into.signatures.append(&mut self.signatures);
     }
 
-    /// The blocks (the bytes not drained yet), where each starts (plus the
-    /// end), and the word count.
-    pub fn finish(mut self) -> (Vec<u8>, Vec<u64>, usize) {
+    /// What was not drained yet: the blocks, where each starts (plus the
+    /// end), their signatures, and the word count.
+    pub fn finish(mut self) -> Coded {
+        // The last block (full or not) is ended here.
+        if self.len > 0 {
+            self.end_block();
+        }
         self.blocks.push(self.drained + self.data.len() as u64);
-        (self.data, self.blocks, self.len)
+        Coded {
+            data: self.data,
+            blocks: self.blocks,
+            signatures: self.signatures,
+            len: self.len,
+        }
     }
 }
 
@@ -319,6 +403,8 @@ impl Front {
         // by a NUL (in no word), so one search spans a thousand words
         // rather than sixteen.
         const GROUP: usize = 64;
+        // A needle of one byte has no pair to look for.
+        let needle_signature = Some(Signature::of(finder.needle())).filter(|s| !s.is_empty());
         let mut ids = Vec::new();
         let (mut scratch, mut buf) = (Vec::new(), Vec::new());
         // Per word decoded: where it starts in `scratch`, and its number.
@@ -328,7 +414,21 @@ impl Front {
             let group_end = (k + GROUP).min(blocks.end);
             scratch.clear();
             starts.clear();
+            let signed = needle_signature
+                .filter(|_| self.signatures.is_some())
+                .and_then(|needle| {
+                    let lanes = self.signatures.as_ref()?;
+                    lanes
+                        .bytes_of(k * SIGNATURE_LANES..group_end * SIGNATURE_LANES)
+                        .map(|b| (needle, b))
+                });
             for block in k..group_end {
+                if let Some((needle, lanes)) = signed {
+                    let at = (block - k) * SIGNATURE_LANES * 8;
+                    if !needle.may_hold_in(&lanes[at..at + SIGNATURE_LANES * 8]) {
+                        continue;
+                    }
+                }
                 self.decode_block(block, 0, &mut buf, &mut |id, w| {
                     starts.push((scratch.len(), id));
                     scratch.extend_from_slice(w);
@@ -435,12 +535,18 @@ impl Vocabulary {
         for word in words {
             coder.push(word.as_ref());
         }
-        let (data, blocks, len) = coder.finish();
+        let Coded {
+            data,
+            blocks,
+            signatures,
+            len,
+        } = coder.finish();
         let data = Chunked::trusted(super::bytes::Bytes::Owned(data));
         Vocabulary {
             form: Form::Front(Front {
                 data,
                 blocks: Array::Owned(blocks),
+                signatures: Some(Array::Owned(signatures)),
                 len,
             }),
         }
@@ -454,16 +560,26 @@ impl Vocabulary {
     pub(crate) fn from_front_coded(
         data: Chunked,
         blocks: Array<u64>,
+        signatures: Option<Array<u64>>,
         len: usize,
     ) -> Result<Self, BadVocabulary> {
-        let fits = blocks.len() == len.div_ceil(BLOCK) + 1
+        let block_count = len.div_ceil(BLOCK);
+        let fits = blocks.len() == block_count + 1
             && blocks.get(0) == Some(0)
-            && blocks.get(blocks.len() - 1) == Some(data.len() as u64);
+            && blocks.get(blocks.len() - 1) == Some(data.len() as u64)
+            && signatures
+                .as_ref()
+                .is_none_or(|s| s.len() == block_count * SIGNATURE_LANES);
         if !fits {
             return Err(BadVocabulary);
         }
         Ok(Vocabulary {
-            form: Form::Front(Front { data, blocks, len }),
+            form: Form::Front(Front {
+                data,
+                blocks,
+                signatures,
+                len,
+            }),
         })
     }
 
@@ -527,7 +643,11 @@ impl Vocabulary {
     pub fn verify(&self) -> bool {
         match &self.form {
             Form::Arena(_) => true,
-            Form::Front(f) => f.data.verify() && f.blocks.verify(),
+            Form::Front(f) => {
+                f.data.verify()
+                    && f.blocks.verify()
+                    && f.signatures.as_ref().is_none_or(Array::verify)
+            }
         }
     }
 
@@ -536,7 +656,11 @@ impl Vocabulary {
     pub fn is_damaged(&self) -> bool {
         match &self.form {
             Form::Arena(_) => false,
-            Form::Front(f) => f.data.is_damaged() || f.blocks.is_damaged(),
+            Form::Front(f) => {
+                f.data.is_damaged()
+                    || f.blocks.is_damaged()
+                    || f.signatures.as_ref().is_some_and(Array::is_damaged)
+            }
         }
     }
 
@@ -843,8 +967,43 @@ mod tests {
             let odd = |w: &[u8]| w.len() % 2 == 1;
             let want_odd: Vec<usize> = want.iter().copied().filter(|&i| odd(&bytes[i])).collect();
             let coded = front(&bytes);
-            prop_assert_eq!(coded.containing(needle.as_bytes(), &|_| true), want);
+            prop_assert_eq!(&coded.containing(needle.as_bytes(), &|_| true), &want);
             prop_assert_eq!(coded.containing(needle.as_bytes(), &odd), want_odd);
+            // Without block signatures (a file written before them), every
+            // block is decoded: the same answer.
+            let mut coder = FrontCoder::default();
+            for w in &bytes {
+                coder.push(w);
+            }
+            let Coded { data, blocks, len, .. } = coder.finish();
+            let unsigned = Vocabulary::from_front_coded(
+                Chunked::trusted(crate::index::bytes::Bytes::Owned(data)),
+                Array::Owned(blocks),
+                None,
+                len,
+            )
+            .expect("a well-formed vocabulary");
+            prop_assert_eq!(unsigned.containing(needle.as_bytes(), &|_| true), want);
+        }
+
+        /// A block's signature holds every byte pair of its words, whatever
+        /// the bytes: a block that holds a needle is never passed over.
+        #[test]
+        fn signatures_never_pass_over_a_block_holding_the_needle(
+            words in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 2..12), 1..16),
+            pick in 0usize..16,
+            from in 0usize..10,
+            len in 2usize..6,
+        ) {
+            let mut block = Signature::default();
+            for w in &words {
+                block.add(w);
+            }
+            let word = &words[pick % words.len()];
+            let start = from % (word.len() - 1);
+            let needle = &word[start..(start + len).min(word.len())];
+            let stored: Vec<u8> = block.0.iter().flat_map(|lane| lane.to_le_bytes()).collect();
+            prop_assert!(Signature::of(needle).may_hold_in(&stored));
         }
 
         /// Front-coded blocks answer every lookup as the arena does (and as

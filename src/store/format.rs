@@ -332,15 +332,22 @@ pub mod section {
     /// A sharded index's manifest: its parts, their word ranges and hashes
     /// (see [`crate::store::shards`]).
     pub const PARTS: u32 = 18;
+    /// Each vocabulary block's signature of byte pairs, and its chunks'
+    /// hashes (optional: older files have none).
+    pub const SIGNATURES: u32 = 19;
+    pub const SIGNATURES_CHUNKS: u32 = 20;
 }
 
 fn section_part(id: u32) -> Part {
     match id {
         section::META => Part::Description,
         section::FILES | section::FILE_STARTS => Part::FileTable,
-        section::WORDS | section::BLOCKS | section::WORDS_CHUNKS | section::BLOCKS_CHUNKS => {
-            Part::Vocabulary
-        }
+        section::WORDS
+        | section::BLOCKS
+        | section::WORDS_CHUNKS
+        | section::BLOCKS_CHUNKS
+        | section::SIGNATURES
+        | section::SIGNATURES_CHUNKS => Part::Vocabulary,
         section::COUNTS | section::COUNTS_CHUNKS => Part::WordCounts,
         section::OFFSETS
         | section::OFFSETS_WIDE

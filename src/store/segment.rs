@@ -10,7 +10,7 @@ use super::format::{section, Container, Damage, Decoder, Encoder, FormatError, P
 use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
-use crate::index::vocabulary::FrontCoder;
+use crate::index::vocabulary::{Coded, FrontCoder};
 use crate::index::{Damaged, FileTable, Hit, Index, Offsets, View, Vocabulary};
 
 /// Whether a segment stands alone or sits on a base.
@@ -436,11 +436,11 @@ struct WordTables {
     coder: FrontCoder,
     words: Side,
     blocks: Side,
+    signatures: Side,
     counts: Side,
     /// Per word: where its list starts (u64).
     offsets: Side,
-    drained_words: Vec<u8>,
-    drained_blocks: Vec<u64>,
+    drained: Coded,
 }
 
 impl WordTables {
@@ -450,10 +450,10 @@ impl WordTables {
             coder: FrontCoder::default(),
             words: Side::new(),
             blocks: Side::new(),
+            signatures: Side::new(),
             counts: Side::new(),
             offsets: Side::new(),
-            drained_words: Vec::new(),
-            drained_blocks: Vec::new(),
+            drained: Coded::default(),
         }
     }
 
@@ -466,13 +466,16 @@ impl WordTables {
 
     fn drain_if_large(&mut self) -> io::Result<()> {
         if self.coder.pending_bytes() > 1 << 20 {
-            self.coder
-                .drain(&mut self.drained_words, &mut self.drained_blocks);
-            self.words.push(&self.drained_words, &self.folder)?;
+            self.coder.drain(&mut self.drained);
+            let drained = &mut self.drained;
+            self.words.push(&drained.data, &self.folder)?;
             self.blocks
-                .push(bytemuck::cast_slice(&self.drained_blocks), &self.folder)?;
-            self.drained_words.clear();
-            self.drained_blocks.clear();
+                .push(bytemuck::cast_slice(&drained.blocks), &self.folder)?;
+            self.signatures
+                .push(bytemuck::cast_slice(&drained.signatures), &self.folder)?;
+            drained.data.clear();
+            drained.blocks.clear();
+            drained.signatures.clear();
         }
         Ok(())
     }
@@ -532,7 +535,7 @@ impl SegmentWriter {
         meta: &Meta,
         records: &[FileRecord],
     ) -> Result<Self, WriteError> {
-        let sections = if meta.kind == Kind::Delta { 16 } else { 13 };
+        let sections = if meta.kind == Kind::Delta { 18 } else { 15 };
         let (w, folder) = match destination {
             Destination::File(path) => (
                 Writer::create(path, sections)?,
@@ -600,6 +603,7 @@ impl SegmentWriter {
             coder,
             mut words,
             mut blocks,
+            mut signatures,
             counts,
             mut offsets,
             ..
@@ -610,10 +614,11 @@ impl SegmentWriter {
         let chunks = std::mem::replace(&mut self.chunks, ChunkHasher::new());
         self.w
             .section(section::LIST_CHUNKS, bytemuck::cast_slice(&chunks.finish()))?;
-        let (rest, last_blocks, _) = coder.finish();
-        words.push(&rest, &folder)?;
+        let rest = coder.finish();
+        words.push(&rest.data, &folder)?;
         // `finish` ends the block table with the end of the data.
-        blocks.push(bytemuck::cast_slice(&last_blocks), &folder)?;
+        blocks.push(bytemuck::cast_slice(&rest.blocks), &folder)?;
+        signatures.push(bytemuck::cast_slice(&rest.signatures), &folder)?;
         let w = &mut self.w;
         // The tables a query reads a few entries of are verified chunk by
         // chunk as they are read, like the lists: each carries its chunks'
@@ -644,6 +649,12 @@ impl SegmentWriter {
         };
         lazy(section::WORDS, section::WORDS_CHUNKS, words, false)?;
         lazy(section::BLOCKS, section::BLOCKS_CHUNKS, blocks, false)?;
+        lazy(
+            section::SIGNATURES,
+            section::SIGNATURES_CHUNKS,
+            signatures,
+            false,
+        )?;
         lazy(section::COUNTS, section::COUNTS_CHUNKS, counts, false)?;
         match self.written <= u64::from(u32::MAX) {
             true => lazy(section::OFFSETS, section::OFFSETS_CHUNKS, offsets, true)?,
@@ -892,9 +903,16 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
             .ok_or(damaged(Damage::Malformed(Part::NumberTable)))
     };
     let counts = table32(section::COUNTS, section::COUNTS_CHUNKS)?;
+    // Block signatures are optional: files written before them read on,
+    // their substring searches decoding every block.
+    let signatures = match c.section(section::SIGNATURES) {
+        Some(_) => Some(table64(section::SIGNATURES, section::SIGNATURES_CHUNKS)?),
+        None => None,
+    };
     let vocabulary = Vocabulary::from_front_coded(
         chunked(section::WORDS, section::WORDS_CHUNKS)?,
         table64(section::BLOCKS, section::BLOCKS_CHUNKS)?,
+        signatures,
         counts.len(),
     )
     .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?;
