@@ -14,8 +14,12 @@ pub use similar::similar_words;
 
 use crate::index::Vocabulary;
 
-/// Shorter needles hit nearly every word: scanning the words is faster.
-const MIN_NEEDLE: usize = 3;
+/// A needle of one byte hits nearly every word: walking the words is
+/// faster. From two bytes on, the substring search wins in both forms (a
+/// saved vocabulary's block signatures rule out most blocks; an arena is
+/// one memmem pass): `*iv*` on the kernel 145 -> 40 ms saved, 119 -> 28 ms
+/// fresh.
+const MIN_NEEDLE: usize = 2;
 
 /// Spellings of `text` with each lowercase sigma as either σ or ς: to a
 /// case-insensitive match they are one letter, but `str::to_lowercase`
