@@ -370,6 +370,15 @@ fn section_part(id: u32) -> Part {
 /// linked as `FILE.tmp.PID` only to be renamed at once. Where the file
 /// system cannot make unnamed files, it is `FILE.tmp.PID` from the start
 /// (a later save removes it if its process died).
+/// A file a [`Writer`] put in place.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its header hash (see [`Container::header_hash`]).
+    pub header_hash: u64,
+}
+
 pub struct Writer {
     out: BufWriter<File>,
     /// Where the file goes; `None` for an anonymous file.
@@ -382,6 +391,8 @@ pub struct Writer {
     current: Option<(u32, u64, Option<Xxh3>)>,
     sections: usize,
     committed: bool,
+    /// The hash of the header and section table, once written.
+    header_hash: u64,
 }
 
 impl Drop for Writer {
@@ -458,6 +469,7 @@ impl Writer {
             current: None,
             sections,
             committed: false,
+            header_hash: 0,
         };
         let header = FIXED_HEADER + sections * SECTION_ENTRY + 8;
         writer.raw(&vec![0; header])?;
@@ -528,7 +540,7 @@ impl Writer {
     }
 
     /// Writes the header, syncs, and renames the file into place.
-    pub fn commit(mut self) -> io::Result<u64> {
+    pub fn commit(mut self) -> io::Result<Committed> {
         let Some(destination) = self.destination.clone() else {
             return Err(io::Error::other(
                 "index writer: no destination to commit to",
@@ -541,7 +553,10 @@ impl Writer {
         }
         self.committed = true;
         sync_folder(&destination);
-        Ok(self.position)
+        Ok(Committed {
+            len: self.position,
+            header_hash: self.header_hash,
+        })
     }
 
     /// Writes the header and hands back the anonymous file (no sync: it
@@ -571,6 +586,7 @@ impl Writer {
             header.extend_from_slice(&hash.to_le_bytes());
         }
         let hash = xxh3_64(&header);
+        self.header_hash = hash;
         header.extend_from_slice(&hash.to_le_bytes());
         self.out.flush()?;
         let file = self.out.get_mut();

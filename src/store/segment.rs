@@ -6,7 +6,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::format::{section, Container, Damage, Decoder, Encoder, FormatError, Part, Writer};
+use super::format::{
+    section, Committed, Container, Damage, Decoder, Encoder, FormatError, Part, Writer,
+};
 use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
@@ -337,8 +339,8 @@ pub enum Destination<'a> {
 /// A written segment.
 #[derive(Debug)]
 pub enum Written {
-    /// A file of this many bytes.
-    File(u64),
+    /// A file: its length and header hash.
+    File(Committed),
     /// An anonymous file, and its length.
     Anonymous(File, u64),
 }
@@ -347,7 +349,8 @@ impl Written {
     /// Bytes written.
     pub fn len(&self) -> u64 {
         match self {
-            Written::File(len) | Written::Anonymous(_, len) => *len,
+            Written::File(file) => file.len,
+            Written::Anonymous(_, len) => *len,
         }
     }
 }

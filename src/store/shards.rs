@@ -186,8 +186,7 @@ pub fn save_part(
     records: &[FileRecord],
 ) -> Result<PartInfo, StoreError> {
     let file = part_path(path, k, of);
-    let io = |action, e| StoreError::Io(file.clone(), action, e);
-    segment::write_hits(
+    let written = segment::write_hits(
         Destination::File(&file),
         view,
         hits,
@@ -198,10 +197,10 @@ pub fn save_part(
     )
     .map_err(|e| super::write_error(&file, e))?;
     // Its header hash, as written, for the manifest.
-    let owner = map(&file)?.ok_or_else(|| io("open", std::io::ErrorKind::NotFound.into()))?;
-    let bytes = (*owner).as_ref().len() as u64;
-    let container = Container::open(owner, Some(release_pages))
-        .map_err(|e| StoreError::Format(file.clone(), e))?;
+    let segment::Written::File(committed) = written else {
+        let e = std::io::Error::other("a part was not written to its file");
+        return Err(StoreError::Io(file, "write", e));
+    };
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -216,8 +215,8 @@ pub fn save_part(
                 .unwrap_or_default(),
         },
         words: hits.len() as u64,
-        header_hash: container.header_hash(),
-        bytes,
+        header_hash: committed.header_hash,
+        bytes: committed.len,
     })
 }
 
@@ -232,7 +231,7 @@ pub fn save_manifest(path: &Path, meta: &Meta, parts: &[PartInfo]) -> Result<u64
     writer
         .section(section::PARTS, &encode_parts(parts))
         .map_err(|e| io("write", e))?;
-    let bytes = writer.commit().map_err(|e| io("write", e))?;
+    let bytes = writer.commit().map_err(|e| io("write", e))?.len;
     let keep: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
     remove_stale_parts(path, &keep);
     remove_if_index(&super::delta_path(path));
