@@ -18,8 +18,8 @@ use super::style::{Colors, Part};
 /// A damaged saved index met while writing, as the write's error: the
 /// callers verify what they print first, so this is the backstop that
 /// stops output rather than print an answer short of occurrences.
-pub fn damaged(_: Damaged) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, Damaged)
+pub fn damaged(damaged: Damaged) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, damaged)
 }
 
 /// True for the error [`damaged`] makes.

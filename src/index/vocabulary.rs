@@ -123,14 +123,8 @@ impl Signature {
         lanes
             .chunks_exact(8)
             .zip(self.0)
-            .all(|(lane, want)| lane_value(lane) & want == want)
+            .all(|(lane, want)| u64::from_le(bytemuck::pod_read_unaligned(lane)) & want == want)
     }
-}
-
-fn lane_value(bytes: &[u8]) -> u64 {
-    let mut lane = [0u8; 8];
-    lane.copy_from_slice(bytes);
-    u64::from_le_bytes(lane)
 }
 
 /// Encodes words, pushed in ascending order, as front-coded blocks. A
@@ -414,14 +408,13 @@ impl Front {
             let group_end = (k + GROUP).min(blocks.end);
             scratch.clear();
             starts.clear();
-            let signed = needle_signature
-                .filter(|_| self.signatures.is_some())
-                .and_then(|needle| {
-                    let lanes = self.signatures.as_ref()?;
-                    lanes
-                        .bytes_of(k * SIGNATURE_LANES..group_end * SIGNATURE_LANES)
-                        .map(|b| (needle, b))
-                });
+            let signed =
+                needle_signature
+                    .zip(self.signatures.as_ref())
+                    .and_then(|(needle, signatures)| {
+                        let lanes = k * SIGNATURE_LANES..group_end * SIGNATURE_LANES;
+                        Some((needle, signatures.bytes_of(lanes)?))
+                    });
             for block in k..group_end {
                 if let Some((needle, lanes)) = signed {
                     let at = (block - k) * SIGNATURE_LANES * 8;
