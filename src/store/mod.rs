@@ -579,13 +579,7 @@ pub fn save(
     records: &[FileRecord],
 ) -> Result<Saved, StoreError> {
     let started = Instant::now();
-    let meta = Meta {
-        kind: Kind::Base,
-        base_id: new_base_id(path),
-        root: root.as_os_str().as_bytes().to_vec(),
-        excludes: excludes.to_vec(),
-        saved_at: now_secs(),
-    };
+    let meta = base_meta(path, root, excludes);
     let written = segment::write(Destination::File(path), view, records, &meta, &[], &[])
         .map_err(|e| write_error(path, e))?;
     // Any delta or parts belonged to the old index; they would be
