@@ -401,7 +401,7 @@ impl Session<'_> {
                 Next::Read
             }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Next::Leave(super::EXIT_OK),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            Err(e) if super::output::is_damaged(&e) => {
                 eprintln!("indexer: {}", super::damaged_message(self.args));
                 Next::Leave(super::EXIT_BAD_INPUT)
             }
