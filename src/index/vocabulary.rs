@@ -127,6 +127,112 @@ impl Signature {
     }
 }
 
+/// Bytes kept past the end of [`Decoded::bytes`]: words are copied in
+/// whole 16-byte pieces, which may run up to 15 bytes past a word's end.
+const SLACK: usize = 32;
+
+/// Many blocks' words decoded back to back, each followed by a NUL (in no
+/// word, so a substring hit never spans two words), for one substring
+/// search over a thousand words rather than sixteen.
+///
+/// Decoding is what a search over the whole vocabulary spends its time on,
+/// so a word's shared prefix and its suffix are copied in whole 16-byte
+/// pieces (a load and a store each, where a copy of the exact length is a
+/// call into `memmove` per word); the bytes a piece writes past the word
+/// are overwritten by its NUL and the next word.
+#[derive(Debug, Default)]
+struct Decoded {
+    /// The words; at least [`SLACK`] bytes longer than `end`.
+    bytes: Vec<u8>,
+    end: usize,
+    /// Per word: where it starts in `bytes`, and its number.
+    starts: Vec<(usize, usize)>,
+}
+
+impl Decoded {
+    fn clear(&mut self) {
+        self.end = 0;
+        self.starts.clear();
+    }
+
+    /// The words and their NULs.
+    fn text(&self) -> &[u8] {
+        &self.bytes[..self.end]
+    }
+
+    /// The `j`th word decoded, and its number.
+    fn word(&self, j: usize) -> (&[u8], usize) {
+        let (start, id) = self.starts[j];
+        let end = self.starts.get(j + 1).map_or(self.end, |next| next.0) - 1;
+        (&self.bytes[start..end], id)
+    }
+
+    /// Which word the byte at `at` of [`Decoded::text`] belongs to.
+    fn word_at(&self, at: usize) -> usize {
+        self.starts.partition_point(|&(start, _)| start <= at) - 1
+    }
+
+    /// Appends the words of the block numbered `k` whose bytes are
+    /// `src[range]`; its first word is number `first`, and it holds `count`.
+    /// `src` may go on past the block (the next blocks of a group): pieces
+    /// are then read whole across its end. A malformed block ends early,
+    /// as [`Front::decode_block`] does.
+    fn push_block(&mut self, src: &[u8], range: Range<usize>, first: usize, count: usize) {
+        let Some(block) = src.get(..range.end) else {
+            return;
+        };
+        let mut pos = range.start;
+        let mut previous = 0..0;
+        for j in 0..count {
+            let shared = if j == 0 {
+                Some(0)
+            } else {
+                read_varint(block, &mut pos)
+            };
+            let (Some(shared), Some(rest)) = (shared, read_varint(block, &mut pos)) else {
+                return;
+            };
+            let (Ok(shared), Ok(rest)) = (usize::try_from(shared), usize::try_from(rest)) else {
+                return;
+            };
+            if shared > previous.len() || rest > block.len() - pos {
+                return;
+            }
+            let start = self.end;
+            let end = start + shared + rest;
+            if self.bytes.len() < end + 1 + SLACK {
+                self.bytes
+                    .resize((end + 1 + SLACK).max(self.bytes.len() * 2), 0);
+            }
+            let mut k = 0;
+            while k < shared {
+                // Never overlapping where it matters: the bytes read lie
+                // before `start`, the previous word's NUL between.
+                self.bytes
+                    .copy_within(previous.start + k..previous.start + k + 16, start + k);
+                k += 16;
+            }
+            let to = start + shared;
+            match src.get(pos..pos + rest.next_multiple_of(16)) {
+                Some(pieces) => {
+                    for (d, s) in self.bytes[to..to + pieces.len()]
+                        .chunks_exact_mut(16)
+                        .zip(pieces.chunks_exact(16))
+                    {
+                        d.copy_from_slice(s);
+                    }
+                }
+                None => self.bytes[to..end].copy_from_slice(&block[pos..pos + rest]),
+            }
+            self.bytes[end] = 0;
+            self.end = end + 1;
+            self.starts.push((start, first + j));
+            previous = start..end;
+            pos += rest;
+        }
+    }
+}
+
 /// Encodes words, pushed in ascending order, as front-coded blocks. A
 /// writer of a vocabulary larger than memory takes the bytes and block
 /// starts made so far with [`FrontCoder::drain`] as it goes.
@@ -384,65 +490,89 @@ impl Front {
         }
     }
 
-    /// The words of `blocks` holding `finder`'s needle that `keep` accepts:
-    /// each block's words NUL-separated (no word holds a NUL), so a hit
-    /// never spans two words, then one substring search over them.
+    /// The words of `blocks` holding `finder`'s needle that `keep` accepts,
+    /// by one substring search over each group of decoded blocks. Blocks
+    /// whose signature lacks a pair of `signed` (the needle, less any NUL
+    /// the finder appends to it) are not decoded.
     fn containing(
         &self,
         blocks: Range<usize>,
         finder: &memchr::memmem::Finder<'_>,
+        signed: Option<Signature>,
         keep: &(dyn Fn(&[u8]) -> bool + Sync),
     ) -> Vec<usize> {
-        // Blocks are decoded GROUP at a time into one buffer, words apart
-        // by a NUL (in no word), so one search spans a thousand words
-        // rather than sixteen.
+        // Blocks decoded at once: one search spans a thousand words.
         const GROUP: usize = 64;
-        // A needle of one byte has no pair to look for.
-        let needle_signature = Some(Signature::of(finder.needle())).filter(|s| !s.is_empty());
         let mut ids = Vec::new();
-        let (mut scratch, mut buf) = (Vec::new(), Vec::new());
-        // Per word decoded: where it starts in `scratch`, and its number.
-        let mut starts: Vec<(usize, usize)> = Vec::new();
+        let mut decoded = Decoded::default();
         let mut k = blocks.start;
         while k < blocks.end {
-            let group_end = (k + GROUP).min(blocks.end);
-            scratch.clear();
-            starts.clear();
-            let signed =
-                needle_signature
-                    .zip(self.signatures.as_ref())
-                    .and_then(|(needle, signatures)| {
-                        let lanes = k * SIGNATURE_LANES..group_end * SIGNATURE_LANES;
-                        Some((needle, signatures.bytes_of(lanes)?))
-                    });
-            for block in k..group_end {
-                if let Some((needle, lanes)) = signed {
-                    let at = (block - k) * SIGNATURE_LANES * 8;
-                    if !needle.may_hold_in(&lanes[at..at + SIGNATURE_LANES * 8]) {
-                        continue;
-                    }
-                }
-                self.decode_block(block, 0, &mut buf, &mut |id, w| {
-                    starts.push((scratch.len(), id));
-                    scratch.extend_from_slice(w);
-                    scratch.push(0);
-                    true
+            let group = k..(k + GROUP).min(blocks.end);
+            let lanes = signed
+                .zip(self.signatures.as_ref())
+                .and_then(|(needle, signatures)| {
+                    let lanes = group.start * SIGNATURE_LANES..group.end * SIGNATURE_LANES;
+                    Some((needle, signatures.bytes_of(lanes)?))
                 });
-            }
-            starts.push((scratch.len(), usize::MAX));
+            decoded.clear();
+            self.decode_group(group.clone(), &mut decoded, &mut |block| match lanes {
+                Some((needle, lanes)) => {
+                    let at = (block - k) * SIGNATURE_LANES * 8;
+                    needle.may_hold_in(&lanes[at..at + SIGNATURE_LANES * 8])
+                }
+                None => true,
+            });
+            let text = decoded.text();
             let mut from = 0;
-            while let Some(hit) = scratch.get(from..).and_then(|b| finder.find(b)) {
-                let j = starts.partition_point(|&(s, _)| s <= from + hit) - 1;
-                let (start, id) = starts[j];
-                let end = starts[j + 1].0 - 1;
-                if keep(&scratch[start..end]) {
+            while let Some(hit) = text.get(from..).and_then(|b| finder.find(b)) {
+                let (word, id) = decoded.word(decoded.word_at(from + hit));
+                if keep(word) {
                     ids.push(id);
                 }
-                from = end + 1;
+                // Resume past the word hit: each word is checked once.
+                from = (word.as_ptr() as usize - text.as_ptr() as usize) + word.len() + 1;
             }
-            k = group_end;
+            k = group.end;
         }
         ids
+    }
+
+    /// Appends the words of the blocks of `group` that `wanted` accepts to
+    /// `out`. The group's bytes are fetched (and checked) at once, so a
+    /// word's pieces may be read across its block's end; should a chunk
+    /// among them be damaged, block by block, so the intact ones still
+    /// decode.
+    fn decode_group(
+        &self,
+        group: Range<usize>,
+        out: &mut Decoded,
+        wanted: &mut dyn FnMut(usize) -> bool,
+    ) {
+        let offset = |k: usize| self.blocks.get(k).and_then(|o| usize::try_from(o).ok());
+        let whole = offset(group.start)
+            .zip(offset(group.end))
+            .and_then(|(start, end)| Some((start, self.data.get(start..end)?)));
+        for k in group {
+            if !wanted(k) {
+                continue;
+            }
+            let first = k * BLOCK;
+            let count = BLOCK.min(self.len.saturating_sub(first));
+            let within = whole.and_then(|(base, bytes)| {
+                let (start, end) = (
+                    offset(k)?.checked_sub(base)?,
+                    offset(k + 1)?.checked_sub(base)?,
+                );
+                (start <= end && end <= bytes.len()).then_some((bytes, start..end))
+            });
+            match within {
+                Some((bytes, range)) => out.push_block(bytes, range, first, count),
+                None => {
+                    let block = self.block(k);
+                    out.push_block(block, 0..block.len(), first, count);
+                }
+            }
+        }
     }
 
     /// Calls `f` on the words numbered `range`, in order, until it returns false.
@@ -805,10 +935,28 @@ impl Vocabulary {
     /// arena, or block by block), which after each hit resumes at the end
     /// of the word hit, so each word is checked once.
     pub fn containing(&self, needle: &[u8], keep: &(dyn Fn(&[u8]) -> bool + Sync)) -> Vec<usize> {
-        let finder = memchr::memmem::Finder::new(needle);
+        self.search(needle, false, keep)
+    }
+
+    /// The numbers of the words ending with `suffix` that `keep` accepts,
+    /// ascending. Decoded words end with a NUL, so the search is for the
+    /// suffix and that NUL, which lands only on the words wanted, where a
+    /// search for the suffix alone would stop in every word holding it
+    /// (`*_t`: 6 thousand words end with `_t`, 700 thousand hold it).
+    pub fn ending_with(&self, suffix: &[u8], keep: &(dyn Fn(&[u8]) -> bool + Sync)) -> Vec<usize> {
+        self.search(suffix, true, keep)
+    }
+
+    fn search(
+        &self,
+        needle: &[u8],
+        at_end: bool,
+        keep: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Vec<usize> {
         let mut ids = Vec::new();
         match &self.form {
             Form::Arena(a) => {
+                let finder = memchr::memmem::Finder::new(needle);
                 let (mut from, mut id) = (0usize, 0usize);
                 while let Some(hit) = a.bytes.get(from..).and_then(|b| finder.find(b)) {
                     let at = from + hit;
@@ -816,16 +964,28 @@ impl Vocabulary {
                     id = a.word_at(at, id);
                     let Some(&end) = a.ends.get(id) else { break };
                     from = end as usize;
+                    let word = a.word(id);
                     // A hit running past its word's end is in no word.
-                    if at + needle.len() <= from && keep(a.word(id)) {
+                    let holds = match at_end {
+                        true => word.ends_with(needle),
+                        false => at + needle.len() <= from,
+                    };
+                    if holds && keep(word) {
                         ids.push(id);
                     }
                 }
             }
             Form::Front(f) => {
+                let mut searched = needle.to_vec();
+                if at_end {
+                    searched.push(0);
+                }
+                let finder = memchr::memmem::Finder::new(&searched);
+                // A needle of one byte has no pair to look for.
+                let signed = Some(Signature::of(needle)).filter(|s| !s.is_empty());
                 return self
                     .in_parts(|part, parts| {
-                        f.containing(share(f.block_count(), part, parts), &finder, keep)
+                        f.containing(share(f.block_count(), part, parts), &finder, signed, keep)
                     })
                     .concat();
             }
@@ -977,6 +1137,41 @@ mod tests {
             )
             .expect("a well-formed vocabulary");
             prop_assert_eq!(unsigned.containing(needle.as_bytes(), &|_| true), want);
+        }
+
+        /// Long words sharing long prefixes (decoded in 16-byte pieces that
+        /// run across word and block ends): substring and suffix searches
+        /// find what a plain scan finds, in both forms.
+        #[test]
+        fn searches_over_long_words_agree_with_a_scan(
+            tails in proptest::collection::vec((0usize..4, "[a-c]{0,30}"), 1..2500),
+            needle in "[a-c]{1,4}",
+        ) {
+            // Stems of 0 to 40 bytes, so words share prefixes longer than
+            // a piece, and two.
+            const STEMS: [&str; 4] = ["", "aaaaaaaaaaaaaaaaaab", "abcabcabcabcabcabcabcabcabcabcabcabcabca", "cb"];
+            let mut words: Vec<String> = tails.iter().map(|(k, tail)| format!("{}{tail}", STEMS[*k])).collect();
+            words.sort();
+            words.dedup();
+            words.retain(|w| !w.is_empty());
+            let bytes: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+            let needle = needle.as_bytes();
+            let holding: Vec<usize> = (0..bytes.len())
+                .filter(|&i| memchr::memmem::find(&bytes[i], needle).is_some())
+                .collect();
+            let ending: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].ends_with(needle)).collect();
+            let mut arena = Vocabulary::default();
+            for w in &bytes {
+                arena.push(w);
+            }
+            for vocabulary in [&front(&bytes), &arena] {
+                prop_assert_eq!(&vocabulary.containing(needle, &|_| true), &holding);
+                prop_assert_eq!(&vocabulary.ending_with(needle, &|_| true), &ending);
+                // What `keep` is given is the whole word.
+                let kept = vocabulary.containing(needle, &|w| w.len() % 3 == 0);
+                let want: Vec<usize> = holding.iter().copied().filter(|&i| bytes[i].len() % 3 == 0).collect();
+                prop_assert_eq!(kept, want);
+            }
         }
 
         /// A block's signature holds every byte pair of its words, whatever

@@ -112,6 +112,15 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
             {
                 // `*`, `**`, ...: every word.
                 (0..vocabulary.len()).collect()
+            } else if let Some(suffix) = filter
+                .prefix
+                .is_empty()
+                .then(|| filter.searchable_suffix())
+                .flatten()
+            {
+                // Every match ends with a literal at least as long as any
+                // other it holds: one search for it at words' ends.
+                vocabulary.ending_with(suffix.as_bytes(), &fits)
             } else if filter.prefix.is_empty() && filter.needle.len() >= MIN_NEEDLE {
                 // No prefix to narrow by, but a literal every match holds:
                 // one substring search over all the words, then the check

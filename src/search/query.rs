@@ -81,6 +81,22 @@ fn find_short(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Filter {
+    /// The literal every match ends with, matched byte for byte, when it
+    /// is at least as long as the needle (so searching for it at words'
+    /// ends rules out at least as many blocks as the needle would).
+    pub fn searchable_suffix(&self) -> Option<&str> {
+        let suffix = match &self.glob {
+            // A glob's last piece, unless it holds a sigma (either spelling
+            // matches it, so it is not matched byte for byte).
+            Some(pieces) if pieces.len() >= 2 => {
+                pieces.last().filter(|last| !last.contains(['σ', 'ς']))?
+            }
+            Some(_) => return None,
+            None => &self.suffix,
+        };
+        (!suffix.is_empty() && suffix.len() >= self.needle.len()).then_some(suffix.as_str())
+    }
+
     /// True if `word` matches the glob's pieces (see [`Filter::glob`]).
     pub fn glob_matches(pieces: &[String], word: &[u8]) -> bool {
         let Some((first, rest)) = pieces.split_first() else {
