@@ -12,11 +12,9 @@
 //! merge runs every worker process has been reaped, so no fork can see these
 //! threads. The ranges are then laid end to end.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use super::partial::{Run, RunEntry, RunReader};
 use super::postings::Locations;
+use super::tournament::LoserTree;
 use super::vocabulary::Vocabulary;
 use super::Index;
 use super::PieceShard;
@@ -36,26 +34,31 @@ impl std::fmt::Display for MalformedRun {
 
 impl std::error::Error for MalformedRun {}
 
-/// A run's current word in the merge's heap, ordered by (word, run): equal
-/// words pop in batch order. The word's first eight bytes, big-endian,
-/// settle most comparisons without comparing the slices.
+/// A run's current word in the merge's tournament, ordered by (word, run):
+/// equal words come out in batch order. The word's first sixteen bytes,
+/// big-endian, settle most comparisons without comparing the slices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Head<'a> {
-    prefix: u64,
+    prefix: u128,
     word: &'a [u8],
     run: usize,
 }
 
 impl<'a> Head<'a> {
     fn new(word: &'a [u8], run: usize) -> Self {
-        let mut prefix = [0u8; 8];
-        let n = word.len().min(8);
+        let mut prefix = [0u8; 16];
+        let n = word.len().min(16);
         prefix[..n].copy_from_slice(&word[..n]);
         Head {
-            prefix: u64::from_be_bytes(prefix),
+            prefix: u128::from_be_bytes(prefix),
             word,
             run,
         }
+    }
+
+    /// True if this head's word is `other`'s.
+    fn same_word(&self, other: &Head<'_>) -> bool {
+        self.prefix == other.prefix && self.word == other.word
     }
 }
 
@@ -108,33 +111,22 @@ fn merge_range(
             return Err(MalformedRun { run: i });
         }
     }
-    // Ordered by (word, run number): equal words pop in batch order.
-    let mut heap: BinaryHeap<Reverse<Head<'_>>> = heads
+    // Ordered by (word, run number): equal words come out in batch order.
+    let less = |a: &Head<'_>, b: &Head<'_>| a < b;
+    let first = heads
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| h.map(|e| Reverse(Head::new(e.word, i))))
+        .map(|(i, h)| h.map(|e| Head::new(e.word, i)))
         .collect();
+    let mut tree = LoserTree::new(first, less);
     let mut shard = Shard::default();
-    let mut group = Vec::new();
-    while let Some(Reverse(Head {
-        word, run: first, ..
-    })) = heap.pop()
-    {
-        group.clear();
-        group.push(first);
-        while let Some(&Reverse(Head {
-            word: next, run: i, ..
-        })) = heap.peek()
-        {
-            if next != word {
-                break;
-            }
-            heap.pop();
-            group.push(i);
-        }
+    while let Some((first, word)) = tree.winner() {
         let mut count: u32 = 0;
         let mut last_file: Option<u32> = None;
-        for &i in &group {
+        while let Some((i, head)) = tree.winner() {
+            if !head.same_word(&word) {
+                break;
+            }
             let Some(entry) = heads[i] else {
                 return Err(MalformedRun { run: i });
             };
@@ -155,13 +147,15 @@ fn merge_range(
             count = count.saturating_add(entry.count);
             last_file = Some(entry.last_file);
             heads[i] = readers[i].next().filter(|e| below_high(e.word));
-            match heads[i] {
+            let next = match heads[i] {
                 Some(e) if e.word <= entry.word => return Err(MalformedRun { run: i }),
-                Some(e) => heap.push(Reverse(Head::new(e.word, i))),
+                Some(e) => Some(Head::new(e.word, i)),
                 None if readers[i].is_malformed() => return Err(MalformedRun { run: i }),
-                None => {}
-            }
+                None => None,
+            };
+            tree.replay(i, next, less);
         }
+        let word = word.word;
         shard.vocabulary.push(word);
         shard.counts.push(count);
         let pieces =

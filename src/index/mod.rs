@@ -29,6 +29,7 @@ pub(crate) mod partial;
 pub(crate) mod postings;
 pub(crate) mod stream;
 pub(crate) mod tokenize;
+mod tournament;
 pub(crate) mod view;
 pub(crate) mod vocabulary;
 pub(crate) mod walk;

@@ -293,7 +293,11 @@ impl PartialIndex {
             line,
             column,
         });
-        self.pending_keys.extend_from_slice(padded);
+        // Lane by lane: fixed-size copies the compiler inlines, where one
+        // copy of the whole key would call memcpy.
+        for lane in padded.chunks_exact(8) {
+            self.pending_keys.extend_from_slice(lane);
+        }
         if self.pending.len() == CHUNK {
             self.flush();
             return self.is_full();

@@ -15,6 +15,7 @@ use std::io;
 
 use super::partial::{Run, RunReader};
 use super::postings::{rebased_head, write_varint};
+use super::tournament::LoserTree;
 
 /// One entry of a run, without its word and list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,11 +245,8 @@ impl Head {
 }
 
 /// Orders sources by (current word, source number), so equal words come
-/// out in source (file) order; `None` is a source run dry, after all.
-fn less(sources: &[Box<dyn RunSource + '_>], a: &Option<Head>, b: &Option<Head>) -> bool {
-    let (Some(a), Some(b)) = (a, b) else {
-        return a.is_some();
-    };
+/// out in source (file) order.
+fn less(sources: &[Box<dyn RunSource + '_>], a: &Head, b: &Head) -> bool {
     if a.prefix != b.prefix {
         return a.prefix < b.prefix;
     }
@@ -262,75 +260,6 @@ fn less(sources: &[Box<dyn RunSource + '_>], a: &Option<Head>, b: &Option<Head>)
         }
     }
     a.source < b.source
-}
-
-/// A tournament of losers: each inner node keeps the loser of the match
-/// played there, so after the winner's source moves on, one path from its
-/// leaf to the root is replayed: log2(k) comparisons per word, where a
-/// binary heap needs about three times as many.
-struct LoserTree {
-    /// Leaves: a power of two at least the number of sources.
-    leaves: usize,
-    /// `nodes[0]` is the winner; `nodes[1..]` the losers of inner matches.
-    nodes: Vec<u32>,
-    /// Each leaf's current word (`None` once run dry, or for padding).
-    keys: Vec<Option<Head>>,
-}
-
-impl LoserTree {
-    fn new(sources: &[Box<dyn RunSource + '_>], keys: Vec<Option<Head>>) -> Self {
-        let leaves = keys.len().next_power_of_two().max(1);
-        let mut keys = keys;
-        keys.resize(leaves, None);
-        let mut tree = LoserTree {
-            leaves,
-            nodes: vec![0; leaves],
-            keys,
-        };
-        // Play every match bottom-up, keeping the winners aside.
-        let mut winners = vec![0u32; 2 * leaves];
-        for (leaf, winner) in winners[leaves..].iter_mut().enumerate() {
-            *winner = leaf as u32;
-        }
-        for node in (1..leaves).rev() {
-            let (l, r) = (winners[2 * node], winners[2 * node + 1]);
-            let (win, lose) = if tree.beats(sources, l, r) {
-                (l, r)
-            } else {
-                (r, l)
-            };
-            winners[node] = win;
-            tree.nodes[node] = lose;
-        }
-        tree.nodes[0] = if leaves > 1 { winners[1] } else { 0 };
-        tree
-    }
-
-    fn beats(&self, sources: &[Box<dyn RunSource + '_>], a: u32, b: u32) -> bool {
-        less(sources, &self.keys[a as usize], &self.keys[b as usize])
-    }
-
-    /// The source with the smallest word, if any has one.
-    fn winner(&self) -> Option<(usize, Head)> {
-        let w = self.nodes[0] as usize;
-        self.keys[w].map(|key| (w, key))
-    }
-
-    /// Source `leaf` moved on to `key`: replays its path to the root.
-    fn replay(&mut self, sources: &[Box<dyn RunSource + '_>], leaf: usize, key: Option<Head>) {
-        self.keys[leaf] = key;
-        let mut winner = leaf as u32;
-        let mut node = (self.leaves + leaf) / 2;
-        while node > 0 {
-            let loser = self.nodes[node];
-            if self.beats(sources, loser, winner) {
-                self.nodes[node] = winner;
-                winner = loser;
-            }
-            node /= 2;
-        }
-        self.nodes[0] = winner;
-    }
 }
 
 /// True when `b`, a source's current word, is `word` (whose head is `a`).
@@ -364,7 +293,7 @@ pub fn merge_into(
             false => None,
         });
     }
-    let mut tree = LoserTree::new(&sources, keys);
+    let mut tree = LoserTree::new(keys, |a, b| less(&sources, a, b));
     let mut merged = Merged::default();
     let mut word = Vec::new();
     let mut head = Vec::with_capacity(10);
@@ -410,7 +339,7 @@ pub fn merge_into(
                 }
                 false => None,
             };
-            tree.replay(&sources, s, next);
+            tree.replay(s, next, |a, b| less(&sources, a, b));
         }
         sink.word(&word, count, last_file.unwrap_or(0))?;
         merged.words += 1;
