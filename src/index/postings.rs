@@ -46,6 +46,18 @@ pub fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 /// Reads one varint at `*pos`, advancing it; `None` on truncation or overflow.
 #[inline]
 pub fn read_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    // Most values (word lengths, line steps, columns) take one byte.
+    let first = *bytes.get(*pos)?;
+    if first < 0x80 {
+        *pos += 1;
+        return Some(u64::from(first));
+    }
+    read_varint_long(bytes, pos)
+}
+
+/// [`read_varint`] of a value of two bytes or more.
+#[inline(never)]
+fn read_varint_long(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     let mut value = 0u64;
     let mut shift = 0u32;
     loop {
