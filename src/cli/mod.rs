@@ -109,6 +109,8 @@ pub fn run() -> i32 {
         eprintln!("{note}");
     }
     if args.noprompt {
+        // As above: the index is dropped by the exit, not word by word.
+        std::mem::forget(view);
         return finish(0);
     }
     finish(prompt::run(&view, &args, layout, &paths))
