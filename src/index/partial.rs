@@ -1000,7 +1000,6 @@ mod tests {
         }
     }
 
-    #[test]
     proptest::proptest! {
         /// Every occurrence comes back from the run as it was added, in
         /// order: lists short enough to stay in the word table, lists that
