@@ -12,7 +12,7 @@
 //! merge runs every worker process has been reaped, so no fork can see these
 //! threads. The ranges are then laid end to end.
 
-use super::partial::{Run, RunEntry, RunReader};
+use super::partial::{prefetch, Run, RunEntry, RunReader};
 use super::postings::Locations;
 use super::tournament::LoserTree;
 use super::vocabulary::Vocabulary;
@@ -149,7 +149,10 @@ fn merge_range(
             heads[i] = readers[i].next().filter(|e| below_high(e.word));
             let next = match heads[i] {
                 Some(e) if e.word <= entry.word => return Err(MalformedRun { run: i }),
-                Some(e) => Some(Head::new(e.word, i)),
+                Some(e) => {
+                    fetch_ahead(&runs[i], &e);
+                    Some(Head::new(e.word, i))
+                }
                 None if readers[i].is_malformed() => return Err(MalformedRun { run: i }),
                 None => None,
             };
@@ -163,6 +166,23 @@ fn merge_range(
         shard.pieces.piece_ends.push(pieces);
     }
     Ok(shard)
+}
+
+/// Bytes read ahead in each of a run's two streams.
+const AHEAD: usize = 512;
+
+/// The merge reads each run's words and lists as two sequential streams,
+/// about 140 streams at once for the kernel's 71 runs: more than a CPU's
+/// prefetcher follows, so each is fetched a little ahead by hand.
+#[inline]
+fn fetch_ahead(run: &Run, entry: &RunEntry<'_>) {
+    if let Some(byte) = run.postings.get(entry.postings_at + AHEAD) {
+        prefetch(byte);
+    }
+    let at = (entry.word.as_ptr() as usize).wrapping_sub(run.bytes.as_ptr() as usize);
+    if let Some(byte) = run.bytes.get(at.wrapping_add(AHEAD)) {
+        prefetch(byte);
+    }
 }
 
 /// Words that cut the vocabulary into about `parts` ranges of similar size,

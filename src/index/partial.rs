@@ -227,8 +227,9 @@ fn advise_huge_pages<T>(memory: &[T]) {
     let _ = memory;
 }
 
+/// Asks the CPU to fetch `item`'s cache line ahead of its use.
 #[inline]
-fn prefetch<T>(item: &T) {
+pub(crate) fn prefetch<T>(item: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: a prefetch is only a hint; it never faults or changes memory.
