@@ -127,6 +127,61 @@ impl Signature {
     }
 }
 
+/// The words of one front-coded block as stored: for each, the bytes it
+/// shares with the word before (0 for the first, stored whole) and where
+/// the rest lies in the block. The one reader of the block format: a
+/// malformed entry (a bad varint, a prefix longer than the word before, a
+/// rest past the block) ends the block there, so a damaged block decodes
+/// as its well-formed words, never past them.
+struct Entries<'a> {
+    block: &'a [u8],
+    pos: usize,
+    left: usize,
+    /// Length of the word before (`None` before the first).
+    previous: Option<usize>,
+}
+
+impl<'a> Entries<'a> {
+    /// The `count` words of the block starting at `block[pos]`.
+    fn new(block: &'a [u8], pos: usize, count: usize) -> Self {
+        Entries {
+            block,
+            pos,
+            left: count,
+            previous: None,
+        }
+    }
+
+    fn parse(&mut self) -> Option<(usize, Range<usize>)> {
+        let shared = match self.previous {
+            None => 0,
+            Some(_) => usize::try_from(read_varint(self.block, &mut self.pos)?).ok()?,
+        };
+        let rest = usize::try_from(read_varint(self.block, &mut self.pos)?).ok()?;
+        if shared > self.previous.unwrap_or(0) || rest > self.block.len() - self.pos {
+            return None;
+        }
+        let suffix = self.pos..self.pos + rest;
+        self.pos += rest;
+        self.previous = Some(shared + rest);
+        Some((shared, suffix))
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = (usize, Range<usize>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let entry = self.parse();
+        self.left = if entry.is_some() { self.left - 1 } else { 0 };
+        entry
+    }
+}
+
 /// Bytes kept past the end of [`Decoded::bytes`]: words are copied in
 /// whole 16-byte pieces, which may run up to 15 bytes past a word's end.
 const SLACK: usize = 32;
@@ -175,29 +230,16 @@ impl Decoded {
     /// Appends the words of the block numbered `k` whose bytes are
     /// `src[range]`; its first word is number `first`, and it holds `count`.
     /// `src` may go on past the block (the next blocks of a group): pieces
-    /// are then read whole across its end. A malformed block ends early,
-    /// as [`Front::decode_block`] does.
+    /// are then read whole across its end. A malformed block ends early
+    /// (see [`Entries`]).
     fn push_block(&mut self, src: &[u8], range: Range<usize>, first: usize, count: usize) {
         let Some(block) = src.get(..range.end) else {
             return;
         };
-        let mut pos = range.start;
-        let mut previous = 0..0;
-        for j in 0..count {
-            let shared = if j == 0 {
-                Some(0)
-            } else {
-                read_varint(block, &mut pos)
-            };
-            let (Some(shared), Some(rest)) = (shared, read_varint(block, &mut pos)) else {
-                return;
-            };
-            let (Ok(shared), Ok(rest)) = (usize::try_from(shared), usize::try_from(rest)) else {
-                return;
-            };
-            if shared > previous.len() || rest > block.len() - pos {
-                return;
-            }
+        // Where the word before starts (its length bounds `shared`).
+        let mut previous = 0;
+        for (j, (shared, suffix)) in Entries::new(block, range.start, count).enumerate() {
+            let (pos, rest) = (suffix.start, suffix.len());
             let start = self.end;
             let end = start + shared + rest;
             if self.bytes.len() < end + 1 + SLACK {
@@ -209,7 +251,7 @@ impl Decoded {
                 // Never overlapping where it matters: the bytes read lie
                 // before `start`, the previous word's NUL between.
                 self.bytes
-                    .copy_within(previous.start + k..previous.start + k + 16, start + k);
+                    .copy_within(previous + k..previous + k + 16, start + k);
                 k += 16;
             }
             let to = start + shared;
@@ -227,8 +269,7 @@ impl Decoded {
             self.bytes[end] = 0;
             self.end = end + 1;
             self.starts.push((start, first + j));
-            previous = start..end;
-            pos += rest;
+            previous = start;
         }
     }
 }
@@ -375,25 +416,10 @@ impl Front {
         let block = self.block(k);
         let first = k * BLOCK;
         let count = BLOCK.min(self.len.saturating_sub(first));
-        let mut pos = 0;
         buf.clear();
-        for j in 0..count {
-            let (shared, rest) = if j == 0 {
-                (0, read_varint(block, &mut pos))
-            } else {
-                let shared = read_varint(block, &mut pos).unwrap_or(u64::MAX);
-                (shared as usize, read_varint(block, &mut pos))
-            };
-            let Some(rest) = rest else { return true };
-            let Some(suffix) = block.get(pos..pos.saturating_add(rest as usize)) else {
-                return true;
-            };
-            pos += rest as usize;
-            if shared > buf.len() {
-                return true;
-            }
+        for (j, (shared, suffix)) in Entries::new(block, 0, count).enumerate() {
             buf.truncate(shared);
-            buf.extend_from_slice(suffix);
+            buf.extend_from_slice(&block[suffix]);
             if j >= skip && !f(first + j, buf, shared) {
                 return false;
             }
