@@ -14,7 +14,7 @@
 
 use super::partial::{prefetch, Run, RunEntry, RunReader};
 use super::postings::Locations;
-use super::tournament::LoserTree;
+use super::tournament::{word_prefix, LoserTree};
 use super::vocabulary::Vocabulary;
 use super::Index;
 use super::PieceShard;
@@ -46,11 +46,8 @@ struct Head<'a> {
 
 impl<'a> Head<'a> {
     fn new(word: &'a [u8], run: usize) -> Self {
-        let mut prefix = [0u8; 16];
-        let n = word.len().min(16);
-        prefix[..n].copy_from_slice(&word[..n]);
         Head {
-            prefix: u128::from_be_bytes(prefix),
+            prefix: word_prefix(word),
             word,
             run,
         }

@@ -15,7 +15,7 @@ use std::io;
 
 use super::partial::{Run, RunReader};
 use super::postings::{rebased_head, write_varint};
-use super::tournament::LoserTree;
+use super::tournament::{word_prefix, LoserTree};
 
 /// One entry of a run, without its word and list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,11 +233,8 @@ struct Head {
 
 impl Head {
     fn of(word: &[u8], source: usize) -> Head {
-        let mut prefix = [0u8; 16];
-        let n = word.len().min(16);
-        prefix[..n].copy_from_slice(&word[..n]);
         Head {
-            prefix: u128::from_be_bytes(prefix),
+            prefix: word_prefix(word),
             long: word.len() > 16,
             source: source as u32,
         }
