@@ -568,7 +568,7 @@ fn sse2_block_masks(block: &[u8; BLOCK_BYTES]) -> Option<(u64, u64)> {
     (high == 0).then_some((words, newlines))
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(not(target_arch = "x86_64"), test))]
 #[inline]
 fn swar_block_masks(bytes: &[u8], at: usize) -> Option<(u64, u64)> {
     let mut high = 0u64;
@@ -584,7 +584,7 @@ fn swar_block_masks(bytes: &[u8], at: usize) -> Option<(u64, u64)> {
 }
 
 /// The high bit of each byte of `x` (the only bits set), as 8 bits.
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(not(target_arch = "x86_64"), test))]
 #[inline]
 fn gather_high_bits(x: u64) -> u64 {
     ((x >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
@@ -813,6 +813,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Both ways of computing a block's masks agree (the lanes are what
+        /// other machines run), on ASCII blocks and blocks with a byte >= 0x80.
+        #[cfg(target_arch = "x86_64")]
+        #[test]
+        fn sse2_and_lane_block_masks_agree(
+            block in proptest::prop_oneof![
+                proptest::collection::vec(0u8..0x80, 64),
+                proptest::collection::vec(proptest::num::u8::ANY, 64),
+            ],
+        ) {
+            let array: &[u8; BLOCK_BYTES] = block.as_slice().try_into().unwrap();
+            proptest::prop_assert_eq!(sse2_block_masks(array), swar_block_masks(&block, 0));
+        }
+
         /// The 64-byte block path on short words, long words, runs near
         /// the 64-byte limit and dense newlines, against the plain rules.
         #[test]
