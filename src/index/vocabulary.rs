@@ -401,18 +401,6 @@ impl Front {
         buf: &mut Vec<u8>,
         f: &mut dyn FnMut(usize, &[u8]) -> bool,
     ) -> bool {
-        self.decode_block_shared(k, skip, buf, &mut |id, word, _| f(id, word))
-    }
-
-    /// [`Front::decode_block`], also giving each word's bytes in common
-    /// with the word before it (0 for a block's first, stored whole).
-    fn decode_block_shared(
-        &self,
-        k: usize,
-        skip: usize,
-        buf: &mut Vec<u8>,
-        f: &mut dyn FnMut(usize, &[u8], usize) -> bool,
-    ) -> bool {
         let block = self.block(k);
         let first = k * BLOCK;
         let count = BLOCK.min(self.len.saturating_sub(first));
@@ -420,7 +408,7 @@ impl Front {
         for (j, (shared, suffix)) in Entries::new(block, 0, count).enumerate() {
             buf.truncate(shared);
             buf.extend_from_slice(&block[suffix]);
-            if j >= skip && !f(first + j, buf, shared) {
+            if j >= skip && !f(first + j, buf) {
                 return false;
             }
         }
@@ -448,22 +436,29 @@ impl Front {
     }
 
     /// See [`Vocabulary::walk_part`]: a skip passes over whole blocks by
-    /// their first words, decoding only the block where the run ends.
-    fn walk_blocks(&self, blocks: Range<usize>, f: &mut dyn FnMut(usize, &[u8], usize) -> Step) {
+    /// their first words, and over the words of a block by their stored
+    /// prefix lengths, without copying them out.
+    ///
+    /// This is the loop a pattern with no literal runs over every word, so
+    /// it is generic (the caller's automaton inlines into it) and keeps the
+    /// current word in one buffer, each word's rest copied over the word
+    /// before in 16-byte pieces (a copy of the exact length is a call into
+    /// `memmove` per word).
+    fn walk_blocks<F>(&self, blocks: Range<usize>, f: &mut F)
+    where
+        F: FnMut(usize, &[u8], usize) -> Step,
+    {
         let count = blocks.end.min(self.block_count());
-        let mut buf = Vec::new();
-        let mut skip: Option<Vec<u8>> = None;
-        // The least bytes in common between consecutive words since the
-        // last word given to `f`: what the next one shares with that one.
-        let mut common = 0usize;
-        // The word before the next block's first (stored whole, so its
-        // bytes in common with it are found by comparing): the previous
-        // block's last word, or, after blocks passed over in a skip, the
-        // skipped prefix all of them begin with.
-        let mut before: Vec<u8> = Vec::new();
+        // The word last given to `f` in `word[..len]`; past it, room for
+        // a whole piece.
+        let mut word: Vec<u8> = vec![0; 64];
+        let mut len = 0usize;
+        // While passing over the words that begin with `word[..n]`: n.
+        let mut skip: Option<usize> = None;
         let mut k = blocks.start;
         while k < count {
-            if let Some(prefix) = &skip {
+            if let Some(n) = skip {
+                let prefix = &word[..n];
                 let has = |b: usize| self.first_word(b).starts_with(prefix);
                 if has(k) {
                     // Gallop to the last block that begins in the run:
@@ -482,36 +477,60 @@ impl Front {
                             hi = mid;
                         }
                     }
-                    if lo > k {
-                        before.clone_from(prefix);
-                    }
                     k = lo;
                 }
             }
-            let (first, last) = (k * BLOCK, (k * BLOCK + BLOCK).min(self.len) - 1);
-            self.decode_block_shared(k, 0, &mut buf, &mut |id, word, shared| {
-                let shared = match id == first && k > blocks.start {
-                    true => before.iter().zip(word).take_while(|(a, b)| a == b).count(),
-                    false => shared,
-                };
-                common = common.min(shared);
-                if id == last {
-                    before.clear();
-                    before.extend_from_slice(word);
-                }
-                if let Some(prefix) = &skip {
-                    if word.starts_with(prefix) {
-                        return true;
+            let block = self.block(k);
+            let first = k * BLOCK;
+            let in_block = BLOCK.min(self.len.saturating_sub(first));
+            for (j, (stored, suffix)) in Entries::new(block, 0, in_block).enumerate() {
+                let rest = suffix.len();
+                let (shared, end) = if j == 0 {
+                    // Stored whole: what it shares is found by comparing.
+                    let whole = &block[suffix];
+                    if skip.is_some_and(|n| whole.starts_with(&word[..n])) {
+                        continue;
                     }
-                    skip = None;
+                    let shared = word[..len]
+                        .iter()
+                        .zip(whole)
+                        .take_while(|(a, b)| a == b)
+                        .count();
+                    if word.len() < rest + 16 {
+                        word.resize(rest + 16, 0);
+                    }
+                    word[..rest].copy_from_slice(whole);
+                    (shared, rest)
+                } else {
+                    // The words before this one in the block all begin
+                    // with the skipped prefix: so does this one if it
+                    // shares as much with the one before.
+                    if skip.is_some_and(|n| stored >= n) {
+                        continue;
+                    }
+                    let end = stored + rest;
+                    if word.len() < end + 16 {
+                        word.resize(end + 16, 0);
+                    }
+                    match block.get(suffix.start..suffix.start + rest.next_multiple_of(16)) {
+                        Some(pieces) => {
+                            for (to, from) in word[stored..stored + pieces.len()]
+                                .chunks_exact_mut(16)
+                                .zip(pieces.chunks_exact(16))
+                            {
+                                to.copy_from_slice(from);
+                            }
+                        }
+                        None => word[stored..end].copy_from_slice(&block[suffix]),
+                    }
+                    (stored, end)
+                };
+                skip = None;
+                len = end;
+                if let Step::SkipPrefix(n) = f(first + j, &word[..len], shared) {
+                    skip = Some(n.min(len));
                 }
-                let step = f(id, word, common);
-                common = word.len();
-                if let Step::SkipPrefix(len) = step {
-                    skip = Some(word[..len.min(word.len())].to_vec());
-                }
-                true
-            });
+            }
             k += 1;
         }
     }
@@ -860,17 +879,17 @@ impl Vocabulary {
     /// words after it that begin with its first `n` bytes are passed over
     /// without being decoded one by one (how a walk of the words as a trie
     /// prunes a branch).
-    pub fn walk(&self, f: &mut dyn FnMut(usize, &[u8], usize) -> Step) {
+    pub fn walk<F: FnMut(usize, &[u8], usize) -> Step>(&self, f: &mut F) {
         self.walk_part(0, 1, f)
     }
 
     /// [`Vocabulary::walk`] over part `part` of `parts` roughly equal runs
     /// of the words (so threads can walk a vocabulary side by side).
-    pub fn walk_part(
+    pub fn walk_part<F: FnMut(usize, &[u8], usize) -> Step>(
         &self,
         part: usize,
         parts: usize,
-        f: &mut dyn FnMut(usize, &[u8], usize) -> Step,
+        f: &mut F,
     ) {
         match &self.form {
             Form::Arena(a) => {
