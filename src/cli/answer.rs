@@ -364,16 +364,15 @@ pub fn find(
     let admitted = narrowing.paths.admitted(view, &request.paths)?;
     let simple = per_term.len() == 1 && admitted.is_none() && !narrowing.case_sensitive;
     if simple {
-        let mut entries = Vec::new();
-        for hit in per_term.into_iter().flatten() {
-            entries.push(Entry {
-                hit,
-                spelled: None,
-                listed: None,
-                count: view.count(&hit)?,
-            });
-        }
-        return Ok(entries);
+        let hits = per_term.into_iter().next().unwrap_or_default();
+        let counts = view.counts(&hits)?;
+        let entries = hits.into_iter().zip(counts).map(|(hit, count)| Entry {
+            hit,
+            spelled: None,
+            listed: None,
+            count,
+        });
+        return Ok(entries.collect());
     }
     let mut terms: Vec<Vec<Entry>> = Vec::with_capacity(per_term.len());
     for ((text, _), hits) in request.terms.iter().zip(per_term) {
