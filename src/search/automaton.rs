@@ -27,8 +27,11 @@ use crate::index::{Step, Vocabulary};
 /// Memory the lazy DFA may use for its states before it starts over.
 const CACHE_BYTES: usize = 8 << 20;
 
-/// Most states a pattern's table may have (256 `u32`s each: 1 MiB).
-const TABLE_STATES: usize = 1024;
+/// Most states a pattern's table may have (256 `u32`s each: 256 KiB). A
+/// pattern past it has cost the attempt to determinize it (bounded by this
+/// too, about a millisecond) and runs on the lazy DFA, which builds only
+/// the states the words lead to.
+const TABLE_STATES: usize = 256;
 
 /// A pattern compiled for [`Automaton::select`].
 pub enum Automaton {
