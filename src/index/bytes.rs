@@ -48,12 +48,44 @@ impl Bytes {
         })
     }
 
+    /// The bytes to change: an owned buffer as it is, a shared range
+    /// copied into one first.
+    pub fn to_mut(&mut self) -> &mut Vec<u8> {
+        if let Bytes::Shared { .. } = self {
+            *self = Bytes::Owned(self.to_vec());
+        }
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared { .. } => unreachable!("made owned above"),
+        }
+    }
+
     /// Heap bytes held by this buffer alone (zero for a shared range).
     pub fn heap_bytes(&self) -> usize {
         match self {
             Bytes::Owned(v) => v.capacity(),
             Bytes::Shared { .. } => 0,
         }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Bytes::Owned(bytes)
+    }
+}
+
+/// Sent as a plain byte string (as `serde_bytes` sends a `Vec<u8>`), and
+/// received owned.
+impl serde::Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_bytes::ByteBuf::deserialize(deserializer).map(|b| Bytes::Owned(b.into_vec()))
     }
 }
 

@@ -12,6 +12,7 @@
 //! merge runs every worker process has been reaped, so no fork can see these
 //! threads. The ranges are then laid end to end.
 
+use super::bytes::Bytes;
 use super::partial::{prefetch, Run, RunEntry, RunReader};
 use super::postings::Locations;
 use super::tournament::{word_prefix, LoserTree};
@@ -215,7 +216,7 @@ pub fn merge_runs_parallel(
     // The shards hold the words now; free the runs' copies before the
     // vocabulary is laid out, which is when the index is largest.
     for run in &mut runs {
-        run.bytes = Vec::new();
+        run.bytes = Bytes::default();
         run.checkpoints = Vec::new();
     }
     release_free_memory();

@@ -49,7 +49,7 @@ pub use walk::{check_root, walk, BadGlob, Excludes, FileEntry, Problem, RootErro
 
 use std::ops::Range;
 
-use bytes::{Array, Chunked};
+use bytes::{Array, Bytes, Chunked};
 
 use postings::Locations;
 
@@ -78,7 +78,7 @@ enum Postings {
     Pieces {
         shards: Vec<PieceShard>,
         /// Per run (batch): its posting lists.
-        runs: Vec<Vec<u8>>,
+        runs: Vec<Bytes>,
     },
     /// A stored index's: word `i`'s list is `lists[offsets[i]..offsets[i + 1]]`.
     Flat { offsets: Offsets, lists: Chunked },
@@ -189,7 +189,7 @@ impl PieceShard {
 /// (one list for a loaded index). Each starts with an absolute file number.
 #[derive(Debug, Clone)]
 pub struct RawLists<'a> {
-    runs: &'a [Vec<u8>],
+    runs: &'a [Bytes],
     shard: Option<&'a PieceShard>,
     next_piece: usize,
     end_piece: usize,
@@ -475,7 +475,7 @@ impl Index {
     pub fn memory(&self) -> IndexMemory {
         let (runs, pieces, pieces_count) = match &self.postings {
             Postings::Pieces { shards, runs } => (
-                runs.iter().map(Vec::capacity).sum(),
+                runs.iter().map(|r| r.heap_bytes().max(r.len())).sum(),
                 shards.iter().map(PieceShard::heap_bytes).sum(),
                 shards.iter().map(|s| s.run.len()).sum(),
             ),

@@ -25,6 +25,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bytes::Bytes;
 use super::postings::{read_varint, write_varint};
 use super::tokenize::Word;
 
@@ -724,8 +725,8 @@ impl PartialIndex {
             }
         }
         let run = Run {
-            bytes,
-            postings,
+            bytes: bytes.into(),
+            postings: postings.into(),
             words: order.len() as u64,
             occurrences: self.occurrences,
             checkpoints,
@@ -758,13 +759,11 @@ struct SortItem {
 pub struct Run {
     /// Per word: varint length, word bytes, varint count, varint last file,
     /// varint list length.
-    #[serde(with = "serde_bytes")]
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// The words' posting lists, back to back in the same order. Kept apart
     /// from the words so that, once merged, the words can be dropped while
     /// the lists become the index's own.
-    #[serde(with = "serde_bytes")]
-    pub postings: Vec<u8>,
+    pub postings: Bytes,
     /// Distinct words in the run.
     pub words: u64,
     /// Occurrences in the run.
@@ -802,8 +801,9 @@ impl Run {
             let (next_pos, next_postings) = reader.position();
             piece
                 .bytes
+                .to_mut()
                 .extend_from_slice(self.bytes.get(pos as usize..next_pos as usize)?);
-            piece.postings.extend_from_slice(
+            piece.postings.to_mut().extend_from_slice(
                 self.postings
                     .get(postings_pos as usize..next_postings as usize)?,
             );

@@ -30,6 +30,7 @@
 mod coordinator;
 mod planner;
 mod read;
+mod shared;
 mod worker;
 
 use std::fmt;
@@ -600,7 +601,8 @@ pub fn index_in_process(
     for report in reports {
         match report {
             Report::Run { run, .. } => indexed.runs.push(run),
-            Report::Spilled { .. } => {}
+            // A list takes runs as values: neither goes to a file.
+            Report::Spilled { .. } | Report::Shared { .. } => {}
             Report::Done(done) => {
                 indexed.indexed = done.indexed;
                 indexed.bytes = done.bytes;
@@ -682,6 +684,7 @@ pub fn build_listed(
     let context = WorkerContext {
         spill_now: spill_now.as_ref(),
         run_files,
+        share_runs: shared::descriptors_to_spare(workers),
         ..WorkerContext::new(&files, &root, root_identity, options)
     };
 
@@ -786,6 +789,25 @@ impl Workers {
             Event::Message { pid, value } => {
                 let keep = match value {
                     Report::Run { batch, seq, run } => co.run(pid, batch, seq, run)?,
+                    Report::Shared { batch, seq, shape } => {
+                        let run = self
+                            .exchange
+                            .channel(pid)
+                            .and_then(|channel| channel.take_fd())
+                            .map(std::fs::File::from)
+                            .ok_or_else(|| "the worker sent a shared run without its file".into())
+                            .and_then(|file| {
+                                shared::adopt(file, shape)
+                                    .map_err(|e| format!("its shared run could not be read: {e}"))
+                            });
+                        match run {
+                            Ok(run) => co.run(pid, batch, seq, run)?,
+                            Err(problem) => {
+                                co.lost(pid, problem);
+                                false
+                            }
+                        }
+                    }
                     Report::Spilled { batch, seq, shape } => {
                         let file = self
                             .exchange

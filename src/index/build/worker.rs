@@ -36,6 +36,13 @@ pub(super) enum Report {
         seq: u32,
         shape: RunShape,
     },
+    /// The `seq`th run of batch `batch`, in the shared memory file sent
+    /// with this message (see `shared`).
+    Shared {
+        batch: u32,
+        seq: u32,
+        shape: RunShape,
+    },
     /// The batch is done.
     Done(Done),
 }
@@ -76,6 +83,9 @@ pub(super) struct WorkerContext<'a> {
     pub run_files: Option<RunFiles>,
     /// Files this large are let go of from the page cache as they are read.
     pub drop_pages_above: u64,
+    /// Runs go to the parent in shared memory (see `shared`), not through
+    /// the channel.
+    pub share_runs: bool,
 }
 
 /// Where a worker's reports go: its channel to the parent, or, for a
@@ -138,6 +148,7 @@ impl<'a> WorkerContext<'a> {
             drop_pages_above: super::read::drop_pages_above(),
             spill_now: None,
             run_files: None,
+            share_runs: false,
         }
     }
 }
@@ -284,8 +295,14 @@ impl RunShipper<'_, '_> {
             _ => None,
         };
         let (batch, seq) = (self.batch, self.seq);
-        let sent = match written {
-            Some(file) => self.channel.deliver_with_fd(
+        // Otherwise in shared memory, should the system give it, else
+        // through the channel.
+        let shared = match written {
+            None if self.context.share_runs => super::shared::share(&run).ok(),
+            _ => None,
+        };
+        let sent = match (written, shared) {
+            (Some(file), _) => self.channel.deliver_with_fd(
                 Report::Spilled {
                     batch,
                     seq,
@@ -293,7 +310,15 @@ impl RunShipper<'_, '_> {
                 },
                 file.as_fd(),
             ),
-            None => self.channel.deliver(Report::Run { batch, seq, run }),
+            (None, Some(file)) => self.channel.deliver_with_fd(
+                Report::Shared {
+                    batch,
+                    seq,
+                    shape: RunShape::of(&run),
+                },
+                file.as_fd(),
+            ),
+            (None, None) => self.channel.deliver(Report::Run { batch, seq, run }),
         };
         self.seq += 1;
         self.send_nanos += sending.elapsed().as_nanos() as u64;
