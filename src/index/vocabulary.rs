@@ -53,6 +53,11 @@ impl Default for Vocabulary {
     }
 }
 
+/// A matcher over many words at once (see [`Vocabulary::picked_in_text`]):
+/// given words each followed by a NUL, it pushes the positions of the NULs
+/// of the words it picks, ascending.
+pub type TextPicker<'a> = dyn Fn(&[u8], &mut Vec<usize>) + Sync + 'a;
+
 /// What a [`Vocabulary::walk`] does after a word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -225,6 +230,41 @@ impl Decoded {
     /// Which word the byte at `at` of [`Decoded::text`] belongs to.
     fn word_at(&self, at: usize) -> usize {
         self.starts.partition_point(|&(start, _)| start <= at) - 1
+    }
+
+    /// Appends `word`, numbered `id`, and its NUL.
+    fn push_word(&mut self, word: &[u8], id: usize) {
+        let start = self.end;
+        let end = start + word.len();
+        if self.bytes.len() < end + 1 + SLACK {
+            self.bytes
+                .resize((end + 1 + SLACK).max(self.bytes.len() * 2), 0);
+        }
+        self.bytes[start..end].copy_from_slice(word);
+        self.bytes[end] = 0;
+        self.end = end + 1;
+        self.starts.push((start, id));
+    }
+
+    /// Calls `pick` on the text and appends to `ids` the numbers of the
+    /// words whose NULs it names (`ends`, a scratch list).
+    fn pick_into(&self, pick: &TextPicker<'_>, ends: &mut Vec<usize>, ids: &mut Vec<usize>) {
+        ends.clear();
+        pick(self.text(), ends);
+        for &at in ends.iter() {
+            let Some(j) = self
+                .starts
+                .partition_point(|&(start, _)| start <= at)
+                .checked_sub(1)
+            else {
+                continue;
+            };
+            let (word, id) = self.word(j);
+            // Only a word's own NUL names it.
+            if self.starts[j].0 + word.len() == at {
+                ids.push(id);
+            }
+        }
     }
 
     /// Appends the words of the block numbered `k` whose bytes are
@@ -947,6 +987,47 @@ impl Vocabulary {
         })
     }
 
+    /// The numbers of the words `pick` chooses, ascending, for a matcher
+    /// that reads many words at once rather than one at a time: it is
+    /// given words back to back, each followed by a NUL (a byte in no
+    /// word), about a thousand at a time, and pushes the positions of the
+    /// NULs that end the words it chooses. A large vocabulary is read in
+    /// two halves side by side (see [`Vocabulary::in_parts`]).
+    pub fn picked_in_text(&self, pick: &TextPicker<'_>) -> Vec<usize> {
+        // Words laid out for one call: a front-coded group's 64 blocks.
+        const WORDS: usize = 64 * BLOCK;
+        self.in_parts(|part, parts| {
+            let (mut decoded, mut ends, mut ids) = (Decoded::default(), Vec::new(), Vec::new());
+            match &self.form {
+                Form::Arena(a) => {
+                    let words = share(a.ends.len(), part, parts);
+                    let mut id = words.start;
+                    while id < words.end {
+                        decoded.clear();
+                        for id in id..(id + WORDS).min(words.end) {
+                            decoded.push_word(a.word(id), id);
+                        }
+                        decoded.pick_into(pick, &mut ends, &mut ids);
+                        id += WORDS;
+                    }
+                }
+                Form::Front(f) => {
+                    let blocks = share(f.block_count(), part, parts);
+                    let mut k = blocks.start;
+                    while k < blocks.end {
+                        let group = k..(k + WORDS / BLOCK).min(blocks.end);
+                        decoded.clear();
+                        f.decode_group(group.clone(), &mut decoded, &mut |_| true);
+                        decoded.pick_into(pick, &mut ends, &mut ids);
+                        k = group.end;
+                    }
+                }
+            }
+            ids
+        })
+        .concat()
+    }
+
     /// The numbers in `range` of the words `keep` accepts, ascending.
     pub fn select_in(&self, range: Range<usize>, keep: &dyn Fn(&[u8]) -> bool) -> Vec<usize> {
         let mut ids = Vec::new();
@@ -1093,6 +1174,50 @@ mod tests {
             .collect();
         assert!(want.len() > 1000);
         assert_eq!(vocabulary.containing(b"_1", &keep), want);
+    }
+
+    /// A picker over text sees every word once, ended by its NUL, in both
+    /// forms and both halves: what it picks is what a plain filter keeps.
+    #[test]
+    fn words_picked_in_text_are_the_words_a_filter_keeps() {
+        let words: Vec<Vec<u8>> = (0..(PARALLEL_WORDS + 777) as u64)
+            .map(|n| {
+                format!(
+                    "{:x}{}",
+                    n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (n % 50),
+                    n % 13
+                )
+                .into_bytes()
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let keep = |w: &[u8]| w.len() % 3 == 0 && w.contains(&b'a');
+        // Picks the NUL of each word `keep` accepts.
+        let pick = |text: &[u8], ends: &mut Vec<usize>| {
+            let mut start = 0;
+            for (at, &b) in text.iter().enumerate() {
+                if b == 0 {
+                    if keep(&text[start..at]) {
+                        ends.push(at);
+                    }
+                    start = at + 1;
+                }
+            }
+        };
+        let want: Vec<usize> = (0..words.len()).filter(|&i| keep(&words[i])).collect();
+        assert!(want.len() > 1000);
+        let mut arena = Vocabulary::default();
+        for w in &words {
+            arena.push(w);
+        }
+        assert_eq!(arena.picked_in_text(&pick), want);
+        assert_eq!(front(&words).picked_in_text(&pick), want);
+        // A picker naming bytes that are not NULs picks nothing.
+        assert_eq!(
+            front(&words).picked_in_text(&|_, ends| ends.push(0)),
+            Vec::<usize>::new()
+        );
     }
 
     use proptest::prelude::*;
