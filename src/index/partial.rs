@@ -723,6 +723,10 @@ impl PartialIndex {
                 }
                 false => postings.extend_from_slice(&slot.inline_list().to_le_bytes()[..list_len]),
             }
+            // Emptied while it is in the cache: every used slot is in
+            // `order`, so the table is left empty without a pass over all
+            // of it (tens of megabytes written per run).
+            self.slots[item.slot as usize] = Slot::default();
         }
         let run = Run {
             bytes: bytes.into(),
@@ -735,9 +739,10 @@ impl PartialIndex {
         run
     }
 
-    /// Forgets every word, keeping the memory.
+    /// Forgets every word, keeping the memory; the slots are already
+    /// empty (see [`PartialIndex::take_run`]).
     fn clear(&mut self) {
-        self.slots.fill(Slot::default());
+        debug_assert!(self.slots.iter().all(|s| s.hash == 0));
         self.words = 0;
         self.long_keys.clear();
         self.arena.truncate(HEADER);
