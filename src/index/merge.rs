@@ -117,7 +117,23 @@ fn merge_range(
         .map(|(i, h)| h.map(|e| Head::new(e.word, i)))
         .collect();
     let mut tree = LoserTree::new(first, less);
-    let mut shard = Shard::default();
+    // Room for every entry of every run, reserved rather than grown: a
+    // vector doubled to hundreds of megabytes is copied and its fresh
+    // pages zeroed at every step. What is never written costs no memory,
+    // and what is left over is given back below.
+    let entries: usize = runs.iter().map(|r| r.words as usize).sum();
+    let entry_bytes: usize = runs.iter().map(|r| r.bytes.len()).sum();
+    let mut shard = Shard {
+        vocabulary: Vocabulary::with_capacity(entries, entry_bytes),
+        counts: Vec::with_capacity(entries),
+        pieces: PieceShard {
+            first_word: 0,
+            piece_ends: Vec::with_capacity(entries),
+            run: Vec::with_capacity(entries),
+            start: Vec::with_capacity(entries),
+            len: Vec::with_capacity(entries),
+        },
+    };
     while let Some((first, word)) = tree.winner() {
         let mut count: u32 = 0;
         let mut last_file: Option<u32> = None;
@@ -162,6 +178,17 @@ fn merge_range(
         let pieces =
             u32::try_from(shard.pieces.run.len()).map_err(|_| MalformedRun { run: first })?;
         shard.pieces.piece_ends.push(pieces);
+    }
+    shard.vocabulary.shrink_to_fit();
+    shard.counts.shrink_to_fit();
+    let pieces = &mut shard.pieces;
+    for list in [
+        &mut pieces.piece_ends,
+        &mut pieces.run,
+        &mut pieces.start,
+        &mut pieces.len,
+    ] {
+        list.shrink_to_fit();
     }
     Ok(shard)
 }

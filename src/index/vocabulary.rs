@@ -737,6 +737,14 @@ impl Vocabulary {
         }
     }
 
+    /// Gives back the room reserved beyond the words pushed.
+    pub fn shrink_to_fit(&mut self) {
+        if let Form::Arena(a) = &mut self.form {
+            a.bytes.shrink_to_fit();
+            a.ends.shrink_to_fit();
+        }
+    }
+
     /// `words` (ascending, distinct) front-coded in memory: the form a
     /// saved index answers from, for tests and benchmarks of that form.
     pub fn front_coded_of<W: AsRef<[u8]>>(words: impl IntoIterator<Item = W>) -> Vocabulary {
