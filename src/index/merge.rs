@@ -247,11 +247,13 @@ pub fn merge_runs_parallel(
         run.checkpoints = Vec::new();
     }
     release_free_memory();
-    let words: usize = shards.iter().map(|s| s.counts.len()).sum();
-    let word_bytes: usize = shards.iter().map(|s| s.vocabulary.byte_len()).sum();
-    let mut vocabulary = Vocabulary::with_capacity(words, word_bytes);
-    let mut counts = Vec::with_capacity(words);
-    let mut pieces = Vec::with_capacity(shards.len());
+    // The first range's words and counts become the whole's, the others
+    // appended to them (not all copied into new vectors).
+    let mut shards = shards.into_iter();
+    let first = shards.next().unwrap_or_default();
+    let mut vocabulary = first.vocabulary;
+    let mut counts = first.counts;
+    let mut pieces = vec![first.pieces];
     for mut shard in shards {
         shard.pieces.first_word = counts.len();
         vocabulary.extend(&shard.vocabulary);

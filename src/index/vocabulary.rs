@@ -827,6 +827,13 @@ impl Vocabulary {
     /// Appends every word of `other`, whose words must all sort after ours.
     pub fn extend(&mut self, other: &Vocabulary) {
         let arena = self.arena();
+        if let Form::Arena(theirs) = &other.form {
+            // Both arenas: their bytes at once, their ends moved up.
+            let base = arena.bytes.len() as u64;
+            arena.bytes.extend_from_slice(&theirs.bytes);
+            arena.ends.extend(theirs.ends.iter().map(|end| base + end));
+            return;
+        }
         other.for_each_in(0..other.len(), &mut |_, w| {
             arena.bytes.extend_from_slice(w);
             arena.ends.push(arena.bytes.len() as u64);
