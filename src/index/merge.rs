@@ -210,18 +210,29 @@ fn fetch_ahead(run: &Run, entry: &RunEntry<'_>) {
     }
 }
 
-/// Words that cut the vocabulary into about `parts` ranges of similar size,
-/// taken from the checkpoints of the largest run.
+/// Words that cut the vocabulary into about `parts` ranges of similar
+/// work: quantiles of every run's checkpoint words. Each checkpoint stands
+/// for the same number of its run's entries, so the quantiles share out
+/// the entries of all runs (cut by one run's words alone, the kernel's two
+/// ranges differed by a fifth, and the merge waited on the larger).
 fn splitters(runs: &[Run], parts: usize) -> Vec<Vec<u8>> {
-    let Some(largest) = runs.iter().max_by_key(|r| r.bytes.len() + r.postings.len()) else {
+    if parts <= 1 {
         return Vec::new();
-    };
-    let points = largest.checkpoints.len();
-    let mut cuts: Vec<Vec<u8>> = (1..parts)
-        .filter_map(|k| RunReader::at_checkpoint(largest, k * points / parts))
-        .filter_map(|mut reader| reader.next().map(|e| e.word.to_vec()))
+    }
+    let mut samples: Vec<Vec<u8>> = runs
+        .iter()
+        .flat_map(|run| {
+            (0..run.checkpoints.len()).filter_map(move |k| {
+                RunReader::at_checkpoint(run, k)?
+                    .next()
+                    .map(|e| e.word.to_vec())
+            })
+        })
         .collect();
-    cuts.sort();
+    samples.sort_unstable();
+    let mut cuts: Vec<Vec<u8>> = (1..parts)
+        .filter_map(|k| samples.get(k * samples.len() / parts).cloned())
+        .collect();
     cuts.dedup();
     cuts
 }
