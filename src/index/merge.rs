@@ -56,7 +56,20 @@ impl<'a> Head<'a> {
 
     /// True if this head's word is `other`'s.
     fn same_word(&self, other: &Head<'_>) -> bool {
-        self.prefix == other.prefix && self.word == other.word
+        self.prefix == other.prefix && self.rest_cmp(other).is_eq()
+    }
+
+    /// The words' order when their prefixes are equal. Words of at most
+    /// sixteen bytes are then ordered by length (equal zero-padded
+    /// prefixes leave the longer one zeros past the shorter's end, so the
+    /// shorter is its prefix): the common word met in every run is told
+    /// equal without a call to compare the slices.
+    #[inline]
+    fn rest_cmp(&self, other: &Head<'_>) -> std::cmp::Ordering {
+        match self.word.len() <= 16 && other.word.len() <= 16 {
+            true => self.word.len().cmp(&other.word.len()),
+            false => self.word.cmp(other.word),
+        }
     }
 }
 
@@ -64,7 +77,7 @@ impl Ord for Head<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.prefix
             .cmp(&other.prefix)
-            .then_with(|| self.word.cmp(other.word))
+            .then_with(|| self.rest_cmp(other))
             .then(self.run.cmp(&other.run))
     }
 }
@@ -319,6 +332,21 @@ mod tests {
     use super::*;
     use crate::index::partial::PartialIndex;
     use crate::index::tokenize::for_each_word;
+
+    proptest::proptest! {
+        /// Heads order as (word, run) do, whatever the words' lengths
+        /// around the sixteen bytes of the prefix, NULs included.
+        #[test]
+        fn heads_order_as_words_then_runs(
+            a in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u8), 0u8..4, proptest::strategy::Just(b'a')], 0..20),
+            b in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u8), 0u8..4, proptest::strategy::Just(b'a')], 0..20),
+            runs in (0usize..2, 0usize..2),
+        ) {
+            let (x, y) = (Head::new(&a, runs.0), Head::new(&b, runs.1));
+            proptest::prop_assert_eq!(x.cmp(&y), (&a, runs.0).cmp(&(&b, runs.1)));
+            proptest::prop_assert_eq!(x.same_word(&y), a == b);
+        }
+    }
 
     /// Text for file `f`: words drawn from a small vocabulary with a skew,
     /// so some words appear in every run and most in few.

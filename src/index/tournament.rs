@@ -18,76 +18,83 @@ pub(crate) fn word_prefix(word: &[u8]) -> u128 {
 }
 
 /// The current keys of `k` sources, the least of them on top.
+///
+/// Each node holds its loser's key beside the leaf it came from, so a
+/// replay compares against keys in the path itself: one load per level,
+/// where looking keys up by leaf made two dependent ones (the kernel's
+/// merge spent most of its time waiting on them).
 pub(crate) struct LoserTree<K> {
     /// Leaves: a power of two at least the number of sources.
     leaves: usize,
     /// `nodes[0]` is the winner; `nodes[1..]` the losers of inner matches.
-    nodes: Vec<u32>,
-    /// Each leaf's current key (`None` once run dry, or for padding).
-    keys: Vec<Option<K>>,
+    /// A key is `None` once its source ran dry, or for padding.
+    nodes: Vec<Entry<K>>,
 }
+
+/// A leaf and its current key.
+type Entry<K> = (u32, Option<K>);
 
 impl<K: Copy> LoserTree<K> {
     /// A tree over the sources' first keys; `less` must order any two keys
     /// of different sources strictly (ties broken by source, say).
     pub(crate) fn new(keys: Vec<Option<K>>, less: impl Fn(&K, &K) -> bool) -> Self {
         let leaves = keys.len().next_power_of_two().max(1);
-        let mut keys = keys;
-        keys.resize(leaves, None);
         let mut tree = LoserTree {
             leaves,
-            nodes: vec![0; leaves],
-            keys,
+            nodes: vec![(0, None); leaves],
         };
         // Play every match bottom-up, keeping the winners aside.
-        let mut winners = vec![0u32; 2 * leaves];
+        let mut winners: Vec<Entry<K>> = vec![(0, None); 2 * leaves];
         for (leaf, winner) in winners[leaves..].iter_mut().enumerate() {
-            *winner = leaf as u32;
+            *winner = (leaf as u32, keys.get(leaf).copied().flatten());
         }
         for node in (1..leaves).rev() {
             let (l, r) = (winners[2 * node], winners[2 * node + 1]);
-            let (win, lose) = match tree.beats(l, r, &less) {
+            let (win, lose) = match beats(&l, &r, &less) {
                 true => (l, r),
                 false => (r, l),
             };
             winners[node] = win;
             tree.nodes[node] = lose;
         }
-        tree.nodes[0] = if leaves > 1 { winners[1] } else { 0 };
+        tree.nodes[0] = if leaves > 1 {
+            winners[1]
+        } else {
+            winners[leaves]
+        };
         tree
-    }
-
-    /// True if leaf `a`'s key comes first; a run-dry leaf comes last.
-    #[inline]
-    fn beats(&self, a: u32, b: u32, less: &impl Fn(&K, &K) -> bool) -> bool {
-        match (&self.keys[a as usize], &self.keys[b as usize]) {
-            (Some(x), Some(y)) => less(x, y),
-            (a, _) => a.is_some(),
-        }
     }
 
     /// The source with the least key, if any has one.
     #[inline]
     pub(crate) fn winner(&self) -> Option<(usize, K)> {
-        let w = self.nodes[0] as usize;
-        self.keys[w].map(|key| (w, key))
+        let (leaf, key) = self.nodes[0];
+        key.map(|key| (leaf as usize, key))
     }
 
-    /// Source `leaf` moved on to `key`: replays its path to the root.
+    /// The winning source, `leaf`, moved on to `key`: replays its path to
+    /// the root. Only the winner may move on.
     #[inline]
     pub(crate) fn replay(&mut self, leaf: usize, key: Option<K>, less: impl Fn(&K, &K) -> bool) {
-        self.keys[leaf] = key;
-        let mut winner = leaf as u32;
+        debug_assert_eq!(self.nodes[0].0 as usize, leaf, "only the winner moves on");
+        let mut winner: Entry<K> = (leaf as u32, key);
         let mut node = (self.leaves + leaf) / 2;
         while node > 0 {
-            let loser = self.nodes[node];
-            if self.beats(loser, winner, &less) {
-                self.nodes[node] = winner;
-                winner = loser;
+            if beats(&self.nodes[node], &winner, &less) {
+                std::mem::swap(&mut self.nodes[node], &mut winner);
             }
             node /= 2;
         }
         self.nodes[0] = winner;
+    }
+}
+
+/// True if `a`'s key comes first; a run-dry source comes last.
+#[inline]
+fn beats<K>(a: &Entry<K>, b: &Entry<K>, less: &impl Fn(&K, &K) -> bool) -> bool {
+    match (&a.1, &b.1) {
+        (Some(x), Some(y)) => less(x, y),
+        (a, _) => a.is_some(),
     }
 }
 
