@@ -100,10 +100,13 @@ struct Shard {
 }
 
 /// Merges the words in `[low, high)` (unbounded where `None`) of every run.
+/// `ranges` is how many ranges the vocabulary is cut into (this one's
+/// likely share of the entries).
 fn merge_range(
     runs: &[Run],
     low: Option<&[u8]>,
     high: Option<&[u8]>,
+    ranges: usize,
 ) -> Result<Shard, MalformedRun> {
     let mut readers: Vec<RunReader<'_>> = runs
         .iter()
@@ -130,12 +133,14 @@ fn merge_range(
         .map(|(i, h)| h.map(|e| Head::new(e.word, i)))
         .collect();
     let mut tree = LoserTree::new(first, less);
-    // Room for every entry of every run, reserved rather than grown: a
+    // Room for this range's share of the runs' entries and a quarter more
+    // (ranges are cut at quantiles of them), reserved rather than grown: a
     // vector doubled to hundreds of megabytes is copied and its fresh
     // pages zeroed at every step. What is never written costs no memory,
     // and what is left over is given back below.
-    let entries: usize = runs.iter().map(|r| r.words as usize).sum();
-    let entry_bytes: usize = runs.iter().map(|r| r.bytes.len()).sum();
+    let share = |total: usize| total / ranges.max(1) / 4 * 5 + 1024;
+    let entries = share(runs.iter().map(|r| r.words as usize).sum());
+    let entry_bytes = share(runs.iter().map(|r| r.bytes.len()).sum());
     let mut shard = Shard {
         vocabulary: Vocabulary::with_capacity(entries, entry_bytes),
         counts: Vec::with_capacity(entries),
@@ -307,13 +312,14 @@ fn merge_shards(runs: &[Run], threads: usize) -> Result<Vec<Shard>, MalformedRun
             (low, high)
         })
         .collect();
-    let shards: Vec<Result<Shard, MalformedRun>> = if bounds.len() == 1 {
-        vec![merge_range(runs, None, None)]
+    let ranges = bounds.len();
+    let shards: Vec<Result<Shard, MalformedRun>> = if ranges == 1 {
+        vec![merge_range(runs, None, None, 1)]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = bounds
                 .iter()
-                .map(|&(low, high)| scope.spawn(move || merge_range(runs, low, high)))
+                .map(|&(low, high)| scope.spawn(move || merge_range(runs, low, high, ranges)))
                 .collect();
             handles
                 .into_iter()
