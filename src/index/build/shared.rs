@@ -17,6 +17,7 @@
 
 use std::fs::File;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
@@ -60,8 +61,25 @@ pub(super) fn share(run: &Run) -> io::Result<File> {
     Ok(file)
 }
 
-/// The run a worker shared in `file`, mapped in place; an error if the
-/// file is not the size `shape` says or cannot be mapped.
+/// Runs smaller than this are copied out of their file rather than
+/// mapped: a mapping costs the kernel more than copying a small run, and
+/// a build of many small batches (`--batch 1` on the kernel: 78 thousand
+/// runs) would otherwise pass the system's limit on mappings
+/// (`vm.max_map_count`, 65530 by default) and spend minutes in the kernel
+/// on the ones it has.
+const MAP_AT_LEAST: u64 = 1 << 20;
+
+/// At most this many mappings of runs live at once (two per run, well
+/// within the default limit); past it runs are copied.
+const MOST_MAPPED: usize = 8192;
+
+/// Mappings of runs alive now (see [`Mapped`]).
+static MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// The run a worker shared in `file`: mapped in place when large, copied
+/// out when small, when many are mapped already or when the mapping is
+/// refused; an error if the file is not the size `shape` says or cannot
+/// be read.
 pub(super) fn adopt(file: File, shape: RunShape) -> io::Result<Run> {
     let at = entries_at(&shape);
     let size = if shape.heads == 0 {
@@ -75,7 +93,39 @@ pub(super) fn adopt(file: File, shape: RunShape) -> io::Result<Run> {
             "a worker's shared run is not the size it said",
         ));
     }
-    let postings = map(&file, 0, shape.lists)?.map_or_else(Bytes::default, whole);
+    let mapped = (shape.lists + shape.heads >= MAP_AT_LEAST
+        && MAPPED.load(Ordering::Relaxed) < MOST_MAPPED)
+        .then(|| mapped_halves(&file, &shape, at).ok())
+        .flatten();
+    let (postings, bytes) = match mapped {
+        Some(halves) => halves,
+        None => (
+            copied(&file, 0, shape.lists)?,
+            copied(&file, at, shape.heads)?,
+        ),
+    };
+    Ok(Run {
+        bytes,
+        postings,
+        words: shape.words,
+        occurrences: shape.occurrences,
+        checkpoints: shape.checkpoints,
+    })
+}
+
+/// `len` bytes of `file` from `at`, read into memory.
+fn copied(file: &File, at: u64, len: u64) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(len).map_err(|_| io::Error::other("a shared run too large"))?;
+    let mut bytes = vec![0u8; len];
+    file.read_exact_at(&mut bytes, at)?;
+    Ok(bytes.into())
+}
+
+/// The run's lists and word entries, each mapped where it lies.
+fn mapped_halves(file: &File, shape: &RunShape, at: u64) -> io::Result<(Bytes, Bytes)> {
+    let postings =
+        map(file, 0, shape.lists)?.map_or_else(Bytes::default, |map| whole(Mapped::new(map)));
     let bytes = match shape.heads {
         0 => Bytes::default(),
         len => {
@@ -87,18 +137,34 @@ pub(super) fn adopt(file: File, shape: RunShape) -> io::Result<Run> {
                     .offset(at)
                     .len(len)
                     .populate()
-                    .map_mut(&file)?
+                    .map_mut(file)?
             };
-            whole(Released { map })
+            whole(Mapped::new(Released { map }))
         }
     };
-    Ok(Run {
-        bytes,
-        postings,
-        words: shape.words,
-        occurrences: shape.occurrences,
-        checkpoints: shape.checkpoints,
-    })
+    Ok((postings, bytes))
+}
+
+/// A mapping, counted in [`MAPPED`] while it lives.
+struct Mapped<T>(T);
+
+impl<T> Mapped<T> {
+    fn new(map: T) -> Self {
+        MAPPED.fetch_add(1, Ordering::Relaxed);
+        Mapped(map)
+    }
+}
+
+impl<T> Drop for Mapped<T> {
+    fn drop(&mut self) {
+        MAPPED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsRef<[u8]>> AsRef<[u8]> for Mapped<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_ref()
+    }
 }
 
 /// `len` bytes of `file` from `at`, mapped read-only with their pages
@@ -184,15 +250,34 @@ mod tests {
     #[test]
     fn a_shared_run_maps_back_to_the_run_written() {
         let long: String = (0..3000).map(|i| format!("w{i} common\n")).collect();
-        for text in ["", "one", "a b a\nb c", long.as_str()] {
+        let past_a_mebibyte: String = (0..150_000).map(|i| format!("w{i} common\n")).collect();
+        let mut mapped = 0;
+        for text in [
+            "",
+            "one",
+            "a b a\nb c",
+            long.as_str(),
+            past_a_mebibyte.as_str(),
+        ] {
             let run = run_of(text);
             let file = share(&run).unwrap();
-            let back = adopt(file, RunShape::of(&run)).unwrap();
+            let shape = RunShape::of(&run);
+            let large = shape.lists + shape.heads >= MAP_AT_LEAST;
+            mapped += usize::from(large);
+            let back = adopt(file, shape).unwrap();
+            // Small runs are copied into memory, large ones mapped.
+            let held = back.bytes.heap_bytes() + back.postings.heap_bytes();
+            assert_eq!(
+                held == 0,
+                large || run.words == 0,
+                "{text:.20}: {held} bytes copied"
+            );
             assert_eq!(entries(&back), entries(&run), "{text:.20}");
             assert_eq!(back.words, run.words);
             assert_eq!(back.occurrences, run.occurrences);
             assert_eq!(back.checkpoints, run.checkpoints);
         }
+        assert_eq!(mapped, 1, "one run large enough to map");
     }
 
     /// A file that is not the size its message says is refused, not read.
