@@ -26,7 +26,7 @@ pub enum Query {
         /// What every match must satisfy, so most words are ruled out
         /// without running the regex.
         filter: Filter,
-        /// The same pattern for a lazy DFA run along the sorted words
+        /// The same pattern for a DFA run along the sorted words
         /// (see `search::automaton`): the regex with its flags, or the
         /// glob with σ and ς as one letter.
         automaton: String,

@@ -50,9 +50,9 @@ fn resident_bytes(run: &Run) -> u64 {
 /// Bytes a run takes in memory, held and then merged there: the run, plus
 /// what the merge makes of its words: their bytes again in the vocabulary,
 /// and per word an end, a count, a piece and a piece end (28 bytes), with
-/// a sixth more for the slack of vectors grown by doubling (measured: the
-/// kernel tree's merge peaks within 5% of this, a tree of random words
-/// within 13%).
+/// a sixth more for slack (measured when the merge's vectors still grew by
+/// doubling: the kernel tree's merge peaked within 5% of this, a tree of
+/// random words within 13%; they are reserved now, so it errs safe).
 fn run_bytes(run: &Run) -> u64 {
     resident_bytes(run) + run.bytes.len() as u64 + 34 * run.words
 }
