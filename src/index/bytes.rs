@@ -60,6 +60,12 @@ impl Bytes {
         }
     }
 
+    /// Bytes this buffer keeps in memory: its capacity when owned, the
+    /// length of its range when shared (a mapped run's pages are its own).
+    pub fn resident(&self) -> usize {
+        self.heap_bytes().max(self.len())
+    }
+
     /// Heap bytes held by this buffer alone (zero for a shared range).
     pub fn heap_bytes(&self) -> usize {
         match self {

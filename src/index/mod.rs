@@ -475,7 +475,7 @@ impl Index {
     pub fn memory(&self) -> IndexMemory {
         let (runs, pieces, pieces_count) = match &self.postings {
             Postings::Pieces { shards, runs } => (
-                runs.iter().map(|r| r.heap_bytes().max(r.len())).sum(),
+                runs.iter().map(Bytes::resident).sum(),
                 shards.iter().map(PieceShard::heap_bytes).sum(),
                 shards.iter().map(|s| s.run.len()).sum(),
             ),

@@ -187,6 +187,26 @@ impl Iterator for Entries<'_> {
     }
 }
 
+/// Copies `src[from]` to the start of `to` in whole 16-byte pieces (a
+/// load and a store each, where a copy of the exact length is a call into
+/// `memmove` per word), reading and writing up to 15 bytes past its end
+/// where `src` and `to` go on that far; exactly where they do not.
+#[inline]
+fn copy_in_pieces(to: &mut [u8], src: &[u8], from: Range<usize>) {
+    let padded = from.len().next_multiple_of(16);
+    match (
+        src.get(from.start..from.start + padded),
+        to.get_mut(..padded),
+    ) {
+        (Some(pieces), Some(to)) => {
+            for (d, s) in to.chunks_exact_mut(16).zip(pieces.chunks_exact(16)) {
+                d.copy_from_slice(s);
+            }
+        }
+        _ => to[..from.len()].copy_from_slice(&src[from]),
+    }
+}
+
 /// Bytes kept past the end of [`Decoded::bytes`]: words are copied in
 /// whole 16-byte pieces, which may run up to 15 bytes past a word's end.
 const SLACK: usize = 32;
@@ -232,14 +252,19 @@ impl Decoded {
         self.starts.partition_point(|&(start, _)| start <= at) - 1
     }
 
-    /// Appends `word`, numbered `id`, and its NUL.
-    fn push_word(&mut self, word: &[u8], id: usize) {
-        let start = self.end;
-        let end = start + word.len();
+    /// Room for a word ending at `end`, its NUL and [`SLACK`].
+    fn make_room(&mut self, end: usize) {
         if self.bytes.len() < end + 1 + SLACK {
             self.bytes
                 .resize((end + 1 + SLACK).max(self.bytes.len() * 2), 0);
         }
+    }
+
+    /// Appends `word`, numbered `id`, and its NUL.
+    fn push_word(&mut self, word: &[u8], id: usize) {
+        let start = self.end;
+        let end = start + word.len();
+        self.make_room(end);
         self.bytes[start..end].copy_from_slice(word);
         self.bytes[end] = 0;
         self.end = end + 1;
@@ -283,10 +308,7 @@ impl Decoded {
             let (pos, rest) = (suffix.start, suffix.len());
             let start = self.end;
             let end = start + shared + rest;
-            if self.bytes.len() < end + 1 + SLACK {
-                self.bytes
-                    .resize((end + 1 + SLACK).max(self.bytes.len() * 2), 0);
-            }
+            self.make_room(end);
             let mut k = 0;
             while k < shared {
                 // Never overlapping where it matters: the bytes read lie
@@ -295,18 +317,7 @@ impl Decoded {
                     .copy_within(previous + k..previous + k + 16, start + k);
                 k += 16;
             }
-            let to = start + shared;
-            match src.get(pos..pos + rest.next_multiple_of(16)) {
-                Some(pieces) => {
-                    for (d, s) in self.bytes[to..to + pieces.len()]
-                        .chunks_exact_mut(16)
-                        .zip(pieces.chunks_exact(16))
-                    {
-                        d.copy_from_slice(s);
-                    }
-                }
-                None => self.bytes[to..end].copy_from_slice(&block[pos..pos + rest]),
-            }
+            copy_in_pieces(&mut self.bytes[start + shared..], src, pos..pos + rest);
             self.bytes[end] = 0;
             self.end = end + 1;
             self.starts.push((start, first + j));
@@ -553,17 +564,7 @@ impl Front {
                     if word.len() < end + 16 {
                         word.resize(end + 16, 0);
                     }
-                    match block.get(suffix.start..suffix.start + rest.next_multiple_of(16)) {
-                        Some(pieces) => {
-                            for (to, from) in word[stored..stored + pieces.len()]
-                                .chunks_exact_mut(16)
-                                .zip(pieces.chunks_exact(16))
-                            {
-                                to.copy_from_slice(from);
-                            }
-                        }
-                        None => word[stored..end].copy_from_slice(&block[suffix]),
-                    }
+                    copy_in_pieces(&mut word[stored..], block, suffix);
                     (stored, end)
                 };
                 skip = None;

@@ -4,10 +4,11 @@
 //! `/(foo|bar)_.*/` or `/[a-z]{3}_[0-9]+/` give no prefix range and no
 //! substring to search for, and checking each of millions of words with a
 //! regex takes a quarter of a second. (Globs of that kind, `*a*b*c*`, are
-//! matched over many words at once by `lanes` before they come here.) Sorted words share prefixes, so the automaton's
-//! state after each byte of a word is kept for the next word sharing those
-//! bytes, and once a prefix's state is dead no word beginning with it can
-//! match: the walk passes over all of them at once ([`Vocabulary::walk`]).
+//! matched over many words at once by `lanes` before they come here.)
+//! Sorted words share prefixes, so the automaton's state after each byte
+//! of a word is kept for the next word sharing those bytes, and once a
+//! prefix's state is dead no word beginning with it can match: the walk
+//! passes over all of them at once ([`Vocabulary::walk`]).
 //!
 //! A pattern whose DFA is small (most are: `*a*b*c*` would have 34 states) is
 //! determinized up front into a flat table, one `u32` per state and byte,

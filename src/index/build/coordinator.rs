@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use super::planner::{Batch, Planner};
 use super::worker::Done;
 use super::{BuildError, BuildReport, Phase, Progress, SharedFlag};
-use crate::index::bytes::Bytes;
 use crate::index::partial::Run;
 use crate::index::stream::{MemoryRun, RunShape, RunSource, Spill};
 use crate::index::walk::{FileEntry, Problem};
@@ -43,8 +42,7 @@ enum Held {
 /// Bytes a run holds: its buffers' capacity, or the length of its range of
 /// a worker's shared memory.
 fn resident_bytes(run: &Run) -> u64 {
-    let held = |b: &Bytes| b.heap_bytes().max(b.len());
-    (held(&run.bytes) + held(&run.postings) + run.checkpoints.capacity() * 16) as u64
+    (run.bytes.resident() + run.postings.resident() + run.checkpoints.capacity() * 16) as u64
 }
 
 /// Bytes a run takes in memory, held and then merged there: the run, plus
