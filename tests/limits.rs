@@ -338,6 +338,30 @@ fn too_few_file_descriptors_mean_fewer_workers_or_a_clear_error() {
 }
 
 #[test]
+fn runs_on_disk_past_the_open_file_limit_are_combined_not_refused() {
+    // One run per file, every run on disk, and room for a few dozen open
+    // files: a build holding a descriptor per run on disk once ran out of
+    // them at worker start ("Too many open files"). The runs are merged
+    // as the build goes instead, and the answers stay whole.
+    let dir = tempfile::tempdir().unwrap();
+    for f in 0..400 {
+        let text: String = (0..300)
+            .map(|i| format!("w{} ", (i * 7 + f * 13) % 997))
+            .collect();
+        write(dir.path(), &format!("d{}/f{f}.txt", f % 5), text.as_bytes());
+    }
+    let queries = ["*", "w1*"];
+    let args = ["--json", "--stats", "--batch", "1", "--memory", "1K"];
+    let mut command: Vec<&str> = args.to_vec();
+    command.extend(queries.iter().flat_map(|q| ["--query", q]));
+    let out = with_open_files(80, dir.path(), &command);
+    assert_answers_like_reference(&out, dir.path(), &queries, "--batch 1, 80 open files");
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("merged into larger ones"), "{stderr}");
+    assert_eq!(stat(&stderr, "runs"), 400, "{stderr}");
+}
+
+#[test]
 fn an_interrupted_save_leaves_nothing_behind() {
     use std::io::{BufRead, BufReader};
     let work = tempfile::tempdir().unwrap();

@@ -625,9 +625,13 @@ fn print_summary(report: &BuildReport, verbose: bool, stats: bool) {
         );
     }
     if report.streamed {
+        let combined = match report.combined {
+            0 => String::new(),
+            n => format!(" ({n} merged into larger ones as the build went)"),
+        };
         let _ = writeln!(
             err,
-            "the index outgrew --memory: {} of {} runs went to disk, and all were merged there",
+            "the index outgrew --memory: {} of {} runs went to disk{combined}, and all were merged there",
             report.spilled, report.runs
         );
     }

@@ -70,6 +70,22 @@ pub trait Spill {
         let _ = (file, shape);
         Err(io::Error::other("runs written by workers are not taken"))
     }
+
+    /// How many runs [`Spill::combine`] takes at once, if it can: a build
+    /// holding more than twice that many runs out of memory merges some of
+    /// them while it runs, since each holds a descriptor (a tree of many
+    /// small batches makes tens of thousands). `None`: runs are never
+    /// combined.
+    fn fan_in(&self) -> Option<usize> {
+        None
+    }
+
+    /// Merges `sources`, consecutive runs in file order, into one run out
+    /// of memory.
+    fn combine(&mut self, sources: Vec<Box<dyn RunSource>>) -> io::Result<Box<dyn RunSource>> {
+        let _ = sources;
+        Err(io::Error::other("runs are not combined"))
+    }
 }
 
 /// How a worker writes a run to disk: a function and the folder it writes

@@ -729,7 +729,7 @@ fn write_streamed(
     // The runs that went to disk were freed into the allocator, which
     // keeps freed memory while workers churn: hand it back before merging.
     crate::index::merge::release_free_memory();
-    let sources = spill::reduce(sources, spill, fan_in()).map_err(io_error)?;
+    let sources = spill::reduce(sources, spill, spill::fan_in()).map_err(io_error)?;
     let mut writer =
         SegmentWriter::create(destination, meta, records).map_err(|e| write_error(&where_, e))?;
     let words = merge_halves(sources, &mut writer, spill.folder()).map_err(io_error)?;
@@ -790,14 +790,6 @@ fn merge_halves(
     let (part, upper) = upper?;
     writer.append(part)?;
     Ok(lower.words + upper.words)
-}
-
-/// How many runs on disk are merged at once: each holds a descriptor.
-fn fan_in() -> usize {
-    let allowed = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(soft, _)| soft);
-    let spare = usize::try_from(allowed.saturating_sub(64)).unwrap_or(usize::MAX);
-    spare.clamp(2, spill::MAX_FAN_IN)
 }
 
 /// Opens a segment just written.

@@ -98,6 +98,14 @@ impl Spill for SpillFolder {
         })
     }
 
+    fn fan_in(&self) -> Option<usize> {
+        Some(fan_in())
+    }
+
+    fn combine(&mut self, sources: Vec<Box<dyn RunSource>>) -> io::Result<Box<dyn RunSource>> {
+        merge_to_disk(sources, self)
+    }
+
     fn adopt(&mut self, file: File, shape: RunShape) -> io::Result<Box<dyn RunSource>> {
         if file.metadata()?.len() != shape.lists + shape.heads {
             return Err(io::Error::new(
@@ -466,6 +474,26 @@ impl ListSink for RunWriter {
     }
 }
 
+/// How many runs on disk are merged at once: each holds a descriptor, and
+/// a build may hold twice this many (see [`Spill::fan_in`]) beside the
+/// descriptors of its workers and its output.
+pub fn fan_in() -> usize {
+    let allowed = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let spare = usize::try_from(allowed.saturating_sub(64) / 2).unwrap_or(usize::MAX);
+    spare.clamp(2, MAX_FAN_IN)
+}
+
+/// Merges `sources`, consecutive runs in file order, into one run on disk.
+fn merge_to_disk(
+    sources: Vec<Box<dyn RunSource>>,
+    spill: &SpillFolder,
+) -> io::Result<Box<dyn RunSource>> {
+    let mut writer = RunWriter::new(spill)?;
+    merge_into(sources, &mut writer)?;
+    Ok(Box::new(writer.finish()?))
+}
+
 /// Merges `sources` (in file order) into at most `fan_in` sources, merging
 /// consecutive ones into runs on disk.
 pub fn reduce(
@@ -484,9 +512,7 @@ pub fn reduce(
             if group.is_empty() {
                 break;
             }
-            let mut writer = RunWriter::new(spill)?;
-            merge_into(group, &mut writer)?;
-            merged.push(Box::new(writer.finish()?));
+            merged.push(merge_to_disk(group, spill)?);
         }
         sources = merged;
     }

@@ -11,7 +11,12 @@
 //! Runs are kept in memory until they pass the build's share of the memory
 //! budget; from then on every run is written to disk through the caller's
 //! [`Spill`] as soon as it arrives, and the build ends with the runs to
-//! merge by streaming instead of an index.
+//! merge by streaming instead of an index. Each run on disk holds a
+//! descriptor, so once more than twice the spill's fan-in of them are
+//! held, consecutive finished runs are merged into one, a fan-in at a
+//! time, level by level (so each run is copied a logarithmic number of
+//! times): a tree of tens of thousands of small batches never runs out of
+//! descriptors.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,6 +36,9 @@ struct Piece {
     /// batches finished in.
     key: (u32, u64, u32),
     occurrences: u64,
+    /// How many times its runs were combined: runs of one level are
+    /// combined into one of the next.
+    level: u8,
     held: Held,
 }
 
@@ -87,6 +95,10 @@ pub(super) struct Coordinator<'a, 's> {
     keep: u64,
     spill: Option<&'s mut dyn Spill>,
     spilling: bool,
+    /// Runs on disk held, done or pending.
+    on_disk: usize,
+    /// Past this many runs on disk, finished ones are combined.
+    combine_past: usize,
     /// Raised to tell the workers to write their runs to disk themselves.
     spill_now: Option<&'a SharedFlag>,
     pub report: BuildReport,
@@ -116,8 +128,13 @@ impl<'a, 's> Coordinator<'a, 's> {
             threshold,
             resident: 0,
             keep: threshold / 2,
+            combine_past: spill
+                .as_deref()
+                .and_then(|s| s.fan_in())
+                .map_or(usize::MAX, |fan_in| 2 * fan_in),
             spill,
             spilling: false,
+            on_disk: 0,
             spill_now,
             report,
             files_done: 0,
@@ -183,6 +200,7 @@ impl<'a, 's> Coordinator<'a, 's> {
         pieces.push(Piece {
             key: (holding.start, holding.part.map_or(0, |p| p.from), seq),
             occurrences: run.occurrences,
+            level: 0,
             held: Held::Memory(run),
         });
         self.relieve_memory().map(|()| true)
@@ -220,9 +238,11 @@ impl<'a, 's> Coordinator<'a, 's> {
             }
         };
         self.report.spilled += 1;
+        self.on_disk += 1;
         self.pending.entry(holding.id).or_default().push(Piece {
             key: (holding.start, holding.part.map_or(0, |p| p.from), seq),
             occurrences,
+            level: 0,
             held: Held::Disk(source),
         });
         Ok(true)
@@ -241,6 +261,7 @@ impl<'a, 's> Coordinator<'a, 's> {
             return false;
         }
         self.report.words += pieces.iter().map(|p| p.occurrences).sum::<u64>();
+        self.report.runs += pieces.len();
         self.done.extend(pieces);
         self.report.indexed += u64::from(done.indexed);
         self.report.bytes += done.bytes;
@@ -280,11 +301,83 @@ impl<'a, 's> Coordinator<'a, 's> {
 
     fn drop_pieces(&mut self, pieces: Vec<Piece>) {
         for piece in pieces {
-            if let Held::Memory(run) = &piece.held {
-                self.held = self.held.saturating_sub(run_bytes(run));
-                self.resident = self.resident.saturating_sub(resident_bytes(run));
+            drop(self.into_source(piece));
+        }
+    }
+
+    /// A piece's run as a source to merge, no longer counted as held.
+    fn into_source(&mut self, piece: Piece) -> Box<dyn RunSource> {
+        match piece.held {
+            Held::Memory(run) => {
+                self.held = self.held.saturating_sub(run_bytes(&run));
+                self.resident = self.resident.saturating_sub(resident_bytes(&run));
+                Box::new(MemoryRun::new(run))
+            }
+            Held::Disk(source) => {
+                self.on_disk = self.on_disk.saturating_sub(1);
+                source
             }
         }
+    }
+
+    /// Past twice the spill's fan-in of runs on disk, merges finished runs
+    /// a fan-in at a time into one run on disk each: only consecutive ones
+    /// of one level with no batch still out (in flight, to retry, or not
+    /// yet handed out) between them, so the merged run takes their place
+    /// in file order, and each occurrence is copied once per level.
+    pub fn combine_runs(&mut self) -> Result<(), BuildError> {
+        if self.on_disk <= self.combine_past {
+            return Ok(());
+        }
+        let Some(fan_in) = self.spill.as_deref().and_then(|s| s.fan_in()) else {
+            return Ok(());
+        };
+        let fan_in = fan_in.max(2);
+        let outstanding: Vec<(u32, u64)> = self
+            .in_flight
+            .values()
+            .chain(&self.retries)
+            .map(|b| (b.start, b.part.map_or(0, |p| p.from)))
+            .chain([self.planner.frontier()])
+            .collect();
+        self.done.sort_by_key(|piece| piece.key);
+        let place = |piece: &Piece| (piece.key.0, piece.key.1);
+        let mut start = 0;
+        while start + fan_in <= self.done.len() {
+            let level = self.done[start].level;
+            let group = start..start + fan_in;
+            let (first, last) = (place(&self.done[start]), place(&self.done[group.end - 1]));
+            if self.done[group.clone()].iter().any(|p| p.level != level)
+                || outstanding.iter().any(|&o| first < o && o <= last)
+            {
+                start += 1;
+                continue;
+            }
+            let pieces: Vec<Piece> = self.done.drain(group).collect();
+            let (key, occurrences) = (pieces[0].key, pieces.iter().map(|p| p.occurrences).sum());
+            let sources = pieces.into_iter().map(|p| self.into_source(p)).collect();
+            let Some(spill) = self.spill.as_deref_mut() else {
+                return Ok(());
+            };
+            let source = spill.combine(sources).map_err(BuildError::Spill)?;
+            self.on_disk += 1;
+            self.report.combined += fan_in;
+            self.done.insert(
+                start,
+                Piece {
+                    key,
+                    occurrences,
+                    level: level.saturating_add(1),
+                    held: Held::Disk(source),
+                },
+            );
+            // The new run may complete a group of the next level.
+            start = start.saturating_sub(fan_in - 1);
+        }
+        // Those left are held apart by batches still out: try again once
+        // more have come.
+        self.combine_past = (2 * fan_in).max(self.on_disk + fan_in / 2);
+        Ok(())
     }
 
     fn batch_done(&mut self, batch: Batch) {
@@ -383,6 +476,7 @@ impl<'a, 's> Coordinator<'a, 's> {
                 self.held = self.held.saturating_sub(run_bytes(run));
                 self.resident = self.resident.saturating_sub(resident_bytes(run));
                 self.report.spilled += 1;
+                self.on_disk += 1;
                 piece.held = Held::Disk(source);
             }
         }
@@ -393,7 +487,6 @@ impl<'a, 's> Coordinator<'a, 's> {
     pub fn finish(mut self) -> (Collected, BuildReport) {
         self.done.sort_by_key(|piece| piece.key);
         self.report.held = self.held;
-        self.report.runs = self.done.len();
         self.report.streamed = self.spilling;
         let collected = if self.spilling {
             Collected::Streamed(

@@ -351,6 +351,9 @@ pub struct BuildReport {
     pub runs: usize,
     /// Runs written to disk because the memory budget was reached.
     pub spilled: usize,
+    /// Runs merged into larger runs on disk while the build ran, so as to
+    /// hold fewer open files.
+    pub combined: usize,
     /// True when the runs were too many to merge in memory and were merged
     /// by streaming.
     pub streamed: bool,
@@ -821,6 +824,7 @@ impl Workers {
                         if keep {
                             co.assign(&mut self.exchange, pid);
                         }
+                        co.combine_runs()?;
                         keep
                     }
                 };

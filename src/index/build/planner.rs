@@ -129,6 +129,15 @@ impl<'a> Planner<'a> {
         true
     }
 
+    /// Where the files not yet handed out begin, as (file, offset in it):
+    /// every batch [`Planner::next`] gives from now on starts there or later.
+    pub fn frontier(&self) -> (u32, u64) {
+        match self.parts.front() {
+            Some(&(file, part)) => (file, part.from),
+            None => (self.next_file as u32, 0),
+        }
+    }
+
     /// A new batch id, for batches made outside the plan (halves of a
     /// failed one).
     pub fn new_id(&mut self) -> u32 {
