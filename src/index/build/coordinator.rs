@@ -301,12 +301,12 @@ impl<'a, 's> Coordinator<'a, 's> {
 
     fn drop_pieces(&mut self, pieces: Vec<Piece>) {
         for piece in pieces {
-            drop(self.into_source(piece));
+            drop(self.release(piece));
         }
     }
 
     /// A piece's run as a source to merge, no longer counted as held.
-    fn into_source(&mut self, piece: Piece) -> Box<dyn RunSource> {
+    fn release(&mut self, piece: Piece) -> Box<dyn RunSource> {
         match piece.held {
             Held::Memory(run) => {
                 self.held = self.held.saturating_sub(run_bytes(&run));
@@ -355,7 +355,7 @@ impl<'a, 's> Coordinator<'a, 's> {
             }
             let pieces: Vec<Piece> = self.done.drain(group).collect();
             let (key, occurrences) = (pieces[0].key, pieces.iter().map(|p| p.occurrences).sum());
-            let sources = pieces.into_iter().map(|p| self.into_source(p)).collect();
+            let sources = pieces.into_iter().map(|p| self.release(p)).collect();
             let Some(spill) = self.spill.as_deref_mut() else {
                 return Ok(());
             };
