@@ -361,7 +361,9 @@ impl<'a, 's> Coordinator<'a, 's> {
             };
             let source = spill.combine(sources).map_err(BuildError::Spill)?;
             self.on_disk += 1;
-            self.report.combined += fan_in;
+            if level == 0 {
+                self.report.combined += fan_in;
+            }
             self.done.insert(
                 start,
                 Piece {

@@ -352,7 +352,7 @@ pub struct BuildReport {
     /// Runs written to disk because the memory budget was reached.
     pub spilled: usize,
     /// Runs merged into larger runs on disk while the build ran, so as to
-    /// hold fewer open files.
+    /// hold fewer open files (each counted once, however many levels).
     pub combined: usize,
     /// True when the runs were too many to merge in memory and were merged
     /// by streaming.
