@@ -309,6 +309,22 @@ impl Decoded {
             let start = self.end;
             let end = start + shared + rest;
             self.make_room(end);
+            // Nearly every word: a fixed 32 bytes of prefix and of suffix,
+            // where loops of as many 16-byte pieces as the lengths need
+            // mispredict a branch per word.
+            if shared <= 32 && rest <= 32 {
+                if let Some(piece) = src.get(pos..pos + 32) {
+                    let mut prefix = [0u8; 32];
+                    prefix.copy_from_slice(&self.bytes[previous..previous + 32]);
+                    self.bytes[start..start + 32].copy_from_slice(&prefix);
+                    self.bytes[start + shared..start + shared + 32].copy_from_slice(piece);
+                    self.bytes[end] = 0;
+                    self.end = end + 1;
+                    self.starts.push((start, first + j));
+                    previous = start;
+                    continue;
+                }
+            }
             let mut k = 0;
             while k < shared {
                 // Never overlapping where it matters: the bytes read lie
@@ -635,11 +651,18 @@ impl Front {
         out: &mut Decoded,
         wanted: &mut dyn FnMut(usize) -> bool,
     ) {
-        let offset = |k: usize| self.blocks.get(k).and_then(|o| usize::try_from(o).ok());
+        // The group's block starts, verified and read once rather than a
+        // checked lookup (a division and a chunk mark) per block.
+        let starts = self.blocks.bytes_of(group.start..group.end + 1);
+        let offset = |k: usize| {
+            let at = (k.checked_sub(group.start)?) * 8;
+            let bytes = starts?.get(at..at + 8)?;
+            usize::try_from(u64::from_le_bytes(bytes.try_into().ok()?)).ok()
+        };
         let whole = offset(group.start)
             .zip(offset(group.end))
             .and_then(|(start, end)| Some((start, self.data.get(start..end)?)));
-        for k in group {
+        for k in group.clone() {
             if !wanted(k) {
                 continue;
             }
