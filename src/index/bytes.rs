@@ -152,7 +152,7 @@ impl<T: bytemuck::Pod> Array<T> {
     /// as for [`Array::shared`], or if a chunk would split a number.
     pub fn checked(chunked: Chunked) -> Option<Array<T>> {
         let size = std::mem::size_of::<T>();
-        if cfg!(target_endian = "big") || chunked.chunk % size != 0 {
+        if cfg!(target_endian = "big") || !chunked.chunk.is_multiple_of(size) {
             return None;
         }
         bytemuck::try_cast_slice::<u8, T>(&chunked.bytes).ok()?;

@@ -53,7 +53,7 @@ fn lane_at(bytes: &[u8]) -> u64 {
 /// Keys up to this many bytes live in the slot itself.
 const INLINE_KEY: usize = 24;
 // Keys are copied in 8-byte lanes, and a sort prefix is read from the slot.
-const _: () = assert!(INLINE_KEY >= 16 && INLINE_KEY % 8 == 0);
+const _: () = assert!(INLINE_KEY >= 16 && INLINE_KEY.is_multiple_of(8));
 /// Room an occurrence may need on the fast path: three varints of at most
 /// five bytes (values below 2^32; larger ones take [`PartialIndex::push_wide`]),
 /// within the sixteen bytes it is encoded in.
@@ -798,7 +798,7 @@ impl Run {
             while pieces.len() < splits.len() && entry.word >= splits[pieces.len()].as_slice() {
                 pieces.push(std::mem::take(&mut piece));
             }
-            if piece.words as usize % CHECKPOINT_EVERY == 0 {
+            if (piece.words as usize).is_multiple_of(CHECKPOINT_EVERY) {
                 piece
                     .checkpoints
                     .push((piece.bytes.len() as u64, piece.postings.len() as u64));

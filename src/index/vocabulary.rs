@@ -372,7 +372,7 @@ pub struct Coded {
 impl FrontCoder {
     /// Appends the next word (strictly greater than the previous one).
     pub fn push(&mut self, word: &[u8]) {
-        if self.len % BLOCK == 0 {
+        if self.len.is_multiple_of(BLOCK) {
             if self.len > 0 {
                 self.end_block();
             }
@@ -1208,7 +1208,7 @@ mod tests {
             .into_iter()
             .collect();
         let vocabulary = front(&words);
-        let keep = |w: &[u8]| w.len() % 3 != 0;
+        let keep = |w: &[u8]| !w.len().is_multiple_of(3);
         let want: Vec<usize> = (0..words.len())
             .filter(|&i| words[i].windows(2).any(|p| p == b"_1") && keep(&words[i]))
             .collect();
@@ -1232,7 +1232,7 @@ mod tests {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let keep = |w: &[u8]| w.len() % 3 == 0 && w.contains(&b'a');
+        let keep = |w: &[u8]| w.len().is_multiple_of(3) && w.contains(&b'a');
         // Picks the NUL of each word `keep` accepts.
         let pick = |text: &[u8], ends: &mut Vec<usize>| {
             let mut start = 0;
@@ -1379,7 +1379,7 @@ mod tests {
                 prop_assert_eq!(&vocabulary.ending_with(needle, &|_| true), &ending);
                 // What `keep` is given is the whole word.
                 let kept = vocabulary.containing(needle, &|w| w.len() % 3 == 0);
-                let want: Vec<usize> = holding.iter().copied().filter(|&i| bytes[i].len() % 3 == 0).collect();
+                let want: Vec<usize> = holding.iter().copied().filter(|&i| bytes[i].len().is_multiple_of(3)).collect();
                 prop_assert_eq!(kept, want);
             }
         }

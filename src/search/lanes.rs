@@ -417,10 +417,11 @@ mod tests {
         assert!(GlobLanes::new(&owned(&["", "é", ""])).is_some());
     }
 
+    type MaskMaker = fn(&[u8; LANES], &[u8], &mut [u64]) -> u64;
+
     /// Every way of making masks this CPU can run, the plain one apart.
-    fn mask_makers() -> Vec<(&'static str, fn(&[u8; LANES], &[u8], &mut [u64]) -> u64)> {
-        let mut makers: Vec<(&'static str, fn(&[u8; LANES], &[u8], &mut [u64]) -> u64)> =
-            vec![("baseline", equal_masks)];
+    fn mask_makers() -> Vec<(&'static str, MaskMaker)> {
+        let mut makers: Vec<(&'static str, MaskMaker)> = vec![("baseline", equal_masks)];
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {

@@ -454,7 +454,7 @@ impl ListSink for RunWriter {
     }
 
     fn word(&mut self, word: &[u8], count: u32, last_file: u32) -> io::Result<()> {
-        if self.words % CHECKPOINT_EVERY == 0 {
+        if self.words.is_multiple_of(CHECKPOINT_EVERY) {
             // This entry starts where the entries so far end; its list
             // started `list_len` bytes ago.
             self.checkpoints
