@@ -1,5 +1,6 @@
 //! Queries over a vocabulary the size of the Linux tree's (about 5 M
-//! distinct words), in the front-coded form a saved index answers from:
+//! distinct words), in the form a saved index answers from (front-coded
+//! blocks, and the words again as plain text):
 //! prefixes, exact words, patterns with and without a literal to narrow
 //! by, and "did you mean".
 //!
@@ -46,7 +47,7 @@ fn vocabulary() -> Vocabulary {
     words.sort_unstable();
     words.dedup();
     words.truncate(WORDS);
-    Vocabulary::front_coded_of(&words)
+    Vocabulary::front_coded_with_text_of(&words)
 }
 
 fn queries(c: &mut Criterion) {

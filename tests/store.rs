@@ -1070,10 +1070,11 @@ fn open_broken(file: &Path) -> Output {
         .arg(file)
         // A substring (which reads the vocabulary blocks' signatures; it
         // matches in every tree here, école or column, so it leaves stderr
-        // to the refusal), a suffix (searched for at decoded words' ends;
-        // on or common in every tree here), every word, a prefix and a
-        // regex: together they read every section.
-        .args(json_args(&["*col*", "*on", "*", "river", "/.*ö.*/"]));
+        // to the refusal), a glob with nothing to narrow by (read from the
+        // words as plain text; e is in every tree here too), a suffix
+        // (searched for at decoded words' ends), every word, a prefix and
+        // a regex: together they read every section.
+        .args(json_args(&["*col*", "*e*", "*on", "*", "river", "/.*ö.*/"]));
     // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
     unsafe {
         std_cmd.pre_exec(|| {

@@ -336,6 +336,13 @@ pub mod section {
     /// hashes (optional: older files have none).
     pub const SIGNATURES: u32 = 19;
     pub const SIGNATURES_CHUNKS: u32 = 20;
+    /// The words as plain text, each followed by a NUL (optional: files
+    /// written before it read on, decoding blocks to search every word),
+    /// and where every group of words starts in it.
+    pub const TEXT: u32 = 21;
+    pub const TEXT_CHUNKS: u32 = 22;
+    pub const TEXT_GROUPS: u32 = 23;
+    pub const TEXT_GROUPS_CHUNKS: u32 = 24;
 }
 
 fn section_part(id: u32) -> Part {
@@ -347,7 +354,11 @@ fn section_part(id: u32) -> Part {
         | section::WORDS_CHUNKS
         | section::BLOCKS_CHUNKS
         | section::SIGNATURES
-        | section::SIGNATURES_CHUNKS => Part::Vocabulary,
+        | section::SIGNATURES_CHUNKS
+        | section::TEXT
+        | section::TEXT_CHUNKS
+        | section::TEXT_GROUPS
+        | section::TEXT_GROUPS_CHUNKS => Part::Vocabulary,
         section::COUNTS | section::COUNTS_CHUNKS => Part::WordCounts,
         section::OFFSETS
         | section::OFFSETS_WIDE

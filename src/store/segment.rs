@@ -12,7 +12,7 @@ use super::format::{
 use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
-use crate::index::vocabulary::{Coded, FrontCoder};
+use crate::index::vocabulary::{Coded, FrontCoder, TEXT_GROUP};
 use crate::index::{Damaged, FileTable, Hit, Index, Offsets, View, Vocabulary};
 
 /// Whether a segment stands alone or sits on a base.
@@ -443,6 +443,10 @@ struct WordTables {
     counts: Side,
     /// Per word: where its list starts (u64).
     offsets: Side,
+    /// The words as plain text, and where each group of them starts.
+    text: Side,
+    text_groups: Side,
+    words_pushed: usize,
     drained: Coded,
 }
 
@@ -456,12 +460,27 @@ impl WordTables {
             signatures: Side::new(),
             counts: Side::new(),
             offsets: Side::new(),
+            text: Side::new(),
+            text_groups: Side::new(),
+            words_pushed: 0,
             drained: Coded::default(),
         }
     }
 
-    fn word(&mut self, word: &[u8], count: u32, list_start: u64) -> io::Result<()> {
+    /// The next word, to the front-coded blocks and to the plain text.
+    fn push_word(&mut self, word: &[u8]) -> io::Result<()> {
         self.coder.push(word);
+        if self.words_pushed.is_multiple_of(TEXT_GROUP) {
+            let start = self.text.len;
+            self.text_groups.push(&start.to_le_bytes(), &self.folder)?;
+        }
+        self.words_pushed += 1;
+        self.text.push(word, &self.folder)?;
+        self.text.push(&[0], &self.folder)
+    }
+
+    fn word(&mut self, word: &[u8], count: u32, list_start: u64) -> io::Result<()> {
+        self.push_word(word)?;
         self.counts.push(&count.to_le_bytes(), &self.folder)?;
         self.offsets.push(&list_start.to_le_bytes(), &self.folder)?;
         self.drain_if_large()
@@ -518,7 +537,7 @@ impl WordTables {
                 let Some(word) = carry.get(pos..end) else {
                     break;
                 };
-                self.coder.push(word);
+                self.push_word(word)?;
                 at = end;
             }
             carry.drain(..at);
@@ -538,7 +557,7 @@ impl SegmentWriter {
         meta: &Meta,
         records: &[FileRecord],
     ) -> Result<Self, WriteError> {
-        let sections = if meta.kind == Kind::Delta { 18 } else { 15 };
+        let sections = if meta.kind == Kind::Delta { 22 } else { 19 };
         let (w, folder) = match destination {
             Destination::File(path) => (
                 Writer::create(path, sections)?,
@@ -609,8 +628,11 @@ impl SegmentWriter {
             mut signatures,
             counts,
             mut offsets,
+            text,
+            mut text_groups,
             ..
         } = std::mem::replace(&mut self.tables, WordTables::new(PathBuf::new()));
+        text_groups.push(&text.len.to_le_bytes(), &folder)?;
         offsets.push(&self.written.to_le_bytes(), &folder)?;
         self.write_pending()?;
         self.w.end();
@@ -659,6 +681,13 @@ impl SegmentWriter {
             false,
         )?;
         lazy(section::COUNTS, section::COUNTS_CHUNKS, counts, false)?;
+        lazy(section::TEXT, section::TEXT_CHUNKS, text, false)?;
+        lazy(
+            section::TEXT_GROUPS,
+            section::TEXT_GROUPS_CHUNKS,
+            text_groups,
+            false,
+        )?;
         match self.written <= u64::from(u32::MAX) {
             true => lazy(section::OFFSETS, section::OFFSETS_CHUNKS, offsets, true)?,
             false => lazy(
@@ -925,6 +954,17 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
         counts.len(),
     )
     .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?;
+    // The words as plain text are optional too: files written before them
+    // read on, a search of every word decoding every block.
+    let vocabulary = match c.section(section::TEXT) {
+        Some(_) => vocabulary
+            .with_plain_text(
+                chunked(section::TEXT, section::TEXT_CHUNKS)?,
+                table64(section::TEXT_GROUPS, section::TEXT_GROUPS_CHUNKS)?,
+            )
+            .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?,
+        None => vocabulary,
+    };
     let offsets = match c.section(section::OFFSETS) {
         Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),
         None => Offsets::Wide(table64(section::OFFSETS_WIDE, section::OFFSETS_CHUNKS)?),
