@@ -54,8 +54,8 @@ impl Default for Vocabulary {
 }
 
 /// A matcher over many words at once (see [`Vocabulary::picked_in_text`]):
-/// given words each followed by a NUL, it pushes the positions of the NULs
-/// of the words it picks, ascending.
+/// given words each followed by a NUL, it pushes the places in that text
+/// (0 for the first word) of the words it picks, ascending.
 pub type TextPicker<'a> = dyn Fn(&[u8], &mut Vec<usize>) + Sync + 'a;
 
 /// What a [`Vocabulary::walk`] does after a word.
@@ -300,24 +300,15 @@ impl Decoded {
     }
 
     /// Calls `pick` on the text and appends to `ids` the numbers of the
-    /// words whose NULs it names (`ends`, a scratch list).
-    fn pick_into(&self, pick: &TextPicker<'_>, ends: &mut Vec<usize>, ids: &mut Vec<usize>) {
-        ends.clear();
-        pick(self.text(), ends);
-        // Both ascending: one pass over the words, not a search per pick
-        // (`*e*` picks 3.4 million words).
-        let mut j = 0;
-        for &at in ends.iter() {
-            while j + 1 < self.starts.len() && self.starts[j + 1].0 <= at {
-                j += 1;
-            }
-            let Some(&(start, id)) = self.starts.get(j) else {
+    /// words it picks (`picked`, a scratch list).
+    fn pick_into(&self, pick: &TextPicker<'_>, picked: &mut Vec<usize>, ids: &mut Vec<usize>) {
+        picked.clear();
+        pick(self.text(), picked);
+        for &k in picked.iter() {
+            let Some(&(_, id)) = self.starts.get(k) else {
                 break;
             };
-            // Only a word's own NUL names it.
-            if start <= at && start + self.word(j).0.len() == at {
-                ids.push(id);
-            }
+            ids.push(id);
         }
     }
 
@@ -1108,14 +1099,14 @@ impl Vocabulary {
     /// The numbers of the words `pick` chooses, ascending, for a matcher
     /// that reads many words at once rather than one at a time: it is
     /// given words back to back, each followed by a NUL (a byte in no
-    /// word), about a thousand at a time, and pushes the positions of the
-    /// NULs that end the words it chooses. A large vocabulary is read in
+    /// word), about a thousand at a time, and pushes the places of the
+    /// words it chooses (0 for the first given). A large vocabulary is read in
     /// two halves side by side (see [`Vocabulary::in_parts`]).
     pub fn picked_in_text(&self, pick: &TextPicker<'_>) -> Vec<usize> {
         // Words laid out for one call: a front-coded group's 64 blocks.
         const WORDS: usize = 64 * BLOCK;
         self.in_parts(|part, parts| {
-            let (mut decoded, mut ends, mut ids) = (Decoded::default(), Vec::new(), Vec::new());
+            let (mut decoded, mut picked, mut ids) = (Decoded::default(), Vec::new(), Vec::new());
             match &self.form {
                 Form::Arena(a) => {
                     let words = share(a.ends.len(), part, parts);
@@ -1125,7 +1116,7 @@ impl Vocabulary {
                         for id in id..(id + WORDS).min(words.end) {
                             decoded.push_word(a.word(id), id);
                         }
-                        decoded.pick_into(pick, &mut ends, &mut ids);
+                        decoded.pick_into(pick, &mut picked, &mut ids);
                         id += WORDS;
                     }
                 }
@@ -1139,26 +1130,11 @@ impl Vocabulary {
                         let Some(text) = plain.group(g) else {
                             break;
                         };
-                        ends.clear();
-                        pick(text, &mut ends);
-                        // A word's number: the group's first, plus the NULs
-                        // before its own.
-                        let (mut id, mut counted) = (g * TEXT_GROUP, 0);
-                        for &at in &ends {
-                            // Only a word's own NUL names it.
-                            if text.get(at) != Some(&0) {
-                                continue;
-                            }
-                            let Some(between) = text.get(counted..at) else {
-                                break;
-                            };
-                            id += memchr::memchr_iter(0, between).count();
-                            counted = at;
-                            if id >= (g + 1) * TEXT_GROUP || id >= *len {
-                                break;
-                            }
-                            ids.push(id);
-                        }
+                        picked.clear();
+                        pick(text, &mut picked);
+                        let first = g * TEXT_GROUP;
+                        let words = TEXT_GROUP.min(len - first);
+                        ids.extend(picked.iter().take_while(|&&k| k < words).map(|k| first + k));
                     }
                 }
                 Form::Front(f) => {
@@ -1168,7 +1144,7 @@ impl Vocabulary {
                         let group = k..(k + WORDS / BLOCK).min(blocks.end);
                         decoded.clear();
                         f.decode_group(group.clone(), &mut decoded, &mut |_| true);
-                        decoded.pick_into(pick, &mut ends, &mut ids);
+                        decoded.pick_into(pick, &mut picked, &mut ids);
                         k = group.end;
                     }
                 }
@@ -1343,15 +1319,16 @@ mod tests {
             .into_iter()
             .collect();
         let keep = |w: &[u8]| w.len().is_multiple_of(3) && w.contains(&b'a');
-        // Picks the NUL of each word `keep` accepts.
-        let pick = |text: &[u8], ends: &mut Vec<usize>| {
-            let mut start = 0;
+        // Picks the place of each word `keep` accepts.
+        let pick = |text: &[u8], picked: &mut Vec<usize>| {
+            let (mut start, mut k) = (0, 0);
             for (at, &b) in text.iter().enumerate() {
                 if b == 0 {
                     if keep(&text[start..at]) {
-                        ends.push(at);
+                        picked.push(k);
                     }
                     start = at + 1;
+                    k += 1;
                 }
             }
         };
@@ -1365,10 +1342,10 @@ mod tests {
         assert_eq!(front(&words).picked_in_text(&pick), want);
         let with_text = Vocabulary::front_coded_with_text_of(&words);
         assert_eq!(with_text.picked_in_text(&pick), want);
-        // A picker naming bytes that are not NULs picks nothing.
+        // A picker naming places past the words picks nothing more.
         for vocabulary in [front(&words), with_text] {
             assert_eq!(
-                vocabulary.picked_in_text(&|_, ends| ends.push(0)),
+                vocabulary.picked_in_text(&|_, picked| picked.push(usize::MAX)),
                 Vec::<usize>::new()
             );
         }

@@ -33,7 +33,7 @@ use crate::index::Vocabulary;
 /// Bytes matched per step: one bit of a `u64` each.
 const LANES: usize = 64;
 
-/// A glob compiled for [`GlobLanes::ends`].
+/// A glob compiled for [`GlobLanes::pick`].
 #[derive(Debug, Clone)]
 pub(super) struct GlobLanes {
     /// The distinct bytes of the pieces; masks are made for these.
@@ -96,51 +96,52 @@ impl GlobLanes {
 
     /// The numbers of the words of `vocabulary` the glob matches.
     pub(super) fn select(&self, vocabulary: &Vocabulary) -> Vec<usize> {
-        vocabulary.picked_in_text(&|text, ends| self.ends(text, ends))
+        vocabulary.picked_in_text(&|text, picked| self.pick(text, picked))
     }
 
-    /// Pushes onto `out` the positions of the NULs of the words of `text`
-    /// (words each followed by a NUL) that the glob matches, ascending.
-    pub(super) fn ends(&self, text: &[u8], out: &mut Vec<usize>) {
+    /// Pushes onto `out` the places (0 for the first) of the words of
+    /// `text` (words each followed by a NUL) that the glob matches,
+    /// ascending.
+    pub(super) fn pick(&self, text: &[u8], out: &mut Vec<usize>) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512bw") {
                 // SAFETY: the CPU has AVX-512BW, just checked.
-                return unsafe { self.ends_avx512(text, out) };
+                return unsafe { self.pick_avx512(text, out) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2, just checked.
-                return unsafe { self.ends_avx2(text, out) };
+                return unsafe { self.pick_avx2(text, out) };
             }
         }
-        self.ends_by(text, out, equal_masks)
+        self.pick_by(text, out, equal_masks)
     }
 
-    /// [`GlobLanes::ends`] compiled for AVX-512BW: a byte's mask over 64
+    /// [`GlobLanes::pick`] compiled for AVX-512BW: a byte's mask over 64
     /// bytes is one compare (a third of the time SSE2's four take).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512bw")]
-    unsafe fn ends_avx512(&self, text: &[u8], out: &mut Vec<usize>) {
+    unsafe fn pick_avx512(&self, text: &[u8], out: &mut Vec<usize>) {
         // A closure here is compiled with AVX-512BW too.
-        self.ends_by(text, out, |block, bytes, masks| {
+        self.pick_by(text, out, |block, bytes, masks| {
             equal_masks_avx512(block, bytes, masks)
         })
     }
 
-    /// [`GlobLanes::ends`] compiled for AVX2: two compares per mask.
+    /// [`GlobLanes::pick`] compiled for AVX2: two compares per mask.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn ends_avx2(&self, text: &[u8], out: &mut Vec<usize>) {
+    unsafe fn pick_avx2(&self, text: &[u8], out: &mut Vec<usize>) {
         // A closure here is compiled with AVX2 too.
-        self.ends_by(text, out, |block, bytes, masks| {
+        self.pick_by(text, out, |block, bytes, masks| {
             equal_masks_avx2(block, bytes, masks)
         })
     }
 
-    /// [`GlobLanes::ends`] with `equal_masks` making the byte masks
+    /// [`GlobLanes::pick`] with `equal_masks` making the byte masks
     /// (inlined into each caller, so it is compiled for its features).
     #[inline(always)]
-    fn ends_by(
+    fn pick_by(
         &self,
         text: &[u8],
         out: &mut Vec<usize>,
@@ -151,6 +152,9 @@ impl GlobLanes {
         let mut masks = vec![0u64; self.bytes.len()];
         let mut previous = vec![0u64; self.bytes.len()];
         let mut previous_nuls = 0u64;
+        // Words ended before the current 64 bytes: a word's place is this
+        // plus the NULs before its own in them.
+        let mut words_before = 0usize;
         let mut tail;
         for (n, chunk) in text.chunks(LANES).enumerate() {
             let block: &[u8; LANES] = match chunk.try_into() {
@@ -209,12 +213,14 @@ impl GlobLanes {
             let base = n * LANES;
             let mut bits = accepted;
             while bits != 0 {
-                let at = base + bits.trailing_zeros() as usize;
-                if at < text.len() {
-                    out.push(at);
+                let bit = bits.trailing_zeros();
+                if base + (bit as usize) < text.len() {
+                    let below = nuls & ((1u64 << bit) - 1);
+                    out.push(words_before + below.count_ones() as usize);
                 }
                 bits &= bits - 1;
             }
+            words_before += nuls.count_ones() as usize;
             previous.copy_from_slice(&masks);
             previous_nuls = nuls;
         }
@@ -366,15 +372,16 @@ mod tests {
             panic!("{pieces:?} should compile")
         };
         let mut got = Vec::new();
-        lanes.ends(text, &mut got);
-        // The baseline build's masks too, whichever `ends` chose here.
+        lanes.pick(text, &mut got);
+        // The baseline build's masks too, whichever `pick` chose here.
         let mut baseline = Vec::new();
-        lanes.ends_by(text, &mut baseline, equal_masks);
+        lanes.pick_by(text, &mut baseline, equal_masks);
         assert_eq!(got, baseline, "glob {pieces:?}: baseline masks");
         let wanted: Vec<usize> = words(text)
             .into_iter()
-            .filter(|(w, _)| plain_match(&bytes, w))
-            .map(|(_, nul)| nul)
+            .enumerate()
+            .filter(|(_, (w, _))| plain_match(&bytes, w))
+            .map(|(k, _)| k)
             .collect();
         assert_eq!(got, wanted, "glob {pieces:?}");
     }
