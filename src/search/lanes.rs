@@ -147,6 +147,42 @@ impl GlobLanes {
         out: &mut Vec<usize>,
         equal_masks: impl Fn(&[u8; LANES], &[u8], &mut [u64]) -> u64,
     ) {
+        if let Some(bytes) = self.floating_bytes() {
+            return match *bytes {
+                [a] => pick_floating_bytes([a], text, out, equal_masks),
+                [a, b] => pick_floating_bytes([a, b], text, out, equal_masks),
+                [a, b, c] => pick_floating_bytes([a, b, c], text, out, equal_masks),
+                [a, b, c, d] => pick_floating_bytes([a, b, c, d], text, out, equal_masks),
+                _ => self.pick_pieces(text, out, equal_masks),
+            };
+        }
+        self.pick_pieces(text, out, equal_masks)
+    }
+
+    /// The bytes of a glob made of one-byte pieces between `*`s alone
+    /// (`*a*b*c*`, `*e*`), in order, at most four: the literal-free globs
+    /// nothing else narrows, matched by [`pick_floating_bytes`].
+    fn floating_bytes(&self) -> Option<Vec<u8>> {
+        if self.first.is_some() || self.last.is_some() || self.middle.len() > 4 {
+            return None;
+        }
+        self.middle
+            .iter()
+            .map(|piece| match piece[..] {
+                [b] => Some(self.bytes[b]),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// [`GlobLanes::pick`] for any glob it compiles.
+    #[inline(always)]
+    fn pick_pieces(
+        &self,
+        text: &[u8],
+        out: &mut Vec<usize>,
+        equal_masks: impl Fn(&[u8; LANES], &[u8], &mut [u64]) -> u64,
+    ) {
         let stages = 1 + self.middle.len();
         let mut carries = vec![Carry::default(); stages + 1];
         let mut masks = vec![0u64; self.bytes.len()];
@@ -224,6 +260,64 @@ impl GlobLanes {
             previous.copy_from_slice(&masks);
             previous_nuls = nuls;
         }
+    }
+}
+
+/// [`GlobLanes::pick`] for `*b0*b1*...*`, one byte a piece: the same
+/// stages as [`GlobLanes::pick_pieces`] with nothing to shift a piece by
+/// and every mask and carry a local of fixed number, so they stay in
+/// registers (the general loop keeps them in memory, and took four times
+/// as long on the kernel's words).
+#[inline(always)]
+fn pick_floating_bytes<const S: usize>(
+    bytes: [u8; S],
+    text: &[u8],
+    out: &mut Vec<usize>,
+    equal_masks: impl Fn(&[u8; LANES], &[u8], &mut [u64]) -> u64,
+) {
+    let mut masks = [0u64; S];
+    // Per stage: the add's carry out of bit 63, and last step's reach.
+    let mut spread = [0u64; S];
+    let mut reach_before = [0u64; S];
+    let mut previous_nuls = !0u64;
+    let mut words_before = 0usize;
+    let mut tail;
+    for (n, chunk) in text.chunks(LANES).enumerate() {
+        let block: &[u8; LANES] = match chunk.try_into() {
+            Ok(block) => block,
+            Err(_) => {
+                // Padded with NULs: empty words, which match no piece.
+                tail = [0u8; LANES];
+                tail[..chunk.len()].copy_from_slice(chunk);
+                &tail
+            }
+        };
+        let nuls = equal_masks(block, &bytes, &mut masks);
+        let in_word = !nuls;
+        // The text's start counts as following a NUL.
+        let starts = shift(nuls, previous_nuls, 1);
+        let mut allowed = !0u64;
+        for s in 0..S {
+            let found = masks[s] & allowed;
+            let (sum, over) = in_word.overflowing_add(found);
+            let (sum, over_in) = sum.overflowing_add(spread[s]);
+            spread[s] = u64::from(over | over_in);
+            let reach = (sum ^ in_word) | found;
+            allowed = shift(reach, reach_before[s], 1) & !starts;
+            reach_before[s] = reach;
+        }
+        let mut bits = allowed & nuls;
+        let base = n * LANES;
+        while bits != 0 {
+            let bit = bits.trailing_zeros();
+            if base + (bit as usize) < text.len() {
+                let below = nuls & ((1u64 << bit) - 1);
+                out.push(words_before + below.count_ones() as usize);
+            }
+            bits &= bits - 1;
+        }
+        words_before += nuls.count_ones() as usize;
+        previous_nuls = nuls;
     }
 }
 
@@ -377,6 +471,10 @@ mod tests {
         let mut baseline = Vec::new();
         lanes.pick_by(text, &mut baseline, equal_masks);
         assert_eq!(got, baseline, "glob {pieces:?}: baseline masks");
+        // And the general stages, whichever `pick_by` chose.
+        let mut general = Vec::new();
+        lanes.pick_pieces(text, &mut general, equal_masks);
+        assert_eq!(got, general, "glob {pieces:?}: general stages");
         let wanted: Vec<usize> = words(text)
             .into_iter()
             .enumerate()
