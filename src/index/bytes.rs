@@ -174,6 +174,42 @@ impl<T: bytemuck::Pod> Array<T> {
         }
     }
 
+    /// Calls `f` with number `i` for each `i` of `ids`, verifying each
+    /// chunk they lie in when it is first met: for many numbers in order,
+    /// a checked [`Array::get`] apiece (a division and a chunk mark) costs
+    /// more than the reads. `None` at the first past the end or in a
+    /// damaged chunk.
+    pub fn for_each_at(
+        &self,
+        ids: impl IntoIterator<Item = usize>,
+        mut f: impl FnMut(T),
+    ) -> Option<()> {
+        match self {
+            Array::Checked(chunked) => {
+                let size = std::mem::size_of::<T>();
+                // A chunk holds whole numbers (see `Array::checked`).
+                let per_chunk = (chunked.chunk / size).max(1);
+                let (mut low, mut high, mut window): (usize, usize, &[u8]) = (0, 0, &[]);
+                for i in ids {
+                    if !(low..high).contains(&i) {
+                        low = i - i % per_chunk;
+                        high = (low + per_chunk).min(self.len());
+                        window = chunked.get(low * size..high.max(i + 1) * size)?;
+                    }
+                    let at = (i - low) * size;
+                    f(bytemuck::pod_read_unaligned(window.get(at..at + size)?));
+                }
+            }
+            _ => {
+                let all = self.as_slice();
+                for i in ids {
+                    f(*all.get(i)?);
+                }
+            }
+        }
+        Some(())
+    }
+
     /// The stored bytes of the numbers `items` (little-endian), verifying
     /// only the chunks they lie in; `None` past the end or in a damaged
     /// chunk.
@@ -399,5 +435,64 @@ impl Chunked {
     /// True once a chunk failed its check.
     pub fn is_damaged(&self) -> bool {
         self.damaged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sum_hash(bytes: &[u8]) -> u64 {
+        bytes
+            .iter()
+            .fold(7u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+    }
+
+    /// `numbers` stored in checked chunks of `per_chunk` numbers, the
+    /// chunk `broken` (if any) damaged after its hash was taken.
+    fn checked(numbers: &[u32], per_chunk: usize, broken: Option<usize>) -> Array<u32> {
+        let chunk = per_chunk * 4;
+        let mut bytes: Vec<u8> = numbers.iter().flat_map(|n| n.to_le_bytes()).collect();
+        let hashes: Vec<u64> = bytes.chunks(chunk).map(sum_hash).collect();
+        if let Some(k) = broken.filter(|&k| k * chunk < bytes.len()) {
+            bytes[k * chunk] ^= 1;
+        }
+        let chunked = Chunked::new(Bytes::Owned(bytes), chunk, Array::Owned(hashes), sum_hash)
+            .expect("a hash per chunk");
+        Array::checked(chunked).expect("whole numbers per chunk")
+    }
+
+    proptest! {
+        /// Reading many numbers a chunk at a time gives what reading each
+        /// alone gives: the same numbers, or `None` exactly when one of
+        /// them lies past the end or in the damaged chunk.
+        #[test]
+        fn numbers_read_a_chunk_at_a_time_are_the_numbers_read_alone(
+            numbers in proptest::collection::vec(any::<u32>(), 1..300),
+            per_chunk in 1usize..40,
+            mut ids in proptest::collection::vec(0usize..320, 0..60),
+            ascending in any::<bool>(),
+            broken in proptest::option::of(0usize..10),
+        ) {
+            if ascending {
+                ids.sort_unstable();
+            }
+            let alone = checked(&numbers, per_chunk, broken);
+            let want: Option<Vec<u32>> = ids.iter().map(|&i| alone.get(i)).collect();
+            let mut got = Vec::new();
+            let read = checked(&numbers, per_chunk, broken).for_each_at(ids.iter().copied(), |n| got.push(n));
+            prop_assert_eq!(read.is_some(), want.is_some());
+            if let Some(want) = want {
+                prop_assert_eq!(got, want);
+            }
+            let plain = Array::Owned(numbers.clone());
+            let mut got = Vec::new();
+            let read = plain.for_each_at(ids.iter().copied(), |n| got.push(n));
+            prop_assert_eq!(read.is_some(), ids.iter().all(|&i| i < numbers.len()));
+            if read.is_some() {
+                prop_assert_eq!(got, ids.iter().map(|&i| numbers[i]).collect::<Vec<_>>());
+            }
+        }
     }
 }

@@ -292,6 +292,18 @@ impl Index {
         self.counts.get(id).ok_or(Damaged)
     }
 
+    /// [`Index::count`] of each of `ids`, pushed onto `out`; ids in
+    /// ascending order read each stored chunk of counts once.
+    pub fn counts_of(
+        &self,
+        ids: impl IntoIterator<Item = usize>,
+        out: &mut Vec<u64>,
+    ) -> Result<(), Damaged> {
+        self.counts
+            .for_each_at(ids, |count| out.push(u64::from(count)))
+            .ok_or(Damaged)
+    }
+
     /// The posting lists of word `id` as stored (see [`RawLists`]); for a
     /// loaded index, read and verified now, [`Damaged`] if they fail.
     pub fn raw_lists(&self, id: usize) -> Result<RawLists<'_>, Damaged> {

@@ -477,7 +477,19 @@ impl View {
     /// part of the answer's time.
     pub fn counts(&self, hits: &[Hit]) -> Result<Vec<u64>, Damaged> {
         const SIDE_BY_SIDE: usize = 1 << 14;
-        let count_all = |hits: &[Hit]| hits.iter().map(|h| self.count(h)).collect();
+        let count_all = |hits: &[Hit]| -> Result<Vec<u64>, Damaged> {
+            match &self.layers[..] {
+                // One layer as stored: its counts read a chunk at a time.
+                [layer] if layer.adjusted.is_empty() => {
+                    let mut counts = Vec::with_capacity(hits.len());
+                    layer
+                        .index
+                        .counts_of(hits.iter().map(|h| h.first().1), &mut counts)?;
+                    Ok(counts)
+                }
+                _ => hits.iter().map(|h| self.count(h)).collect(),
+            }
+        };
         if hits.len() < SIDE_BY_SIDE {
             return count_all(hits);
         }
