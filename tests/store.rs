@@ -1072,7 +1072,7 @@ fn open_broken(file: &Path) -> Output {
         // matches in every tree here, école or column, so it leaves stderr
         // to the refusal), a glob with nothing to narrow by (read from the
         // words as plain text; e is in every tree here too), a suffix
-        // (searched for at decoded words' ends), every word, a prefix and
+        // (found by the suffix keys), every word, a prefix and
         // a regex: together they read every section.
         .args(json_args(&["*col*", "*e*", "*on", "*", "river", "/.*ö.*/"]));
     // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.

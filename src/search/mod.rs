@@ -237,6 +237,14 @@ mod tests {
             "/ab|ba/",
             "/a?b/",
         ];
+        let mut sorted = words.to_vec();
+        sorted.sort();
+        // Fresh, saved before the plain text and suffix keys, saved now.
+        let forms = [
+            v.clone(),
+            Vocabulary::front_coded_of(&sorted),
+            Vocabulary::front_coded_as_saved(&sorted),
+        ];
         for q in queries {
             let query = Query::parse(q).unwrap();
             let plain: Vec<String> = match &query {
@@ -246,7 +254,9 @@ mod tests {
                     .collect(),
                 _ => unreachable!("{q} is a pattern"),
             };
-            assert_eq!(answer(&v, q), plain, "query {q}");
+            for form in &forms {
+                assert_eq!(answer(form, q), plain, "query {q}");
+            }
         }
     }
 

@@ -343,6 +343,10 @@ pub mod section {
     pub const TEXT_CHUNKS: u32 = 22;
     pub const TEXT_GROUPS: u32 = 23;
     pub const TEXT_GROUPS_CHUNKS: u32 = 24;
+    /// The words' suffix keys, ascending (optional: files written before
+    /// them, or of very many words, search every word for a suffix).
+    pub const SUFFIXES: u32 = 25;
+    pub const SUFFIXES_CHUNKS: u32 = 26;
 }
 
 fn section_part(id: u32) -> Part {
@@ -358,7 +362,9 @@ fn section_part(id: u32) -> Part {
         | section::TEXT
         | section::TEXT_CHUNKS
         | section::TEXT_GROUPS
-        | section::TEXT_GROUPS_CHUNKS => Part::Vocabulary,
+        | section::TEXT_GROUPS_CHUNKS
+        | section::SUFFIXES
+        | section::SUFFIXES_CHUNKS => Part::Vocabulary,
         section::COUNTS | section::COUNTS_CHUNKS => Part::WordCounts,
         section::OFFSETS
         | section::OFFSETS_WIDE

@@ -12,7 +12,7 @@ use super::format::{
 use crate::index::bytes::{Array, Chunked, Owner};
 use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
-use crate::index::vocabulary::{Coded, FrontCoder, TEXT_GROUP};
+use crate::index::vocabulary::{suffix_key, Coded, FrontCoder, SUFFIX_ORDER_WORDS, TEXT_GROUP};
 use crate::index::{Damaged, FileTable, Hit, Index, Offsets, View, Vocabulary};
 
 /// Whether a segment stands alone or sits on a base.
@@ -446,6 +446,9 @@ struct WordTables {
     /// The words as plain text, and where each group of them starts.
     text: Side,
     text_groups: Side,
+    /// Every word's suffix key, to be sorted at the end; dropped past
+    /// [`SUFFIX_ORDER_WORDS`].
+    suffix_keys: Option<Vec<u64>>,
     words_pushed: usize,
     drained: Coded,
 }
@@ -462,6 +465,7 @@ impl WordTables {
             offsets: Side::new(),
             text: Side::new(),
             text_groups: Side::new(),
+            suffix_keys: Some(Vec::new()),
             words_pushed: 0,
             drained: Coded::default(),
         }
@@ -473,6 +477,14 @@ impl WordTables {
         if self.words_pushed.is_multiple_of(TEXT_GROUP) {
             let start = self.text.len;
             self.text_groups.push(&start.to_le_bytes(), &self.folder)?;
+        }
+        match u32::try_from(self.words_pushed) {
+            Ok(id) if self.words_pushed < SUFFIX_ORDER_WORDS => {
+                if let Some(keys) = &mut self.suffix_keys {
+                    keys.push(suffix_key(word, id));
+                }
+            }
+            _ => self.suffix_keys = None,
         }
         self.words_pushed += 1;
         self.text.push(word, &self.folder)?;
@@ -557,7 +569,7 @@ impl SegmentWriter {
         meta: &Meta,
         records: &[FileRecord],
     ) -> Result<Self, WriteError> {
-        let sections = if meta.kind == Kind::Delta { 22 } else { 19 };
+        let sections = if meta.kind == Kind::Delta { 24 } else { 21 };
         let (w, folder) = match destination {
             Destination::File(path) => (
                 Writer::create(path, sections)?,
@@ -630,6 +642,7 @@ impl SegmentWriter {
             mut offsets,
             text,
             mut text_groups,
+            suffix_keys,
             ..
         } = std::mem::replace(&mut self.tables, WordTables::new(PathBuf::new()));
         text_groups.push(&text.len.to_le_bytes(), &folder)?;
@@ -645,6 +658,20 @@ impl SegmentWriter {
         blocks.push(bytemuck::cast_slice(&rest.blocks), &folder)?;
         signatures.push(bytemuck::cast_slice(&rest.signatures), &folder)?;
         let w = &mut self.w;
+        if let Some(mut keys) = suffix_keys {
+            keys.sort_unstable();
+            w.begin_lazy(section::SUFFIXES)?;
+            let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
+            for piece in bytemuck::cast_slice::<u64, u8>(&keys).chunks(1 << 20) {
+                hasher.update(piece);
+                w.write(piece)?;
+            }
+            w.end();
+            w.section(
+                section::SUFFIXES_CHUNKS,
+                bytemuck::cast_slice(&hasher.finish()),
+            )?;
+        }
         // The tables a query reads a few entries of are verified chunk by
         // chunk as they are read, like the lists: each carries its chunks'
         // hashes, so opening an index hashes none of them.
@@ -962,6 +989,13 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
                 chunked(section::TEXT, section::TEXT_CHUNKS)?,
                 table64(section::TEXT_GROUPS, section::TEXT_GROUPS_CHUNKS)?,
             )
+            .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?,
+        None => vocabulary,
+    };
+    // And so are the suffix keys.
+    let vocabulary = match c.section(section::SUFFIXES) {
+        Some(_) => vocabulary
+            .with_suffix_order(table64(section::SUFFIXES, section::SUFFIXES_CHUNKS)?)
             .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?,
         None => vocabulary,
     };
