@@ -51,6 +51,10 @@ pub struct Filter {
     pub glob: Option<Vec<String>>,
     /// See `min_len`; `usize::MAX` when unbounded.
     pub max_len: usize,
+    /// For regexes: true when the pattern is any text, an ASCII literal,
+    /// and any text or its end (`.*lock.*`, `.*_irq`), so that holding
+    /// the literal, or ending with it, is all a match needs.
+    pub literal_alone: bool,
 }
 
 /// `a == b` for the short strings of glob matching, without a call into
@@ -81,6 +85,23 @@ fn find_short(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Filter {
+    /// True when holding one literal (`*lock*`, `/.*lock.*/`) or ending
+    /// with it (`*_t`, `/.*_irq/`) is all a match needs: the search that
+    /// finds the words holding it byte for byte then decides alone, with
+    /// no second look at each word. Not so where the literal has a sigma,
+    /// which matches either spelling.
+    pub fn is_one_literal(&self) -> bool {
+        if self.literal_alone {
+            return true;
+        }
+        let literal = match self.glob.as_deref() {
+            Some([first, literal, last]) if first.is_empty() && last.is_empty() => literal,
+            Some([first, literal]) if first.is_empty() => literal,
+            _ => return false,
+        };
+        !literal.is_empty() && !literal.contains(['σ', 'ς']) && self.min_len <= literal.len()
+    }
+
     /// The literal every match ends with, matched byte for byte, when it
     /// is at least as long as the needle (so searching for it at words'
     /// ends rules out at least as many blocks as the needle would).
@@ -207,6 +228,26 @@ fn regex_filter(pattern: &str) -> Filter {
     if run.len() > filter.needle.len() {
         filter.needle = run;
     }
+    // Words hold no line feed, so `.*` is any text in them.
+    let any_text = |node: &regex_syntax::hir::Hir| {
+        use regex_syntax::hir::{Dot, Hir};
+        matches!(node.kind(), HirKind::Repetition(r) if r.min == 0 && r.max.is_none()
+            && (*r.sub == Hir::dot(Dot::AnyCharExceptLF) || *r.sub == Hir::dot(Dot::AnyChar)))
+    };
+    filter.literal_alone = match nodes.split_first() {
+        Some((first, rest)) if any_text(first) => {
+            let rest = match rest.split_last() {
+                Some((last, before)) if any_text(last) => before,
+                _ => rest,
+            };
+            // ASCII only: there a letter's class is known to lower to the
+            // one letter a lowercase word holds; beyond it, the words found
+            // are checked again rather than trusting every script's case.
+            let literal: Option<String> = rest.iter().map(&literal).collect();
+            literal.is_some_and(|l| !l.is_empty() && l.is_ascii() && l == filter.needle)
+        }
+        _ => false,
+    };
     filter
 }
 
@@ -296,6 +337,7 @@ impl Query {
                 max_len: usize::MAX,
                 suffix: String::new(),
                 glob: Some(literals.iter().map(|l| l.to_string()).collect()),
+                literal_alone: false,
             };
             let sigma_free: Vec<String> = pieces
                 .iter()
