@@ -658,72 +658,85 @@ impl SegmentWriter {
         blocks.push(bytemuck::cast_slice(&rest.blocks), &folder)?;
         signatures.push(bytemuck::cast_slice(&rest.signatures), &folder)?;
         let w = &mut self.w;
-        if let Some(mut keys) = suffix_keys {
-            keys.sort_unstable();
-            w.begin_lazy(section::SUFFIXES)?;
-            let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
-            for piece in bytemuck::cast_slice::<u64, u8>(&keys).chunks(1 << 20) {
-                hasher.update(piece);
-                w.write(piece)?;
-            }
-            w.end();
-            w.section(
-                section::SUFFIXES_CHUNKS,
-                bytemuck::cast_slice(&hasher.finish()),
-            )?;
-        }
-        // The tables a query reads a few entries of are verified chunk by
-        // chunk as they are read, like the lists: each carries its chunks'
-        // hashes, so opening an index hashes none of them.
-        let mut lazy = |id: u32, chunks: u32, side: Side, narrow: bool| -> io::Result<()> {
-            w.begin_lazy(id)?;
-            let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
-            let mut buffer = Vec::new();
-            side.drain(&mut |bytes| {
-                let bytes = match narrow {
-                    // Offsets below 2^32 are kept as u32.
-                    true => {
-                        buffer.clear();
-                        buffer.extend(bytes.chunks_exact(8).flat_map(|b| {
-                            let mut wide = [0u8; 8];
-                            wide.copy_from_slice(b);
-                            (u64::from_le_bytes(wide) as u32).to_le_bytes()
-                        }));
-                        &buffer[..]
-                    }
-                    false => bytes,
-                };
-                hasher.update(bytes);
-                w.write(bytes)
-            })?;
-            w.end();
-            w.section(chunks, bytemuck::cast_slice(&hasher.finish()))
-        };
-        lazy(section::WORDS, section::WORDS_CHUNKS, words, false)?;
-        lazy(section::BLOCKS, section::BLOCKS_CHUNKS, blocks, false)?;
-        lazy(
-            section::SIGNATURES,
-            section::SIGNATURES_CHUNKS,
-            signatures,
-            false,
-        )?;
-        lazy(section::COUNTS, section::COUNTS_CHUNKS, counts, false)?;
-        lazy(section::TEXT, section::TEXT_CHUNKS, text, false)?;
-        lazy(
-            section::TEXT_GROUPS,
-            section::TEXT_GROUPS_CHUNKS,
-            text_groups,
-            false,
-        )?;
-        match self.written <= u64::from(u32::MAX) {
-            true => lazy(section::OFFSETS, section::OFFSETS_CHUNKS, offsets, true)?,
-            false => lazy(
-                section::OFFSETS_WIDE,
-                section::OFFSETS_CHUNKS,
-                offsets,
+        std::thread::scope(|scope| -> io::Result<()> {
+            // The suffix keys (a quarter second's sort for the kernel's 5
+            // million words) are sorted while the other tables are written.
+            let sorting = suffix_keys.map(|mut keys| {
+                scope.spawn(move || {
+                    keys.sort_unstable();
+                    keys
+                })
+            });
+            // The tables a query reads a few entries of are verified chunk
+            // by chunk as they are read, like the lists: each carries its
+            // chunks' hashes, so opening an index hashes none of them.
+            let mut lazy = |id: u32, chunks: u32, side: Side, narrow: bool| -> io::Result<()> {
+                w.begin_lazy(id)?;
+                let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
+                let mut buffer = Vec::new();
+                side.drain(&mut |bytes| {
+                    let bytes = match narrow {
+                        // Offsets below 2^32 are kept as u32.
+                        true => {
+                            buffer.clear();
+                            buffer.extend(bytes.chunks_exact(8).flat_map(|b| {
+                                let mut wide = [0u8; 8];
+                                wide.copy_from_slice(b);
+                                (u64::from_le_bytes(wide) as u32).to_le_bytes()
+                            }));
+                            &buffer[..]
+                        }
+                        false => bytes,
+                    };
+                    hasher.update(bytes);
+                    w.write(bytes)
+                })?;
+                w.end();
+                w.section(chunks, bytemuck::cast_slice(&hasher.finish()))
+            };
+            lazy(section::WORDS, section::WORDS_CHUNKS, words, false)?;
+            lazy(section::BLOCKS, section::BLOCKS_CHUNKS, blocks, false)?;
+            lazy(
+                section::SIGNATURES,
+                section::SIGNATURES_CHUNKS,
+                signatures,
                 false,
-            )?,
-        }
+            )?;
+            lazy(section::COUNTS, section::COUNTS_CHUNKS, counts, false)?;
+            lazy(section::TEXT, section::TEXT_CHUNKS, text, false)?;
+            lazy(
+                section::TEXT_GROUPS,
+                section::TEXT_GROUPS_CHUNKS,
+                text_groups,
+                false,
+            )?;
+            match self.written <= u64::from(u32::MAX) {
+                true => lazy(section::OFFSETS, section::OFFSETS_CHUNKS, offsets, true)?,
+                false => lazy(
+                    section::OFFSETS_WIDE,
+                    section::OFFSETS_CHUNKS,
+                    offsets,
+                    false,
+                )?,
+            }
+            if let Some(sorting) = sorting {
+                let keys = sorting
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                w.begin_lazy(section::SUFFIXES)?;
+                let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
+                for piece in bytemuck::cast_slice::<u64, u8>(&keys).chunks(1 << 20) {
+                    hasher.update(piece);
+                    w.write(piece)?;
+                }
+                w.end();
+                w.section(
+                    section::SUFFIXES_CHUNKS,
+                    bytemuck::cast_slice(&hasher.finish()),
+                )?;
+            }
+            Ok(())
+        })?;
         if self.kind == Kind::Delta {
             w.section(section::DROPPED, u32s(dropped))?;
             let (words, left): (Vec<u32>, Vec<u32>) = adjusted.iter().copied().unzip();
