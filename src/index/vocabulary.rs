@@ -316,9 +316,20 @@ impl Decoded {
         (&self.bytes[start..end], id)
     }
 
-    /// Which word the byte at `at` of [`Decoded::text`] belongs to.
-    fn word_at(&self, at: usize) -> usize {
-        self.starts.partition_point(|&(start, _)| start <= at) - 1
+    /// Which word the byte at `at` of [`Decoded::text`] belongs to,
+    /// looking forward from word `from`, which starts at or before it: a
+    /// search's hits come in order, a word or two apart, so stepping on
+    /// costs less than a binary search per hit (`*iv*`: 86 thousand).
+    fn word_at(&self, at: usize, from: usize) -> usize {
+        let mut j = from;
+        while self
+            .starts
+            .get(j + 1)
+            .is_some_and(|&(start, _)| start <= at)
+        {
+            j += 1;
+        }
+        j
     }
 
     /// Room for a word ending at `end`, its NUL and [`SLACK`].
@@ -686,9 +697,10 @@ impl Front {
                 None => true,
             });
             let text = decoded.text();
-            let mut from = 0;
+            let (mut from, mut place) = (0, 0);
             while let Some(hit) = text.get(from..).and_then(|b| finder.find(b)) {
-                let (word, id) = decoded.word(decoded.word_at(from + hit));
+                place = decoded.word_at(from + hit, place);
+                let (word, id) = decoded.word(place);
                 if keep(word) {
                     ids.push(id);
                 }
