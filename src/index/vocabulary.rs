@@ -1344,11 +1344,11 @@ impl Vocabulary {
         keep: &(dyn Fn(&[u8]) -> bool + Sync),
     ) -> Vec<usize> {
         let wanted = suffix_keys_of(suffix);
-        let below = |bound: u64| move |i: usize| keys.get(i).is_some_and(|key| key < bound);
-        let start = first_failing(keys.len(), below(*wanted.start()));
-        let end = first_failing(keys.len(), |i| {
-            keys.get(i).is_some_and(|key| key <= *wanted.end())
-        });
+        let first_past = |past: &dyn Fn(u64) -> bool| {
+            first_failing(keys.len(), |i| keys.get(i).is_some_and(|key| !past(key)))
+        };
+        let start = first_past(&|key| key >= *wanted.start());
+        let end = first_past(&|key| key > *wanted.end());
         let mut ids = Vec::with_capacity(end.saturating_sub(start));
         // The number is the key's low half.
         let _ = keys.for_each_at(start..end.max(start), |key| ids.push(key as u32 as usize));

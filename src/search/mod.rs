@@ -108,8 +108,7 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
             };
             let any = |_: &[u8]| true;
             // What the literal searches below hand back needs no check.
-            let found_decides = filter.is_one_literal();
-            let checked: &(dyn Fn(&[u8]) -> bool + Sync) = match found_decides {
+            let checked: &(dyn Fn(&[u8]) -> bool + Sync) = match filter.literal_alone {
                 true => &any,
                 false => &fits,
             };

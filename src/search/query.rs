@@ -51,9 +51,11 @@ pub struct Filter {
     pub glob: Option<Vec<String>>,
     /// See `min_len`; `usize::MAX` when unbounded.
     pub max_len: usize,
-    /// For regexes: true when the pattern is any text, an ASCII literal,
-    /// and any text or its end (`.*lock.*`, `.*_irq`), so that holding
-    /// the literal, or ending with it, is all a match needs.
+    /// True when holding one literal (`*lock*`, `/.*lock.*/`) or ending
+    /// with it (`*_t`, `/.*_irq/`) is all a match needs: the search that
+    /// finds the words holding it byte for byte then decides alone, with
+    /// no second look at each word. Not so where the literal has a sigma
+    /// (either spelling matches it) or, in a regex, goes past ASCII.
     pub literal_alone: bool,
 }
 
@@ -85,23 +87,6 @@ fn find_short(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Filter {
-    /// True when holding one literal (`*lock*`, `/.*lock.*/`) or ending
-    /// with it (`*_t`, `/.*_irq/`) is all a match needs: the search that
-    /// finds the words holding it byte for byte then decides alone, with
-    /// no second look at each word. Not so where the literal has a sigma,
-    /// which matches either spelling.
-    pub fn is_one_literal(&self) -> bool {
-        if self.literal_alone {
-            return true;
-        }
-        let literal = match self.glob.as_deref() {
-            Some([first, literal, last]) if first.is_empty() && last.is_empty() => literal,
-            Some([first, literal]) if first.is_empty() => literal,
-            _ => return false,
-        };
-        !literal.is_empty() && !literal.contains(['σ', 'ς']) && self.min_len <= literal.len()
-    }
-
     /// The literal every match ends with, matched byte for byte, when it
     /// is at least as long as the needle (so searching for it at words'
     /// ends rules out at least as many blocks as the needle would).
@@ -337,7 +322,12 @@ impl Query {
                 max_len: usize::MAX,
                 suffix: String::new(),
                 glob: Some(literals.iter().map(|l| l.to_string()).collect()),
-                literal_alone: false,
+                literal_alone: match literals.as_slice() {
+                    ["", literal, ""] | ["", literal] => {
+                        !literal.is_empty() && !literal.contains(['σ', 'ς'])
+                    }
+                    _ => false,
+                },
             };
             let sigma_free: Vec<String> = pieces
                 .iter()

@@ -478,11 +478,10 @@ impl WordTables {
             let start = self.text.len;
             self.text_groups.push(&start.to_le_bytes(), &self.folder)?;
         }
-        match u32::try_from(self.words_pushed) {
-            Ok(id) if self.words_pushed < SUFFIX_ORDER_WORDS => {
-                if let Some(keys) = &mut self.suffix_keys {
-                    keys.push(suffix_key(word, id));
-                }
+        match &mut self.suffix_keys {
+            // Below the limit, a word's number fits a key's 32 bits.
+            Some(keys) if self.words_pushed < SUFFIX_ORDER_WORDS => {
+                keys.push(suffix_key(word, self.words_pushed as u32));
             }
             _ => self.suffix_keys = None,
         }
@@ -671,11 +670,9 @@ impl SegmentWriter {
             // by chunk as they are read, like the lists: each carries its
             // chunks' hashes, so opening an index hashes none of them.
             let mut lazy = |id: u32, chunks: u32, side: Side, narrow: bool| -> io::Result<()> {
-                w.begin_lazy(id)?;
-                let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
                 let mut buffer = Vec::new();
-                side.drain(&mut |bytes| {
-                    let bytes = match narrow {
+                write_lazy(w, id, chunks, |write| {
+                    side.drain(&mut |bytes| match narrow {
                         // Offsets below 2^32 are kept as u32.
                         true => {
                             buffer.clear();
@@ -684,15 +681,11 @@ impl SegmentWriter {
                                 wide.copy_from_slice(b);
                                 (u64::from_le_bytes(wide) as u32).to_le_bytes()
                             }));
-                            &buffer[..]
+                            write(&buffer)
                         }
-                        false => bytes,
-                    };
-                    hasher.update(bytes);
-                    w.write(bytes)
-                })?;
-                w.end();
-                w.section(chunks, bytemuck::cast_slice(&hasher.finish()))
+                        false => write(bytes),
+                    })
+                })
             };
             lazy(section::WORDS, section::WORDS_CHUNKS, words, false)?;
             lazy(section::BLOCKS, section::BLOCKS_CHUNKS, blocks, false)?;
@@ -723,17 +716,11 @@ impl SegmentWriter {
                 let keys = sorting
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                w.begin_lazy(section::SUFFIXES)?;
-                let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
-                for piece in bytemuck::cast_slice::<u64, u8>(&keys).chunks(1 << 20) {
-                    hasher.update(piece);
-                    w.write(piece)?;
-                }
-                w.end();
-                w.section(
-                    section::SUFFIXES_CHUNKS,
-                    bytemuck::cast_slice(&hasher.finish()),
-                )?;
+                write_lazy(w, section::SUFFIXES, section::SUFFIXES_CHUNKS, |write| {
+                    bytemuck::cast_slice::<u64, u8>(&keys)
+                        .chunks(1 << 20)
+                        .try_for_each(write)
+                })?;
             }
             Ok(())
         })?;
@@ -752,6 +739,24 @@ impl SegmentWriter {
             false => Written::File(self.w.commit()?),
         })
     }
+}
+
+/// Writes section `id` from the bytes `fill` hands to its writer, flagged
+/// lazy, with its chunks' hashes in section `chunks`.
+fn write_lazy(
+    w: &mut Writer,
+    id: u32,
+    chunks: u32,
+    fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
+) -> io::Result<()> {
+    w.begin_lazy(id)?;
+    let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
+    fill(&mut |bytes| {
+        hasher.update(bytes);
+        w.write(bytes)
+    })?;
+    w.end();
+    w.section(chunks, bytemuck::cast_slice(&hasher.finish()))
 }
 
 /// The upper part of a vocabulary merged apart from the lower one (on
