@@ -406,7 +406,7 @@ fn run(args: Args) -> Result<(), (String, u8)> {
     let took = began.elapsed();
 
     let pixels: Vec<u8> = canvas.bands.into_iter().flatten().flatten().collect();
-    let hash = xxhash_rust::xxh3::xxh3_64(&pixels);
+    let hash = twox_hash::XxHash3_64::oneshot(&pixels);
     let cannot_write =
         |e: &dyn std::fmt::Display| (format!("cannot write '{}': {e}", args.output.display()), 1);
     encode(temporary.as_file(), &pixels, width, height, format).map_err(|e| cannot_write(&e))?;

@@ -26,10 +26,11 @@
 
 use std::fmt;
 use std::fs::{self, File};
+use std::hash::Hasher as _;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use twox_hash::XxHash3_64 as Xxh3;
 
 use super::names::{delta_path, remove_stale_temporaries, temporary_path};
 use crate::index::bytes::{Bytes, Owner};
@@ -228,7 +229,7 @@ impl Container {
         if found < length.max(header_end as u64) {
             return Err(truncated(length.max(header_end as u64)));
         }
-        if u64_at(bytes, table_end) != Some(xxh3_64(&bytes[..table_end])) {
+        if u64_at(bytes, table_end) != Some(Xxh3::oneshot(&bytes[..table_end])) {
             return Err(FormatError::Damaged(Damage::HeaderChecksum));
         }
         if found != length {
@@ -260,7 +261,7 @@ impl Container {
             let range = offset as usize..end as usize;
             if flags & LAZY == 0 {
                 let section = &bytes[range.clone()];
-                let good = xxh3_64(section) == hash;
+                let good = Xxh3::oneshot(section) == hash;
                 if let Some(release) = release {
                     release(section);
                 }
@@ -521,7 +522,7 @@ impl Writer {
     /// Appends bytes to the current section.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if let Some((_, _, Some(hasher))) = &mut self.current {
-            hasher.update(bytes);
+            hasher.write(bytes);
         }
         self.raw(bytes)
     }
@@ -530,7 +531,7 @@ impl Writer {
     pub fn end(&mut self) {
         if let Some((id, start, hasher)) = self.current.take() {
             let (flags, hash) = match hasher {
-                Some(hasher) => (0, hasher.digest()),
+                Some(hasher) => (0, hasher.finish()),
                 None => (LAZY, 0),
             };
             self.table.push([
@@ -602,7 +603,7 @@ impl Writer {
             header.extend_from_slice(&len.to_le_bytes());
             header.extend_from_slice(&hash.to_le_bytes());
         }
-        let hash = xxh3_64(&header);
+        let hash = Xxh3::oneshot(&header);
         self.header_hash = hash;
         header.extend_from_slice(&hash.to_le_bytes());
         self.out.flush()?;

@@ -514,7 +514,7 @@ fn new_base_id(path: &Path) -> u64 {
     seed.extend_from_slice(&nanos.to_le_bytes());
     seed.extend_from_slice(&std::process::id().to_le_bytes());
     seed.extend_from_slice(path.as_os_str().as_bytes());
-    xxhash_rust::xxh3::xxh3_64(&seed)
+    twox_hash::XxHash3_64::oneshot(&seed)
 }
 
 /// The records of a build's files, in its index's order.

@@ -3,6 +3,7 @@
 //! a delta, what it hides of its base.
 
 use std::fs::File;
+use std::hash::Hasher as _;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -267,7 +268,7 @@ const LIST_CHUNK: usize = 64 << 10;
 
 /// The hash of each [`LIST_CHUNK`] bytes written through it.
 struct ChunkHasher {
-    current: xxhash_rust::xxh3::Xxh3,
+    current: twox_hash::XxHash3_64,
     chunk: usize,
     filled: usize,
     hashes: Vec<u64>,
@@ -285,7 +286,7 @@ impl ChunkHasher {
 
     fn with_chunk(chunk: usize) -> Self {
         ChunkHasher {
-            current: xxhash_rust::xxh3::Xxh3::new(),
+            current: twox_hash::XxHash3_64::new(),
             chunk,
             filled: 0,
             hashes: vec![chunk as u64],
@@ -295,12 +296,12 @@ impl ChunkHasher {
     fn update(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let take = (self.chunk - self.filled).min(bytes.len());
-            self.current.update(&bytes[..take]);
+            self.current.write(&bytes[..take]);
             self.filled += take;
             bytes = &bytes[take..];
             if self.filled == self.chunk {
-                self.hashes.push(self.current.digest());
-                self.current.reset();
+                self.hashes.push(self.current.finish());
+                self.current = twox_hash::XxHash3_64::new();
                 self.filled = 0;
             }
         }
@@ -309,14 +310,14 @@ impl ChunkHasher {
     /// The chunk size, then each chunk's hash.
     fn finish(mut self) -> Vec<u64> {
         if self.filled > 0 {
-            self.hashes.push(self.current.digest());
+            self.hashes.push(self.current.finish());
         }
         self.hashes
     }
 }
 
 fn hash_chunk(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(bytes)
+    twox_hash::XxHash3_64::oneshot(bytes)
 }
 
 fn u64s(numbers: &[u64]) -> &[u8] {
