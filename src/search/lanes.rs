@@ -14,8 +14,8 @@
 //!   after the earliest match of the last piece to its word's NUL. Spread
 //!   by one addition: adding a match's bit to the mask of non-NUL bytes
 //!   carries up through the rest of the word and stops at its NUL, so one
-//!   add spreads every word of the 64 bytes at once (the carry out goes on
-//!   into the next 64 bytes).
+//!   add spreads every word of the 64 bytes at once (a word reached at
+//!   bit 63 goes on being reached in the next 64 bytes).
 //!
 //! A piece counts only where it starts inside the reach of the ones before
 //! it; a word matches when the reach of its last piece (or, for a glob
@@ -52,8 +52,6 @@ pub(super) struct GlobLanes {
 struct Carry {
     /// The stage's input mask (where the piece may start), last step.
     allowed: u64,
-    /// The add's carry out of bit 63.
-    spread: bool,
     /// The reach, last step, before its one-byte shift.
     reach: u64,
 }
@@ -223,9 +221,7 @@ impl GlobLanes {
             let stage = |carry: &mut Carry, piece: &[usize], allowed: u64| -> u64 {
                 let found = piece_ends(piece) & shift(allowed, carry.allowed, piece.len() - 1);
                 carry.allowed = allowed;
-                let sum;
-                (sum, carry.spread) = spread(in_word, found, carry.spread);
-                let reach = (sum ^ in_word) | found;
+                let reach = reach_of(in_word, found, carry.reach, previous_nuls);
                 // Past the match: one byte on, and not into the next word.
                 let after = shift(reach, carry.reach, 1) & !starts;
                 carry.reach = reach;
@@ -281,8 +277,7 @@ fn pick_floating_bytes<const S: usize>(
     equal_masks: impl Fn(&[u8; LANES], &[u8], &mut [u64]) -> u64,
 ) {
     let mut masks = [0u64; S];
-    // Per stage: the add's carry out of bit 63, and last step's reach.
-    let mut carries = [false; S];
+    // Per stage: last step's reach.
     let mut reach_before = [0u64; S];
     let mut previous_nuls = !0u64;
     let mut words_before = 0usize;
@@ -299,10 +294,7 @@ fn pick_floating_bytes<const S: usize>(
         let starts = shift(nuls, previous_nuls, 1);
         let mut allowed = !0u64;
         for s in 0..S {
-            let found = masks[s] & allowed;
-            let sum;
-            (sum, carries[s]) = spread(in_word, found, carries[s]);
-            let reach = (sum ^ in_word) | found;
+            let reach = reach_of(in_word, masks[s] & allowed, reach_before[s], previous_nuls);
             allowed = shift(reach, reach_before[s], 1) & !starts;
             reach_before[s] = reach;
         }
@@ -338,13 +330,21 @@ fn prefetch_ahead(text: &[u8], at: usize) {
     let _ = (text, at);
 }
 
-/// `in_word + found + carry`, and the carry out of bit 63: one `add`
-/// and one `adc` (two overflowing adds and an `or` of their flags cost
-/// the matcher a fifth of its time).
+/// The reach of `found`: every byte from a match to its word's NUL, for
+/// 64 bytes whose non-NULs are `in_word`, given the step before's reach
+/// and NULs.
+///
+/// The add of a match's bit to `in_word` carries up through its word and
+/// stops at the NUL. A word the step before reached at its last byte (bit
+/// 63, not a NUL) goes on here: that is the add's carry out of bit 63 of
+/// the step before, entered as a match at bit 0. Working it out from the
+/// reach, rather than keeping the carry flag from one step to the next,
+/// leaves the matcher no flags to save and fewer values to hold: with the
+/// flag kept, the compiler spilled the stages' carries to the stack.
 #[inline(always)]
-fn spread(in_word: u64, found: u64, carry: bool) -> (u64, bool) {
-    let sum = u128::from(in_word) + u128::from(found) + u128::from(carry);
-    (sum as u64, sum >> 64 != 0)
+fn reach_of(in_word: u64, found: u64, reach_before: u64, nuls_before: u64) -> u64 {
+    let found = found | (reach_before & !nuls_before) >> (LANES - 1);
+    (in_word.wrapping_add(found) ^ in_word) | found
 }
 
 /// `now` shifted up by `by` bits (below 64), the bits shifted out of the
