@@ -568,6 +568,30 @@ fn sse2_block_masks(block: &[u8; BLOCK_BYTES]) -> Option<(u64, u64)> {
     (high == 0).then_some((words, newlines))
 }
 
+/// [`ascii_block_masks`] by AVX-512BW: each class of the 64 bytes is one
+/// compare straight to a mask.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+fn avx512_block_masks(block: &[u8; BLOCK_BYTES]) -> Option<(u64, u64)> {
+    use core::arch::x86_64::*;
+    // SAFETY: the load reads the 64 bytes of `block`, unaligned allowed.
+    let x = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
+    if _mm512_movepi8_mask(x) != 0 {
+        return None;
+    }
+    let within = |x: __m512i, lo: u8, span: u8| {
+        _mm512_cmple_epu8_mask(
+            _mm512_sub_epi8(x, _mm512_set1_epi8(lo as i8)),
+            _mm512_set1_epi8(span as i8),
+        )
+    };
+    let letters = within(_mm512_or_si512(x, _mm512_set1_epi8(0x20)), b'a', 25);
+    let digits = within(x, b'0', 9);
+    let underscore = _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(b'_' as i8));
+    let newlines = _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(b'\n' as i8));
+    Some((letters | digits | underscore, newlines))
+}
+
 #[cfg(any(not(target_arch = "x86_64"), test))]
 #[inline]
 fn swar_block_masks(bytes: &[u8], at: usize) -> Option<(u64, u64)> {
@@ -597,17 +621,69 @@ fn gather_high_bits(x: u64) -> u64 {
 /// it stopped (the start of a word touching a block's end, for the lane
 /// path to take, or a block that is not ASCII) and, when it gave up on a
 /// block, where to try again.
+///
+/// On a CPU with AVX-512BW (and POPCNT, BMI and LZCNT, which the baseline
+/// x86-64 build may not use: without them each newline count is a dozen
+/// instructions) the whole path, with the caller's `emit` inlined into it,
+/// is compiled for them once more and chosen at run time.
 #[inline(never)]
 fn scan_ascii_blocks<F: FnMut(Word<'_>, Position)>(
+    bytes: &[u8],
+    i: usize,
+    line: &mut u64,
+    line_start: &mut u64,
+    scratch: &mut [u8; SCRATCH_BYTES],
+    emit: &mut F,
+) -> (usize, Option<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_path() {
+        // SAFETY: the CPU has every feature the function enables.
+        return unsafe { scan_ascii_blocks_avx512(bytes, i, line, line_start, scratch, emit) };
+    }
+    scan_ascii_blocks_by(bytes, i, line, line_start, scratch, emit, ascii_block_masks)
+}
+
+/// Whether this CPU runs [`scan_ascii_blocks_avx512`].
+#[cfg(target_arch = "x86_64")]
+fn has_avx512_path() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("popcnt")
+        && std::arch::is_x86_feature_detected!("bmi1")
+        && std::arch::is_x86_feature_detected!("bmi2")
+        && std::arch::is_x86_feature_detected!("lzcnt")
+}
+
+/// [`scan_ascii_blocks`] compiled for AVX-512BW, POPCNT, BMI and LZCNT.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,popcnt,bmi1,bmi2,lzcnt")]
+unsafe fn scan_ascii_blocks_avx512<F: FnMut(Word<'_>, Position)>(
+    bytes: &[u8],
+    i: usize,
+    line: &mut u64,
+    line_start: &mut u64,
+    scratch: &mut [u8; SCRATCH_BYTES],
+    emit: &mut F,
+) -> (usize, Option<usize>) {
+    scan_ascii_blocks_by(bytes, i, line, line_start, scratch, emit, |bytes, at| {
+        let block: &[u8; BLOCK_BYTES] = bytes.get(at..at + BLOCK_BYTES)?.try_into().ok()?;
+        avx512_block_masks(block)
+    })
+}
+
+/// [`scan_ascii_blocks`] with `masks` making each block's two masks
+/// (inlined into each caller, so it is compiled for its features).
+#[inline(always)]
+fn scan_ascii_blocks_by<F: FnMut(Word<'_>, Position)>(
     bytes: &[u8],
     mut i: usize,
     line: &mut u64,
     line_start: &mut u64,
     scratch: &mut [u8; SCRATCH_BYTES],
     emit: &mut F,
+    masks: impl Fn(&[u8], usize) -> Option<(u64, u64)>,
 ) -> (usize, Option<usize>) {
     while i + BLOCK_BYTES <= bytes.len() {
-        let Some((mut words, mut newlines)) = ascii_block_masks(bytes, i) else {
+        let Some((mut words, mut newlines)) = masks(bytes, i) else {
             return (i, Some(i + BLOCK_BYTES));
         };
         let mut stop = BLOCK_BYTES as u32;
@@ -813,11 +889,12 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Both ways of computing a block's masks agree (the lanes are what
-        /// other machines run), on ASCII blocks and blocks with a byte >= 0x80.
+        /// Every way of computing a block's masks this CPU runs agrees with
+        /// the lanes (what other machines run), on ASCII blocks and blocks
+        /// with a byte >= 0x80.
         #[cfg(target_arch = "x86_64")]
         #[test]
-        fn sse2_and_lane_block_masks_agree(
+        fn vector_and_lane_block_masks_agree(
             block in proptest::prop_oneof![
                 proptest::collection::vec(0u8..0x80, 64),
                 proptest::collection::vec(proptest::num::u8::ANY, 64),
@@ -825,6 +902,11 @@ mod tests {
         ) {
             let array: &[u8; BLOCK_BYTES] = block.as_slice().try_into().unwrap();
             proptest::prop_assert_eq!(sse2_block_masks(array), swar_block_masks(&block, 0));
+            if has_avx512_path() {
+                // SAFETY: the CPU has AVX-512BW, just checked.
+                let avx512 = unsafe { avx512_block_masks(array) };
+                proptest::prop_assert_eq!(avx512, swar_block_masks(&block, 0));
+            }
         }
 
         /// The 64-byte block path on short words, long words, runs near
