@@ -367,14 +367,13 @@ impl Scanner {
         let mut blocks_from = 0usize;
         'scan: while i < n {
             if i >= blocks_from && i + BLOCK_BYTES <= n {
-                let (next, tried) = scan_ascii_blocks(
-                    bytes,
-                    i,
-                    &mut line,
-                    &mut line_start,
-                    &mut scratch,
-                    &mut emit,
-                );
+                let mut state = BlockState {
+                    line: &mut line,
+                    line_start: &mut line_start,
+                    scratch: &mut scratch,
+                    emit: &mut emit,
+                };
+                let (next, tried) = scan_ascii_blocks(bytes, i, &mut state);
                 i = next;
                 if let Some(retry) = tried {
                     blocks_from = retry;
@@ -630,17 +629,23 @@ fn gather_high_bits(x: u64) -> u64 {
 fn scan_ascii_blocks<F: FnMut(Word<'_>, Position)>(
     bytes: &[u8],
     i: usize,
-    line: &mut u64,
-    line_start: &mut u64,
-    scratch: &mut [u8; SCRATCH_BYTES],
-    emit: &mut F,
+    state: &mut BlockState<'_, F>,
 ) -> (usize, Option<usize>) {
     #[cfg(target_arch = "x86_64")]
     if has_avx512_path() {
         // SAFETY: the CPU has every feature the function enables.
-        return unsafe { scan_ascii_blocks_avx512(bytes, i, line, line_start, scratch, emit) };
+        return unsafe { scan_ascii_blocks_avx512(bytes, i, state) };
     }
-    scan_ascii_blocks_by(bytes, i, line, line_start, scratch, emit, ascii_block_masks)
+    scan_ascii_blocks_by(bytes, i, state, ascii_block_masks)
+}
+
+/// What the block path reads and moves on: the line and where it starts,
+/// the lowercasing buffer, and where words go.
+struct BlockState<'s, F> {
+    line: &'s mut u64,
+    line_start: &'s mut u64,
+    scratch: &'s mut [u8; SCRATCH_BYTES],
+    emit: &'s mut F,
 }
 
 /// Whether this CPU runs [`scan_ascii_blocks_avx512`].
@@ -659,12 +664,9 @@ fn has_avx512_path() -> bool {
 unsafe fn scan_ascii_blocks_avx512<F: FnMut(Word<'_>, Position)>(
     bytes: &[u8],
     i: usize,
-    line: &mut u64,
-    line_start: &mut u64,
-    scratch: &mut [u8; SCRATCH_BYTES],
-    emit: &mut F,
+    state: &mut BlockState<'_, F>,
 ) -> (usize, Option<usize>) {
-    scan_ascii_blocks_by(bytes, i, line, line_start, scratch, emit, |bytes, at| {
+    scan_ascii_blocks_by(bytes, i, state, |bytes, at| {
         let block: &[u8; BLOCK_BYTES] = bytes.get(at..at + BLOCK_BYTES)?.try_into().ok()?;
         avx512_block_masks(block)
     })
@@ -676,12 +678,11 @@ unsafe fn scan_ascii_blocks_avx512<F: FnMut(Word<'_>, Position)>(
 fn scan_ascii_blocks_by<F: FnMut(Word<'_>, Position)>(
     bytes: &[u8],
     mut i: usize,
-    line: &mut u64,
-    line_start: &mut u64,
-    scratch: &mut [u8; SCRATCH_BYTES],
-    emit: &mut F,
+    state: &mut BlockState<'_, F>,
     masks: impl Fn(&[u8], usize) -> Option<(u64, u64)>,
 ) -> (usize, Option<usize>) {
+    let (line, line_start) = (&mut *state.line, &mut *state.line_start);
+    let (scratch, emit) = (&mut *state.scratch, &mut *state.emit);
     while i + BLOCK_BYTES <= bytes.len() {
         let Some((mut words, mut newlines)) = masks(bytes, i) else {
             return (i, Some(i + BLOCK_BYTES));
