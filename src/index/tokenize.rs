@@ -365,9 +365,13 @@ impl Scanner {
         // The block path is not tried again before here (a block there held
         // non-ASCII bytes).
         let mut blocks_from = 0usize;
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = has_avx512_path();
         'scan: while i < n {
             if i >= blocks_from && i + BLOCK_BYTES <= n {
                 let mut state = BlockState {
+                    #[cfg(target_arch = "x86_64")]
+                    avx512,
                     line: &mut line,
                     line_start: &mut line_start,
                     scratch: &mut scratch,
@@ -632,7 +636,7 @@ fn scan_ascii_blocks<F: FnMut(Word<'_>, Position)>(
     state: &mut BlockState<'_, F>,
 ) -> (usize, Option<usize>) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512_path() {
+    if state.avx512 {
         // SAFETY: the CPU has every feature the function enables.
         return unsafe { scan_ascii_blocks_avx512(bytes, i, state) };
     }
@@ -642,6 +646,10 @@ fn scan_ascii_blocks<F: FnMut(Word<'_>, Position)>(
 /// What the block path reads and moves on: the line and where it starts,
 /// the lowercasing buffer, and where words go.
 struct BlockState<'s, F> {
+    /// [`has_avx512_path`], asked once per [`Scanner::scan`], not per
+    /// block run.
+    #[cfg(target_arch = "x86_64")]
+    avx512: bool,
     line: &'s mut u64,
     line_start: &'s mut u64,
     scratch: &'s mut [u8; SCRATCH_BYTES],

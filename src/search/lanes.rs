@@ -194,19 +194,9 @@ impl GlobLanes {
         // Words ended before the current 64 bytes: a word's place is this
         // plus the NULs before its own in them.
         let mut words_before = 0usize;
-        let mut tail;
-        for (n, chunk) in text.chunks(LANES).enumerate() {
+        let mut tail = [0u8; LANES];
+        for (n, block) in padded_blocks(text, &mut tail).enumerate() {
             prefetch_ahead(text, n * LANES);
-            let block: &[u8; LANES] = match chunk.try_into() {
-                Ok(block) => block,
-                Err(_) => {
-                    // The tail, padded with NULs: empty words, which no
-                    // glob with a piece matches, and past `text` anyway.
-                    tail = [0u8; LANES];
-                    tail[..chunk.len()].copy_from_slice(chunk);
-                    &tail
-                }
-            };
             let nuls = equal_masks(block, &self.bytes, &mut masks);
             let in_word = !nuls;
             // Where words start: after a NUL, or at the text's start.
@@ -281,12 +271,8 @@ fn pick_floating_bytes<const S: usize>(
     let mut reach_before = [0u64; S];
     let mut previous_nuls = !0u64;
     let mut words_before = 0usize;
-    let (blocks, rest) = text.as_chunks::<LANES>();
-    // Padded with NULs: empty words, which match no piece.
     let mut tail = [0u8; LANES];
-    tail[..rest.len()].copy_from_slice(rest);
-    let padded = (!rest.is_empty()).then_some(&tail);
-    for (n, block) in blocks.iter().chain(padded).enumerate() {
+    for (n, block) in padded_blocks(text, &mut tail).enumerate() {
         prefetch_ahead(text, n * LANES);
         let nuls = equal_masks(block, &bytes, &mut masks);
         let in_word = !nuls;
@@ -311,6 +297,18 @@ fn pick_floating_bytes<const S: usize>(
         words_before += nuls.count_ones() as usize;
         previous_nuls = nuls;
     }
+}
+
+/// The 64-byte blocks of `text`, the last one copied into `tail` (all
+/// NULs) when `text` ends inside it: the padding is empty words, which no
+/// glob with a piece matches, and past `text` anyway.
+fn padded_blocks<'t>(
+    text: &'t [u8],
+    tail: &'t mut [u8; LANES],
+) -> impl Iterator<Item = &'t [u8; LANES]> {
+    let (blocks, rest) = text.as_chunks::<LANES>();
+    tail[..rest.len()].copy_from_slice(rest);
+    blocks.iter().chain((!rest.is_empty()).then_some(&*tail))
 }
 
 /// Asks for the bytes of `text` a few KiB past `at` to be brought into
