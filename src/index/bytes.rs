@@ -397,34 +397,95 @@ impl Chunked {
     /// `range` of the bytes once every chunk it touches is verified;
     /// `None` (and [`Chunked::is_damaged`] from then on) if one is not.
     pub fn get(&self, range: Range<usize>) -> Option<&[u8]> {
-        use std::sync::atomic::Ordering;
         let out = self.bytes.get(range.clone())?;
         if range.is_empty() {
             return Some(out);
         }
         for k in range.start / self.chunk..=(range.end - 1) / self.chunk {
-            let mark = self.verified.get(k)?;
-            let state = match mark.load(Ordering::Relaxed) {
-                UNCHECKED => {
-                    let start = k * self.chunk;
-                    let end = (start + self.chunk).min(self.bytes.len());
-                    let piece = self.bytes.get(start..end)?;
-                    let good = self.hashes.as_slice().get(k) == Some(&(self.hash)(piece));
-                    if let Some(release) = self.release {
-                        release(piece);
-                    }
-                    let state = if good { GOOD } else { BAD };
-                    mark.store(state, Ordering::Relaxed);
-                    state
-                }
-                state => state,
-            };
-            if state != GOOD {
-                self.damaged.store(true, Ordering::Relaxed);
+            if !self.check(k) {
                 return None;
             }
         }
         Some(out)
+    }
+
+    /// Hands `read` each of `pieces` (ascending, back to back) before it is
+    /// verified, and verifies each chunk once the pieces have passed its
+    /// end. For a reader of every byte (a scan of all words) this halves
+    /// the memory traffic: the hash then reads a chunk the reader has just
+    /// brought into the cache, where verifying first makes the hash pay for
+    /// the cold read and leaves the reader nothing to overlap it with.
+    ///
+    /// So `read` sees bytes that may be damaged: whatever it made of them
+    /// counts only if this returns `Some`. `None` (and
+    /// [`Chunked::is_damaged`] from then on) if a chunk touched is damaged
+    /// or a piece is `None` or lies outside the bytes: its bounds were
+    /// themselves damaged.
+    pub fn read_then_verify(
+        &self,
+        pieces: impl IntoIterator<Item = Option<Range<usize>>>,
+        mut read: impl FnMut(&[u8]),
+    ) -> Option<()> {
+        use std::sync::atomic::Ordering;
+        // Chunks from `next` on are not yet verified by this call.
+        let (mut next, mut end) = (None, 0);
+        for piece in pieces {
+            let Some(bytes) = piece.clone().and_then(|r| self.bytes.get(r)) else {
+                self.damaged.store(true, Ordering::Relaxed);
+                return None;
+            };
+            read(bytes);
+            let Some(range) = piece.filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            let first = *next.get_or_insert(range.start / self.chunk);
+            let passed = range.end / self.chunk;
+            for k in first..passed {
+                if !self.check(k) {
+                    return None;
+                }
+            }
+            next = Some(first.max(passed));
+            end = end.max(range.end);
+        }
+        if let Some(first) = next {
+            for k in first..end.div_ceil(self.chunk) {
+                if !self.check(k) {
+                    return None;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// Verifies chunk `k` unless that is done; false (and
+    /// [`Chunked::is_damaged`] from then on) if it is damaged.
+    fn check(&self, k: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(mark) = self.verified.get(k) else {
+            return false;
+        };
+        let state = match mark.load(Ordering::Relaxed) {
+            UNCHECKED => {
+                let start = k * self.chunk;
+                let end = (start + self.chunk).min(self.bytes.len());
+                let good = self.bytes.get(start..end).is_some_and(|piece| {
+                    let good = self.hashes.as_slice().get(k) == Some(&(self.hash)(piece));
+                    if let Some(release) = self.release {
+                        release(piece);
+                    }
+                    good
+                });
+                let state = if good { GOOD } else { BAD };
+                mark.store(state, Ordering::Relaxed);
+                state
+            }
+            state => state,
+        };
+        if state != GOOD {
+            self.damaged.store(true, Ordering::Relaxed);
+        }
+        state == GOOD
     }
 
     /// Verifies every chunk now; false if one is damaged.
@@ -463,7 +524,58 @@ mod tests {
         Array::checked(chunked).expect("whole numbers per chunk")
     }
 
+    /// `bytes` in checked chunks of `chunk` bytes, the chunk `broken` (if
+    /// any) damaged after its hash was taken.
+    fn chunked(bytes: &[u8], chunk: usize, broken: Option<usize>) -> Chunked {
+        let mut bytes = bytes.to_vec();
+        let hashes: Vec<u64> = bytes.chunks(chunk).map(sum_hash).collect();
+        if let Some(k) = broken.filter(|&k| k * chunk < bytes.len()) {
+            bytes[k * chunk] ^= 1;
+        }
+        Chunked::new(Bytes::Owned(bytes), chunk, Array::Owned(hashes), sum_hash)
+            .expect("a hash per chunk")
+    }
+
     proptest! {
+        /// Reading pieces first and verifying after: the reader is given
+        /// exactly the pieces, and the answer is `Some` exactly when every
+        /// chunk the pieces touch is sound, as `get` of their whole span
+        /// says; a damaged span leaves the bytes marked damaged.
+        #[test]
+        fn read_then_verify_checks_what_get_checks(
+            bytes in proptest::collection::vec(any::<u8>(), 1..400),
+            chunk in 1usize..50,
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+            span in (0usize..400, 0usize..400),
+            broken in proptest::option::of(0usize..12),
+            unplaced in proptest::option::of(0usize..12),
+        ) {
+            let (start, end) = (span.0.min(span.1) % bytes.len(), span.0.max(span.1).min(bytes.len()));
+            let mut bounds: Vec<usize> = cuts.into_iter().filter(|c| (start..end).contains(c)).collect();
+            bounds.extend([start, end.max(start)]);
+            bounds.sort_unstable();
+            let mut pieces: Vec<Option<Range<usize>>> = bounds.windows(2).map(|w| Some(w[0]..w[1])).collect();
+            if let Some(k) = unplaced.filter(|&k| k < pieces.len()) {
+                pieces[k] = None;
+            }
+            let reader = chunked(&bytes, chunk, broken);
+            let mut seen = Vec::new();
+            let read = reader.read_then_verify(pieces.iter().cloned(), |piece| seen.push(piece.to_vec()));
+            let whole = chunked(&bytes, chunk, broken).get(start..end.max(start)).is_some();
+            let placed = pieces.iter().all(Option::is_some);
+            prop_assert_eq!(read.is_some(), whole && placed);
+            prop_assert_eq!(reader.is_damaged(), read.is_none());
+            let handed: Vec<Vec<u8>> = pieces
+                .iter()
+                .map_while(|p| p.clone())
+                .map(|r| reader.bytes.get(r).map(<[u8]>::to_vec).unwrap_or_default())
+                .collect();
+            prop_assert_eq!(&seen[..], &handed[..seen.len().min(handed.len())]);
+            if read.is_some() {
+                prop_assert_eq!(seen, handed);
+            }
+        }
+
         /// Reading many numbers a chunk at a time gives what reading each
         /// alone gives: the same numbers, or `None` exactly when one of
         /// them lies past the end or in the damaged chunk.

@@ -153,11 +153,11 @@ struct PlainText {
 }
 
 impl PlainText {
-    /// Group `g`'s text, verified; `None` if damaged.
-    fn group(&self, g: usize) -> Option<&[u8]> {
+    /// Where group `g`'s text lies in `text`; `None` if damaged.
+    fn group(&self, g: usize) -> Option<Range<usize>> {
         let start = usize::try_from(self.groups.get(g)?).ok()?;
         let end = usize::try_from(self.groups.get(g + 1)?).ok()?;
-        self.text.get(start..end)
+        (start <= end).then_some(start..end)
     }
 }
 
@@ -1209,17 +1209,20 @@ impl Vocabulary {
                     len,
                     ..
                 }) => {
-                    for g in share(len.div_ceil(TEXT_GROUP), part, parts) {
-                        // A damaged group marks the vocabulary damaged.
-                        let Some(text) = plain.group(g) else {
-                            break;
-                        };
+                    let groups = share(len.div_ceil(TEXT_GROUP), part, parts);
+                    let mut g = groups.start;
+                    // Read first, verified right after (see
+                    // `Chunked::read_then_verify`): damage marks the
+                    // vocabulary damaged, and its picks are then not used.
+                    let read = groups.clone().map(|g| plain.group(g));
+                    let _ = plain.text.read_then_verify(read, |text| {
                         picked.clear();
                         pick(text, &mut picked);
                         let first = g * TEXT_GROUP;
                         let words = TEXT_GROUP.min(len - first);
                         ids.extend(picked.iter().take_while(|&&k| k < words).map(|k| first + k));
-                    }
+                        g += 1;
+                    });
                 }
                 Form::Front(f) => {
                     let blocks = share(f.block_count(), part, parts);
