@@ -401,12 +401,8 @@ impl Chunked {
         if range.is_empty() {
             return Some(out);
         }
-        for k in range.start / self.chunk..=(range.end - 1) / self.chunk {
-            if !self.check(k) {
-                return None;
-            }
-        }
-        Some(out)
+        self.check_all(range.start / self.chunk..range.end.div_ceil(self.chunk))
+            .then_some(out)
     }
 
     /// Hands `read` each of `pieces` (ascending, back to back) before it is
@@ -426,36 +422,35 @@ impl Chunked {
         pieces: impl IntoIterator<Item = Option<Range<usize>>>,
         mut read: impl FnMut(&[u8]),
     ) -> Option<()> {
-        use std::sync::atomic::Ordering;
         // Chunks from `next` on are not yet verified by this call.
         let (mut next, mut end) = (None, 0);
         for piece in pieces {
-            let Some(bytes) = piece.clone().and_then(|r| self.bytes.get(r)) else {
-                self.damaged.store(true, Ordering::Relaxed);
+            let Some((range, bytes)) = piece.and_then(|r| Some((r.clone(), self.bytes.get(r)?)))
+            else {
+                self.damaged
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 return None;
             };
             read(bytes);
-            let Some(range) = piece.filter(|r| !r.is_empty()) else {
+            if range.is_empty() {
                 continue;
-            };
+            }
             let first = *next.get_or_insert(range.start / self.chunk);
             let passed = range.end / self.chunk;
-            for k in first..passed {
-                if !self.check(k) {
-                    return None;
-                }
+            if !self.check_all(first..passed) {
+                return None;
             }
             next = Some(first.max(passed));
             end = end.max(range.end);
         }
-        if let Some(first) = next {
-            for k in first..end.div_ceil(self.chunk) {
-                if !self.check(k) {
-                    return None;
-                }
-            }
-        }
-        Some(())
+        let rest = next.map_or(0..0, |first| first..end.div_ceil(self.chunk));
+        self.check_all(rest).then_some(())
+    }
+
+    /// [`Chunked::check`] of each chunk of `chunks`, stopping at the first
+    /// damaged one.
+    fn check_all(&self, chunks: Range<usize>) -> bool {
+        chunks.into_iter().all(|k| self.check(k))
     }
 
     /// Verifies chunk `k` unless that is done; false (and
