@@ -45,7 +45,7 @@ fn shard(single: &Path, sharded: &Path, parts: usize) {
     let stored = Stored::open(single).expect("open").expect("exists");
     let root = PathBuf::from(stored.root());
     let records = stored.base.records.as_slice().to_vec();
-    let view = stored.into_view_without_stamps();
+    let view = stored.into_view_without_stamps().expect("a view");
     shards::save_sharded(sharded, &root, &[], &view, &records, parts).expect("save sharded");
 }
 

@@ -17,7 +17,7 @@
 //! - FILE may have a side file `FILE.delta`; both together are the index.
 //!   Temporary files are `FILE.tmp.<pid>` (or another name beginning with
 //!   FILE's) in FILE's folder, renamed into place.
-//! - Header: bytes 0..8 a magic, 8..12 the format version (u32 LE, 1).
+//! - Header: bytes 0..8 a magic, 8..12 the format version (u32 LE, 3).
 //! - A broken index: exit 2, one `indexer: ` line, no panic, no hang.
 //!
 //! `STORE_KILLS=N` sets the number of SIGKILLs per kill scenario (default
@@ -588,7 +588,7 @@ fn saved_random_trees_reopen_with_the_reference_answers() {
 }
 
 #[test]
-fn file_header_is_a_magic_then_format_version_2() {
+fn file_header_is_a_magic_then_format_version_3() {
     let idx = tempfile::tempdir().unwrap();
     let tree = tempfile::tempdir().unwrap();
     write_round_trip_tree(tree.path(), 9);
@@ -604,7 +604,7 @@ fn file_header_is_a_magic_then_format_version_2() {
     );
     for bytes in [&a, &b] {
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-        assert_eq!(version, 2, "bytes 8..12: format version");
+        assert_eq!(version, 3, "bytes 8..12: format version");
     }
 }
 
@@ -1276,21 +1276,31 @@ fn large_index_never_answers_from_damaged_bytes() {
     assert_none_accepted(&problems, 40, "large index, a byte flipped");
 }
 
-/// Every word of `view` with its count and locations, read through the
-/// library's fallible reads: `Err` at the first one that meets damage.
-fn read_everything(
-    view: &indexer::index::View,
-) -> Result<Vec<(String, u64, Vec<indexer::index::Location>)>, indexer::index::Damaged> {
+/// Every word of `view` with its count and locations (and their paths),
+/// read through the library's fallible reads: `Err` at the first one that
+/// meets damage.
+type Everything = Vec<(String, u64, Vec<indexer::index::Location>, Vec<String>)>;
+
+fn read_everything(view: &indexer::index::View) -> Result<Everything, indexer::index::Damaged> {
     let mut words = Vec::new();
     for hit in view.hits(|v| (0..v.len()).collect())? {
         let locations: Vec<_> = view.locations(&hit)?.collect();
+        let paths = locations
+            .iter()
+            .map(|l| view.path(l.file).map(str::to_string))
+            .collect::<Result<_, _>>()?;
         let first = view.first_locations(&hit, 3)?;
         assert_eq!(
             Some(&first[..]),
             locations.get(..first.len()),
             "first_locations of {hit:?}"
         );
-        words.push((view.word(&hit).into_owned(), view.count(&hit)?, locations));
+        words.push((
+            view.word(&hit).into_owned(),
+            view.count(&hit)?,
+            locations,
+            paths,
+        ));
     }
     Ok(words)
 }
@@ -1307,8 +1317,15 @@ fn library_reads_of_a_damaged_index_fail_or_answer_whole() {
     let file = work.path().join("large.idx");
     save(&root, &file);
     let good = fs::read(&file).unwrap();
-    let open = |path: &Path| {
-        indexer::store::Stored::open(path).map(|s| s.map(|s| s.into_view_without_stamps()))
+    let open = |path: &Path| -> Result<Option<indexer::index::View>, String> {
+        match indexer::store::Stored::open(path) {
+            Err(e) => Err(e.to_string()),
+            Ok(None) => Ok(None),
+            Ok(Some(stored)) => stored
+                .into_view_without_stamps()
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        }
     };
     let intact = open(&file).unwrap().expect("an index");
     let want = read_everything(&intact).expect("the intact file reads whole");
@@ -1375,8 +1392,9 @@ fn foreign_files_are_refused() {
 fn other_format_versions_are_refused_naming_the_version() {
     let idx = tempfile::tempdir().unwrap();
     let (_, good) = corpus_index(idx.path());
-    // Version 1 (tables verified at open) is still read; 2 is written.
-    for version in [0u32, 3, 4, 0x0100, u32::MAX] {
+    // Versions 1 and 2 (tables, then the file table, verified at open) are
+    // still read; 3 is written.
+    for version in [0u32, 4, 5, 0x0100, u32::MAX] {
         let mut bytes = good.clone();
         bytes[8..12].copy_from_slice(&version.to_le_bytes());
         let out = open_bytes(idx.path(), &bytes);
@@ -1395,7 +1413,7 @@ fn corrupted_index_with_its_directory_is_refused_not_replaced() {
     let idx = tempfile::tempdir().unwrap();
     let (file, good) = corpus_index(idx.path());
     let mut version = good.clone();
-    version[8..12].copy_from_slice(&3u32.to_le_bytes());
+    version[8..12].copy_from_slice(&4u32.to_le_bytes());
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x20;
     let mut flipped_end = good.clone();
@@ -1405,7 +1423,7 @@ fn corrupted_index_with_its_directory_is_refused_not_replaced() {
         ("truncated to 12 bytes", good[..12].to_vec()),
         ("a byte flipped mid-file", flipped),
         ("the last byte flipped", flipped_end),
-        ("format version 3", version),
+        ("format version 4", version),
         ("empty", Vec::new()),
     ] {
         fs::write(&file, &bytes).unwrap();
@@ -2434,4 +2452,82 @@ fn the_human_view_of_a_refreshed_index_reads_past_hidden_files() {
         tree: None,
     };
     assert_eq!(got, reference::expected_human(&index, "common", false, how));
+}
+
+#[test]
+fn a_damaged_path_refuses_only_the_answers_that_print_it() {
+    // Since format version 3 the file table is checked by 4 KiB chunks as
+    // paths are read: opening reads none of it, and an answer checks the
+    // paths it prints before its first line. So a record damaged far from
+    // the files an answer names leaves that answer whole, a count (which
+    // prints no path) is answered, and an answer naming the damaged file
+    // is refused with nothing printed.
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    let mut clock = Clock::new();
+    let long = "a_rather_long_file_name_".repeat(3);
+    for k in 0..300 {
+        let rel = format!("dir{k:03}/{long}.txt");
+        write_file(
+            &tree,
+            Path::new(&rel),
+            format!("common word{k}\n").as_bytes(),
+            &mut clock,
+        );
+    }
+    let good_file = work.path().join("good.idx");
+    save(&tree, &good_file);
+    let good = fs::read(&good_file).unwrap();
+    let victim = format!("dir299/{long}.txt");
+    let starts: Vec<usize> = good
+        .windows(victim.len())
+        .enumerate()
+        .filter(|(_, w)| *w == victim.as_bytes())
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(starts.len(), 1, "the path is stored once, in its record");
+    let mut bytes = good.clone();
+    bytes[starts[0] + 2] ^= 0x01; // dir299 -> dis299
+    let bad_file = work.path().join("bad.idx");
+    fs::write(&bad_file, &bytes).unwrap();
+
+    let (want, _) = ask_file(&good_file, &["=word0", "word1"]);
+    let (got, _) = ask_file(&bad_file, &["=word0", "word1"]);
+    assert_eq!(
+        got, want,
+        "files far from the damaged record: answered whole"
+    );
+
+    let count = |file: &Path| {
+        indexer()
+            .arg("--index")
+            .arg(file)
+            .args(["--count", "--query", "=word299"])
+            .output()
+            .unwrap()
+    };
+    let (want, got) = (count(&good_file), count(&bad_file));
+    assert!(got.status.success(), "count: {}", stderr_of(&got));
+    assert_eq!(got.stdout, want.stdout, "a count prints no path");
+
+    for args in [
+        vec!["--json", "--query", "=word299"],
+        vec!["--json", "--query", "common"],
+        vec!["--query", "=word299"],
+        vec!["-l", "--query", "common"],
+        vec!["--json", "--query", "common", "--glob", "dir0*/**"],
+    ] {
+        let out = indexer()
+            .arg("--index")
+            .arg(&bad_file)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_refused(&out, &format!("{args:?} on a damaged path"));
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: printed before the refusal: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }

@@ -183,10 +183,12 @@ impl PathFilter {
         &self,
         view: &View,
         more: &[String],
-    ) -> Result<Option<Cow<'_, [bool]>>, String> {
+    ) -> Result<Option<Cow<'_, [bool]>>, FindError> {
         if self.is_empty() && more.is_empty() {
             return Ok(None);
         }
+        // Every path is matched: a stored table is checked whole first.
+        view.verify_files()?;
         if more.is_empty() {
             if self.base.get().is_none() {
                 let admitted = self.matching(view, &[])?;
@@ -194,8 +196,7 @@ impl PathFilter {
             }
             return Ok(self.base.get().map(|base| Cow::Borrowed(base.as_slice())));
         }
-        self.matching(view, more)
-            .map(|admitted| Some(Cow::Owned(admitted)))
+        Ok(Some(Cow::Owned(self.matching(view, more)?)))
     }
 
     /// Which of `view`'s files the filter with `more` globs admits.

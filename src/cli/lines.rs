@@ -63,7 +63,13 @@ impl Lines {
         for (file, mut wanted) in by_file {
             wanted.sort_unstable();
             wanted.dedup_by_key(|w| w.0);
-            let path = root.join(view.path(file));
+            // Printers check the paths they print first: a damaged one is
+            // not read, and the answer stops where it is printed.
+            let Ok(relative) = view.path(file) else {
+                lines.states.insert(file, FileState::Missing);
+                continue;
+            };
+            let path = root.join(relative);
             let state = match read_lines(&path, view.stamp(file), &wanted) {
                 Ok((state, found)) => {
                     for (line, text) in found {

@@ -331,7 +331,9 @@ fn open_saved(args: &Args) -> Result<Obtained, i32> {
         Ok(Some(stored)) => {
             let (root, saved_at) = (stored.root(), stored.saved_at());
             // No tree: no lines read, so no stamps needed.
-            let view = stored.into_view_without_stamps();
+            let view = stored
+                .into_view_without_stamps()
+                .map_err(|e| fail(EXIT_BAD_INPUT, StoreError::Format(file.clone(), e)))?;
             let note = format!(
                 "opened {}: {} files; built from {root}, saved {}; the tree was not checked for changes since",
                 file.display(),

@@ -52,10 +52,12 @@ impl JsonSink {
         }
     }
 
-    fn escaped_path(&mut self, view: &View, file: u32) -> &str {
-        self.escaped_paths
-            .entry(file)
-            .or_insert_with(|| json_string(view.path(file)).into_boxed_str())
+    fn escaped_path(&mut self, view: &View, file: u32) -> Result<&str, Damaged> {
+        use std::collections::hash_map::Entry;
+        Ok(match self.escaped_paths.entry(file) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(json_string(view.path(file)?).into_boxed_str()),
+        })
     }
 
     /// Writes every matching word of `query`.
@@ -90,7 +92,7 @@ impl JsonSink {
                     .as_ref()
                     .map(|tree| Lines::read(view, tree.as_deref(), &page));
                 for location in &page {
-                    let path = self.escaped_path(view, location.file);
+                    let path = self.escaped_path(view, location.file).map_err(damaged)?;
                     let comma: &[u8] = if n == 0 { b"" } else { b"," };
                     n += 1;
                     // By hand: tens of thousands of these per answer, where
@@ -159,15 +161,15 @@ pub struct Layout {
 
 impl Layout {
     /// The path of `file` as shown.
-    pub fn path(&self, view: &View, file: u32) -> String {
-        let relative = view.path(file);
+    pub fn path(&self, view: &View, file: u32) -> io::Result<String> {
+        let relative = view.path(file).map_err(damaged)?;
         let shown = match &self.shown_root {
             Some(root) if !root.as_os_str().is_empty() => {
                 root.join(relative).to_string_lossy().into_owned()
             }
             _ => relative.to_string(),
         };
-        escape_controls(&shown).into_owned()
+        Ok(escape_controls(&shown).into_owned())
     }
 }
 
@@ -226,6 +228,11 @@ impl<'a> HumanAnswer<'a> {
                 .collect::<Result<_, Damaged>>()?,
         };
         let flat: Vec<Location> = locations.iter().flatten().copied().collect();
+        // Paths are checked as they are read: read them all before the
+        // first line (in full, `View::verify` did).
+        for location in &flat {
+            view.path(location.file)?;
+        }
         let lines = Lines::read(view, layout.tree.as_deref(), &flat);
         Ok(HumanAnswer {
             query,
@@ -333,7 +340,7 @@ pub fn write_files(
         }
     }
     for (file, _) in holds.iter().enumerate().filter(|(_, &h)| h) {
-        let path = layout.path(view, file as u32);
+        let path = layout.path(view, file as u32)?;
         writeln!(out, "{}", layout.colors.paint(Part::Path, &path))?;
     }
     Ok(())
@@ -415,12 +422,12 @@ pub fn write_locations(
                     FileState::Missing if layout.tree.is_some() => " (not readable now)",
                     FileState::Missing => "",
                 };
-                let path = layout.path(view, location.file);
+                let path = layout.path(view, location.file)?;
                 writeln!(out, "{}{mark}", colors.paint(Part::Path, &path))?;
             }
             (String::new(), 0)
         } else {
-            let path = layout.path(view, location.file);
+            let path = layout.path(view, location.file)?;
             let width = path.chars().count() + 1;
             (format!("{}:", colors.paint(Part::Path, &path)), width)
         };

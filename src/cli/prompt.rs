@@ -548,6 +548,10 @@ fn show_more(
     if groups.iter().all(|(_, locations)| locations.is_empty()) {
         return writeln!(out, "that was all of the last answer");
     }
+    // The paths are checked before the first line, not where it meets them.
+    for location in groups.iter().flat_map(|(_, locations)| locations) {
+        view.path(location.file).map_err(damaged)?;
+    }
     for (entry, locations) in groups {
         let lines = Lines::read(view, layout.tree.as_deref(), locations);
         writeln!(out, "{} (more)", entry.word(view))?;
@@ -578,7 +582,7 @@ fn open_in_editor(
     let program = words.next().unwrap_or("vi").to_string();
     let mut command = std::process::Command::new(&program);
     command.args(words);
-    let relative = view.path(location.file);
+    let relative = view.path(location.file).map_err(|e| e.to_string())?;
     let path = match layout.tree.as_ref().or(layout.shown_root.as_ref()) {
         Some(root) => root.join(relative),
         None => PathBuf::from(relative),

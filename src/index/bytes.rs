@@ -237,6 +237,14 @@ impl<T: bytemuck::Pod> Array<T> {
         matches!(self, Array::Checked(chunked) if chunked.is_damaged())
     }
 
+    /// True when every number can be read without a check.
+    pub fn is_verified(&self) -> bool {
+        match self {
+            Array::Checked(chunked) => chunked.is_verified(),
+            _ => true,
+        }
+    }
+
     /// The numbers.
     #[inline]
     pub fn as_slice(&self) -> &[T] {
@@ -491,6 +499,14 @@ impl Chunked {
     /// True once a chunk failed its check.
     pub fn is_damaged(&self) -> bool {
         self.damaged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// True when every chunk has passed its check (trusted bytes have).
+    pub fn is_verified(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.verified
+            .iter()
+            .all(|v| v.load(Ordering::Relaxed) == GOOD)
     }
 }
 

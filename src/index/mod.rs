@@ -453,11 +453,6 @@ impl Index {
         }
     }
 
-    /// The relative path (with `/` separators) of file number `file`.
-    pub fn path(&self, file: u32) -> &str {
-        self.files.get(file as usize).unwrap_or("?")
-    }
-
     /// The file table: relative paths in ascending byte order.
     pub fn files(&self) -> &FileTable {
         &self.files

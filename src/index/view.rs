@@ -381,9 +381,15 @@ impl View {
         }
     }
 
-    /// The relative path of the view's file number `file`.
-    pub fn path(&self, file: u32) -> &str {
-        self.files().get(file as usize).unwrap_or("?")
+    /// The relative path of the view's file number `file` (`?` past the
+    /// end); [`Damaged`] if the stored table fails its check there.
+    pub fn path(&self, file: u32) -> Result<&str, Damaged> {
+        self.files().path(file as usize)
+    }
+
+    /// Checks the whole file table now, for a reader of every path.
+    pub fn verify_files(&self) -> Result<(), Damaged> {
+        self.files().verify()
     }
 
     /// The words each layer's `select` picks from its vocabulary (word
@@ -578,6 +584,38 @@ impl View {
     pub fn verify(&self, hits: &[Hit]) -> Result<(), Damaged> {
         for (l, layer) in self.layers.iter().enumerate() {
             layer.index.verify(hits.iter().filter_map(|h| h.id_in(l)))?;
+        }
+        self.verify_paths(hits)
+    }
+
+    /// Checks the paths of the files `hits` occur in. A stored file table
+    /// is checked chunk by chunk as paths are read; this reads them before
+    /// an answer prints its first line. For an answer with more locations
+    /// than there are files, checking the whole table is cheaper than
+    /// reading the lists twice.
+    fn verify_paths(&self, hits: &[Hit]) -> Result<(), Damaged> {
+        let files = self.files();
+        if files.is_verified() {
+            return Ok(());
+        }
+        let mut locations = 0u64;
+        for hit in hits {
+            locations += self.count(hit)?;
+            if locations > files.len() as u64 {
+                return files.verify();
+            }
+        }
+        let mut seen = vec![0u64; files.len().div_ceil(64)];
+        for hit in hits {
+            for location in self.locations(hit)? {
+                let file = location.file as usize;
+                if let Some(word) = seen.get_mut(file / 64) {
+                    if *word & (1 << (file % 64)) == 0 {
+                        *word |= 1 << (file % 64);
+                        files.check(file)?;
+                    }
+                }
+            }
         }
         Ok(())
     }

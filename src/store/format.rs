@@ -19,10 +19,12 @@
 //! opened file is used in place. Every length read from a file is checked
 //! against the file's size before it is used, and every section's checksum
 //! is verified before any of it is read, so a damaged or foreign file is
-//! refused with a reason instead of misread. The one exception is a section
-//! flagged [`LAZY`]: the posting lists, most of the file, which carry a hash
-//! per chunk and are verified chunk by chunk as queries first read them
-//! (see [`crate::index::bytes::Chunked`]); opening stays cheap.
+//! refused with a reason instead of misread. The exception is a section
+//! flagged [`LAZY`]: the posting lists, most of the file, the word tables
+//! and the file table, which carry a hash per chunk (in a section of their
+//! own) and are verified chunk by chunk as queries first read them (see
+//! [`crate::index::bytes::Chunked`]); opening stays cheap, whatever the
+//! number of words or files.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -37,8 +39,11 @@ use crate::index::bytes::{Bytes, Owner};
 
 /// First bytes of every index file.
 pub const MAGIC: [u8; 8] = *b"\x89IDX\r\n\x1a\n";
-/// Version of this layout and of the sections' encodings.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of this layout and of the sections' encodings. Version 3 checks
+/// the file table by chunks as paths are read (version 2 checked it whole
+/// at open): a reader of version 2 would take those sections unchecked, so
+/// the version changed rather than the sections.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version still read: version 1 verified every table at open
 /// and holds no table chunk hashes, which reads the same way.
 pub const OLDEST_VERSION: u32 = 1;
@@ -348,12 +353,19 @@ pub mod section {
     /// them, or of very many words, search every word for a suffix).
     pub const SUFFIXES: u32 = 25;
     pub const SUFFIXES_CHUNKS: u32 = 26;
+    /// Since version 3: chunk size and hashes of the file records and of
+    /// their starts, which are flagged lazy.
+    pub const FILES_CHUNKS: u32 = 27;
+    pub const FILE_STARTS_CHUNKS: u32 = 28;
 }
 
 fn section_part(id: u32) -> Part {
     match id {
         section::META => Part::Description,
-        section::FILES | section::FILE_STARTS => Part::FileTable,
+        section::FILES
+        | section::FILE_STARTS
+        | section::FILES_CHUNKS
+        | section::FILE_STARTS_CHUNKS => Part::FileTable,
         section::WORDS
         | section::BLOCKS
         | section::WORDS_CHUNKS

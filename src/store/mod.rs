@@ -336,12 +336,17 @@ impl Stored {
         }
         let base =
             segment::read_container(container).map_err(|e| StoreError::Format(path.into(), e))?;
-        // A refresh reuses every table: they are checked whole first.
-        if set_aside_damaged_delta && !base.index.verify_tables() {
-            return Err(StoreError::Format(
-                path.into(),
-                FormatError::Damaged(Damage::Checksum(Part::WordTables)),
-            ));
+        // A refresh reuses every table and compares every file record:
+        // they are checked whole first.
+        if set_aside_damaged_delta {
+            if !base.index.verify_tables() {
+                return Err(StoreError::Format(
+                    path.into(),
+                    FormatError::Damaged(Damage::Checksum(Part::WordTables)),
+                ));
+            }
+            base.verify_files()
+                .map_err(|e| StoreError::Format(path.into(), e))?;
         }
         if base.meta.kind != Kind::Base {
             return Err(StoreError::Format(
@@ -374,6 +379,12 @@ impl Stored {
                         )))),
                     )
                 }
+                Ok(delta) if set_aside_damaged_delta && delta.verify_files().is_err() => (
+                    None,
+                    Some(damaged(FormatError::Damaged(Damage::Checksum(
+                        Part::FileTable,
+                    )))),
+                ),
                 Ok(delta) => (
                     (delta.meta.kind == Kind::Delta && delta.meta.base_id == base.meta.base_id)
                         .then_some(delta),
@@ -422,40 +433,48 @@ impl Stored {
             .map_or(self.base.meta.saved_at, |d| d.meta.saved_at)
     }
 
-    /// The index as one view.
-    pub fn into_view(self) -> View {
+    /// The index as one view; [`Damage::Checksum`] if its file table is
+    /// damaged.
+    pub fn into_view(self) -> Result<View, FormatError> {
         self.make_view(true)
     }
 
     /// [`Stored::into_view`] without the files' stamps, which only lines
-    /// read from the tree use: an index opened alone reads no record.
-    pub fn into_view_without_stamps(self) -> View {
+    /// read from the tree use: an index opened alone reads no record, and
+    /// checks each path as it is read (see [`View::verify`]).
+    pub fn into_view_without_stamps(self) -> Result<View, FormatError> {
         self.make_view(false)
     }
 
-    fn make_view(self, stamps: bool) -> View {
+    fn make_view(self, stamps: bool) -> Result<View, FormatError> {
         let Stored {
             base,
             delta,
             shards,
         } = self;
+        // Stamps are read from every record, and a view of a base and its
+        // delta merges their file tables: then they are checked whole now.
+        if stamps || delta.is_some() {
+            base.verify_files()?;
+        }
         if !shards.is_empty() {
             let records = base.records;
             let parts = std::iter::once(base.index).chain(shards.into_iter().map(|s| s.index));
             let view = View::sharded(parts.collect());
-            return match stamps {
+            return Ok(match stamps {
                 true => stamped(view, &[records.as_slice()]),
                 false => view,
-            };
+            });
         }
         let Some(delta) = delta else {
             let records = base.records;
             let view = View::new(vec![Layer::new(base.index, &[], Vec::new())]);
-            return match stamps {
+            return Ok(match stamps {
                 true => stamped(view, &[records.as_slice()]),
                 false => view,
-            };
+            });
         };
+        delta.verify_files()?;
         let records = [base.records, delta.records];
         let dropped = marks(records[0].len(), &delta.dropped);
         let layers = vec![
@@ -463,10 +482,10 @@ impl Stored {
             Layer::new(delta.index, &[], Vec::new()).with_raw_paths(raw_paths(&records[1])),
         ];
         let view = View::new(layers);
-        match stamps {
+        Ok(match stamps {
             true => stamped(view, &[records[0].as_slice(), records[1].as_slice()]),
             false => view,
-        }
+        })
     }
 }
 
@@ -706,7 +725,8 @@ pub fn build(
             delta: None,
             shards: Vec::new(),
         }
-        .into_view(),
+        .into_view()
+        .map_err(|e| StoreError::Format(path.clone(), e))?,
         report,
         saved,
     })
@@ -837,7 +857,7 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
     for hit in view.hits(|v| (0..v.len()).collect()).map_err(damaged)? {
         let _ = (view.word(&hit), view.count(&hit).map_err(damaged)?);
         for location in view.locations(&hit).map_err(damaged)? {
-            let _ = view.path(location.file);
+            view.path(location.file).map_err(damaged)?;
             decoded += 1;
         }
     }

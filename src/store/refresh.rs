@@ -92,7 +92,8 @@ pub fn refresh(
                 delta,
                 shards: Vec::new(),
             }
-            .into_view(),
+            .into_view()
+            .map_err(|e| StoreError::Format(path.into(), e))?,
             report,
         ));
     }
@@ -319,7 +320,9 @@ fn compact(target: &Target<'_>, stack: Stack) -> Result<(View, Saved), StoreErro
     let saved = save(path, root, &options.excludes.globs(), &view, &records)?;
     // Answer from the file just written: one layer, in place.
     let view = match Stored::open(path)? {
-        Some(stored) => stored.into_view(),
+        Some(stored) => stored
+            .into_view()
+            .map_err(|e| StoreError::Format(path.into(), e))?,
         None => {
             let layered: Vec<&[FileRecord]> = layered.iter().map(Vec::as_slice).collect();
             stamped(view, &layered)

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::hash::Hasher as _;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::format::{
     section, Committed, Container, Damage, Decoder, Encoder, FormatError, Part, Writer,
@@ -81,6 +82,18 @@ pub struct Segment {
     pub adjusted: Vec<(u32, u32)>,
 }
 
+impl Segment {
+    /// Checks the whole file table now: its paths, which a query checks
+    /// one by one as it reads them, and the records a refresh or a stamp
+    /// decodes. [`Damage::Checksum`] of the file table if it is damaged.
+    pub fn verify_files(&self) -> Result<(), FormatError> {
+        match self.records.verify() && self.index.files().verify().is_ok() {
+            true => Ok(()),
+            false => Err(FormatError::Damaged(Damage::Checksum(Part::FileTable))),
+        }
+    }
+}
+
 pub(super) fn encode_meta(meta: &Meta) -> Vec<u8> {
     let mut e = Encoder::default();
     e.u8(match meta.kind {
@@ -153,13 +166,14 @@ fn record_path(record: &[u8]) -> Option<&str> {
 /// index reads paths from the file table alone.
 #[derive(Debug, Default)]
 pub struct Records {
-    encoded: Option<crate::index::bytes::Bytes>,
+    /// The stored records, shared with the file table.
+    encoded: Option<Arc<Chunked>>,
     count: usize,
     decoded: std::sync::OnceLock<Vec<FileRecord>>,
 }
 
 impl Records {
-    fn encoded(bytes: crate::index::bytes::Bytes, count: usize) -> Self {
+    fn encoded(bytes: Arc<Chunked>, count: usize) -> Self {
         Records {
             encoded: Some(bytes),
             count,
@@ -180,19 +194,27 @@ impl Records {
         self.len() == 0
     }
 
+    /// Checks every stored record now (see [`Segment::verify_files`]).
+    fn verify(&self) -> bool {
+        self.encoded.as_ref().is_none_or(|bytes| bytes.verify())
+    }
+
     /// The records as a vector.
     pub fn into_vec(self) -> Vec<FileRecord> {
         let _ = self.as_slice();
         self.decoded.into_inner().unwrap_or_default()
     }
 
-    /// The records (decoded now if they were not). Checked when the
-    /// segment was opened, so decoding cannot fail.
+    /// The records (decoded now if they were not). Whoever reads them
+    /// checks them first ([`Segment::verify_files`], done when a store is
+    /// opened for more than answering), and their shape was checked when
+    /// the segment was read, so decoding cannot fail; damaged bytes decode
+    /// as no records rather than wrong ones.
     pub fn as_slice(&self) -> &[FileRecord] {
         self.decoded.get_or_init(|| {
             self.encoded
                 .as_ref()
-                .and_then(|bytes| decode_records(bytes))
+                .and_then(|bytes| decode_records(bytes.get(0..bytes.len())?))
                 .unwrap_or_default()
         })
     }
@@ -278,6 +300,11 @@ struct ChunkHasher {
 /// binary search touches a few dozen places, each costing a chunk's hash
 /// the first time, so they are smaller than the lists' chunks.
 const TABLE_CHUNK: usize = 64 << 10;
+
+/// Chunk of the file table (records and their starts): an answer reads
+/// the paths of the files it names, a few hundred scattered over tens of
+/// thousands, so a small chunk keeps it from checking the whole table.
+const FILE_CHUNK: usize = 4 << 10;
 
 impl ChunkHasher {
     fn new() -> Self {
@@ -569,7 +596,7 @@ impl SegmentWriter {
         meta: &Meta,
         records: &[FileRecord],
     ) -> Result<Self, WriteError> {
-        let sections = if meta.kind == Kind::Delta { 24 } else { 21 };
+        let sections = if meta.kind == Kind::Delta { 26 } else { 23 };
         let (w, folder) = match destination {
             Destination::File(path) => (
                 Writer::create(path, sections)?,
@@ -590,8 +617,17 @@ impl SegmentWriter {
         };
         writer.w.section(section::META, &encode_meta(meta))?;
         let (encoded, starts) = encode_records(records);
-        writer.w.section(section::FILES, &encoded)?;
-        writer.w.section(section::FILE_STARTS, u64s(&starts))?;
+        let (files, starts_chunks) = (section::FILES_CHUNKS, section::FILE_STARTS_CHUNKS);
+        write_lazy(&mut writer.w, section::FILES, files, FILE_CHUNK, |write| {
+            write(&encoded)
+        })?;
+        write_lazy(
+            &mut writer.w,
+            section::FILE_STARTS,
+            starts_chunks,
+            FILE_CHUNK,
+            |write| write(u64s(&starts)),
+        )?;
         writer.w.begin_lazy(section::LISTS)?;
         Ok(writer)
     }
@@ -672,7 +708,7 @@ impl SegmentWriter {
             // chunks' hashes, so opening an index hashes none of them.
             let mut lazy = |id: u32, chunks: u32, side: Side, narrow: bool| -> io::Result<()> {
                 let mut buffer = Vec::new();
-                write_lazy(w, id, chunks, |write| {
+                write_lazy(w, id, chunks, TABLE_CHUNK, |write| {
                     side.drain(&mut |bytes| match narrow {
                         // Offsets below 2^32 are kept as u32.
                         true => {
@@ -717,11 +753,17 @@ impl SegmentWriter {
                 let keys = sorting
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                write_lazy(w, section::SUFFIXES, section::SUFFIXES_CHUNKS, |write| {
-                    bytemuck::cast_slice::<u64, u8>(&keys)
-                        .chunks(1 << 20)
-                        .try_for_each(write)
-                })?;
+                write_lazy(
+                    w,
+                    section::SUFFIXES,
+                    section::SUFFIXES_CHUNKS,
+                    TABLE_CHUNK,
+                    |write| {
+                        bytemuck::cast_slice::<u64, u8>(&keys)
+                            .chunks(1 << 20)
+                            .try_for_each(write)
+                    },
+                )?;
             }
             Ok(())
         })?;
@@ -748,10 +790,11 @@ fn write_lazy(
     w: &mut Writer,
     id: u32,
     chunks: u32,
+    chunk: usize,
     fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
 ) -> io::Result<()> {
     w.begin_lazy(id)?;
-    let mut hasher = ChunkHasher::with_chunk(TABLE_CHUNK);
+    let mut hasher = ChunkHasher::with_chunk(chunk);
     fill(&mut |bytes| {
         hasher.update(bytes);
         w.write(bytes)
@@ -1041,43 +1084,46 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
     })
 }
 
-/// The file records and the file table. With their starts (version 2),
-/// records are decoded when needed and paths read one by one; else all
-/// are decoded now.
+/// The file records and the file table. With their starts (since version
+/// 2), records are decoded when needed and paths read one by one, each
+/// checking only its chunks (since version 3; before, the sections were
+/// checked whole at open); else all are decoded now.
 fn read_files(c: &Container) -> Result<(Records, FileTable), FormatError> {
     let damaged = FormatError::Damaged;
-    let files_section = c
-        .section(section::FILES)
-        .ok_or(damaged(Damage::MissingSection))?;
-    let (records, files) = match c.section(section::FILE_STARTS) {
-        Some(starts) => {
-            let starts =
-                Array::<u64>::shared(starts).ok_or(damaged(Damage::Malformed(Part::FileTable)))?;
-            let count = Decoder::new(&files_section)
-                .u64()
-                .ok_or(damaged(Damage::Malformed(Part::FileTable)))?;
-            // Each start is checked when its path is read (a bad one reads
-            // as `?`), not all of them here.
-            let fits = usize::try_from(count).ok() == Some(starts.len());
-            if !fits {
-                return Err(damaged(Damage::Malformed(Part::FileTable)));
-            }
-            let table = FileTable::stored(files_section.clone(), starts.clone(), record_path);
-            (Records::encoded(files_section, starts.len()), table)
-        }
-        None => {
-            let records = decode_records(&files_section)
-                .ok_or(damaged(Damage::Malformed(Part::FileTable)))?;
-            let files = FileTable::from(
-                records
-                    .iter()
-                    .map(|r| r.display.clone())
-                    .collect::<Vec<_>>(),
-            );
-            (Records::from(records), files)
-        }
-    };
-    Ok((records, files))
+    let malformed = || damaged(Damage::Malformed(Part::FileTable));
+    let records = Arc::new(chunked_section(
+        c,
+        section::FILES,
+        section::FILES_CHUNKS,
+        None,
+    )?);
+    if c.section(section::FILE_STARTS).is_none() {
+        let records = records
+            .get(0..records.len())
+            .and_then(decode_records)
+            .ok_or_else(malformed)?;
+        let files = FileTable::from(
+            records
+                .iter()
+                .map(|r| r.display.clone())
+                .collect::<Vec<_>>(),
+        );
+        return Ok((Records::from(records), files));
+    }
+    let starts = chunked_section(c, section::FILE_STARTS, section::FILE_STARTS_CHUNKS, None)?;
+    let starts = Array::<u64>::checked(starts).ok_or_else(malformed)?;
+    let count = records
+        .get(0..8.min(records.len()))
+        .ok_or(damaged(Damage::Checksum(Part::FileTable)))?;
+    let count = Decoder::new(count).u64().ok_or_else(malformed)?;
+    // Each start is checked when its path is read (a bad one reads as
+    // `?`), not all of them here.
+    if usize::try_from(count).ok() != Some(starts.len()) {
+        return Err(malformed());
+    }
+    let count = starts.len();
+    let files = FileTable::stored(records.clone(), starts, record_path);
+    Ok((Records::encoded(records, count), files))
 }
 
 /// Section `id`: checked chunk by chunk against the hashes in section
