@@ -26,6 +26,8 @@ const NONE: u32 = u32::MAX;
 pub struct Layer {
     index: Index,
     /// Per file of the layer: its number in the view's file table, or NONE.
+    /// Empty while the layer keeps every file under its own number, so a
+    /// view of one saved index holds nothing per file.
     rank: Vec<u32>,
     /// Words holding occurrences in dropped files: (word, occurrences left),
     /// sorted by word.
@@ -43,15 +45,16 @@ impl Layer {
     /// every word with occurrences in dropped files and how many it has
     /// left elsewhere (see [`occurrences_in`] and `store`'s `lower_counts`).
     pub fn new(index: Index, dropped: &[bool], adjusted: Vec<(u32, u32)>) -> Layer {
-        let rank = (0..index.files().len())
-            .map(|f| {
-                if dropped.get(f) == Some(&true) {
-                    NONE
-                } else {
-                    0
-                }
-            })
-            .collect();
+        let files = index.files().len();
+        let rank = match dropped.iter().take(files).any(|&d| d) {
+            true => (0..files)
+                .map(|f| match dropped.get(f) {
+                    Some(true) => NONE,
+                    _ => 0,
+                })
+                .collect(),
+            false => Vec::new(),
+        };
         Layer {
             index,
             rank,
@@ -95,7 +98,16 @@ impl Layer {
     /// The view's number for the layer's file `file`, if the view keeps it.
     #[inline]
     pub fn rank(&self, file: u32) -> Option<u32> {
-        self.rank.get(file as usize).copied().filter(|&r| r != NONE)
+        match self.rank.is_empty() {
+            true => ((file as usize) < self.index.files().len()).then_some(file),
+            false => self.rank.get(file as usize).copied().filter(|&r| r != NONE),
+        }
+    }
+
+    /// The ranks to renumber stored locations with; `None` when the view
+    /// keeps them as stored.
+    fn ranks(&self) -> Option<&[u32]> {
+        (!self.rank.is_empty()).then_some(&self.rank)
     }
 
     /// The adjusted counts (see [`Layer::new`]).
@@ -105,16 +117,14 @@ impl Layer {
 
     /// The view numbers every file of this layer as the layer does.
     fn number_as_stored(&mut self) {
-        for (f, r) in self.rank.iter_mut().enumerate() {
-            *r = f as u32;
-        }
+        self.rank = Vec::new();
         self.identity = true;
     }
 
     fn layer_locations(&self, id: usize) -> Result<LayerLocations<'_>, Damaged> {
         Ok(LayerLocations {
             inner: self.index.locations(id)?,
-            rank: &self.rank,
+            rank: self.ranks(),
         })
     }
 }
@@ -162,7 +172,8 @@ pub fn occurrences_in(index: &Index, files: &[bool]) -> Result<Vec<(u32, u32)>, 
 
 struct LayerLocations<'a> {
     inner: WordLocations<'a>,
-    rank: &'a [u32],
+    /// See [`Layer::ranks`].
+    rank: Option<&'a [u32]>,
 }
 
 impl Iterator for LayerLocations<'_> {
@@ -170,9 +181,12 @@ impl Iterator for LayerLocations<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<Location> {
+        let Some(rank) = self.rank else {
+            return self.inner.next();
+        };
         loop {
             let mut location = self.inner.next()?;
-            match self.rank.get(location.file as usize) {
+            match rank.get(location.file as usize) {
                 Some(&r) if r != NONE => {
                     location.file = r;
                     return Some(location);
@@ -243,7 +257,8 @@ pub struct View {
     /// The merged file table; empty when the view is one layer keeping
     /// all its files, whose own table is then the view's (not copied).
     files: FileTable,
-    /// Per file of the view: (layer, file number in that layer).
+    /// Per file of the view: (layer, file number in that layer); empty
+    /// when that is (0, the same number) for every file.
     origins: Vec<(u32, u32)>,
     /// Per file of the view, when known (see [`View::with_stamps`]).
     stamps: Vec<FileStamp>,
@@ -267,15 +282,19 @@ impl View {
         // usable without reading its whole file table).
         if let [layer] = layers.as_mut_slice() {
             if layer.rank.iter().all(|&r| r != NONE) {
-                let n = layer.rank.len();
                 layer.number_as_stored();
                 return View {
                     layers,
                     files: FileTable::default(),
-                    origins: (0..n as u32).map(|f| (0, f)).collect(),
+                    origins: Vec::new(),
                     stamps: Vec::new(),
                     sharded: false,
                 };
+            }
+        }
+        for layer in &mut layers {
+            if layer.rank.is_empty() {
+                layer.rank = vec![0; layer.index.files().len()];
             }
         }
         let mut entries: Vec<(&str, &[u8], usize, usize)> = Vec::new();
@@ -314,7 +333,6 @@ impl View {
     /// Nothing is merged: a word is in one shard, and a query's words are
     /// its shards' picks one after the other.
     pub fn sharded(shards: Vec<Index>) -> View {
-        let n = shards.first().map_or(0, |index| index.files().len());
         let layers: Vec<Layer> = shards
             .into_iter()
             .map(|index| {
@@ -326,7 +344,7 @@ impl View {
         View {
             layers,
             files: FileTable::default(),
-            origins: (0..n as u32).map(|f| (0, f)).collect(),
+            origins: Vec::new(),
             stamps: Vec::new(),
             sharded: true,
         }
@@ -340,10 +358,11 @@ impl View {
     /// The view with each file's stamp when indexed: `stamp(layer, file)`
     /// gives it for a file by its number in its layer.
     pub fn with_stamps(mut self, stamp: impl Fn(usize, usize) -> Option<FileStamp>) -> View {
-        let stamps: Option<Vec<FileStamp>> = self
-            .origins
-            .iter()
-            .map(|&(l, f)| stamp(l as usize, f as usize))
+        let stamps: Option<Vec<FileStamp>> = (0..self.files().len())
+            .map(|file| {
+                let (l, f) = self.origin(file)?;
+                stamp(l, f)
+            })
             .collect();
         self.stamps = stamps.unwrap_or_default();
         self
@@ -356,9 +375,13 @@ impl View {
 
     /// Where the view's file `file` comes from: (layer, its number there).
     pub fn origin(&self, file: usize) -> Option<(usize, usize)> {
-        self.origins
-            .get(file)
-            .map(|&(l, f)| (l as usize, f as usize))
+        match self.origins.is_empty() {
+            true => (file < self.files().len()).then_some((0, file)),
+            false => self
+                .origins
+                .get(file)
+                .map(|&(l, f)| (l as usize, f as usize)),
+        }
     }
 
     /// The layers, base first.
@@ -561,7 +584,7 @@ impl View {
                 let (locations, whole) = layer.index.locations_within(id, budget)?;
                 let kept: Vec<Location> = LayerLocations {
                     inner: locations,
-                    rank: &layer.rank,
+                    rank: layer.ranks(),
                 }
                 .take(n)
                 .collect();
