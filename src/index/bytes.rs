@@ -48,6 +48,21 @@ impl Bytes {
         })
     }
 
+    /// The bytes from `from` on, sharing the owner (an owned buffer's are
+    /// copied); `None` past the end.
+    pub fn tail(&self, from: usize) -> Option<Bytes> {
+        match self {
+            Bytes::Owned(v) => Some(Bytes::Owned(v.get(from..)?.to_vec())),
+            Bytes::Shared { owner, range } => {
+                let start = range.start.checked_add(from).filter(|&s| s <= range.end)?;
+                Some(Bytes::Shared {
+                    owner: Arc::clone(owner),
+                    range: start..range.end,
+                })
+            }
+        }
+    }
+
     /// The bytes to change: an owned buffer as it is, a shared range
     /// copied into one first.
     pub fn to_mut(&mut self) -> &mut Vec<u8> {

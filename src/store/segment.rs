@@ -1142,10 +1142,17 @@ fn chunked_section(
         return Ok(Chunked::trusted(bytes));
     }
     let malformed = || damaged(Damage::Malformed(Part::NumberTable));
-    let table = Array::<u64>::shared(need(chunks)?).ok_or_else(malformed)?;
-    let (&chunk, hashes) = table.as_slice().split_first().ok_or_else(malformed)?;
+    // The chunk size, then the hashes, used in place: a table of small
+    // chunks is large, and copying it would be work at open.
+    let table = need(chunks)?;
+    let chunk = Array::<u64>::shared(table.clone())
+        .and_then(|t| t.as_slice().first().copied())
+        .ok_or_else(malformed)?;
     let chunk = usize::try_from(chunk).map_err(|_| malformed())?;
-    let hashes = Array::Owned(hashes.to_vec());
+    let hashes = table
+        .tail(8)
+        .and_then(Array::<u64>::shared)
+        .ok_or_else(malformed)?;
     let checked = Chunked::new(bytes, chunk, hashes, hash_chunk).ok_or_else(malformed)?;
     Ok(match release {
         Some(release) => checked.releasing(release),
