@@ -162,3 +162,87 @@ impl FileTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn sum_hash(bytes: &[u8]) -> u64 {
+        bytes
+            .iter()
+            .fold(7u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+    }
+
+    /// `bytes` in checked chunks, the chunk `broken` (if it is one)
+    /// damaged after its hash was taken.
+    fn chunked(mut bytes: Vec<u8>, chunk: usize, broken: Option<usize>) -> Chunked {
+        let hashes: Vec<u64> = bytes.chunks(chunk).map(sum_hash).collect();
+        if let Some(k) = broken.filter(|&k| k * chunk < bytes.len()) {
+            bytes[k * chunk] ^= 1;
+        }
+        Chunked::new(Bytes::Owned(bytes), chunk, Array::Owned(hashes), sum_hash)
+            .expect("a hash per chunk")
+    }
+
+    /// A test record: a length byte, the path, three bytes of stamp.
+    fn test_path(record: &[u8]) -> Option<&str> {
+        let n = usize::from(*record.first()?);
+        std::str::from_utf8(record.get(1..1 + n)?).ok()
+    }
+
+    proptest! {
+        /// A stored table reads a path exactly when every chunk holding
+        /// its record, and the starts of it and of the next, is sound;
+        /// otherwise it says the table is damaged, never a wrong path.
+        #[test]
+        fn a_path_is_read_exactly_when_its_chunks_are_sound(
+            paths in prop::collection::vec("[a-z/]{0,20}", 1..40),
+            words_per_chunk in 1usize..6,
+            broken_records in prop::option::of(0usize..120),
+            broken_starts in prop::option::of(0usize..40),
+        ) {
+            let chunk = words_per_chunk * 8;
+            let (mut records, mut starts) = (Vec::new(), Vec::new());
+            for path in &paths {
+                starts.push(records.len() as u64);
+                records.push(path.len() as u8);
+                records.extend_from_slice(path.as_bytes());
+                records.extend_from_slice(&[1, 2, 3]);
+            }
+            let total = records.len();
+            let start_bytes: Vec<u8> = starts.iter().flat_map(|s| s.to_le_bytes()).collect();
+            let landed = |broken: Option<usize>, len: usize| broken.filter(|&k| k * chunk < len);
+            let (bad_record_chunk, bad_start_chunk) =
+                (landed(broken_records, total), landed(broken_starts, start_bytes.len()));
+            let table = FileTable::stored(
+                Arc::new(chunked(records, chunk, broken_records)),
+                Array::checked(chunked(start_bytes, chunk, broken_starts)).expect("whole starts"),
+                test_path,
+            );
+            for (i, path) in paths.iter().enumerate() {
+                let start = starts[i] as usize;
+                let end = starts.get(i + 1).map_or(total, |&e| e as usize);
+                let record_chunks = start / chunk..end.div_ceil(chunk);
+                let mut start_chunks = vec![i * 8 / chunk];
+                if i + 1 < paths.len() {
+                    start_chunks.push((i + 1) * 8 / chunk);
+                }
+                let damaged = bad_record_chunk.is_some_and(|k| record_chunks.contains(&k))
+                    || bad_start_chunk.is_some_and(|k| start_chunks.contains(&k));
+                match table.path(i) {
+                    Ok(got) => {
+                        prop_assert!(!damaged, "file {} read from a damaged chunk", i);
+                        prop_assert_eq!(got, path.as_str());
+                    }
+                    Err(Damaged) => prop_assert!(damaged, "file {} refused, its chunks sound", i),
+                }
+            }
+            prop_assert_eq!(table.path(paths.len()), Ok("?"));
+            let sound = bad_record_chunk.is_none() && bad_start_chunk.is_none();
+            prop_assert_eq!(table.verify().is_ok(), sound);
+            prop_assert_eq!(table.is_verified(), sound);
+        }
+    }
+}
