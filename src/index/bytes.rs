@@ -525,16 +525,36 @@ impl Chunked {
     }
 }
 
+/// Checked bytes for tests, with a simple hash to damage them against.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+pub(crate) mod testing {
+    use super::{Array, Bytes, Chunked};
 
-    fn sum_hash(bytes: &[u8]) -> u64 {
+    /// A hash that any flipped byte changes.
+    pub fn sum_hash(bytes: &[u8]) -> u64 {
         bytes
             .iter()
             .fold(7u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
     }
+
+    /// `bytes` in checked chunks of `chunk` bytes, the chunk `broken` (if
+    /// any) damaged after its hash was taken.
+    pub fn chunked(bytes: &[u8], chunk: usize, broken: Option<usize>) -> Chunked {
+        let mut bytes = bytes.to_vec();
+        let hashes: Vec<u64> = bytes.chunks(chunk).map(sum_hash).collect();
+        if let Some(k) = broken.filter(|&k| k * chunk < bytes.len()) {
+            bytes[k * chunk] ^= 1;
+        }
+        Chunked::new(Bytes::Owned(bytes), chunk, Array::Owned(hashes), sum_hash)
+            .expect("a hash per chunk")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{chunked, sum_hash};
+    use super::*;
+    use proptest::prelude::*;
 
     /// `numbers` stored in checked chunks of `per_chunk` numbers, the
     /// chunk `broken` (if any) damaged after its hash was taken.
@@ -548,18 +568,6 @@ mod tests {
         let chunked = Chunked::new(Bytes::Owned(bytes), chunk, Array::Owned(hashes), sum_hash)
             .expect("a hash per chunk");
         Array::checked(chunked).expect("whole numbers per chunk")
-    }
-
-    /// `bytes` in checked chunks of `chunk` bytes, the chunk `broken` (if
-    /// any) damaged after its hash was taken.
-    fn chunked(bytes: &[u8], chunk: usize, broken: Option<usize>) -> Chunked {
-        let mut bytes = bytes.to_vec();
-        let hashes: Vec<u64> = bytes.chunks(chunk).map(sum_hash).collect();
-        if let Some(k) = broken.filter(|&k| k * chunk < bytes.len()) {
-            bytes[k * chunk] ^= 1;
-        }
-        Chunked::new(Bytes::Owned(bytes), chunk, Array::Owned(hashes), sum_hash)
-            .expect("a hash per chunk")
     }
 
     proptest! {

@@ -166,25 +166,8 @@ impl FileTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::bytes::Bytes;
+    use crate::index::bytes::testing::chunked;
     use proptest::prelude::*;
-
-    fn sum_hash(bytes: &[u8]) -> u64 {
-        bytes
-            .iter()
-            .fold(7u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
-    }
-
-    /// `bytes` in checked chunks, the chunk `broken` (if it is one)
-    /// damaged after its hash was taken.
-    fn chunked(mut bytes: Vec<u8>, chunk: usize, broken: Option<usize>) -> Chunked {
-        let hashes: Vec<u64> = bytes.chunks(chunk).map(sum_hash).collect();
-        if let Some(k) = broken.filter(|&k| k * chunk < bytes.len()) {
-            bytes[k * chunk] ^= 1;
-        }
-        Chunked::new(Bytes::Owned(bytes), chunk, Array::Owned(hashes), sum_hash)
-            .expect("a hash per chunk")
-    }
 
     /// A test record: a length byte, the path, three bytes of stamp.
     fn test_path(record: &[u8]) -> Option<&str> {
@@ -217,8 +200,8 @@ mod tests {
             let (bad_record_chunk, bad_start_chunk) =
                 (landed(broken_records, total), landed(broken_starts, start_bytes.len()));
             let table = FileTable::stored(
-                Arc::new(chunked(records, chunk, broken_records)),
-                Array::checked(chunked(start_bytes, chunk, broken_starts)).expect("whole starts"),
+                Arc::new(chunked(&records, chunk, broken_records)),
+                Array::checked(chunked(&start_bytes, chunk, broken_starts)).expect("whole starts"),
                 test_path,
             );
             for (i, path) in paths.iter().enumerate() {
