@@ -617,17 +617,17 @@ impl SegmentWriter {
         };
         writer.w.section(section::META, &encode_meta(meta))?;
         let (encoded, starts) = encode_records(records);
-        let (files, starts_chunks) = (section::FILES_CHUNKS, section::FILE_STARTS_CHUNKS);
-        write_lazy(&mut writer.w, section::FILES, files, FILE_CHUNK, |write| {
-            write(&encoded)
-        })?;
-        write_lazy(
-            &mut writer.w,
-            section::FILE_STARTS,
-            starts_chunks,
-            FILE_CHUNK,
-            |write| write(u64s(&starts)),
-        )?;
+        // Checked by chunks as paths are read: opening reads none of it.
+        for (id, chunks, bytes) in [
+            (section::FILES, section::FILES_CHUNKS, &encoded[..]),
+            (
+                section::FILE_STARTS,
+                section::FILE_STARTS_CHUNKS,
+                u64s(&starts),
+            ),
+        ] {
+            write_lazy(&mut writer.w, id, chunks, FILE_CHUNK, |write| write(bytes))?;
+        }
         writer.w.begin_lazy(section::LISTS)?;
         Ok(writer)
     }
@@ -1116,8 +1116,8 @@ fn read_files(c: &Container) -> Result<(Records, FileTable), FormatError> {
         .get(0..8.min(records.len()))
         .ok_or(damaged(Damage::Checksum(Part::FileTable)))?;
     let count = Decoder::new(count).u64().ok_or_else(malformed)?;
-    // Each start is checked when its path is read (a bad one reads as
-    // `?`), not all of them here.
+    // Each start is checked when its path is read (one in a damaged
+    // chunk is an error, one out of order reads as `?`), not here.
     if usize::try_from(count).ok() != Some(starts.len()) {
         return Err(malformed());
     }
