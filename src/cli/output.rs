@@ -41,6 +41,8 @@ pub struct JsonSink {
     /// With `--text`: where lines are read from (`Some(None)`: the tree is
     /// not there, and every text is null).
     text: Option<Option<PathBuf>>,
+    /// A page of locations as text, written at once.
+    page_text: Vec<u8>,
 }
 
 /// Hashes a file number with one multiplication: the default SipHash of
@@ -74,15 +76,8 @@ impl JsonSink {
         JsonSink {
             escaped_paths: std::collections::HashMap::default(),
             text: text.map(|tree| tree.map(PathBuf::from)),
+            page_text: Vec::new(),
         }
-    }
-
-    fn escaped_path(&mut self, view: &View, file: u32) -> Result<&str, Damaged> {
-        use std::collections::hash_map::Entry;
-        Ok(match self.escaped_paths.entry(file) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(new) => new.insert(json_string(view.path(file)?).into_boxed_str()),
-        })
     }
 
     /// Writes every matching word of `query`.
@@ -116,30 +111,43 @@ impl JsonSink {
                     .text
                     .as_ref()
                     .map(|tree| Lines::read(view, tree.as_deref(), &page));
+                // By hand, a page into one buffer: tens of thousands of
+                // locations per answer, where `write!` spends more on
+                // formatting than on the bytes.
+                let text = &mut self.page_text;
+                text.clear();
                 for location in &page {
-                    let path = self.escaped_path(view, location.file).map_err(damaged)?;
-                    let comma: &[u8] = if n == 0 { b"" } else { b"," };
+                    let path = match self.escaped_paths.get(&location.file) {
+                        Some(path) => path,
+                        None => {
+                            let path = json_string(view.path(location.file).map_err(damaged)?);
+                            self.escaped_paths
+                                .entry(location.file)
+                                .or_insert(path.into_boxed_str())
+                        }
+                    };
+                    if n > 0 {
+                        text.push(b',');
+                    }
                     n += 1;
-                    // By hand: tens of thousands of these per answer, where
-                    // `write!` spends more on formatting than on the bytes.
-                    out.write_all(comma)?;
-                    out.write_all(b"{\"path\":")?;
-                    out.write_all(path.as_bytes())?;
-                    out.write_all(b",\"line\":")?;
-                    write_number(out, location.line)?;
-                    out.write_all(b",\"column\":")?;
-                    write_number(out, location.column)?;
+                    text.extend_from_slice(b"{\"path\":");
+                    text.extend_from_slice(path.as_bytes());
+                    text.extend_from_slice(b",\"line\":");
+                    push_number(text, location.line);
+                    text.extend_from_slice(b",\"column\":");
+                    push_number(text, location.column);
                     match lines.as_ref().map(|lines| lines.line(location)) {
                         None => {}
-                        Some(Some(line)) => write!(
-                            out,
-                            ",\"text\":{}",
-                            json_string(&String::from_utf8_lossy(&line.text))
-                        )?,
-                        Some(None) => out.write_all(b",\"text\":null")?,
+                        Some(Some(line)) => {
+                            text.extend_from_slice(b",\"text\":");
+                            let line = json_string(&String::from_utf8_lossy(&line.text));
+                            text.extend_from_slice(line.as_bytes());
+                        }
+                        Some(None) => text.extend_from_slice(b",\"text\":null"),
                     }
-                    out.write_all(b"}")?;
+                    text.push(b'}');
                 }
+                out.write_all(text)?;
             }
             out.write_all(b"]}\n")?;
         }
@@ -148,7 +156,7 @@ impl JsonSink {
 }
 
 /// `n` in decimal.
-fn write_number(out: &mut impl Write, mut n: u64) -> io::Result<()> {
+fn push_number(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -159,7 +167,7 @@ fn write_number(out: &mut impl Write, mut n: u64) -> io::Result<()> {
             break;
         }
     }
-    out.write_all(&digits[at..])
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn json_string(text: &str) -> String {
