@@ -3,6 +3,7 @@
 //! disagree about what matched.
 
 use std::borrow::Cow;
+use std::collections::hash_map;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -117,13 +118,11 @@ impl JsonSink {
                 let text = &mut self.page_text;
                 text.clear();
                 for location in &page {
-                    let path = match self.escaped_paths.get(&location.file) {
-                        Some(path) => path,
-                        None => {
-                            let path = json_string(view.path(location.file).map_err(damaged)?);
-                            self.escaped_paths
-                                .entry(location.file)
-                                .or_insert(path.into_boxed_str())
+                    let path = match self.escaped_paths.entry(location.file) {
+                        hash_map::Entry::Occupied(known) => known.into_mut(),
+                        hash_map::Entry::Vacant(new) => {
+                            let path = view.path(location.file).map_err(damaged)?;
+                            new.insert(json_string(path).into_boxed_str())
                         }
                     };
                     if n > 0 {

@@ -84,13 +84,14 @@ pub struct Segment {
 
 impl Segment {
     /// Checks the whole file table now: its paths, which a query checks
-    /// one by one as it reads them, and the records a refresh or a stamp
-    /// decodes. [`Damage::Checksum`] of the file table if it is damaged.
+    /// one by one as it reads them, and so the records a refresh or a
+    /// stamp decodes (the table reads its paths from them).
+    /// [`Damage::Checksum`] of the file table if it is damaged.
     pub fn verify_files(&self) -> Result<(), FormatError> {
-        match self.records.verify() && self.index.files().verify().is_ok() {
-            true => Ok(()),
-            false => Err(FormatError::Damaged(Damage::Checksum(Part::FileTable))),
-        }
+        self.index
+            .files()
+            .verify()
+            .map_err(|_| FormatError::Damaged(Damage::Checksum(Part::FileTable)))
     }
 }
 
@@ -192,11 +193,6 @@ impl Records {
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Checks every stored record now (see [`Segment::verify_files`]).
-    fn verify(&self) -> bool {
-        self.encoded.as_ref().is_none_or(|bytes| bytes.verify())
     }
 
     /// The records as a vector.
@@ -1121,9 +1117,8 @@ fn read_files(c: &Container) -> Result<(Records, FileTable), FormatError> {
     if usize::try_from(count).ok() != Some(starts.len()) {
         return Err(malformed());
     }
-    let count = starts.len();
     let files = FileTable::stored(records.clone(), starts, record_path);
-    Ok((Records::encoded(records, count), files))
+    Ok((Records::encoded(records, files.len()), files))
 }
 
 /// Section `id`: checked chunk by chunk against the hashes in section
