@@ -15,8 +15,8 @@
 //! descriptor, so once more than twice the spill's fan-in of them are
 //! held, consecutive finished runs are merged into one, a fan-in at a
 //! time, level by level (so each run is copied a logarithmic number of
-//! times): a tree of tens of thousands of small batches never runs out of
-//! descriptors.
+//! times), whatever order the batches finish in: a tree of tens of
+//! thousands of small batches never runs out of descriptors.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -36,10 +36,53 @@ struct Piece {
     /// batches finished in.
     key: (u32, u64, u32),
     occurrences: u64,
-    /// How many times its runs were combined: runs of one level are
-    /// combined into one of the next.
+    /// How many times its occurrences were copied at most: one more than
+    /// the highest level among the runs combined into it.
     level: u8,
     held: Held,
+}
+
+/// Where a run or a batch starts in file order: (file, byte of the file).
+type Place = (u32, u64);
+
+impl Piece {
+    fn place(&self) -> Place {
+        (self.key.0, self.key.1)
+    }
+}
+
+/// The consecutive runs to combine next, given each run's place and level
+/// in file order, and where the batches still out (in flight, to retry, or
+/// not yet handed out) start. No such batch may lie between the first and
+/// the last, so the combined run takes their place in file order.
+///
+/// A group is `fan_in` runs when it can be: of those, the one whose highest
+/// level is lowest, the first of those. Runs of one level are so combined
+/// before their results are, and each occurrence is copied a logarithmic
+/// number of times; a few runs of a lower level left between higher ones
+/// (their neighbours finished first) are taken along instead of keeping
+/// both from ever forming a group. When batches still out leave no
+/// `fan_in` runs together, the longest group that can be made, down to
+/// two: the runs held never outgrow the descriptors set aside for them.
+fn next_group(
+    pieces: &[(Place, u8)],
+    outstanding: &[Place],
+    fan_in: usize,
+) -> Option<std::ops::Range<usize>> {
+    (2..=fan_in).rev().find_map(|size| {
+        let mut best: Option<(u8, usize)> = None;
+        for (start, window) in pieces.windows(size).enumerate() {
+            let (first, last) = (window[0].0, window[size - 1].0);
+            if outstanding.iter().any(|&o| first < o && o <= last) {
+                continue;
+            }
+            let level = window.iter().map(|&(_, level)| level).max().unwrap_or(0);
+            if best.is_none_or(|(lowest, _)| level < lowest) {
+                best = Some((level, start));
+            }
+        }
+        best.map(|(_, start)| start..start + size)
+    })
 }
 
 enum Held {
@@ -97,8 +140,6 @@ pub(super) struct Coordinator<'a, 's> {
     spilling: bool,
     /// Runs on disk held, done or pending.
     on_disk: usize,
-    /// Past this many runs on disk, finished ones are combined.
-    combine_past: usize,
     /// Raised to tell the workers to write their runs to disk themselves.
     spill_now: Option<&'a SharedFlag>,
     pub report: BuildReport,
@@ -128,10 +169,6 @@ impl<'a, 's> Coordinator<'a, 's> {
             threshold,
             resident: 0,
             keep: threshold / 2,
-            combine_past: spill
-                .as_deref()
-                .and_then(|s| s.fan_in())
-                .map_or(usize::MAX, |fan_in| 2 * fan_in),
             spill,
             spilling: false,
             on_disk: 0,
@@ -321,19 +358,17 @@ impl<'a, 's> Coordinator<'a, 's> {
     }
 
     /// Past twice the spill's fan-in of runs on disk, merges finished runs
-    /// a fan-in at a time into one run on disk each: only consecutive ones
-    /// of one level with no batch still out (in flight, to retry, or not
-    /// yet handed out) between them, so the merged run takes their place
-    /// in file order, and each occurrence is copied once per level.
+    /// a fan-in at a time into one run on disk each (see [`next_group`]),
+    /// until at most twice the fan-in are left or no group can be made.
     pub fn combine_runs(&mut self) -> Result<(), BuildError> {
-        if self.on_disk <= self.combine_past {
-            return Ok(());
-        }
         let Some(fan_in) = self.spill.as_deref().and_then(|s| s.fan_in()) else {
             return Ok(());
         };
         let fan_in = fan_in.max(2);
-        let outstanding: Vec<(u32, u64)> = self
+        if self.on_disk <= 2 * fan_in {
+            return Ok(());
+        }
+        let outstanding: Vec<Place> = self
             .in_flight
             .values()
             .chain(&self.retries)
@@ -341,31 +376,24 @@ impl<'a, 's> Coordinator<'a, 's> {
             .chain([self.planner.frontier()])
             .collect();
         self.done.sort_by_key(|piece| piece.key);
-        let place = |piece: &Piece| (piece.key.0, piece.key.1);
-        let mut start = 0;
-        while start + fan_in <= self.done.len() {
-            let level = self.done[start].level;
-            let group = start..start + fan_in;
-            let (first, last) = (place(&self.done[start]), place(&self.done[group.end - 1]));
-            if self.done[group.clone()].iter().any(|p| p.level != level)
-                || outstanding.iter().any(|&o| first < o && o <= last)
-            {
-                start += 1;
-                continue;
-            }
-            let pieces: Vec<Piece> = self.done.drain(group).collect();
-            let (key, occurrences) = (pieces[0].key, pieces.iter().map(|p| p.occurrences).sum());
+        while self.on_disk > 2 * fan_in {
+            let pieces: Vec<(Place, u8)> = self.done.iter().map(|p| (p.place(), p.level)).collect();
+            let Some(group) = next_group(&pieces, &outstanding, fan_in) else {
+                break;
+            };
+            let pieces: Vec<Piece> = self.done.drain(group.clone()).collect();
+            let key = pieces[0].key;
+            let occurrences = pieces.iter().map(|p| p.occurrences).sum();
+            let level = pieces.iter().map(|p| p.level).max().unwrap_or(0);
+            self.report.combined += pieces.iter().filter(|p| p.level == 0).count();
             let sources = pieces.into_iter().map(|p| self.release(p)).collect();
             let Some(spill) = self.spill.as_deref_mut() else {
                 return Ok(());
             };
             let source = spill.combine(sources).map_err(BuildError::Spill)?;
             self.on_disk += 1;
-            if level == 0 {
-                self.report.combined += fan_in;
-            }
             self.done.insert(
-                start,
+                group.start,
                 Piece {
                     key,
                     occurrences,
@@ -373,12 +401,7 @@ impl<'a, 's> Coordinator<'a, 's> {
                     held: Held::Disk(source),
                 },
             );
-            // The new run may complete a group of the next level.
-            start = start.saturating_sub(fan_in - 1);
         }
-        // Those left are held apart by batches still out: try again once
-        // more have come.
-        self.combine_past = (2 * fan_in).max(self.on_disk + fan_in / 2);
         Ok(())
     }
 
@@ -529,6 +552,97 @@ fn assign_to(
         }
         None => {
             let _ = channel.close_send();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A build's runs as the coordinator sees them, with each run's
+    /// original runs (numbered in file order) and how often each was copied.
+    struct Model {
+        fan_in: usize,
+        /// Runs per batch; batch `b` starts at file `b`.
+        runs: Vec<u32>,
+        /// (place, level, original runs in order).
+        done: Vec<(Place, u8, Vec<u32>)>,
+        copies: u64,
+    }
+
+    impl Model {
+        fn finish(&mut self, batch: usize, outstanding: &[Place]) {
+            let first: u32 = self.runs[..batch].iter().sum();
+            for seq in 0..self.runs[batch] {
+                self.done.push(((batch as u32, 0), 0, vec![first + seq]));
+            }
+            // Runs of one batch share a place: a stable sort keeps them in turn.
+            self.done
+                .sort_by_key(|&(place, _, ref originals)| (place, originals[0]));
+            while self.done.len() > 2 * self.fan_in {
+                let pieces: Vec<(Place, u8)> = self.done.iter().map(|d| (d.0, d.1)).collect();
+                let Some(group) = next_group(&pieces, outstanding, self.fan_in) else {
+                    break;
+                };
+                let combined: Vec<_> = self.done.drain(group.clone()).collect();
+                let level = combined.iter().map(|c| c.1).max().unwrap_or(0) + 1;
+                let originals: Vec<u32> = combined.into_iter().flat_map(|c| c.2).collect();
+                self.copies += originals.len() as u64;
+                self.done
+                    .insert(group.start, (pieces[group.start].0, level, originals));
+            }
+            let bound = (2 * self.fan_in).max(outstanding.len() + 1);
+            assert!(
+                self.done.len() <= bound,
+                "{} runs held, more than {bound}, with {} batches out",
+                self.done.len(),
+                outstanding.len()
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Batches finishing in any order: the runs held stay within twice
+        /// the fan-in (or one per stretch between batches still out, when
+        /// more of those); combined runs keep file order; and each original
+        /// run is copied a logarithmic number of times (at most three times
+        /// two more than the log, base fan-in, of their count).
+        #[test]
+        fn combining_keeps_runs_few_and_in_order(
+            runs in proptest::collection::vec(1u32..4, 1..300),
+            fan_in in 2usize..10,
+            workers in 1usize..5,
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 300),
+        ) {
+            let mut model = Model { fan_in, runs: runs.clone(), done: Vec::new(), copies: 0 };
+            let (mut next, mut in_flight) = (0usize, Vec::new());
+            let mut picks = picks.iter().cycle();
+            while next < runs.len() || !in_flight.is_empty() {
+                while in_flight.len() < workers && next < runs.len() {
+                    in_flight.push(next);
+                    next += 1;
+                }
+                let pick = picks.next().map_or(0, |p| p.index(in_flight.len()));
+                let batch = in_flight.swap_remove(pick);
+                let outstanding: Vec<Place> = in_flight
+                    .iter()
+                    .map(|&b| (b as u32, 0))
+                    .chain([(next as u32, 0)])
+                    .collect();
+                model.finish(batch, &outstanding);
+            }
+            let originals: Vec<u32> = model.done.iter().flat_map(|d| d.2.iter().copied()).collect();
+            let total: u32 = runs.iter().sum();
+            prop_assert_eq!(originals, (0..total).collect::<Vec<u32>>());
+            let levels = f64::from(total).log(fan_in as f64).ceil() + 2.0;
+            prop_assert!(
+                model.copies as f64 <= f64::from(total) * levels * 3.0,
+                "{} copies of {} runs", model.copies, total
+            );
         }
     }
 }
