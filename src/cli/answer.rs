@@ -15,7 +15,7 @@ use ignore::types::{Types, TypesBuilder};
 use ignore::Match;
 use regex::Regex;
 
-use indexer::index::{Damaged, Hit, Location, View};
+use indexer::index::{Counted, Damaged, Hit, Location, View};
 use indexer::search::{matching_words, Query};
 
 use super::lines::{word_extent, Lines};
@@ -272,17 +272,26 @@ fn error_reason(e: &ignore::Error) -> String {
 #[derive(Debug, Clone)]
 pub struct Entry {
     hit: Hit,
+    count: u64,
+    /// What a narrowed answer keeps (else the locations are read from the
+    /// index): boxed, as an answer of every word is 40 bytes a word where
+    /// the two inline took 80, and a pattern answers hundreds of thousands
+    /// (their fresh pages were a third of `*a*b*c*`'s time, perf).
+    narrowed: Option<Box<Narrowed>>,
+}
+
+#[derive(Debug, Clone)]
+struct Narrowed {
     /// With `-s`: the word as spelled in the files.
     spelled: Option<String>,
-    /// The locations, when the answer was narrowed (else read from the index).
-    listed: Option<Vec<Location>>,
-    count: u64,
+    /// The locations kept.
+    listed: Vec<Location>,
 }
 
 impl Entry {
     /// The word as shown.
     pub fn word<'v>(&'v self, view: &'v View) -> Cow<'v, str> {
-        match &self.spelled {
+        match self.narrowed.as_ref().and_then(|n| n.spelled.as_ref()) {
             Some(word) => Cow::Borrowed(word),
             None => view.word(&self.hit),
         }
@@ -298,16 +307,16 @@ impl Entry {
         &'v self,
         view: &'v View,
     ) -> Result<Box<dyn Iterator<Item = Location> + 'v>, Damaged> {
-        Ok(match &self.listed {
-            Some(listed) => Box::new(listed.iter().copied()),
+        Ok(match &self.narrowed {
+            Some(narrowed) => Box::new(narrowed.listed.iter().copied()),
             None => Box::new(view.locations(&self.hit)?),
         })
     }
 
     /// Its first `n` locations, reading no further than needed.
     pub fn first(&self, view: &View, n: usize) -> Result<Vec<Location>, Damaged> {
-        match &self.listed {
-            Some(listed) => Ok(listed.iter().take(n).copied().collect()),
+        match &self.narrowed {
+            Some(narrowed) => Ok(narrowed.listed.iter().take(n).copied().collect()),
             None => view.first_locations(&self.hit, n),
         }
     }
@@ -316,9 +325,19 @@ impl Entry {
     pub fn lazy_hits(entries: &[Entry]) -> Vec<Hit> {
         entries
             .iter()
-            .filter(|e| e.listed.is_none())
+            .filter(|e| e.narrowed.is_none())
             .map(|e| e.hit)
             .collect()
+    }
+}
+
+impl Counted for Entry {
+    fn hit(&self) -> &Hit {
+        &self.hit
+    }
+
+    fn count_mut(&mut self) -> &mut u64 {
+        &mut self.count
     }
 }
 
@@ -357,32 +376,33 @@ pub fn find(
     request: &Request,
     narrowing: &Narrowing<'_>,
 ) -> Result<Vec<Entry>, FindError> {
-    let per_term: Vec<Vec<Hit>> = request
+    // Each word as an entry of the answer from the start, its count and
+    // narrowing set below.
+    let lazy = |hit| Entry {
+        hit,
+        count: 0,
+        narrowed: None,
+    };
+    let per_term: Vec<Vec<Entry>> = request
         .terms
         .iter()
-        .map(|(_, query)| view.hits(|vocabulary| matching_words(vocabulary, query)))
+        .map(|(_, query)| view.hits_as(|vocabulary| matching_words(vocabulary, query), lazy))
         .collect::<Result<_, Damaged>>()?;
     let admitted = narrowing.paths.admitted(view, &request.paths)?;
     let simple = per_term.len() == 1 && admitted.is_none() && !narrowing.case_sensitive;
     if simple {
-        let hits = per_term.into_iter().next().unwrap_or_default();
-        let counts = view.counts(&hits)?;
-        let entries = hits.into_iter().zip(counts).map(|(hit, count)| Entry {
-            hit,
-            spelled: None,
-            listed: None,
-            count,
-        });
-        return Ok(entries.collect());
+        let mut entries = per_term.into_iter().next().unwrap_or_default();
+        view.count_into(&mut entries)?;
+        return Ok(entries);
     }
     let mut terms: Vec<Vec<Entry>> = Vec::with_capacity(per_term.len());
-    for ((text, _), hits) in request.terms.iter().zip(per_term) {
+    for ((text, _), term) in request.terms.iter().zip(per_term) {
         let cased = match narrowing.case_sensitive {
             true => Some(cased_regex(text)?),
             false => None,
         };
         let mut entries = Vec::new();
-        for hit in hits {
+        for Entry { hit, .. } in term {
             let listed: Vec<Location> = view
                 .locations(&hit)?
                 .filter(|l| {
@@ -408,7 +428,7 @@ pub fn find(
         let mut common = vec![0usize; view.files().len()];
         for (k, entries) in terms.iter().enumerate() {
             for entry in entries {
-                for location in entry.listed.iter().flatten() {
+                for location in entry.narrowed.iter().flat_map(|n| &n.listed) {
                     if let Some(c) = common.get_mut(location.file as usize) {
                         if *c == k {
                             *c = k + 1;
@@ -420,7 +440,8 @@ pub fn find(
         let every = terms.len();
         for entries in &mut terms {
             for entry in entries.iter_mut() {
-                if let Some(listed) = &mut entry.listed {
+                if let Some(narrowed) = &mut entry.narrowed {
+                    let listed = &mut narrowed.listed;
                     listed.retain(|l| common.get(l.file as usize) == Some(&every));
                     entry.count = listed.len() as u64;
                 }
@@ -440,9 +461,8 @@ pub fn find(
 fn listed_entry(hit: Hit, spelled: Option<String>, listed: Vec<Location>) -> Entry {
     Entry {
         hit,
-        spelled,
         count: listed.len() as u64,
-        listed: Some(listed),
+        narrowed: Some(Box::new(Narrowed { spelled, listed })),
     }
 }
 

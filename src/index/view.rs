@@ -205,6 +205,15 @@ pub struct Hit {
     parts: [(u32, u32); MAX_LAYERS],
 }
 
+/// An item of an answer that stands for a hit and holds its word's count,
+/// for [`View::count_into`].
+pub trait Counted: Send {
+    /// The word.
+    fn hit(&self) -> &Hit;
+    /// Where its count goes.
+    fn count_mut(&mut self) -> &mut u64;
+}
+
 impl Hit {
     const EMPTY: Hit = Hit {
         parts: [(NONE, NONE); MAX_LAYERS],
@@ -420,10 +429,18 @@ impl View {
     /// occurrence is in dropped files. [`Damaged`] when a block of words
     /// read on the way failed its check (the pick could be short), so the
     /// hits' words, read by the pick, are sound.
-    pub fn hits(
+    pub fn hits(&self, select: impl FnMut(&Vocabulary) -> Vec<usize>) -> Result<Vec<Hit>, Damaged> {
+        self.hits_as(select, |hit| hit)
+    }
+
+    /// [`View::hits`], each made into a `T` as it is found (an answer of
+    /// hundreds of thousands of words is then built once, not copied from
+    /// a vector of hits: fresh pages cost as much as the copy).
+    pub fn hits_as<T>(
         &self,
         mut select: impl FnMut(&Vocabulary) -> Vec<usize>,
-    ) -> Result<Vec<Hit>, Damaged> {
+        mut make: impl FnMut(Hit) -> T,
+    ) -> Result<Vec<T>, Damaged> {
         let mut picked: Vec<Vec<usize>> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let mut ids = select(layer.index.vocabulary());
@@ -445,7 +462,7 @@ impl View {
         if picked.len() == 1 || self.sharded {
             // One layer, or shards in word order: their picks, as they are.
             for (l, ids) in picked.iter().enumerate() {
-                hits.extend(ids.iter().map(|&id| Hit::of(l, id)));
+                hits.extend(ids.iter().map(|&id| make(Hit::of(l, id))));
             }
             return Ok(hits);
         }
@@ -483,7 +500,7 @@ impl View {
                 next[l] += 1;
                 heads[l] = word_of(l, next[l]);
             }
-            hits.push(hit);
+            hits.push(make(hit));
         }
     }
 
@@ -499,41 +516,50 @@ impl View {
         self.layers[l].index.vocabulary().word_str(id)
     }
 
-    /// Occurrences of each hit's word, in order. Many words are counted in
-    /// two halves side by side: each count is a cache miss in a table of
-    /// every word's count (and, the first time, its chunk's check), which
-    /// for the tens of thousands of words a pattern can match is a good
-    /// part of the answer's time.
-    pub fn counts(&self, hits: &[Hit]) -> Result<Vec<u64>, Damaged> {
+    /// Sets the count of each item's word. Many words are counted in two
+    /// halves side by side: each count is a cache miss in a table of every
+    /// word's count (and, the first time, its chunk's check), which for the
+    /// tens of thousands of words a pattern can match is a good part of the
+    /// answer's time.
+    pub fn count_into<T: Counted>(&self, items: &mut [T]) -> Result<(), Damaged> {
         const SIDE_BY_SIDE: usize = 1 << 14;
-        let count_all = |hits: &[Hit]| -> Result<Vec<u64>, Damaged> {
+        // Counts read into a small buffer at a time, then set.
+        const AT_ONCE: usize = 4096;
+        let count_all = |items: &mut [T]| -> Result<(), Damaged> {
             match &self.layers[..] {
                 // One layer as stored: its counts read a chunk at a time.
                 [layer] if layer.adjusted.is_empty() => {
-                    let mut counts = Vec::with_capacity(hits.len());
-                    layer
-                        .index
-                        .counts_of(hits.iter().map(|h| h.first().1), &mut counts)?;
-                    Ok(counts)
+                    let mut counts = Vec::with_capacity(AT_ONCE.min(items.len()));
+                    for chunk in items.chunks_mut(AT_ONCE) {
+                        counts.clear();
+                        let ids = chunk.iter().map(|item| item.hit().first().1);
+                        layer.index.counts_of(ids, &mut counts)?;
+                        for (item, &count) in chunk.iter_mut().zip(&counts) {
+                            *item.count_mut() = count;
+                        }
+                    }
                 }
-                _ => hits.iter().map(|h| self.count(h)).collect(),
+                _ => {
+                    for item in items {
+                        *item.count_mut() = self.count(item.hit())?;
+                    }
+                }
             }
+            Ok(())
         };
-        if hits.len() < SIDE_BY_SIDE {
-            return count_all(hits);
+        if items.len() < SIDE_BY_SIDE {
+            return count_all(items);
         }
-        let (low, high) = hits.split_at(hits.len() / 2);
+        let (low, high) = items.split_at_mut(items.len() / 2);
         let (low, high) = std::thread::scope(|scope| {
             let high = scope.spawn(|| count_all(high));
-            let low: Result<Vec<u64>, Damaged> = count_all(low);
+            let low = count_all(low);
             (
                 low,
                 high.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
             )
         });
-        let mut counts = low?;
-        counts.extend(high?);
-        Ok(counts)
+        low.and(high)
     }
 
     /// Occurrences of the word in the view.
