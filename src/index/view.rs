@@ -459,6 +459,7 @@ impl View {
             picked.push(ids);
         }
         let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
+        crate::index::partial::advise_huge_pages(hits.spare_capacity_mut());
         if picked.len() == 1 || self.sharded {
             // One layer, or shards in word order: their picks, as they are.
             for (l, ids) in picked.iter().enumerate() {

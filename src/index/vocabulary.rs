@@ -33,6 +33,13 @@ fn share(n: usize, part: usize, parts: usize) -> Range<usize> {
     n * part / parts..n * (part + 1) / parts
 }
 
+/// The second part's picks after the first's, in the first's vector: its
+/// pages are already mapped (`concat` would fault in a third vector).
+fn joined(mut first: Vec<usize>, second: Vec<usize>) -> Vec<usize> {
+    first.extend(second);
+    first
+}
+
 /// Distinct words in ascending byte order; a word's number is its rank.
 #[derive(Debug, Clone)]
 pub struct Vocabulary {
@@ -1239,7 +1246,9 @@ impl Vocabulary {
             }
             ids
         })
-        .concat()
+        .into_iter()
+        .reduce(joined)
+        .unwrap_or_default()
     }
 
     /// The numbers in `range` of the words `keep` accepts, ascending.
@@ -1331,7 +1340,9 @@ impl Vocabulary {
                     .in_parts(|part, parts| {
                         f.containing(share(f.block_count(), part, parts), &finder, signed, keep)
                     })
-                    .concat();
+                    .into_iter()
+                    .reduce(joined)
+                    .unwrap_or_default();
             }
         }
         ids
