@@ -52,15 +52,7 @@ impl SpillFolder {
 
     /// A new temporary file, already unlinked.
     pub fn file(&self) -> io::Result<File> {
-        tempfile::tempfile_in(&self.folder).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot make a temporary file in {}: {e}",
-                    self.folder.display()
-                ),
-            )
-        })
+        temporary_file(&self.folder)
     }
 }
 
