@@ -46,15 +46,31 @@ struct Piece {
 type Place = (u32, u64);
 
 impl Piece {
-    fn place(&self) -> Place {
-        (self.key.0, self.key.1)
+    /// What [`next_group`] needs to know of it.
+    fn spot(&self) -> Spot {
+        Spot {
+            place: (self.key.0, self.key.1),
+            level: self.level,
+            on_disk: matches!(self.held, Held::Disk(_)),
+        }
     }
 }
 
-/// The consecutive runs to combine next, given each run's place and level
-/// in file order, and where the batches still out (in flight, to retry, or
-/// not yet handed out) start. No such batch may lie between the first and
-/// the last, so the combined run takes their place in file order.
+/// A finished run as [`next_group`] sees it.
+#[derive(Debug, Clone, Copy)]
+struct Spot {
+    place: Place,
+    level: u8,
+    /// Holding a descriptor (else kept in memory).
+    on_disk: bool,
+}
+
+/// The consecutive runs to combine next, given the finished runs in file
+/// order, and where the batches still out (in flight, to retry, or not yet
+/// handed out) start. No such batch may lie between the first and the
+/// last, so the combined run takes their place in file order; and at least
+/// two must be on disk, so combining them frees a descriptor (runs kept in
+/// memory alone are left there).
 ///
 /// A group is `fan_in` runs when it can be: of those, the one whose highest
 /// level is lowest, the first of those. Runs of one level are so combined
@@ -65,18 +81,20 @@ impl Piece {
 /// `fan_in` runs together, the longest group that can be made, down to
 /// two: the runs held never outgrow the descriptors set aside for them.
 fn next_group(
-    pieces: &[(Place, u8)],
+    runs: &[Spot],
     outstanding: &[Place],
     fan_in: usize,
 ) -> Option<std::ops::Range<usize>> {
     (2..=fan_in).rev().find_map(|size| {
         let mut best: Option<(u8, usize)> = None;
-        for (start, window) in pieces.windows(size).enumerate() {
-            let (first, last) = (window[0].0, window[size - 1].0);
-            if outstanding.iter().any(|&o| first < o && o <= last) {
+        for (start, window) in runs.windows(size).enumerate() {
+            let (first, last) = (window[0].place, window[size - 1].place);
+            if outstanding.iter().any(|&o| first < o && o <= last)
+                || window.iter().filter(|run| run.on_disk).count() < 2
+            {
                 continue;
             }
-            let level = window.iter().map(|&(_, level)| level).max().unwrap_or(0);
+            let level = window.iter().map(|run| run.level).max().unwrap_or(0);
             if best.is_none_or(|(lowest, _)| level < lowest) {
                 best = Some((level, start));
             }
@@ -377,8 +395,8 @@ impl<'a, 's> Coordinator<'a, 's> {
             .collect();
         self.done.sort_by_key(|piece| piece.key);
         while self.on_disk > 2 * fan_in {
-            let pieces: Vec<(Place, u8)> = self.done.iter().map(|p| (p.place(), p.level)).collect();
-            let Some(group) = next_group(&pieces, &outstanding, fan_in) else {
+            let spots: Vec<Spot> = self.done.iter().map(Piece::spot).collect();
+            let Some(group) = next_group(&spots, &outstanding, fan_in) else {
                 break;
             };
             let pieces: Vec<Piece> = self.done.drain(group.clone()).collect();
@@ -582,8 +600,16 @@ mod tests {
             self.done
                 .sort_by_key(|&(place, _, ref originals)| (place, originals[0]));
             while self.done.len() > 2 * self.fan_in {
-                let pieces: Vec<(Place, u8)> = self.done.iter().map(|d| (d.0, d.1)).collect();
-                let Some(group) = next_group(&pieces, outstanding, self.fan_in) else {
+                let spots: Vec<Spot> = self
+                    .done
+                    .iter()
+                    .map(|d| Spot {
+                        place: d.0,
+                        level: d.1,
+                        on_disk: true,
+                    })
+                    .collect();
+                let Some(group) = next_group(&spots, outstanding, self.fan_in) else {
                     break;
                 };
                 let combined: Vec<_> = self.done.drain(group.clone()).collect();
@@ -591,7 +617,7 @@ mod tests {
                 let originals: Vec<u32> = combined.into_iter().flat_map(|c| c.2).collect();
                 self.copies += originals.len() as u64;
                 self.done
-                    .insert(group.start, (pieces[group.start].0, level, originals));
+                    .insert(group.start, (spots[group.start].place, level, originals));
             }
             let bound = (2 * self.fan_in).max(outstanding.len() + 1);
             assert!(
@@ -643,6 +669,49 @@ mod tests {
                 model.copies as f64 <= f64::from(total) * levels * 3.0,
                 "{} copies of {} runs", model.copies, total
             );
+        }
+    }
+
+    proptest! {
+        /// Against every window tried in turn: a group is returned exactly
+        /// when some window of two or more runs, at least two of them on
+        /// disk, has no batch still out inside it; it is the longest such
+        /// (at most the fan-in), of those the lowest highest level, then
+        /// the first.
+        #[test]
+        fn the_group_is_the_longest_lowest_first_window(
+            runs in proptest::collection::vec((0u32..40, 0u8..3, any::<bool>()), 0..40),
+            outstanding in proptest::collection::vec(0u32..40, 0..4),
+            fan_in in 2usize..8,
+        ) {
+            let mut runs = runs;
+            runs.sort_by_key(|r| r.0);
+            let spots: Vec<Spot> = runs
+                .iter()
+                .map(|&(file, level, on_disk)| Spot { place: (file, 0), level, on_disk })
+                .collect();
+            let outstanding: Vec<Place> = outstanding.iter().map(|&f| (f, 0)).collect();
+            let mut want = None;
+            'sizes: for size in (2..=fan_in).rev() {
+                let mut best: Option<(u8, usize)> = None;
+                for start in 0..spots.len().saturating_sub(size - 1) {
+                    let window = &spots[start..start + size];
+                    let inside = |o: &Place| window[0].place < *o && *o <= window[size - 1].place;
+                    let on_disk = window.iter().filter(|s| s.on_disk).count();
+                    if outstanding.iter().any(inside) || on_disk < 2 {
+                        continue;
+                    }
+                    let level = window.iter().map(|s| s.level).max().unwrap_or(0);
+                    if best.is_none_or(|(lowest, _)| level < lowest) {
+                        best = Some((level, start));
+                    }
+                }
+                if let Some((_, start)) = best {
+                    want = Some(start..start + size);
+                    break 'sizes;
+                }
+            }
+            prop_assert_eq!(next_group(&spots, &outstanding, fan_in), want);
         }
     }
 }
