@@ -359,6 +359,23 @@ fn runs_on_disk_past_the_open_file_limit_are_combined_not_refused() {
     let stderr = stderr_of(&out);
     assert!(stderr.contains("merged into larger ones"), "{stderr}");
     assert_eq!(stat(&stderr, "runs"), 400, "{stderr}");
+    // Fewer still: whole answers, or one line saying what limit to raise.
+    for fds in [10, 12, 14, 16, 24] {
+        let out = with_open_files(fds, dir.path(), &command);
+        let stderr = stderr_of(&out);
+        if out.status.code() == Some(0) {
+            let what = format!("--batch 1, {fds} open files");
+            assert_answers_like_reference(&out, dir.path(), &queries, &what);
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{fds} fds: {stderr}");
+            assert!(
+                stderr.starts_with("indexer: ")
+                    && stderr.lines().count() == 1
+                    && stderr.contains("ulimit -n"),
+                "{fds} fds: {stderr}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -70,9 +70,17 @@ fn write_run(folder: &Path, run: &Run) -> io::Result<File> {
 
 fn temporary_file(folder: &Path) -> io::Result<File> {
     tempfile::tempfile_in(folder).map_err(|e| {
+        // Out of descriptors is the user's limit to raise, not a fault.
+        let advice = match e.raw_os_error() {
+            Some(libc::EMFILE) => "; raise the limit on open files with `ulimit -n`",
+            _ => "",
+        };
         io::Error::new(
             e.kind(),
-            format!("cannot make a temporary file in {}: {e}", folder.display()),
+            format!(
+                "cannot make a temporary file in {}: {e}{advice}",
+                folder.display()
+            ),
         )
     })
 }
