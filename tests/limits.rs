@@ -308,6 +308,18 @@ fn with_open_files(fds: u64, root: &Path, args: &[&str]) -> Output {
     command.output().unwrap()
 }
 
+/// Exit 1, and one `indexer: ` line naming the limit to raise.
+fn assert_says_raise_the_limit(out: &Output, fds: u64) {
+    let stderr = stderr_of(out);
+    assert_eq!(out.status.code(), Some(1), "{fds} fds: {stderr}");
+    assert!(
+        stderr.starts_with("indexer: ")
+            && stderr.lines().count() == 1
+            && stderr.contains("ulimit -n"),
+        "{fds} fds: {stderr}"
+    );
+}
+
 #[test]
 fn too_few_file_descriptors_mean_fewer_workers_or_a_clear_error() {
     // A worker needs 7 descriptors of its own: from there on a build goes
@@ -326,13 +338,7 @@ fn too_few_file_descriptors_mean_fewer_workers_or_a_clear_error() {
             assert!(stderr.contains(" 0 unreadable"), "{fds} fds: {stderr}");
             assert_answers_like_reference(&out, &corpus(), &queries, &format!("{fds} open files"));
         } else {
-            assert_eq!(out.status.code(), Some(1), "{fds} fds: {stderr}");
-            assert!(
-                stderr.starts_with("indexer: ")
-                    && stderr.lines().count() == 1
-                    && stderr.contains("ulimit -n"),
-                "{fds} fds: {stderr}"
-            );
+            assert_says_raise_the_limit(&out, fds);
         }
     }
 }
@@ -362,18 +368,11 @@ fn runs_on_disk_past_the_open_file_limit_are_combined_not_refused() {
     // Fewer still: whole answers, or one line saying what limit to raise.
     for fds in [10, 12, 14, 16, 24] {
         let out = with_open_files(fds, dir.path(), &command);
-        let stderr = stderr_of(&out);
         if out.status.code() == Some(0) {
             let what = format!("--batch 1, {fds} open files");
             assert_answers_like_reference(&out, dir.path(), &queries, &what);
         } else {
-            assert_eq!(out.status.code(), Some(1), "{fds} fds: {stderr}");
-            assert!(
-                stderr.starts_with("indexer: ")
-                    && stderr.lines().count() == 1
-                    && stderr.contains("ulimit -n"),
-                "{fds} fds: {stderr}"
-            );
+            assert_says_raise_the_limit(&out, fds);
         }
     }
 }
