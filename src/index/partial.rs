@@ -230,6 +230,17 @@ pub(crate) fn advise_huge_pages<T>(memory: &[T]) {
     let _ = memory;
 }
 
+/// A table of `n` empty slots, on huge pages where the kernel gives them.
+/// The hint must come before the first write: `vec![Slot::default(); n]`
+/// writes every slot, and its memory is then backed by 4 KiB pages for
+/// good (the kernel collapses them into huge ones only slowly, if ever).
+fn empty_slots(n: usize) -> Vec<Slot> {
+    let mut slots = Vec::with_capacity(n);
+    advise_huge_pages(slots.spare_capacity_mut());
+    slots.resize(n, Slot::default());
+    slots
+}
+
 /// Asks the CPU to fetch `item`'s cache line ahead of its use.
 #[inline]
 pub(crate) fn prefetch<T>(item: &T) {
@@ -271,7 +282,7 @@ impl PartialIndex {
         }
         .max(FIRST_SLOTS);
         PartialIndex {
-            slots: vec![Slot::default(); FIRST_SLOTS],
+            slots: empty_slots(FIRST_SLOTS),
             words: 0,
             long_keys: Vec::new(),
             // Offset 0 means "no block", so the arena starts with padding.
@@ -421,8 +432,7 @@ impl PartialIndex {
             self.slots.len() < self.max_slots,
             "a run is cut before this"
         );
-        let mut slots = vec![Slot::default(); self.slots.len() * 2];
-        advise_huge_pages(&slots);
+        let mut slots = empty_slots(self.slots.len() * 2);
         let mask = slots.len() - 1;
         for slot in self.slots.iter().filter(|s| s.hash != 0) {
             let mut i = slot.hash as usize & mask;
@@ -632,6 +642,17 @@ impl PartialIndex {
         u128::from_be_bytes(prefix)
     }
 
+    /// The key's bytes from `offset` on (at most 16, zero-padded), as a
+    /// big-endian number, for words whose keys agree before `offset`.
+    fn sort_chunk(&self, slot: &Slot, offset: usize) -> u128 {
+        let key = self.key(slot);
+        let rest = key.get(offset..).unwrap_or_default();
+        let rest = &rest[..rest.len().min(16)];
+        let mut chunk = [0u8; 16];
+        chunk[..rest.len()].copy_from_slice(rest);
+        u128::from_be_bytes(chunk)
+    }
+
     /// The blocks of a slot's posting chain, as arena ranges.
     fn chain<'a>(&'a self, slot: &'a Slot) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
         let mut block = slot.head as usize;
@@ -671,22 +692,34 @@ impl PartialIndex {
                     slot: i as u32,
                 }),
         );
-        // Whole-key comparisons are needed only among words sharing their
-        // first 16 bytes: sort by the prefix alone, then fix up those runs.
         order.sort_unstable_by_key(|item| item.prefix);
-        let mut tie = 0;
-        while tie < order.len() {
-            let mut end = tie + 1;
-            while end < order.len() && order[end].prefix == order[tie].prefix {
-                end += 1;
+        // Words sharing their first 16 bytes are then ordered by their next
+        // 16, and so on: each round reads one chunk of each tied word, in
+        // one pass, where sorting a tie by whole keys fetched two slots
+        // (random lines of the table) for every comparison. Kernel batches
+        // have many such ties (`arch_...`, `drm_...` identifiers).
+        let mut ties = Vec::new();
+        push_ties(&order, 0..order.len(), 16, &mut ties);
+        while let Some((range, offset)) = ties.pop() {
+            let tied = &mut order[range.clone()];
+            let mut longest = 0;
+            for item in tied.iter_mut() {
+                let slot = &self.slots[item.slot as usize];
+                item.prefix = self.sort_chunk(slot, offset);
+                longest = longest.max(slot.len as usize);
             }
-            if end - tie > 1 {
-                order[tie..end].sort_unstable_by(|a, b| {
+            if longest <= offset {
+                // Every byte compared equal: words that differ only by
+                // trailing NULs (not word characters, but cheap to order),
+                // which whole keys set apart by length.
+                tied.sort_unstable_by(|a, b| {
                     self.key(&self.slots[a.slot as usize])
                         .cmp(self.key(&self.slots[b.slot as usize]))
                 });
+            } else {
+                tied.sort_unstable_by_key(|item| item.prefix);
+                push_ties(&order, range, offset + 16, &mut ties);
             }
-            tie = end;
         }
         let mut bytes = Vec::with_capacity(self.long_keys.len() + order.len() * 16);
         let mut postings = Vec::with_capacity(self.arena.len());
@@ -753,7 +786,29 @@ impl PartialIndex {
     }
 }
 
-/// A word's place in the sort: its first 16 bytes, big-endian, and its slot.
+/// Pushes every range of two or more words of `range` (sorted) that share
+/// their sort chunk, to be ordered by their chunk at `offset`.
+fn push_ties(
+    order: &[SortItem],
+    range: std::ops::Range<usize>,
+    offset: usize,
+    ties: &mut Vec<(std::ops::Range<usize>, usize)>,
+) {
+    let mut tie = range.start;
+    while tie < range.end {
+        let mut end = tie + 1;
+        while end < range.end && order[end].prefix == order[tie].prefix {
+            end += 1;
+        }
+        if end - tie > 1 {
+            ties.push((tie..end, offset));
+        }
+        tie = end;
+    }
+}
+
+/// A word's place in the sort: a 16-byte chunk of its key (at first its
+/// first 16 bytes), big-endian, and its slot.
 #[derive(Debug, Clone, Copy)]
 struct SortItem {
     prefix: u128,
@@ -1060,6 +1115,37 @@ mod tests {
                     (e.word.to_vec(), list)
                 })
                 .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest::proptest! {
+        /// Words that share long prefixes (past the 16 bytes the first sort
+        /// reads, and past the 24 a slot holds) come out in byte order, each
+        /// once, with its own occurrences: the order of a `BTreeMap`.
+        #[test]
+        fn words_sharing_long_prefixes_come_out_in_byte_order(
+            words in proptest::collection::vec(("[ab_]{0,3}", 0usize..60, "[a-c_0-9]{0,40}"), 1..400),
+        ) {
+            let mut partial = PartialIndex::new();
+            type Places = Vec<(u32, u64)>;
+            let mut want: std::collections::BTreeMap<Vec<u8>, Places> = Default::default();
+            for (line, (head, shared, tail)) in words.iter().enumerate() {
+                let word = format!("{head}{}{tail}", "x".repeat(*shared));
+                let line = line as u64 + 1;
+                for_each_word(word.as_bytes(), |w, pos| {
+                    let _ = partial.add(w, 0, line, pos.column);
+                    want.entry(w.as_bytes().to_vec()).or_default().push((0, line));
+                });
+            }
+            let run = partial.into_run();
+            let got: Vec<(Vec<u8>, Places)> = RunReader::new(&run)
+                .map(|e| {
+                    let places = Locations::new(e.postings).map(|l| (l.file, l.line)).collect();
+                    (e.word.to_vec(), places)
+                })
+                .collect();
+            let want: Vec<_> = want.into_iter().collect();
             proptest::prop_assert_eq!(got, want);
         }
     }
