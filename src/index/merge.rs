@@ -13,7 +13,7 @@
 //! threads. The ranges are then laid end to end.
 
 use super::bytes::Bytes;
-use super::partial::{prefetch, Run, RunEntry, RunReader};
+use super::partial::{prefetch, with_huge_capacity, Run, RunEntry, RunReader};
 use super::postings::Locations;
 use super::tournament::{word_prefix, LoserTree};
 use super::vocabulary::Vocabulary;
@@ -143,13 +143,13 @@ fn merge_range(
     let entry_bytes = share(runs.iter().map(|r| r.bytes.len()).sum());
     let mut shard = Shard {
         vocabulary: Vocabulary::with_capacity(entries, entry_bytes),
-        counts: Vec::with_capacity(entries),
+        counts: with_huge_capacity(entries),
         pieces: PieceShard {
             first_word: 0,
-            piece_ends: Vec::with_capacity(entries),
-            run: Vec::with_capacity(entries),
-            start: Vec::with_capacity(entries),
-            len: Vec::with_capacity(entries),
+            piece_ends: with_huge_capacity(entries),
+            run: with_huge_capacity(entries),
+            start: with_huge_capacity(entries),
+            len: with_huge_capacity(entries),
         },
     };
     while let Some((first, word)) = tree.winner() {

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::bytes::{Array, Chunked};
+use super::partial::with_huge_capacity;
 use super::postings::{read_varint, write_varint};
 
 /// Words per front-coded block: a lookup decodes at most this many.
@@ -835,8 +836,8 @@ impl Vocabulary {
     pub fn with_capacity(words: usize, bytes: usize) -> Self {
         Vocabulary {
             form: Form::Arena(Arena {
-                bytes: Vec::with_capacity(bytes),
-                ends: Vec::with_capacity(words),
+                bytes: with_huge_capacity(bytes),
+                ends: with_huge_capacity(words),
             }),
         }
     }
