@@ -750,23 +750,24 @@ impl PartialIndex {
             }
             let slot = &self.slots[item.slot as usize];
             let key = self.key(slot);
-            let list_len: usize = match slot.chained {
-                true => self.chain(slot).map(|r| r.len()).sum(),
-                false => slot.inline_len as usize,
-            };
-            write_varint(&mut bytes, key.len() as u64);
-            bytes.extend_from_slice(key);
-            write_varint(&mut bytes, u64::from(slot.count));
-            write_varint(&mut bytes, u64::from(slot.last_file));
-            write_varint(&mut bytes, list_len as u64);
+            // The list first, so its length is known from one walk of the
+            // chain (a cache miss per block).
+            let list_start = postings.len();
             match slot.chained {
                 true => {
                     for range in self.chain(slot) {
                         postings.extend_from_slice(&self.arena[range]);
                     }
                 }
-                false => postings.extend_from_slice(&slot.inline_list().to_le_bytes()[..list_len]),
+                false => postings.extend_from_slice(
+                    &slot.inline_list().to_le_bytes()[..slot.inline_len as usize],
+                ),
             }
+            write_varint(&mut bytes, key.len() as u64);
+            bytes.extend_from_slice(key);
+            write_varint(&mut bytes, u64::from(slot.count));
+            write_varint(&mut bytes, u64::from(slot.last_file));
+            write_varint(&mut bytes, (postings.len() - list_start) as u64);
             // Emptied while it is in the cache: every used slot is in
             // `order`, so the table is left empty without a pass over all
             // of it (tens of megabytes written per run).
