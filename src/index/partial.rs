@@ -706,7 +706,7 @@ impl PartialIndex {
         // 16, and so on: each round reads one chunk of each tied word, in
         // one pass, where sorting a tie by whole keys fetched two slots
         // (random lines of the table) for every comparison. Kernel batches
-        // have many such ties (`arch_...`, `drm_...` identifiers).
+        // have many such ties (`drm_atomic_helper_...` and the like).
         let mut ties = Vec::new();
         push_ties(&order, 0..order.len(), 16, &mut ties);
         while let Some((range, offset)) = ties.pop() {
