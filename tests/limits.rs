@@ -79,6 +79,10 @@ fn a_batch_past_its_postings_limit_is_cut_into_runs_and_loses_nothing() {
         stat(&stderr, "runs") > 3 * stat(&stderr, "batches"),
         "the batches were not cut:\n{stderr}"
     );
+    // The workers' time is split where the budget is argued (issue 11).
+    let phases =
+        regex::Regex::new(r"read [0-9.]+ s, tokenize [0-9.]+ s, record [0-9.]+ s, sort").unwrap();
+    assert!(phases.is_match(&stderr), "no phases in:\n{stderr}");
 }
 
 #[test]

@@ -698,13 +698,14 @@ fn print_timings(err: &mut impl Write, report: &BuildReport) {
     let t = &report.timings;
     let tokenize = t
         .work
-        .saturating_sub(t.read + t.runs + t.send + t.delay)
+        .saturating_sub(t.read + t.record + t.runs + t.send + t.delay)
         .as_secs_f64();
     let _ = writeln!(
         err,
-        "time: walk {:.3} s; workers (summed): read {:.3} s, tokenize+record {tokenize:.3} s, sort+encode runs {:.3} s, send {:.3} s; parent: receive {:.3} s, merge {:.3} s; total {:.3} s; {} batches, {} runs ({:.1} MB to merge in memory)",
+        "time: walk {:.3} s; workers (summed): read {:.3} s, tokenize {tokenize:.3} s, record {:.3} s, sort+encode runs {:.3} s, send {:.3} s; parent: receive {:.3} s, merge {:.3} s; total {:.3} s; {} batches, {} runs ({:.1} MB to merge in memory)",
         t.walk.as_secs_f64(),
         t.read.as_secs_f64(),
+        t.record.as_secs_f64(),
         t.runs.as_secs_f64(),
         t.send.as_secs_f64(),
         t.transfer.as_secs_f64(),

@@ -324,6 +324,7 @@ impl<'a, 's> Coordinator<'a, 's> {
         timings.work += Duration::from_nanos(done.busy_nanos);
         timings.read += Duration::from_nanos(done.read_nanos);
         timings.runs += Duration::from_nanos(done.run_nanos);
+        timings.record += Duration::from_nanos(done.record_nanos);
         timings.send += Duration::from_nanos(done.send_nanos);
         timings.delay += Duration::from_nanos(done.delay_nanos);
         for file in done.binary {

@@ -308,11 +308,14 @@ pub struct Timings {
     pub work: Duration,
     /// opening and reading files,
     pub read: Duration,
+    /// recording occurrences in the word table,
+    pub record: Duration,
     /// sorting and encoding runs,
     pub runs: Duration,
     /// handing runs over,
     pub send: Duration,
-    /// and `--delay`; the rest is tokenizing and recording occurrences.
+    /// and `--delay`; the rest is tokenizing (and hashing and gathering
+    /// each word for the table).
     pub delay: Duration,
     /// Parent CPU time while collecting runs: receiving, decoding, bookkeeping.
     pub transfer: Duration,

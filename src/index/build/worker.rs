@@ -61,6 +61,9 @@ pub(super) struct Done {
     pub read_nanos: u64,
     /// Of `busy_nanos`: sorting and encoding runs.
     pub run_nanos: u64,
+    /// Of `busy_nanos`: recording occurrences in the word table (the rest,
+    /// less reading, runs, sending and delay, is tokenizing).
+    pub record_nanos: u64,
     /// Of `busy_nanos`: handing runs to the parent (or writing them to disk).
     pub send_nanos: u64,
     /// Of `busy_nanos`: `--delay`.
@@ -261,6 +264,7 @@ impl<'c, 'a> Worker<'c, 'a> {
         done.busy_nanos = started.elapsed().as_nanos() as u64;
         done.read_nanos = super::read::READ_NANOS.load(std::sync::atomic::Ordering::Relaxed);
         done.run_nanos = runs.run_nanos;
+        done.record_nanos = self.partial.take_record_time().as_nanos() as u64;
         done.send_nanos = runs.send_nanos;
         runs.channel.deliver(Report::Done(done))
     }
