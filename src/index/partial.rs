@@ -23,6 +23,8 @@
 //!
 //! [`add`]: PartialIndex::add
 
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use super::bytes::Bytes;
@@ -178,7 +180,7 @@ pub struct PartialIndex {
     /// Occurrences recorded at once since the limits were last checked.
     direct: usize,
     /// See [`PartialIndex::take_record_time`].
-    record_time: std::time::Duration,
+    record_time: Duration,
 }
 
 /// How many occurrences ahead a slot is prefetched, so that many cache
@@ -305,7 +307,7 @@ impl PartialIndex {
             max_words: (max_slots / 4 * 3).saturating_sub(CHUNK + 1),
             max_arena: limits.arena.min(ARENA_LIMIT),
             direct: 0,
-            record_time: std::time::Duration::ZERO,
+            record_time: Duration::ZERO,
         }
     }
 
@@ -361,7 +363,7 @@ impl PartialIndex {
             self.pending_keys.extend_from_slice(lane);
         }
         if self.pending.len() == CHUNK {
-            let recording = std::time::Instant::now();
+            let recording = Instant::now();
             self.flush();
             self.record_time += recording.elapsed();
             return self.is_full();
@@ -375,7 +377,7 @@ impl PartialIndex {
     /// `--stats` can tell the tokenizer's share from the table's.
     ///
     /// [`add`]: PartialIndex::add
-    pub fn take_record_time(&mut self) -> std::time::Duration {
+    pub fn take_record_time(&mut self) -> Duration {
         std::mem::take(&mut self.record_time)
     }
 
@@ -649,31 +651,23 @@ impl PartialIndex {
         }
     }
 
-    /// The key's first 16 bytes, zero-padded, as a big-endian number: the
-    /// order of prefixes is the order of keys wherever they differ.
+    /// The key's 16 bytes from `offset` on, zero-padded, as a big-endian
+    /// number: among keys that agree before `offset`, the order of chunks
+    /// is the order of keys wherever they differ.
     #[inline]
-    fn sort_prefix(&self, slot: &Slot) -> u128 {
+    fn sort_chunk(&self, slot: &Slot, offset: usize) -> u128 {
         let len = slot.len as usize;
-        let mut prefix = [0u8; 16];
-        if len <= INLINE_KEY {
+        let mut chunk = [0u8; 16];
+        if len <= INLINE_KEY && offset + 16 <= INLINE_KEY {
             // Inline keys are zero past their length (keys arrive padded
             // with zeros into zeroed slots): no variable-length copy.
-            prefix.copy_from_slice(&slot.key[..16]);
+            chunk.copy_from_slice(&slot.key[offset..offset + 16]);
+        } else if offset + 16 <= len {
+            chunk.copy_from_slice(&self.key(slot)[offset..offset + 16]);
         } else {
-            // Long keys are longer than 16 bytes.
-            prefix.copy_from_slice(&self.key(slot)[..16]);
+            let rest = self.key(slot).get(offset..).unwrap_or_default();
+            chunk[..rest.len()].copy_from_slice(rest);
         }
-        u128::from_be_bytes(prefix)
-    }
-
-    /// The key's bytes from `offset` on (at most 16, zero-padded), as a
-    /// big-endian number, for words whose keys agree before `offset`.
-    fn sort_chunk(&self, slot: &Slot, offset: usize) -> u128 {
-        let key = self.key(slot);
-        let rest = key.get(offset..).unwrap_or_default();
-        let rest = &rest[..rest.len().min(16)];
-        let mut chunk = [0u8; 16];
-        chunk[..rest.len()].copy_from_slice(rest);
         u128::from_be_bytes(chunk)
     }
 
@@ -712,7 +706,7 @@ impl PartialIndex {
                 .enumerate()
                 .filter(|(_, s)| s.hash != 0)
                 .map(|(i, s)| SortItem {
-                    prefix: self.sort_prefix(s),
+                    prefix: self.sort_chunk(s, 0),
                     slot: i as u32,
                 }),
         );
