@@ -333,21 +333,17 @@ impl PartialIndex {
     /// must arrive in (file, line, column) order. Returns true when the
     /// index is full (see [`is_full`](Self::is_full)): the caller must take the run
     /// ([`take_run`](Self::take_run)) before adding more.
-    #[inline]
+    ///
+    /// Small on purpose (hash, gather, and calls for the rest): it is
+    /// inlined into the tokenizer's loop, and so compiled with the
+    /// tokenizer's vector forms.
+    #[inline(always)]
     #[must_use]
     pub fn add(&mut self, word: Word<'_>, file: u32, line: u64, column: u64) -> bool {
         let padded = word.padded();
         let hash = hash_word(padded, word.len());
         if self.slots.len() <= CACHED_SLOTS && self.pending.is_empty() {
-            // A table this small stays in the cache: record at once, and
-            // check the limits as often as a chunk would.
-            self.record(hash, padded, word.len(), file, line, column);
-            self.direct += 1;
-            if self.direct == CHUNK {
-                self.direct = 0;
-                return self.is_full();
-            }
-            return false;
+            return self.add_at_once(hash, padded, word.len(), file, line, column);
         }
         self.pending.push(Pending {
             hash,
@@ -363,12 +359,41 @@ impl PartialIndex {
             self.pending_keys.extend_from_slice(lane);
         }
         if self.pending.len() == CHUNK {
-            let recording = Instant::now();
-            self.flush();
-            self.record_time += recording.elapsed();
+            return self.flush_chunk();
+        }
+        false
+    }
+
+    /// [`add`](Self::add) while the table is small enough to stay in the
+    /// cache: records at once, and checks the limits as often as a chunk
+    /// would.
+    #[inline(never)]
+    fn add_at_once(
+        &mut self,
+        hash: u64,
+        padded: &[u8],
+        len: usize,
+        file: u32,
+        line: u64,
+        column: u64,
+    ) -> bool {
+        self.record(hash, padded, len, file, line, column);
+        self.direct += 1;
+        if self.direct == CHUNK {
+            self.direct = 0;
             return self.is_full();
         }
         false
+    }
+
+    /// Records a full chunk of gathered occurrences, timed; true when the
+    /// index is then full.
+    #[inline(never)]
+    fn flush_chunk(&mut self) -> bool {
+        let recording = Instant::now();
+        self.flush();
+        self.record_time += recording.elapsed();
+        self.is_full()
     }
 
     /// Time spent recording gathered chunks of occurrences (table lookups

@@ -250,8 +250,26 @@ fn pad_into(scratch: &mut [u8; SCRATCH_BYTES], text: &[u8]) -> usize {
 /// Calls `emit(word, position)` for every indexable word of `bytes`, in
 /// order, with `word` lowercased. Runs longer than [`MAX_WORD_BYTES`] are
 /// skipped whole.
-pub fn for_each_word<F: FnMut(Word<'_>, Position)>(bytes: &[u8], emit: F) {
-    Scanner::new().scan(bytes, true, emit);
+pub fn for_each_word<F: FnMut(Word<'_>, Position)>(bytes: &[u8], mut emit: F) {
+    Scanner::new().scan(bytes, true, &mut emit);
+}
+
+/// Where a [`Scanner`] puts the words it finds. Any
+/// `FnMut(Word, Position)` is one. The build's own type is too, with an
+/// `#[inline(always)]` [`word`](WordSink::word): the compiler inlines a
+/// closure into the scanner's loops only when it finds it small enough,
+/// and the build's per-word code (hashing and gathering) is not, so it
+/// was a call per word, compiled without the scanner's vector forms.
+pub trait WordSink {
+    /// Takes one word and where it starts.
+    fn word(&mut self, word: Word<'_>, position: Position);
+}
+
+impl<F: FnMut(Word<'_>, Position)> WordSink for F {
+    #[inline(always)]
+    fn word(&mut self, word: Word<'_>, position: Position) {
+        self(word, position)
+    }
 }
 
 /// Where a byte sequence starting at `bytes[i]` (a byte >= 0x80) is cut
@@ -342,12 +360,7 @@ impl Scanner {
     /// as one function on purpose: its ASCII fast paths share their state
     /// in locals, and splitting it would pass that state through calls in
     /// the innermost loop.
-    pub fn scan<F: FnMut(Word<'_>, Position)>(
-        &mut self,
-        bytes: &[u8],
-        last: bool,
-        mut emit: F,
-    ) -> usize {
+    pub fn scan<S: WordSink + ?Sized>(&mut self, bytes: &[u8], last: bool, emit: &mut S) -> usize {
         let mut scratch = [0u8; SCRATCH_BYTES];
         let n = bytes.len();
         let base = self.offset;
@@ -376,7 +389,7 @@ impl Scanner {
                     line: &mut line,
                     line_start: &mut line_start,
                     scratch: &mut scratch,
-                    emit: &mut emit,
+                    emit: &mut *emit,
                 };
                 let (next, tried) = scan_ascii_blocks(bytes, i, &mut state);
                 i = next;
@@ -489,7 +502,7 @@ impl Scanner {
             };
             if ascii {
                 let k = lowercase_ascii_into(bytes, start, len, &mut scratch);
-                emit(
+                emit.word(
                     Word {
                         padded: &scratch[..k],
                         len,
@@ -505,7 +518,7 @@ impl Scanner {
                     .to_lowercase();
                 let text = &lower.as_bytes()[..lower.len().min(SCRATCH_BYTES)];
                 let padded = pad_into(&mut scratch, text);
-                emit(
+                emit.word(
                     Word {
                         padded: &scratch[..padded],
                         len: text.len(),
@@ -660,10 +673,10 @@ fn gather_high_bits(x: u64) -> u64 {
 /// compiled once more with AVX2 or AVX-512BW and chosen at run time (see
 /// [`BlockPath`]).
 #[inline(never)]
-fn scan_ascii_blocks<F: FnMut(Word<'_>, Position)>(
+fn scan_ascii_blocks<S: WordSink + ?Sized>(
     bytes: &[u8],
     i: usize,
-    state: &mut BlockState<'_, F>,
+    state: &mut BlockState<'_, S>,
 ) -> (usize, Option<usize>) {
     match state.path {
         // SAFETY (both): `BlockPath::best` chose the path because the CPU
@@ -678,12 +691,12 @@ fn scan_ascii_blocks<F: FnMut(Word<'_>, Position)>(
 
 /// What the block path reads and moves on: the line and where it starts,
 /// the lowercasing buffer, and where words go.
-struct BlockState<'s, F> {
+struct BlockState<'s, S: ?Sized> {
     path: BlockPath,
     line: &'s mut u64,
     line_start: &'s mut u64,
     scratch: &'s mut [u8; SCRATCH_BYTES],
-    emit: &'s mut F,
+    emit: &'s mut S,
 }
 
 /// Which compiled form of the block path runs: chosen once per
@@ -744,10 +757,10 @@ impl BlockPath {
 /// [`scan_ascii_blocks`] compiled for AVX-512BW, POPCNT, BMI and LZCNT.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw,popcnt,bmi1,bmi2,lzcnt")]
-unsafe fn scan_ascii_blocks_avx512<F: FnMut(Word<'_>, Position)>(
+unsafe fn scan_ascii_blocks_avx512<S: WordSink + ?Sized>(
     bytes: &[u8],
     i: usize,
-    state: &mut BlockState<'_, F>,
+    state: &mut BlockState<'_, S>,
 ) -> (usize, Option<usize>) {
     scan_ascii_blocks_by(bytes, i, state, |bytes, at| {
         let block: &[u8; BLOCK_BYTES] = bytes.get(at..at + BLOCK_BYTES)?.try_into().ok()?;
@@ -758,10 +771,10 @@ unsafe fn scan_ascii_blocks_avx512<F: FnMut(Word<'_>, Position)>(
 /// [`scan_ascii_blocks`] compiled for AVX2, POPCNT, BMI and LZCNT.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt,bmi1,bmi2,lzcnt")]
-unsafe fn scan_ascii_blocks_avx2<F: FnMut(Word<'_>, Position)>(
+unsafe fn scan_ascii_blocks_avx2<S: WordSink + ?Sized>(
     bytes: &[u8],
     i: usize,
-    state: &mut BlockState<'_, F>,
+    state: &mut BlockState<'_, S>,
 ) -> (usize, Option<usize>) {
     scan_ascii_blocks_by(bytes, i, state, |bytes, at| {
         let block: &[u8; BLOCK_BYTES] = bytes.get(at..at + BLOCK_BYTES)?.try_into().ok()?;
@@ -772,10 +785,10 @@ unsafe fn scan_ascii_blocks_avx2<F: FnMut(Word<'_>, Position)>(
 /// [`scan_ascii_blocks`] with `masks` making each block's two masks
 /// (inlined into each caller, so it is compiled for its features).
 #[inline(always)]
-fn scan_ascii_blocks_by<F: FnMut(Word<'_>, Position)>(
+fn scan_ascii_blocks_by<S: WordSink + ?Sized>(
     bytes: &[u8],
     mut i: usize,
-    state: &mut BlockState<'_, F>,
+    state: &mut BlockState<'_, S>,
     masks: impl Fn(&[u8], usize) -> Option<(u64, u64)>,
 ) -> (usize, Option<usize>) {
     let (line, line_start) = (&mut *state.line, &mut *state.line_start);
@@ -801,7 +814,7 @@ fn scan_ascii_blocks_by<F: FnMut(Word<'_>, Position)>(
             }
             let (start, len) = (i + s as usize, len as usize);
             let k = lowercase_ascii_into(bytes, start, len, scratch);
-            emit(
+            emit.word(
                 Word {
                     padded: &scratch[..k],
                     len,
@@ -929,7 +942,7 @@ mod tests {
             pending.extend_from_slice(&text[from..end]);
             from = end;
             let last = end == text.len();
-            let used = scanner.scan(&pending, last, |w, p| {
+            let used = scanner.scan(&pending, last, &mut |w: Word<'_>, p: Position| {
                 out.push((
                     String::from_utf8_lossy(w.as_bytes()).into_owned(),
                     p.line,
@@ -1061,11 +1074,11 @@ mod tests {
     #[test]
     fn positions_past_four_gib_are_exact() {
         let mut scanner = Scanner::new();
-        scanner.scan(b"a\nbb ", false, |_, _| {});
+        scanner.scan(b"a\nbb ", false, &mut |_: Word<'_>, _: Position| {});
         // A hole of NULs (as a sparse file reads), then a word.
         scanner.skip_separators(4_300_000_000);
         let mut got = Vec::new();
-        scanner.scan(b"tailword", true, |w, p| {
+        scanner.scan(b"tailword", true, &mut |w: Word<'_>, p: Position| {
             got.push((w.as_bytes().to_vec(), p.line, p.column))
         });
         assert_eq!(got, [(b"tailword".to_vec(), 2, 4_300_000_004)]);

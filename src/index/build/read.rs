@@ -22,7 +22,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
 use super::planner::Part;
-use crate::index::tokenize::{Position, Scanner, Word};
+#[cfg(test)]
+use crate::index::tokenize::{Position, Word};
+use crate::index::tokenize::{Scanner, WordSink};
 use crate::index::walk::FileEntry;
 
 /// How many leading bytes are searched for a NUL to call a file binary.
@@ -287,13 +289,13 @@ fn line_at_or_after(file: &File, from: u64) -> io::Result<Option<(u64, u64)>> {
 /// Reads `file` (or its `part`) a window at a time, calling `emit` for each
 /// word; `buffer` is reused from file to file. The pages of a file of
 /// `drop_pages_above` bytes or more are let go as they are read.
-pub(super) fn scan_file(
+pub(super) fn scan_file<S: WordSink>(
     file: &mut File,
     buffer: &mut Vec<u8>,
     window: usize,
     part: Option<Part>,
     drop_pages_above: u64,
-    mut emit: impl FnMut(Word<'_>, Position),
+    emit: &mut S,
 ) -> io::Result<Content> {
     let file_size = file.metadata().map_or(0, |m| m.len());
     let window = window.max(BINARY_PROBE_BYTES);
@@ -333,7 +335,7 @@ pub(super) fn scan_file(
     };
     loop {
         eof |= cut_at_part_end(buffer, scanner.offset(), stop);
-        let used = scanner.scan(buffer, eof, &mut emit);
+        let used = scanner.scan(buffer, eof, emit);
         if eof {
             return Ok(Content::Text(scanner.offset() - start));
         }
@@ -353,7 +355,7 @@ pub(super) fn scan_file(
                 }
                 Some(next) if next > at => {
                     // A hole reads as NUL bytes: it ends any word in progress.
-                    scanner.scan(buffer, true, &mut emit);
+                    scanner.scan(buffer, true, emit);
                     buffer.clear();
                     scanner.skip_separators(next - at);
                     at = next;
@@ -449,9 +451,14 @@ mod tests {
     fn words_of(file: &mut File, window: usize) -> (Content, Vec<(Vec<u8>, u64, u64)>) {
         let mut out = Vec::new();
         let mut buffer = Vec::new();
-        let content = scan_file(file, &mut buffer, window, None, u64::MAX, |w, p| {
-            out.push((w.as_bytes().to_vec(), p.line, p.column))
-        })
+        let content = scan_file(
+            file,
+            &mut buffer,
+            window,
+            None,
+            u64::MAX,
+            &mut |w: Word<'_>, p: Position| out.push((w.as_bytes().to_vec(), p.line, p.column)),
+        )
         .unwrap();
         (content, out)
     }
@@ -472,7 +479,7 @@ mod tests {
                 8192,
                 Some(Part { from, to }),
                 0,
-                |w, p| out.push((w.as_bytes().to_vec(), p.line, p.column)),
+                &mut |w: Word<'_>, p: Position| out.push((w.as_bytes().to_vec(), p.line, p.column)),
             )
             .unwrap();
         }

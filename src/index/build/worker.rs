@@ -21,6 +21,7 @@ use super::read::{open_listed, scan_file, Content, Root};
 use super::{Fault, SharedFlag};
 use crate::index::partial::{Limits, PartialIndex, Run};
 use crate::index::stream::{RunFiles, RunShape};
+use crate::index::tokenize::{Position, Word, WordSink};
 use crate::index::walk::FileEntry;
 use crate::parallel::Channel;
 
@@ -233,6 +234,12 @@ impl<'c, 'a> Worker<'c, 'a> {
                 opening.elapsed().as_nanos() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            let mut recorder = Recorder {
+                partial,
+                file,
+                runs: &mut runs,
+                gone: &mut gone,
+            };
             let outcome = opened.and_then(|mut handle| {
                 scan_file(
                     &mut handle,
@@ -240,14 +247,7 @@ impl<'c, 'a> Worker<'c, 'a> {
                     self.context.window,
                     batch.part,
                     self.context.drop_pages_above,
-                    |word, position| {
-                        if partial.add(word, file, position.line, position.column)
-                            && !gone
-                            && !runs.ship(partial)
-                        {
-                            gone = true;
-                        }
-                    },
+                    &mut recorder,
                 )
             });
             if gone {
@@ -267,6 +267,39 @@ impl<'c, 'a> Worker<'c, 'a> {
         done.record_nanos = self.partial.take_record_time().as_nanos() as u64;
         done.send_nanos = runs.send_nanos;
         runs.channel.deliver(Report::Done(done))
+    }
+}
+
+/// Records one file's words in the partial index, shipping its run
+/// whenever it fills. A type rather than a closure so that its `word` is
+/// inlined into the tokenizer's loops (see [`WordSink`]).
+struct Recorder<'r, 's, 'c> {
+    partial: &'r mut PartialIndex,
+    file: u32,
+    runs: &'r mut RunShipper<'s, 'c>,
+    /// Set once the parent is gone; nothing is shipped after.
+    gone: &'r mut bool,
+}
+
+impl WordSink for Recorder<'_, '_, '_> {
+    #[inline(always)]
+    fn word(&mut self, word: Word<'_>, position: Position) {
+        if self
+            .partial
+            .add(word, self.file, position.line, position.column)
+        {
+            self.ship();
+        }
+    }
+}
+
+impl Recorder<'_, '_, '_> {
+    #[cold]
+    #[inline(never)]
+    fn ship(&mut self) {
+        if !*self.gone && !self.runs.ship(self.partial) {
+            *self.gone = true;
+        }
     }
 }
 
