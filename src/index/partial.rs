@@ -54,6 +54,8 @@ fn lane_at(bytes: &[u8]) -> u64 {
 
 /// Keys up to this many bytes live in the slot itself.
 const INLINE_KEY: usize = 24;
+/// Where in a slot's key field a longer key's first 16 bytes are.
+const LONG_KEY_PREFIX: std::ops::Range<usize> = 8..24;
 // Keys are copied in 8-byte lanes, and a sort prefix is read from the slot.
 const _: () = assert!(INLINE_KEY >= 16 && INLINE_KEY.is_multiple_of(8));
 /// Room an occurrence may need on the fast path: three varints of at most
@@ -106,7 +108,9 @@ impl Default for Limits {
 #[repr(C, align(64))]
 struct Slot {
     hash: u64,
-    /// The padded key if `len <= INLINE_KEY`, else its arena offset in `key[0..4]`.
+    /// The padded key if `len <= INLINE_KEY`, else its arena offset in
+    /// `key[0..4]` and its first 16 bytes in `key[8..24]` (so sorting by
+    /// them reads no arena).
     key: [u8; INLINE_KEY],
     len: u16,
     /// Bytes of the list held inline (while not `chained`).
@@ -471,6 +475,7 @@ impl PartialIndex {
         } else {
             let start = self.long_keys.len() as u32;
             slot.key[..4].copy_from_slice(&start.to_le_bytes());
+            slot.key[LONG_KEY_PREFIX].copy_from_slice(&padded[..16]);
             self.long_keys.extend_from_slice(padded);
         }
         self.slots[i] = slot;
@@ -687,6 +692,11 @@ impl PartialIndex {
             // Inline keys are zero past their length (keys arrive padded
             // with zeros into zeroed slots): no variable-length copy.
             chunk.copy_from_slice(&slot.key[offset..offset + 16]);
+        } else if offset == 0 {
+            // A long key's first 16 bytes, kept in its slot: the first
+            // sort reads every word's, and the arena would be a cache miss
+            // for each.
+            chunk.copy_from_slice(&slot.key[LONG_KEY_PREFIX]);
         } else if offset + 16 <= len {
             chunk.copy_from_slice(&self.key(slot)[offset..offset + 16]);
         } else {
@@ -746,7 +756,12 @@ impl PartialIndex {
         while let Some((range, offset)) = ties.pop() {
             let tied = &mut order[range.clone()];
             let mut longest = 0;
-            for item in tied.iter_mut() {
+            for k in 0..tied.len() {
+                // Tied words' slots lie anywhere in the table.
+                if let Some(ahead) = tied.get(k + 8) {
+                    prefetch(&self.slots[ahead.slot as usize]);
+                }
+                let item = &mut tied[k];
                 let slot = &self.slots[item.slot as usize];
                 item.prefix = self.sort_chunk(slot, offset);
                 longest = longest.max(slot.len as usize);
