@@ -661,10 +661,11 @@ fn gather_high_bits(x: u64) -> u64 {
 /// The block path: from `i` (not inside a word), every word lying wholly
 /// inside a block of 64 ASCII bytes is found from two bit masks, words and
 /// newlines, computed once for the block (with SSE2 on x86-64: 13.8 ns a
-/// word on kernel C, where the lane path alone took 17.9). Returns where
-/// it stopped (the start of a word touching a block's end, for the lane
-/// path to take, or a block that is not ASCII) and, when it gave up on a
-/// block, where to try again.
+/// word on kernel C, where the lane path alone took 17.9). A word that
+/// touches a block's end starts the next block, which then holds it.
+/// Returns where it stopped, for the lane path to take over (fewer than
+/// 64 bytes left, a run of 64 word bytes, or a block that is not ASCII)
+/// and, when it gave up on a block, where to try again.
 ///
 /// The baseline x86-64 build may not use POPCNT, BMI or LZCNT: without
 /// them each newline count is a dozen instructions and each variable
@@ -836,9 +837,13 @@ fn scan_ascii_blocks_by<S: WordSink + ?Sized>(
             *line_start = (i + 64 - before.leading_zeros() as usize) as u64;
         }
         i += stop as usize;
-        if stop < BLOCK_BYTES as u32 {
+        if stop == 0 {
+            // A run of 64 word bytes: too long for a block (and perhaps to
+            // be a word at all).
             return (i, None);
         }
+        // Otherwise the next block starts at the word that touched this
+        // one's end, so the word lies inside it.
     }
     (i, None)
 }
