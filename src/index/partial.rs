@@ -1122,6 +1122,81 @@ mod tests {
         }
     }
 
+    /// Adds `fillers` words of one occurrence each, then the occurrences
+    /// `steps` describe (each followed by `fillers_per_step` more fillers),
+    /// and checks that the run gives back every occurrence as it was
+    /// added, in order.
+    fn gives_back_every_occurrence(
+        steps: Vec<(usize, u8, u8, u8)>,
+        fillers: usize,
+        fillers_per_step: usize,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let words: Vec<String> = (0..40).map(|k| format!("w{}", k * k % 97)).collect();
+        let mut partial = PartialIndex::new();
+        let mut want: std::collections::BTreeMap<Vec<u8>, Vec<(u32, u64, u64)>> =
+            std::collections::BTreeMap::new();
+        let mut filler = 0usize;
+        let mut add =
+            |partial: &mut PartialIndex, word: &str, file: u32, line: u64, column: u64| {
+                let mut full = false;
+                for_each_word(word.as_bytes(), |w, _| {
+                    full |= partial.add(w, file, line, column);
+                });
+                want.entry(word.as_bytes().to_vec())
+                    .or_default()
+                    .push((file, line, column));
+                full
+            };
+        for _ in 0..fillers {
+            filler += 1;
+            let word = format!("f{filler}");
+            proptest::prop_assert!(!add(&mut partial, &word, 0, 1, 1));
+        }
+        let (mut file, mut line) = (0u32, 1u64);
+        for (word, file_step, line_step, column) in steps {
+            match file_step {
+                0 => {
+                    file += 1;
+                    line = 1;
+                }
+                1 if file < 1 << 31 => {
+                    file += 1 << 30;
+                    line = 1;
+                }
+                _ => {}
+            }
+            line += match line_step {
+                0 => 1 << 32,
+                1 => 200,
+                k => u64::from(k) - 2,
+            };
+            let column = match column {
+                0 => (1 << 32) + 5,
+                1 => 300,
+                k => u64::from(k),
+            };
+            proptest::prop_assert!(!add(&mut partial, &words[word], file, line, column));
+            for _ in 0..fillers_per_step {
+                filler += 1;
+                let word = format!("f{filler}");
+                proptest::prop_assert!(!add(&mut partial, &word, file, line, column));
+            }
+        }
+        let run = partial.into_run();
+        let got: std::collections::BTreeMap<Vec<u8>, Vec<(u32, u64, u64)>> = RunReader::new(&run)
+            .map(|e| {
+                let list: Vec<_> = Locations::new(e.postings)
+                    .map(|l| (l.file, l.line, l.column))
+                    .collect();
+                assert_eq!(e.count as usize, list.len());
+                assert_eq!(Some(e.last_file), list.last().map(|l| l.0));
+                (e.word.to_vec(), list)
+            })
+            .collect();
+        proptest::prop_assert_eq!(got, want);
+        Ok(())
+    }
+
     proptest::proptest! {
         /// Every occurrence comes back from the run as it was added, in
         /// order: lists short enough to stay in the word table, lists that
@@ -1131,50 +1206,17 @@ mod tests {
         fn runs_give_back_every_occurrence(
             steps in proptest::collection::vec((0usize..40, 0u8..8, 0u8..8, 0u8..8), 1..1500),
         ) {
-            let words: Vec<String> = (0..40).map(|k| format!("w{}", k * k % 97)).collect();
-            let mut partial = PartialIndex::new();
-            let mut want: std::collections::BTreeMap<Vec<u8>, Vec<(u32, u64, u64)>> =
-                std::collections::BTreeMap::new();
-            let (mut file, mut line) = (0u32, 1u64);
-            for (word, file_step, line_step, column) in steps {
-                match file_step {
-                    0 => {
-                        file += 1;
-                        line = 1;
-                    }
-                    1 if file < 1 << 31 => {
-                        file += 1 << 30;
-                        line = 1;
-                    }
-                    _ => {}
-                }
-                line += match line_step {
-                    0 => 1 << 32,
-                    1 => 200,
-                    k => u64::from(k) - 2,
-                };
-                let column = match column {
-                    0 => (1 << 32) + 5,
-                    1 => 300,
-                    k => u64::from(k),
-                };
-                let mut full = false;
-                for_each_word(words[word].as_bytes(), |w, _| {
-                    full |= partial.add(w, file, line, column);
-                });
-                proptest::prop_assert!(!full);
-                want.entry(words[word].as_bytes().to_vec()).or_default().push((file, line, column));
-            }
-            let run = partial.into_run();
-            let got: std::collections::BTreeMap<Vec<u8>, Vec<(u32, u64, u64)>> = RunReader::new(&run)
-                .map(|e| {
-                    let list: Vec<_> = Locations::new(e.postings).map(|l| (l.file, l.line, l.column)).collect();
-                    assert_eq!(e.count as usize, list.len());
-                    assert_eq!(Some(e.last_file), list.last().map(|l| l.0));
-                    (e.word.to_vec(), list)
-                })
-                .collect();
-            proptest::prop_assert_eq!(got, want);
+            gives_back_every_occurrence(steps, 0, 0)?;
+        }
+
+        /// The same past the table size where lookups are gathered a chunk
+        /// at a time, with the table growing in the middle of a chunk
+        /// (12,288 words fill 16,384 slots to three quarters).
+        #[test]
+        fn runs_give_back_every_occurrence_gathered(
+            steps in proptest::collection::vec((0usize..40, 0u8..8, 0u8..8, 0u8..8), 200..1500),
+        ) {
+            gives_back_every_occurrence(steps, 12_000, 2)?;
         }
     }
 
