@@ -537,14 +537,20 @@ impl Scanner {
 /// Bytes of a block of the block path.
 const BLOCK_BYTES: usize = 64;
 
+/// The 64 bytes at `at`, if there are that many.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_at(bytes: &[u8], at: usize) -> Option<&[u8; BLOCK_BYTES]> {
+    bytes.get(at..at + BLOCK_BYTES)?.try_into().ok()
+}
+
 /// For the 64 bytes at `at`, if all are ASCII: bit i set when byte i is a
 /// word byte, and bit i set when it is a newline.
 #[inline]
 fn ascii_block_masks(bytes: &[u8], at: usize) -> Option<(u64, u64)> {
     #[cfg(target_arch = "x86_64")]
     {
-        let block: &[u8; BLOCK_BYTES] = bytes.get(at..at + BLOCK_BYTES)?.try_into().ok()?;
-        sse2_block_masks(block)
+        sse2_block_masks(block_at(bytes, at)?)
     }
     #[cfg(not(target_arch = "x86_64"))]
     swar_block_masks(bytes, at)
@@ -764,8 +770,7 @@ unsafe fn scan_ascii_blocks_avx512<S: WordSink + ?Sized>(
     state: &mut BlockState<'_, S>,
 ) -> (usize, Option<usize>) {
     scan_ascii_blocks_by(bytes, i, state, |bytes, at| {
-        let block: &[u8; BLOCK_BYTES] = bytes.get(at..at + BLOCK_BYTES)?.try_into().ok()?;
-        avx512_block_masks(block)
+        avx512_block_masks(block_at(bytes, at)?)
     })
 }
 
@@ -778,8 +783,7 @@ unsafe fn scan_ascii_blocks_avx2<S: WordSink + ?Sized>(
     state: &mut BlockState<'_, S>,
 ) -> (usize, Option<usize>) {
     scan_ascii_blocks_by(bytes, i, state, |bytes, at| {
-        let block: &[u8; BLOCK_BYTES] = bytes.get(at..at + BLOCK_BYTES)?.try_into().ok()?;
-        avx2_block_masks(block)
+        avx2_block_masks(block_at(bytes, at)?)
     })
 }
 
