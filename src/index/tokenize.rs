@@ -686,7 +686,7 @@ fn scan_ascii_blocks<S: WordSink + ?Sized>(
     state: &mut BlockState<'_, S>,
 ) -> (usize, Option<usize>) {
     match state.path {
-        // SAFETY (both): `BlockPath::best` chose the path because the CPU
+        // SAFETY (both): a Scanner's path is one that `runs_here`: the CPU
         // has every feature the function enables.
         #[cfg(target_arch = "x86_64")]
         BlockPath::Avx512 => unsafe { scan_ascii_blocks_avx512(bytes, i, state) },
@@ -725,39 +725,50 @@ enum BlockPath {
 }
 
 impl BlockPath {
-    /// The fastest form this CPU runs (the detection is cached by `std`).
+    /// The fastest form this CPU runs.
     fn best() -> Self {
+        let vector_forms: &[BlockPath] = &[
+            #[cfg(target_arch = "x86_64")]
+            BlockPath::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            BlockPath::Avx2,
+        ];
+        vector_forms
+            .iter()
+            .copied()
+            .find(|path| path.runs_here())
+            .unwrap_or(BlockPath::Baseline)
+    }
+
+    /// Whether this CPU has every feature the form is compiled for (the
+    /// detection is cached by `std`).
+    fn runs_here(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            let bits = has!("popcnt") && has!("bmi1") && has!("bmi2") && has!("lzcnt");
-            if bits && has!("avx512bw") {
-                return BlockPath::Avx512;
-            }
-            if bits && has!("avx2") {
-                return BlockPath::Avx2;
+            let bits = || has!("popcnt") && has!("bmi1") && has!("bmi2") && has!("lzcnt");
+            match self {
+                BlockPath::Baseline => true,
+                BlockPath::Avx2 => has!("avx2") && bits(),
+                BlockPath::Avx512 => has!("avx512bw") && bits(),
             }
         }
-        BlockPath::Baseline
+        #[cfg(not(target_arch = "x86_64"))]
+        matches!(self, BlockPath::Baseline)
     }
 
     /// Every form this CPU runs, the baseline first (for tests that check
     /// the forms against each other).
     #[cfg(test)]
     fn runnable() -> Vec<Self> {
-        let mut paths = vec![BlockPath::Baseline];
-        #[cfg(target_arch = "x86_64")]
-        {
-            let best = Self::best();
-            if best != BlockPath::Baseline {
-                // A CPU with AVX-512BW and the bit instructions has AVX2.
-                paths.push(BlockPath::Avx2);
-            }
-            if best == BlockPath::Avx512 {
-                paths.push(BlockPath::Avx512);
-            }
-        }
-        paths
+        let all = [
+            BlockPath::Baseline,
+            #[cfg(target_arch = "x86_64")]
+            BlockPath::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            BlockPath::Avx512,
+        ];
+        all.into_iter().filter(|path| path.runs_here()).collect()
     }
 }
 

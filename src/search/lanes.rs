@@ -316,9 +316,9 @@ fn padded_blocks<'t>(
 /// waited on memory a fifth of its time without this.
 #[inline(always)]
 fn prefetch_ahead(text: &[u8], at: usize) {
-    const AHEAD: usize = 2048;
     #[cfg(target_arch = "x86_64")]
     {
+        const AHEAD: usize = 2048;
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // SAFETY: a prefetch never faults, whatever the address; it is
         // only a hint.

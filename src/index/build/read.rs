@@ -22,8 +22,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
 use super::planner::Part;
-#[cfg(test)]
-use crate::index::tokenize::{Position, Word};
 use crate::index::tokenize::{Scanner, WordSink};
 use crate::index::walk::FileEntry;
 
@@ -405,7 +403,7 @@ fn let_read_pages_go(file: &File, upto: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::tokenize::for_each_word;
+    use crate::index::tokenize::{for_each_word, Position, Word};
 
     fn listed(path: &Path) -> FileEntry {
         FileEntry {
