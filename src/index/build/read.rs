@@ -15,7 +15,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -181,9 +181,16 @@ fn openat2_missing(e: &io::Error) -> bool {
     )
 }
 
+/// A file opened to be read, with its size then.
+#[derive(Debug)]
+pub(super) struct Opened {
+    pub file: File,
+    pub size: u64,
+}
+
 /// Opens `entry` beneath `root` and checks it is still the regular file
 /// the walk listed.
-pub(super) fn open_listed(root: &Root, relative: &Path, entry: &FileEntry) -> io::Result<File> {
+pub(super) fn open_listed(root: &Root, relative: &Path, entry: &FileEntry) -> io::Result<Opened> {
     let file = root
         .open_file(relative)
         .map_err(|e| match e.raw_os_error() {
@@ -201,7 +208,10 @@ pub(super) fn open_listed(root: &Root, relative: &Path, entry: &FileEntry) -> io
             "replaced by another file since it was listed",
         ));
     }
-    Ok(file)
+    Ok(Opened {
+        file,
+        size: meta.len(),
+    })
 }
 
 /// What reading a file found.
@@ -217,15 +227,53 @@ pub(super) enum Content {
 /// of one thread, so a plain counter; its batch resets it).
 pub(super) static READ_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Reads up to `want` more bytes into `buffer`; true at the end of the file.
-fn fill(file: &mut File, buffer: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+/// Reads up to `want` more bytes into `buffer`, from a position `to_end`
+/// bytes before the end the file had when opened; true at the end of the
+/// file.
+///
+/// Straight into the buffer's spare room, as much as is asked in one
+/// call: `read_to_end` grew its reads from 8 KiB by doubling and confirmed
+/// the end with one more read of nothing, so a kernel file took three to
+/// six reads. Here a read that comes back short exactly at the size the
+/// file had when opened is its end (a regular file's read is short only
+/// there); a file that grew since, or a read short elsewhere, is read on
+/// until a read returns nothing.
+fn fill(file: &File, buffer: &mut Vec<u8>, want: usize, mut to_end: u64) -> io::Result<bool> {
     let started = std::time::Instant::now();
-    let got = file.take(want as u64).read_to_end(buffer)?;
+    buffer.reserve(want);
+    let mut asked = want;
+    let at_end = loop {
+        if asked == 0 {
+            break false;
+        }
+        let room = &mut buffer.spare_capacity_mut()[..asked];
+        // SAFETY: `room` is `asked` bytes of the buffer's own spare
+        // capacity, valid for writes; read(2) writes at most that many.
+        let got = unsafe { libc::read(file.as_raw_fd(), room.as_mut_ptr().cast(), asked) };
+        let Ok(got) = usize::try_from(got) else {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        };
+        if got == 0 {
+            break true;
+        }
+        // SAFETY: read(2) initialized the first `got` bytes of `room`,
+        // which follow the buffer's current length.
+        unsafe { buffer.set_len(buffer.len() + got) };
+        asked -= got;
+        if asked > 0 && got as u64 == to_end {
+            break true;
+        }
+        to_end = to_end.saturating_sub(got as u64);
+    };
     READ_NANOS.fetch_add(
         started.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
-    Ok(got < want)
+    Ok(at_end)
 }
 
 /// Where the data region holding `offset` ends (the next hole, or the end
@@ -288,20 +336,20 @@ fn line_at_or_after(file: &File, from: u64) -> io::Result<Option<(u64, u64)>> {
 /// word; `buffer` is reused from file to file. The pages of a file of
 /// `drop_pages_above` bytes or more are let go as they are read.
 pub(super) fn scan_file<S: WordSink>(
-    file: &mut File,
+    opened: &mut Opened,
     buffer: &mut Vec<u8>,
     window: usize,
     part: Option<Part>,
     drop_pages_above: u64,
     emit: &mut S,
 ) -> io::Result<Content> {
-    let file_size = file.metadata().map_or(0, |m| m.len());
+    let (file, file_size) = (&mut opened.file, opened.size);
     let window = window.max(BINARY_PROBE_BYTES);
     buffer.clear();
     // Probe first, so a binary file (perhaps a sparse one of many GB) costs
     // one small read, never a read of its whole size. Every part probes:
     // only the first reports the file, and none reads a binary one.
-    let mut eof = fill(file, buffer, BINARY_PROBE_BYTES)?;
+    let mut eof = fill(file, buffer, BINARY_PROBE_BYTES, file_size)?;
     if memchr::memchr(0, buffer).is_some() {
         return Ok(Content::Binary);
     }
@@ -322,7 +370,13 @@ pub(super) fn scan_file<S: WordSink>(
         return Ok(Content::Text(0));
     }
     if !eof {
-        eof = fill(file, buffer, window - buffer.len())?;
+        let at = start + buffer.len() as u64;
+        eof = fill(
+            file,
+            buffer,
+            window - buffer.len(),
+            file_size.saturating_sub(at),
+        )?;
     }
     let mut scanner = Scanner::at_line(line, start);
     // Only files longer than a window look for holes.
@@ -364,7 +418,7 @@ pub(super) fn scan_file<S: WordSink>(
         }
         let want =
             (window - buffer.len()).min(usize::try_from(region_end - at).unwrap_or(usize::MAX));
-        eof = fill(file, buffer, want.max(1))?;
+        eof = fill(file, buffer, want.max(1), file_size.saturating_sub(at))?;
     }
 }
 
@@ -446,11 +500,18 @@ mod tests {
         assert!(e.to_string().contains("replaced"), "{e}");
     }
 
-    fn words_of(file: &mut File, window: usize) -> (Content, Vec<(Vec<u8>, u64, u64)>) {
+    /// `path` opened, with its size as it is now.
+    fn opened(path: &Path) -> Opened {
+        let file = File::open(path).unwrap();
+        let size = file.metadata().unwrap().len();
+        Opened { file, size }
+    }
+
+    fn words_of(mut opened: Opened, window: usize) -> (Content, Vec<(Vec<u8>, u64, u64)>) {
         let mut out = Vec::new();
         let mut buffer = Vec::new();
         let content = scan_file(
-            file,
+            &mut opened,
             &mut buffer,
             window,
             None,
@@ -469,10 +530,9 @@ mod tests {
         bounds.extend_from_slice(cuts);
         for (k, &from) in bounds.iter().enumerate() {
             let to = bounds.get(k + 1).copied().unwrap_or(u64::MAX);
-            let mut file = File::open(path).unwrap();
             // Pages are let go as they are read: the words are the same.
             scan_file(
-                &mut file,
+                &mut opened(path),
                 &mut buffer,
                 8192,
                 Some(Part { from, to }),
@@ -533,9 +593,24 @@ mod tests {
             want.push((w.as_bytes().to_vec(), p.line, p.column))
         });
         for window in [1, 8192, 8193, 10_000, 1 << 20] {
-            let (content, got) = words_of(&mut File::open(&path).unwrap(), window);
+            let (content, got) = words_of(opened(&path), window);
             assert_eq!(content, Content::Text(text.len() as u64));
             assert_eq!(got, want, "window {window}");
+        }
+        // A file that grew or shrank since it was opened (its size then
+        // taken as smaller or larger than it is) reads to its true end: a
+        // short read ends it only at the size it had.
+        let len = text.len() as u64;
+        for size in [0, 1, 8191, 8192, 8193, len - 1, len + 1, 2 * len] {
+            for window in [8192, 10_000, 1 << 20] {
+                let stale = Opened {
+                    file: File::open(&path).unwrap(),
+                    size,
+                };
+                let (content, got) = words_of(stale, window);
+                assert_eq!(content, Content::Text(len), "size {size} window {window}");
+                assert_eq!(got, want, "size {size} window {window}");
+            }
         }
         // A sparse file: text, a hole of 64 MiB, text.
         let sparse = dir.path().join("sparse");
@@ -559,7 +634,7 @@ mod tests {
         for_each_word(&all, |w, p| {
             want.push((w.as_bytes().to_vec(), p.line, p.column))
         });
-        let (content, got) = words_of(&mut File::open(&sparse).unwrap(), 10_000);
+        let (content, got) = words_of(opened(&sparse), 10_000);
         assert_eq!(content, Content::Text(all.len() as u64));
         assert_eq!(got, want);
     }
