@@ -5,7 +5,7 @@
 //! copies, generated files); indexing them by default would fill answers
 //! with noise and slow the build, which is why rg skips them. The rules are
 //! ripgrep's, through the `ignore` crate's gitignore matchers (the same
-//! code rg runs), while walkdir stays the walker: the `ignore` crate's own
+//! code rg runs), while our own walker lists folders: the `ignore` crate's own
 //! walker would start threads, and the runtime forks right after the walk.
 //!
 //! - `.ignore` applies anywhere; `.gitignore` and `.git/info/exclude` only
@@ -124,6 +124,19 @@ impl Stack {
     }
 }
 
+/// The rules that apply to one folder's entries (see [`IgnoreFiles::in_folder`]).
+pub struct FolderRules {
+    stack: Arc<Stack>,
+    canonical: PathBuf,
+}
+
+impl FolderRules {
+    /// Whether the folder's entry `name` is ignored.
+    pub fn ignores(&self, name: &std::ffi::OsStr, is_dir: bool) -> bool {
+        !self.stack.empty && self.stack.ignores(&self.canonical.join(name), is_dir)
+    }
+}
+
 /// The ignore rules of one walk, read folder by folder as the walk meets
 /// them (each folder's files once, shared by the walk's threads).
 #[derive(Debug)]
@@ -159,16 +172,14 @@ impl IgnoreFiles {
         }
     }
 
-    /// Whether the entry at `path` (as the walker names it) is ignored.
-    pub fn ignores(&self, path: &Path, is_dir: bool) -> bool {
-        let Ok(relative) = path.strip_prefix(&self.root) else {
-            return false;
-        };
-        let Some(parent) = relative.parent() else {
-            return false;
-        };
-        let stack = self.stack(parent);
-        !stack.empty && stack.ignores(&self.canonical.join(relative), is_dir)
+    /// The rules for the entries of `folder` (as the walker names it),
+    /// looked up once for all of them.
+    pub fn in_folder(&self, folder: &Path) -> FolderRules {
+        let relative = folder.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        FolderRules {
+            stack: self.stack(relative),
+            canonical: self.canonical.join(relative),
+        }
     }
 
     /// The stack of the folder at `relative` (to the root).

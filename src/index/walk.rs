@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use std::os::unix::fs::MetadataExt;
 
-use walkdir::WalkDir;
-
 use super::ignores::IgnoreFiles;
 
 /// Folders that belong to a version-control system, never indexed.
@@ -187,6 +185,11 @@ impl Excludes {
         self.globs.clone()
     }
 
+    /// True if some glob or pattern may exclude an entry.
+    fn excludes_anything(&self) -> bool {
+        !self.patterns.is_empty() || !self.anchored.is_empty()
+    }
+
     /// True if the entry with this relative path and name is excluded.
     pub fn is_excluded(&self, relative: &str, name: &str) -> bool {
         self.patterns.is_match(relative)
@@ -215,102 +218,129 @@ pub fn check_root(root: &Path) -> Result<(), RootError> {
     Ok(())
 }
 
-/// Whether the walk descends into or lists `entry` (depth 0 is the start).
-fn keep(
-    entry: &walkdir::DirEntry,
-    root: &Path,
-    excludes: &Excludes,
-    ignores: Option<&IgnoreFiles>,
-) -> bool {
-    if entry.depth() == 0 {
-        return true;
-    }
-    let name = entry.file_name().to_string_lossy();
-    let is_dir = entry.file_type().is_dir();
-    if is_dir && VCS_FOLDERS.contains(&name.as_ref()) {
-        return false;
-    }
-    if ignores.is_some_and(|i| i.ignores(entry.path(), is_dir)) {
-        return false;
-    }
-    if excludes.patterns.is_empty() && excludes.anchored.is_empty() {
-        return true;
-    }
-    let relative = entry
-        .path()
-        .strip_prefix(root)
-        .map(display_path)
-        .unwrap_or_default();
-    !excludes.is_excluded(&relative, &name)
+/// Lists folders into a [`Walk`].
+///
+/// By `read_dir`, not walkdir: a `std` entry reads its metadata relative to
+/// its open folder (`statx` on the folder's descriptor and the entry's
+/// name), where walkdir's looked every file's whole path up again from the
+/// working directory. Those lookups were a third of the walk's time on the
+/// kernel tree, and the walk runs before any worker starts.
+struct Lister<'a> {
+    excludes: &'a Excludes,
+    ignores: Option<&'a IgnoreFiles>,
 }
 
-/// Files the walk met, with what it skipped and why. A folder that could
-/// not be opened for want of descriptors goes to `retry`: the folder is
-/// fine, the walk is not (walking threads share the process's limit).
-fn visit(
-    entry: walkdir::Result<walkdir::DirEntry>,
-    root: &Path,
-    out: &mut Walk,
-    retry: &mut Vec<PathBuf>,
-) {
-    let entry = match entry {
-        Ok(entry) => entry,
-        Err(error) => {
-            let exhausted = error
-                .io_error()
-                .and_then(std::io::Error::raw_os_error)
-                .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE);
-            if let (true, Some(path)) = (exhausted, error.path()) {
-                retry.push(path.to_path_buf());
-                return;
+impl Lister<'_> {
+    /// Lists `folder` (`display` relative to the root, empty for the root)
+    /// and every folder below it. A folder that could not be opened for
+    /// want of descriptors goes to `retry`: the folder is fine, the walk is
+    /// not (walking threads share the process's limit).
+    fn walk(&self, folder: PathBuf, display: String, out: &mut Walk, retry: &mut Vec<PathBuf>) {
+        let mut folders = vec![(folder, display)];
+        while let Some((folder, display)) = folders.pop() {
+            self.list(&folder, &display, out, retry, &mut folders);
+        }
+    }
+
+    /// Lists `folder`'s own entries: its files into `out`, its folders
+    /// onto `folders`. The listing is read whole before any folder below
+    /// is opened, so a thread holds one folder's descriptor at a time.
+    fn list(
+        &self,
+        folder: &Path,
+        display: &str,
+        out: &mut Walk,
+        retry: &mut Vec<PathBuf>,
+        folders: &mut Vec<(PathBuf, String)>,
+    ) {
+        let entries = match std::fs::read_dir(folder) {
+            Ok(entries) => entries,
+            Err(error) => return self.unreadable(folder, display, error, out, retry),
+        };
+        let rules = self.ignores.map(|ignores| ignores.in_folder(folder));
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => return self.unreadable(folder, display, error, out, retry),
+            };
+            let name = entry.file_name();
+            let name_text = name.to_string_lossy();
+            let shown = match display {
+                "" => name_text.clone().into_owned(),
+                _ => format!("{display}/{name_text}"),
+            };
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
+                Err(error) => {
+                    out.unreadable.push(Problem {
+                        path: shown,
+                        message: error.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let is_dir = file_type.is_dir();
+            if is_dir && VCS_FOLDERS.contains(&name_text.as_ref()) {
+                continue;
             }
-            let path = error
-                .path()
-                .and_then(|p| p.strip_prefix(root).ok())
-                .map(display_path)
-                .unwrap_or_default();
-            let message = error
-                .io_error()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| error.to_string());
-            out.unreadable.push(Problem { path, message });
+            if rules.as_ref().is_some_and(|r| r.ignores(&name, is_dir)) {
+                continue;
+            }
+            if self.excludes.excludes_anything() && self.excludes.is_excluded(&shown, &name_text) {
+                continue;
+            }
+            if is_dir {
+                folders.push((entry.path(), shown));
+            } else if !file_type.is_file() {
+                let what = if file_type.is_symlink() {
+                    "symbolic link"
+                } else {
+                    "not a regular file"
+                };
+                out.not_regular.push(Problem {
+                    path: shown,
+                    message: what.into(),
+                });
+            } else {
+                match entry.metadata() {
+                    Ok(meta) => out.files.push(FileEntry {
+                        path: entry.path(),
+                        display: shown,
+                        size: meta.len(),
+                        mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
+                        ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
+                        inode: meta.ino(),
+                    }),
+                    Err(error) => out.unreadable.push(Problem {
+                        path: shown,
+                        message: error.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// A folder that could not be listed: to `retry` if descriptors ran
+    /// out, else reported.
+    fn unreadable(
+        &self,
+        folder: &Path,
+        display: &str,
+        error: io::Error,
+        out: &mut Walk,
+        retry: &mut Vec<PathBuf>,
+    ) {
+        let exhausted = error
+            .raw_os_error()
+            .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE);
+        if exhausted {
+            retry.push(folder.to_path_buf());
             return;
         }
-    };
-    let file_type = entry.file_type();
-    if file_type.is_dir() {
-        return;
-    }
-    let display = entry
-        .path()
-        .strip_prefix(root)
-        .map(display_path)
-        .unwrap_or_default();
-    if !file_type.is_file() {
-        let what = if file_type.is_symlink() {
-            "symbolic link"
-        } else {
-            "not a regular file"
-        };
-        out.not_regular.push(Problem {
-            path: display,
-            message: what.into(),
-        });
-        return;
-    }
-    match entry.metadata() {
-        Ok(meta) => out.files.push(FileEntry {
-            path: entry.into_path(),
-            display,
-            size: meta.len(),
-            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
-            inode: meta.ino(),
-        }),
-        Err(error) => out.unreadable.push(Problem {
-            path: display,
+        out.unreadable.push(Problem {
+            path: display.to_owned(),
             message: error.to_string(),
-        }),
+        });
     }
 }
 
@@ -333,33 +363,22 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
         ..Walk::default()
     };
     let ignores = excludes.ignore_files.then(|| IgnoreFiles::new(root));
-    let ignores = ignores.as_ref();
+    let lister = Lister {
+        excludes,
+        ignores: ignores.as_ref(),
+    };
     // The top level here: its files now, its folders shared among threads.
     let mut folders = Vec::new();
-    let top = WalkDir::new(root)
-        .follow_links(false)
-        .max_depth(1)
-        .into_iter();
-    for entry in top.filter_entry(|e| keep(e, root, excludes, ignores)) {
-        match entry {
-            Ok(e) if e.depth() == 0 => {}
-            Ok(e) if e.file_type().is_dir() => folders.push(e.into_path()),
-            other => visit(other, root, &mut out, &mut Vec::new()),
-        }
-    }
+    lister.list(root, "", &mut out, &mut Vec::new(), &mut folders);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let walk_folder = |folder: &Path, part: &mut Walk, retry: &mut Vec<PathBuf>| {
-        let walker = WalkDir::new(folder).follow_links(false).into_iter();
-        for entry in walker.filter_entry(|e| keep(e, root, excludes, ignores)) {
-            visit(entry, root, part, retry);
-        }
-    };
     let walk_folders = || {
         let (mut part, mut retry) = (Walk::default(), Vec::new());
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(folder) = folders.get(i) else { break };
-            walk_folder(folder, &mut part, &mut retry);
+            let Some((folder, display)) = folders.get(i) else {
+                break;
+            };
+            lister.walk(folder.clone(), display.clone(), &mut part, &mut retry);
         }
         (part, retry)
     };
@@ -382,7 +401,11 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
     for (mut part, retry) in parts {
         for folder in retry {
             let mut still = Vec::new();
-            walk_folder(&folder, &mut part, &mut still);
+            let display = folder
+                .strip_prefix(root)
+                .map(display_path)
+                .unwrap_or_default();
+            lister.walk(folder, display, &mut part, &mut still);
             again.extend(still);
         }
         for folder in again.drain(..) {
