@@ -1003,13 +1003,29 @@ impl Vocabulary {
     }
 
     /// Appends every word of `other`, whose words must all sort after ours.
+    /// A large arena is copied on two threads, joined before this returns:
+    /// call it only where no process forks meanwhile.
     pub fn extend(&mut self, other: &Vocabulary) {
         let arena = self.arena();
         if let Form::Arena(theirs) = &other.form {
-            // Both arenas: their bytes at once, their ends moved up.
+            // Both arenas: their bytes at once, their ends moved up. A
+            // large one's bytes are copied on a thread of their own: the
+            // copy writes pages never touched before, which is most of
+            // its cost, and a build appends a vocabulary half of the
+            // kernel's size after its merge, when nothing else runs.
             let base = arena.bytes.len() as u64;
-            arena.bytes.extend_from_slice(&theirs.bytes);
-            arena.ends.extend(theirs.ends.iter().map(|end| base + end));
+            let Arena { bytes, ends } = arena;
+            let move_ends =
+                |ends: &mut Vec<u64>| ends.extend(theirs.ends.iter().map(|end| base + end));
+            if theirs.ends.len() < PARALLEL_WORDS {
+                bytes.extend_from_slice(&theirs.bytes);
+                move_ends(ends);
+                return;
+            }
+            std::thread::scope(|scope| {
+                scope.spawn(|| bytes.extend_from_slice(&theirs.bytes));
+                move_ends(ends);
+            });
             return;
         }
         other.for_each_in(0..other.len(), &mut |_, w| {
