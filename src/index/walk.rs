@@ -11,6 +11,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use regex::Regex;
 use std::os::unix::fs::MetadataExt;
@@ -344,6 +345,109 @@ impl Lister<'_> {
     }
 }
 
+/// The order of the file list: by display path (then by the path opened,
+/// for names that differ only in bytes the display replaced).
+fn by_display(a: &FileEntry, b: &FileEntry) -> std::cmp::Ordering {
+    a.display
+        .as_bytes()
+        .cmp(b.display.as_bytes())
+        .then_with(|| a.path.as_os_str().cmp(b.path.as_os_str()))
+}
+
+/// Two file lists sorted [`by_display`], merged into one.
+fn merge_sorted(first: Vec<FileEntry>, second: Vec<FileEntry>) -> Vec<FileEntry> {
+    let mut merged = Vec::with_capacity(first.len() + second.len());
+    let (mut first, mut second) = (first.into_iter().peekable(), second.into_iter().peekable());
+    loop {
+        let take_first = match (first.peek(), second.peek()) {
+            (Some(a), Some(b)) => by_display(a, b).is_le(),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return merged,
+        };
+        merged.extend(if take_first {
+            first.next()
+        } else {
+            second.next()
+        });
+    }
+}
+
+/// The folders left to list, shared by the walking threads: a thread takes
+/// one, lists it and gives back the folders it found, so both threads work
+/// until the last folder (shared out by top-level folder, the thread that
+/// drew `drivers/` walked alone for a third of the kernel's walk).
+struct FolderQueue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+}
+
+struct QueueState {
+    folders: Vec<(PathBuf, String)>,
+    /// Folders being listed: each may give more.
+    listing: usize,
+}
+
+/// A folder taken from a [`FolderQueue`]; the folders found in it go back
+/// through [`Turn::done`], and dropping it (even while unwinding) ends the
+/// turn, so no thread waits for a listing that will never finish.
+struct Turn<'q> {
+    queue: &'q FolderQueue,
+    folder: (PathBuf, String),
+}
+
+impl FolderQueue {
+    fn new(folders: Vec<(PathBuf, String)>) -> Self {
+        FolderQueue {
+            state: Mutex::new(QueueState {
+                folders,
+                listing: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next folder to list; `None` once none is left and no thread is
+    /// listing one.
+    fn next(&self) -> Option<Turn<'_>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(folder) = state.folders.pop() {
+                state.listing += 1;
+                return Some(Turn {
+                    queue: self,
+                    folder,
+                });
+            }
+            if state.listing == 0 {
+                return None;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Turn<'_> {
+    /// Gives back the folders found (emptying `found`) and ends the turn.
+    fn done(self, found: &mut Vec<(PathBuf, String)>) {
+        self.queue.lock().folders.append(found);
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.queue.lock().listing -= 1;
+        self.queue.changed.notify_all();
+    }
+}
+
 fn nanos(secs: i64, nanos: i64) -> i64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
@@ -370,20 +474,21 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
     // The top level here: its files now, its folders shared among threads.
     let mut folders = Vec::new();
     lister.list(root, "", &mut out, &mut Vec::new(), &mut folders);
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let queue = FolderQueue::new(folders);
     let walk_folders = || {
         let (mut part, mut retry) = (Walk::default(), Vec::new());
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some((folder, display)) = folders.get(i) else {
-                break;
-            };
-            lister.walk(folder.clone(), display.clone(), &mut part, &mut retry);
+        let mut found = Vec::new();
+        while let Some(turn) = queue.next() {
+            let (folder, display) = &turn.folder;
+            lister.list(folder, display, &mut part, &mut retry, &mut found);
+            turn.done(&mut found);
         }
+        // Sorted here, on each walking thread; merged below.
+        part.files.sort_by(by_display);
         (part, retry)
     };
     let parts: Vec<(Walk, Vec<PathBuf>)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..WALK_THREADS.min(folders.len().max(1)))
+        let helpers: Vec<_> = (1..WALK_THREADS)
             .map(|_| scope.spawn(walk_folders))
             .collect();
         let mut parts = vec![walk_folders()];
@@ -398,7 +503,10 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
     // again by this thread alone; past that, the limit is too low for the
     // folder's depth, and says so.
     let mut again = Vec::new();
+    // The root's own files, then each thread's, merged in order.
+    out.files.sort_by(by_display);
     for (mut part, retry) in parts {
+        let sorted = retry.is_empty();
         for folder in retry {
             let mut still = Vec::new();
             let display = folder
@@ -417,16 +525,16 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
                 message: "too many open files for a folder this deep (raise `ulimit -n`)".into(),
             });
         }
-        out.files.extend(part.files);
+        if sorted {
+            out.files = merge_sorted(std::mem::take(&mut out.files), part.files);
+        } else {
+            // Retried folders came after the thread sorted its part.
+            out.files.extend(part.files);
+            out.files.sort_by(by_display);
+        }
         out.not_regular.extend(part.not_regular);
         out.unreadable.extend(part.unreadable);
     }
-    out.files.sort_by(|a, b| {
-        a.display
-            .as_bytes()
-            .cmp(b.display.as_bytes())
-            .then_with(|| a.path.as_os_str().cmp(b.path.as_os_str()))
-    });
     out.not_regular.sort_by(|a, b| a.path.cmp(&b.path));
     out.unreadable.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
