@@ -203,8 +203,17 @@ fn unreadable_files_and_folders_inside_are_counted_not_fatal() {
         "--query".as_ref(),
         "*".as_ref(),
         "--json".as_ref(),
+        "--verbose".as_ref(),
     ]);
     mode("closed", 0o755);
+    // Both are named, with the system's reason, in the summary's list.
+    let stderr = stderr_of(&out);
+    for unreadable in ["closed", "locked.txt"] {
+        assert!(
+            stderr.contains(&format!("unreadable: {unreadable}: Permission denied")),
+            "{unreadable} not reported:\n{stderr}"
+        );
+    }
     let mut want = Index::new();
     for (word, column) in [("visible", 1), ("words", 9), ("here", 15)] {
         want.insert(
