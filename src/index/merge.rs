@@ -274,8 +274,9 @@ pub fn merge_runs_parallel(
         run.checkpoints = Vec::new();
     }
     release_free_memory();
-    // The first range's words and counts become the whole's, the others
-    // appended to them (not all copied into new vectors).
+    // The first range's counts become the whole's, the others appended;
+    // each range's words stay where its thread wrote them (see
+    // `Vocabulary::append`).
     let mut shards = shards.into_iter();
     let first = shards.next().unwrap_or_default();
     let mut vocabulary = first.vocabulary;
@@ -283,7 +284,7 @@ pub fn merge_runs_parallel(
     let mut pieces = vec![first.pieces];
     for mut shard in shards {
         shard.pieces.first_word = counts.len();
-        vocabulary.extend(&shard.vocabulary);
+        vocabulary.append(shard.vocabulary);
         counts.extend_from_slice(&shard.counts);
         pieces.push(shard.pieces);
     }

@@ -80,11 +80,32 @@ pub enum Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadVocabulary;
 
-#[derive(Debug, Default, Clone)]
+/// Words in memory, in one or more segments back to back in word order.
+/// A merge's vocabulary ranges are built on threads of their own, each in
+/// its own vectors; they are kept as they were built, where copying the
+/// later ones after the first would write a third of a gigabyte's worth of
+/// pages never touched before, when nothing else runs.
+#[derive(Debug, Clone)]
 struct Arena {
+    /// At least one; only the last may be empty.
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Segment {
+    /// Number of its first word.
+    first: usize,
     bytes: Vec<u8>,
     /// Per word: the end of its bytes in `bytes`.
     ends: Vec<u64>,
+}
+
+impl Default for Arena {
+    fn default() -> Self {
+        Arena {
+            segments: vec![Segment::default()],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -783,6 +804,102 @@ impl Front {
 }
 
 impl Arena {
+    fn len(&self) -> usize {
+        self.segments
+            .last()
+            .map_or(0, |last| last.first + last.ends.len())
+    }
+
+    fn byte_len(&self) -> usize {
+        self.segments.iter().map(|s| s.bytes.len()).sum()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| s.bytes.capacity() + s.ends.capacity() * 8)
+            .sum()
+    }
+
+    /// The segment holding word `id`.
+    #[inline]
+    fn segment_of(&self, id: usize) -> &Segment {
+        match self.segments.as_slice() {
+            [only] => only,
+            [first, second] => match id < second.first {
+                true => first,
+                false => second,
+            },
+            all => &all[all.partition_point(|s| s.first <= id).saturating_sub(1)],
+        }
+    }
+
+    fn word(&self, id: usize) -> &[u8] {
+        let segment = self.segment_of(id);
+        segment.word(id - segment.first)
+    }
+
+    /// Calls `f(id, word)` on the words numbered `range`, in order, until
+    /// it returns false: segment by segment, each word's start its
+    /// predecessor's end.
+    fn each_word(&self, range: Range<usize>, f: &mut dyn FnMut(usize, &[u8]) -> bool) {
+        for segment in &self.segments {
+            let start = range.start.max(segment.first) - segment.first;
+            let end = range.end.min(segment.first + segment.ends.len());
+            let Some(ends) = segment.ends.get(start..end.saturating_sub(segment.first)) else {
+                continue;
+            };
+            let mut from = match start {
+                0 => 0,
+                _ => segment.ends[start - 1] as usize,
+            };
+            for (k, &to) in ends.iter().enumerate() {
+                let word = segment.bytes.get(from..to as usize).unwrap_or_default();
+                if !f(segment.first + start + k, word) {
+                    return;
+                }
+                from = to as usize;
+            }
+        }
+    }
+
+    fn push(&mut self, word: &[u8]) {
+        if self.segments.is_empty() {
+            self.segments.push(Segment::default());
+        }
+        let last = self.segments.len() - 1;
+        let segment = &mut self.segments[last];
+        segment.bytes.extend_from_slice(word);
+        segment.ends.push(segment.bytes.len() as u64);
+    }
+
+    /// Takes `other`'s segments after ours, as they are.
+    fn append(&mut self, other: Arena) {
+        for mut segment in other.segments {
+            if segment.ends.is_empty() {
+                continue;
+            }
+            segment.first = self.len();
+            if self.segments.last().is_some_and(|s| s.ends.is_empty()) {
+                self.segments.pop();
+            }
+            self.segments.push(segment);
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        for segment in &mut self.segments {
+            segment.bytes.shrink_to_fit();
+            segment.ends.shrink_to_fit();
+        }
+    }
+
+    fn partition_point(&self, pred: &dyn Fn(&[u8]) -> bool) -> usize {
+        first_failing(self.len(), |id| pred(self.word(id)))
+    }
+}
+
+impl Segment {
     fn word(&self, id: usize) -> &[u8] {
         let start = if id == 0 {
             0
@@ -794,8 +911,8 @@ impl Arena {
             .unwrap_or_default()
     }
 
-    /// The number of the word holding byte `at` of the arena, searching
-    /// forward from word `hint` (which must not be past it).
+    /// The number (in the segment) of the word holding byte `at` of its
+    /// bytes, searching forward from word `hint` (which must not be past it).
     fn word_at(&self, at: usize, hint: usize) -> usize {
         let ends = &self.ends;
         let holds_or_after = |id: usize| ends[id] as usize > at;
@@ -808,10 +925,6 @@ impl Arena {
             step *= 2;
         }
         lo + ends[lo..hi.max(lo)].partition_point(|&end| end as usize <= at)
-    }
-
-    fn partition_point(&self, pred: &dyn Fn(&[u8]) -> bool) -> usize {
-        first_failing(self.ends.len(), |id| pred(self.word(id)))
     }
 }
 
@@ -836,8 +949,11 @@ impl Vocabulary {
     pub fn with_capacity(words: usize, bytes: usize) -> Self {
         Vocabulary {
             form: Form::Arena(Arena {
-                bytes: with_huge_capacity(bytes),
-                ends: with_huge_capacity(words),
+                segments: vec![Segment {
+                    first: 0,
+                    bytes: with_huge_capacity(bytes),
+                    ends: with_huge_capacity(words),
+                }],
             }),
         }
     }
@@ -845,8 +961,7 @@ impl Vocabulary {
     /// Gives back the room reserved beyond the words pushed.
     pub fn shrink_to_fit(&mut self) {
         if let Form::Arena(a) = &mut self.form {
-            a.bytes.shrink_to_fit();
-            a.ends.shrink_to_fit();
+            a.shrink_to_fit();
         }
     }
 
@@ -982,8 +1097,7 @@ impl Vocabulary {
         if let Form::Front(_) = self.form {
             let mut arena = Arena::default();
             self.for_each_in(0..self.len(), &mut |_, w| {
-                arena.bytes.extend_from_slice(w);
-                arena.ends.push(arena.bytes.len() as u64);
+                arena.push(w);
                 true
             });
             self.form = Form::Arena(arena);
@@ -997,48 +1111,26 @@ impl Vocabulary {
     /// Appends a word; words must be pushed in strictly ascending order.
     pub fn push(&mut self, word: &[u8]) {
         debug_assert!(self.is_empty() || *self.word(self.len() - 1) < *word);
-        let arena = self.arena();
-        arena.bytes.extend_from_slice(word);
-        arena.ends.push(arena.bytes.len() as u64);
+        self.arena().push(word);
     }
 
     /// Appends every word of `other`, whose words must all sort after ours.
-    /// A large arena is copied on two threads, joined before this returns:
-    /// call it only where no process forks meanwhile.
-    pub fn extend(&mut self, other: &Vocabulary) {
+    /// An arena's words are taken as they are, not copied (see [`Arena`]).
+    pub fn append(&mut self, other: Vocabulary) {
         let arena = self.arena();
-        if let Form::Arena(theirs) = &other.form {
-            // Both arenas: their bytes at once, their ends moved up. A
-            // large one's bytes are copied on a thread of their own: the
-            // copy writes pages never touched before, which is most of
-            // its cost, and a build appends a vocabulary half of the
-            // kernel's size after its merge, when nothing else runs.
-            let base = arena.bytes.len() as u64;
-            let Arena { bytes, ends } = arena;
-            let move_ends =
-                |ends: &mut Vec<u64>| ends.extend(theirs.ends.iter().map(|end| base + end));
-            if theirs.ends.len() < PARALLEL_WORDS {
-                bytes.extend_from_slice(&theirs.bytes);
-                move_ends(ends);
-                return;
-            }
-            std::thread::scope(|scope| {
-                scope.spawn(|| bytes.extend_from_slice(&theirs.bytes));
-                move_ends(ends);
-            });
-            return;
+        match other.form {
+            Form::Arena(theirs) => arena.append(theirs),
+            Form::Front(_) => other.for_each_in(0..other.len(), &mut |_, w| {
+                arena.push(w);
+                true
+            }),
         }
-        other.for_each_in(0..other.len(), &mut |_, w| {
-            arena.bytes.extend_from_slice(w);
-            arena.ends.push(arena.bytes.len() as u64);
-            true
-        });
     }
 
     /// Total bytes of all words (of their stored form).
     pub fn byte_len(&self) -> usize {
         match &self.form {
-            Form::Arena(a) => a.bytes.len(),
+            Form::Arena(a) => a.byte_len(),
             Form::Front(f) => f.data.len(),
         }
     }
@@ -1046,7 +1138,7 @@ impl Vocabulary {
     /// Number of words.
     pub fn len(&self) -> usize {
         match &self.form {
-            Form::Arena(a) => a.ends.len(),
+            Form::Arena(a) => a.len(),
             Form::Front(f) => f.len,
         }
     }
@@ -1121,11 +1213,7 @@ impl Vocabulary {
     pub fn for_each_in(&self, range: Range<usize>, f: &mut dyn FnMut(usize, &[u8]) -> bool) {
         match &self.form {
             Form::Arena(a) => {
-                for id in range.start..range.end.min(a.ends.len()) {
-                    if !f(id, a.word(id)) {
-                        return;
-                    }
-                }
+                a.each_word(range, f);
             }
             Form::Front(front) => front.for_each_in(range, f),
         }
@@ -1151,7 +1239,7 @@ impl Vocabulary {
     ) {
         match &self.form {
             Form::Arena(a) => {
-                let Range { start: mut id, end } = share(a.ends.len(), part, parts);
+                let Range { start: mut id, end } = share(a.len(), part, parts);
                 let mut previous: &[u8] = &[];
                 while id < end {
                     let word = a.word(id);
@@ -1164,14 +1252,14 @@ impl Vocabulary {
                     previous = word;
                     if let Step::SkipPrefix(len) = f(id - 1, word, shared) {
                         let prefix = &word[..len.min(word.len())];
-                        let rest = &a.ends[id..end];
+                        let rest = end - id;
                         // Gallop, then halve: most skipped runs are short.
                         let has = |k: usize| a.word(id + k).starts_with(prefix);
                         let mut step = 1;
-                        while step <= rest.len() && has(step - 1) {
+                        while step <= rest && has(step - 1) {
                             step *= 2;
                         }
-                        let (mut lo, mut hi) = (step / 2, step.min(rest.len()));
+                        let (mut lo, mut hi) = (step / 2, step.min(rest));
                         while lo < hi {
                             let mid = lo + (hi - lo) / 2;
                             if has(mid) {
@@ -1218,13 +1306,14 @@ impl Vocabulary {
             let (mut decoded, mut picked, mut ids) = (Decoded::default(), Vec::new(), Vec::new());
             match &self.form {
                 Form::Arena(a) => {
-                    let words = share(a.ends.len(), part, parts);
+                    let words = share(a.len(), part, parts);
                     let mut id = words.start;
                     while id < words.end {
                         decoded.clear();
-                        for id in id..(id + WORDS).min(words.end) {
-                            decoded.push_word(a.word(id), id);
-                        }
+                        a.each_word(id..(id + WORDS).min(words.end), &mut |id, word| {
+                            decoded.push_word(word, id);
+                            true
+                        });
                         decoded.pick_into(pick, &mut picked, &mut ids);
                         id += WORDS;
                     }
@@ -1323,21 +1412,25 @@ impl Vocabulary {
         match &self.form {
             Form::Arena(a) => {
                 let finder = memchr::memmem::Finder::new(needle);
-                let (mut from, mut id) = (0usize, 0usize);
-                while let Some(hit) = a.bytes.get(from..).and_then(|b| finder.find(b)) {
-                    let at = from + hit;
-                    // Hits only move forward: gallop from the last word.
-                    id = a.word_at(at, id);
-                    let Some(&end) = a.ends.get(id) else { break };
-                    from = end as usize;
-                    let word = a.word(id);
-                    // A hit running past its word's end is in no word.
-                    let holds = match at_end {
-                        true => word.ends_with(needle),
-                        false => at + needle.len() <= from,
-                    };
-                    if holds && keep(word) {
-                        ids.push(id);
+                for segment in &a.segments {
+                    let (mut from, mut id) = (0usize, 0usize);
+                    while let Some(hit) = segment.bytes.get(from..).and_then(|b| finder.find(b)) {
+                        let at = from + hit;
+                        // Hits only move forward: gallop from the last word.
+                        id = segment.word_at(at, id);
+                        let Some(&end) = segment.ends.get(id) else {
+                            break;
+                        };
+                        from = end as usize;
+                        let word = segment.word(id);
+                        // A hit running past its word's end is in no word.
+                        let holds = match at_end {
+                            true => word.ends_with(needle),
+                            false => at + needle.len() <= from,
+                        };
+                        if holds && keep(word) {
+                            ids.push(segment.first + id);
+                        }
                     }
                 }
             }
@@ -1401,7 +1494,7 @@ impl Vocabulary {
     /// Bytes held by the vocabulary.
     pub fn heap_bytes(&self) -> usize {
         match &self.form {
-            Form::Arena(a) => a.bytes.capacity() + a.ends.capacity() * 8,
+            Form::Arena(a) => a.heap_bytes(),
             Form::Front(f) => f.data.heap_bytes() + f.blocks.heap_bytes(),
         }
     }
@@ -1664,6 +1757,97 @@ mod tests {
             let needle = &word[start..(start + len).min(word.len())];
             let stored: Vec<u8> = block.0.iter().flat_map(|lane| lane.to_le_bytes()).collect();
             prop_assert!(Signature::of(needle).may_hold_in(&stored));
+        }
+
+        /// An arena appended in segments (a merge's ranges) answers every
+        /// lookup as a plain scan of the sorted words does, including
+        /// words pushed after the last segment.
+        #[test]
+        fn arenas_appended_in_segments_answer_as_a_scan(
+            mut words in proptest::collection::vec("[ab_]{1,7}", 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..4),
+            needle in "[ab_]{1,3}",
+            range in (0usize..320, 0usize..320),
+        ) {
+            words.sort();
+            words.dedup();
+            let bytes: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+            // The last word is pushed after the segments are joined.
+            let (pushed_last, joined) = match bytes.split_last() {
+                Some((last, rest)) => (Some(last), rest),
+                None => (None, &bytes[..]),
+            };
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(joined.len())).collect();
+            cuts.sort();
+            let mut bounds = vec![0];
+            bounds.extend(cuts);
+            bounds.push(joined.len());
+            let mut vocabulary = Vocabulary::default();
+            for part in bounds.windows(2) {
+                // Empty parts too: they must leave no trace.
+                let mut segment = Vocabulary::default();
+                for w in &joined[part[0]..part[1]] {
+                    segment.push(w);
+                }
+                vocabulary.append(segment);
+            }
+            if let Some(last) = pushed_last {
+                vocabulary.push(last);
+            }
+            prop_assert_eq!(vocabulary.len(), bytes.len());
+            prop_assert_eq!(vocabulary.byte_len(), bytes.iter().map(Vec::len).sum::<usize>());
+            for (id, w) in bytes.iter().enumerate() {
+                prop_assert_eq!(&*vocabulary.word(id), &w[..]);
+                prop_assert_eq!(vocabulary.find(w), Some(id));
+            }
+            prop_assert_eq!(vocabulary.find(b"c"), None);
+            let needle = needle.as_bytes();
+            let keep = |w: &[u8]| w.len() != 4;
+            let want = |f: &dyn Fn(&[u8]) -> bool| -> Vec<usize> {
+                (0..bytes.len()).filter(|&i| f(&bytes[i])).collect()
+            };
+            let prefix = vocabulary.prefix_range(needle).collect::<Vec<_>>();
+            prop_assert_eq!(prefix, want(&|w| w.starts_with(needle)));
+            prop_assert_eq!(
+                vocabulary.containing(needle, &keep),
+                want(&|w| keep(w) && w.windows(needle.len()).any(|x| x == needle))
+            );
+            prop_assert_eq!(
+                vocabulary.ending_with(needle, &keep),
+                want(&|w| keep(w) && w.ends_with(needle))
+            );
+            let (from, to) = (range.0.min(range.1), range.0.max(range.1));
+            let mut seen = Vec::new();
+            vocabulary.for_each_in(from..to, &mut |id, w| {
+                seen.push((id, w.to_vec()));
+                true
+            });
+            let expected: Vec<(usize, Vec<u8>)> = (from..to.min(bytes.len()))
+                .map(|id| (id, bytes[id].clone()))
+                .collect();
+            prop_assert_eq!(seen, expected);
+            let pick = |text: &[u8], picked: &mut Vec<usize>| {
+                for (k, w) in text.split(|&b| b == 0).enumerate() {
+                    if keep(w) && w.starts_with(b"a") {
+                        picked.push(k);
+                    }
+                }
+            };
+            prop_assert_eq!(
+                vocabulary.picked_in_text(&pick),
+                want(&|w| keep(w) && w.starts_with(b"a"))
+            );
+            // A walk that skips every word's first byte's branch sees the
+            // first word of each branch only.
+            let mut walked = Vec::new();
+            vocabulary.walk(&mut |id, _, _| {
+                walked.push(id);
+                Step::SkipPrefix(1)
+            });
+            let firsts: Vec<usize> = (0..bytes.len())
+                .filter(|&i| i == 0 || bytes[i][0] != bytes[i - 1][0])
+                .collect();
+            prop_assert_eq!(walked, firsts);
         }
 
         /// Front-coded blocks answer every lookup as the arena does (and as
