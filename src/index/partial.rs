@@ -814,7 +814,7 @@ impl PartialIndex {
             }
         }
         let mut bytes = Vec::with_capacity(self.long_keys.len() + order.len() * 16);
-        let mut postings = Vec::with_capacity(self.arena.len());
+        let mut postings = Vec::with_capacity(self.arena.len() + order.len() * INLINE_LIST / 2);
         let mut checkpoints = Vec::with_capacity(order.len() / CHECKPOINT_EVERY + 1);
         for (k, item) in order.iter().enumerate() {
             // Slots and chains are visited in word order, i.e. at random:
@@ -862,12 +862,24 @@ impl PartialIndex {
                         postings.extend_from_slice(&self.arena[range]);
                     }
                 }
-                false => postings.extend_from_slice(
-                    &slot.inline_list().to_le_bytes()[..slot.inline_len as usize],
-                ),
+                false => {
+                    // All sixteen bytes, then back to the list's end: a
+                    // fixed-size copy, where one of the list's length would
+                    // call memcpy.
+                    postings.extend_from_slice(&slot.inline_list().to_le_bytes());
+                    postings.truncate(list_start + slot.inline_len as usize);
+                }
             }
             write_varint(&mut bytes, key.len() as u64);
-            bytes.extend_from_slice(key);
+            match key.len() {
+                // As for the inline list: the slot's whole key field.
+                len @ ..=INLINE_KEY => {
+                    let start = bytes.len();
+                    bytes.extend_from_slice(&slot.key);
+                    bytes.truncate(start + len);
+                }
+                _ => bytes.extend_from_slice(key),
+            }
             write_varint(&mut bytes, u64::from(slot.count));
             write_varint(&mut bytes, u64::from(slot.last_file));
             write_varint(&mut bytes, (postings.len() - list_start) as u64);
