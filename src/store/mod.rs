@@ -578,9 +578,10 @@ pub fn records_of_files(
 fn relative_bytes<'a>(path: &'a Path, root: &Path) -> &'a [u8] {
     // The walk builds every path as the root, a separator and names: then
     // the bytes after them are the answer, found without parsing both
-    // paths into components (a tenth of a second's tail for the kernel's
-    // 78 thousand files, when nothing else runs). Anything else, such as a
-    // `.` or an empty component where they meet, is left to the parser.
+    // paths into components (half of the 45 ms that records of the
+    // kernel's 78 thousand files took, in the build's serial tail).
+    // Anything else, such as a `.` or an empty component where they meet,
+    // is left to the parser.
     let (bytes, prefix) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
     let rest = bytes
         .strip_prefix(prefix)
