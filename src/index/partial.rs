@@ -737,7 +737,7 @@ impl PartialIndex {
             }
             let header = &self.arena[block..block + HEADER];
             let end = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-            let next = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+            let next = self.next_block(block as u32) as usize;
             let data_end = if next == 0 { slot.tail as usize } else { end };
             let range = block + HEADER..data_end;
             block = next;
@@ -780,25 +780,22 @@ impl PartialIndex {
         while let Some((range, offset)) = ties.pop() {
             let tied = &mut order[range.clone()];
             let mut longest = 0;
-            if offset == 16 && tied.iter().all(|item| item.len as usize <= INLINE_KEY) {
-                // Short words' next chunk was gathered with their first: no
-                // slot is read (a quarter of a kernel batch's words tie on
-                // their first 16 bytes).
-                for item in tied.iter_mut() {
+            // A short word's bytes 16 to 24 came with its first 16, so its
+            // first tie round reads no slot (a quarter of a kernel batch's
+            // words tie on their first 16 bytes); other words' slots lie
+            // anywhere in the table.
+            let carried = |item: &SortItem| offset == 16 && item.len as usize <= INLINE_KEY;
+            for k in 0..tied.len() {
+                if let Some(ahead) = tied.get(k + 8).filter(|ahead| !carried(ahead)) {
+                    prefetch(&self.slots[ahead.slot as usize]);
+                }
+                let item = &mut tied[k];
+                if carried(item) {
                     item.prefix = u128::from(item.next) << 64;
-                    longest = longest.max(item.len as usize);
+                } else {
+                    item.prefix = self.sort_chunk(&self.slots[item.slot as usize], offset);
                 }
-            } else {
-                for k in 0..tied.len() {
-                    // Tied words' slots lie anywhere in the table.
-                    if let Some(ahead) = tied.get(k + 8) {
-                        prefetch(&self.slots[ahead.slot as usize]);
-                    }
-                    let item = &mut tied[k];
-                    let slot = &self.slots[item.slot as usize];
-                    item.prefix = self.sort_chunk(slot, offset);
-                    longest = longest.max(slot.len as usize);
-                }
+                longest = longest.max(item.len as usize);
             }
             if longest <= offset {
                 // Every byte compared equal: words that differ only by
