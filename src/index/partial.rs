@@ -29,18 +29,28 @@ use serde::{Deserialize, Serialize};
 
 use super::bytes::Bytes;
 use super::postings::{read_varint, write_varint};
-use super::tokenize::Word;
+use super::tokenize::{padded_len, Word, MIN_PADDED};
 
-/// A 64-bit hash of a word given as zero-padded 8-byte lanes: lane-at-a-time
-/// mixing, then a folded 128-bit multiply so the low bits (the slot) are
-/// well spread. Never 0: that marks an empty slot.
+/// A 64-bit hash of a word given as zero-padded 8-byte lanes (see
+/// [`padded_len`]): a short word's three lanes multiplied side by side, a
+/// longer one's mixed lane after lane, then a folded 128-bit multiply so
+/// the low bits (the slot) are well spread. Never 0: that marks an empty
+/// slot.
 #[inline]
 pub fn hash_word(padded: &[u8], len: usize) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h = len as u64;
-    for lane in padded.chunks_exact(8) {
-        h = (h.rotate_left(23) ^ lane_at(lane)).wrapping_mul(K);
-    }
+    let h = if len <= INLINE_KEY {
+        // Three independent multiplies, not a chain of three.
+        (lane_at(padded) ^ len as u64).wrapping_mul(K)
+            ^ lane_at(&padded[8..]).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+            ^ lane_at(&padded[16..]).wrapping_mul(0x1656_67B1_9E37_79F9)
+    } else {
+        let mut h = len as u64;
+        for lane in padded.chunks_exact(8) {
+            h = (h.rotate_left(23) ^ lane_at(lane)).wrapping_mul(K);
+        }
+        h
+    };
     let full = u128::from(h) * u128::from(K ^ 0xD6E8_FEB8_6659_FD93);
     ((full as u64) ^ ((full >> 64) as u64)) | 1
 }
@@ -57,7 +67,7 @@ const INLINE_KEY: usize = 24;
 /// Where in a slot's key field a longer key's first 16 bytes are.
 const LONG_KEY_PREFIX: std::ops::Range<usize> = 8..24;
 // Keys are copied in 8-byte lanes, and a sort prefix is read from the slot.
-const _: () = assert!(INLINE_KEY == 24);
+const _: () = assert!(INLINE_KEY == 24 && MIN_PADDED == INLINE_KEY);
 /// Room an occurrence may need on the fast path: three varints of at most
 /// five bytes (values below 2^32; larger ones take [`PartialIndex::push_wide`]),
 /// within the sixteen bytes it is encoded in.
@@ -306,7 +316,7 @@ impl PartialIndex {
             arena: vec![0; HEADER],
             occurrences: 0,
             pending: Vec::with_capacity(CHUNK),
-            pending_keys: Vec::with_capacity(CHUNK * 16),
+            pending_keys: Vec::with_capacity(CHUNK * INLINE_KEY),
             max_slots,
             max_words: (max_slots / 4 * 3).saturating_sub(CHUNK + 1),
             max_arena: limits.arena.min(ARENA_LIMIT),
@@ -320,9 +330,15 @@ impl PartialIndex {
         if slot.len as usize != len {
             return false;
         }
-        let stored: &[u8] = if len <= INLINE_KEY {
-            &slot.key[..padded.len()]
-        } else {
+        if len <= INLINE_KEY {
+            // Both are zero-padded to three lanes: compared whole, with no
+            // branch on the word's length.
+            let differ = (0..INLINE_KEY / 8).fold(0, |differ, k| {
+                differ | (lane_at(&slot.key[8 * k..]) ^ lane_at(&padded[8 * k..]))
+            });
+            return differ == 0;
+        }
+        let stored: &[u8] = {
             let start =
                 u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
             &self.long_keys[start..start + padded.len()]
@@ -358,9 +374,14 @@ impl PartialIndex {
             column,
         });
         // Lane by lane: fixed-size copies the compiler inlines, where one
-        // copy of the whole key would call memcpy.
-        for lane in padded.chunks_exact(8) {
-            self.pending_keys.extend_from_slice(lane);
+        // copy of the whole key would call memcpy; a short word's three
+        // lanes with no loop that follows its length.
+        if word.len() <= INLINE_KEY {
+            self.pending_keys.extend_from_slice(&padded[..INLINE_KEY]);
+        } else {
+            for lane in padded.chunks_exact(8) {
+                self.pending_keys.extend_from_slice(lane);
+            }
         }
         if self.pending.len() == CHUNK {
             return self.flush_chunk();
@@ -421,7 +442,7 @@ impl PartialIndex {
                 prefetch(&self.slots[ahead.hash as usize & (self.slots.len() - 1)]);
             }
             let start = p.key_start as usize;
-            let padded = &keys[start..start + (p.len as usize).div_ceil(8) * 8];
+            let padded = &keys[start..start + padded_len(p.len as usize)];
             self.record(p.hash, padded, p.len as usize, p.file, p.line, p.column);
         }
         self.pending = pending;

@@ -119,9 +119,21 @@ thread_local! {
 /// to whole 8-byte lanes.
 const SCRATCH_BYTES: usize = 128;
 
-/// A lowercased word handed to the caller: its bytes, zero-padded to a
-/// whole number of 8-byte lanes so hashing and comparing work a lane at a
-/// time.
+/// Every word is zero-padded to at least this many bytes: words that
+/// fit (nearly all) are then hashed, copied and compared as three whole
+/// lanes, with no loop or branch that follows the word's length (whose
+/// mispredictions cost more than the work on the extra lanes).
+pub const MIN_PADDED: usize = 24;
+
+/// The length a word of `len` bytes is padded to: whole 8-byte lanes, and
+/// at least [`MIN_PADDED`].
+#[inline]
+pub fn padded_len(len: usize) -> usize {
+    len.div_ceil(8).max(MIN_PADDED / 8) * 8
+}
+
+/// A lowercased word handed to the caller: its bytes, zero-padded to
+/// [`padded_len`] so hashing and comparing work a lane at a time.
 #[derive(Debug, Clone, Copy)]
 pub struct Word<'a> {
     padded: &'a [u8],
@@ -135,7 +147,8 @@ impl<'a> Word<'a> {
         &self.padded[..self.len]
     }
 
-    /// The bytes followed by zeros up to a multiple of 8.
+    /// The bytes followed by zeros up to [`padded_len`]: a multiple of 8,
+    /// at least [`MIN_PADDED`].
     #[inline]
     pub fn padded(&self) -> &'a [u8] {
         self.padded
@@ -200,14 +213,15 @@ fn ascii_lowercase_lane(x: u64) -> u64 {
 }
 
 /// Writes the ASCII word `bytes[start..start + len]` lowercased into
-/// `scratch`, zero-padded to whole lanes; returns the padded length.
+/// `scratch`, zero-padded to [`padded_len`]; returns that length.
 /// A lane at a time with whole-lane stores, so the caller's whole-lane
 /// loads of the word are forwarded from the store buffer.
 #[inline(always)]
 fn lowercase_ascii_into(bytes: &[u8], start: usize, len: usize, scratch: &mut [u8]) -> usize {
+    let padded = padded_len(len);
     let mut k = 0;
-    while k < len {
-        let keep = (len - k).min(8);
+    while k < padded {
+        let keep = len.saturating_sub(k).min(8);
         let mask = if keep == 8 {
             u64::MAX
         } else {
@@ -217,7 +231,31 @@ fn lowercase_ascii_into(bytes: &[u8], start: usize, len: usize, scratch: &mut [u
         scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
         k += 8;
     }
-    k
+    padded
+}
+
+/// Writes the word of `len <= MIN_PADDED` bytes at `s` of a lowercased
+/// block into `scratch`, zero-padded to [`MIN_PADDED`]: three lanes read
+/// and masked whole, whatever the word's length.
+#[inline(always)]
+fn short_word_from_block(
+    lower: &[u8; BLOCK_BYTES + MIN_PADDED],
+    s: usize,
+    len: usize,
+    scratch: &mut [u8],
+) -> usize {
+    let bits = 8 * len;
+    for k in 0..MIN_PADDED / 8 {
+        let keep = bits.saturating_sub(64 * k).min(64);
+        let mask = if keep == 64 {
+            u64::MAX
+        } else {
+            (1u64 << keep) - 1
+        };
+        let lane = load_lane(&lower[..], s + 8 * k) & mask;
+        scratch[8 * k..8 * k + 8].copy_from_slice(&lane.to_le_bytes());
+    }
+    MIN_PADDED
 }
 
 /// Loads 8 bytes at `at` (zeros past the end of `bytes`).
@@ -238,10 +276,10 @@ fn load_lane(bytes: &[u8], at: usize) -> u64 {
     }
 }
 
-/// Copies `text` into `scratch` zero-padded to whole lanes; returns the padded length.
+/// Copies `text` into `scratch` zero-padded to [`padded_len`]; returns that length.
 #[inline]
 fn pad_into(scratch: &mut [u8; SCRATCH_BYTES], text: &[u8]) -> usize {
-    let padded = text.len().div_ceil(8) * 8;
+    let padded = padded_len(text.len());
     scratch[..text.len()].copy_from_slice(text);
     scratch[text.len()..padded].fill(0);
     padded
@@ -809,10 +847,17 @@ fn scan_ascii_blocks_by<S: WordSink + ?Sized>(
 ) -> (usize, Option<usize>) {
     let (line, line_start) = (&mut *state.line, &mut *state.line_start);
     let (scratch, emit) = (&mut *state.scratch, &mut *state.emit);
+    // The block lowercased, and zeros after it: a short word's three lanes
+    // are read from here whole, wherever it lies in the block.
+    let mut lower = [0u8; BLOCK_BYTES + MIN_PADDED];
     while i + BLOCK_BYTES <= bytes.len() {
         let Some((mut words, mut newlines)) = masks(bytes, i) else {
             return (i, Some(i + BLOCK_BYTES));
         };
+        for k in 0..BLOCK_BYTES / 8 {
+            let lane = ascii_lowercase_lane(load_lane(bytes, i + 8 * k));
+            lower[8 * k..8 * k + 8].copy_from_slice(&lane.to_le_bytes());
+        }
         let mut stop = BLOCK_BYTES as u32;
         while words != 0 {
             let s = words.trailing_zeros();
@@ -829,7 +874,11 @@ fn scan_ascii_blocks_by<S: WordSink + ?Sized>(
                 newlines &= !before;
             }
             let (start, len) = (i + s as usize, len as usize);
-            let k = lowercase_ascii_into(bytes, start, len, scratch);
+            let k = if len <= MIN_PADDED {
+                short_word_from_block(&lower, s as usize, len, scratch)
+            } else {
+                lowercase_ascii_into(bytes, start, len, scratch)
+            };
             emit.word(
                 Word {
                     padded: &scratch[..k],
@@ -963,6 +1012,14 @@ mod tests {
             from = end;
             let last = end == text.len();
             let used = scanner.scan(&pending, last, &mut |w: Word<'_>, p: Position| {
+                // The word table hashes and compares whole lanes: every
+                // byte past the word must be zero, up to padded_len.
+                assert_eq!(w.padded().len(), padded_len(w.len()));
+                assert!(
+                    w.padded()[w.len()..].iter().all(|&b| b == 0),
+                    "{:?} is not zero-padded",
+                    w.padded()
+                );
                 out.push((
                     String::from_utf8_lossy(w.as_bytes()).into_owned(),
                     p.line,
