@@ -221,13 +221,8 @@ fn lowercase_ascii_into(bytes: &[u8], start: usize, len: usize, scratch: &mut [u
     let padded = padded_len(len);
     let mut k = 0;
     while k < padded {
-        let keep = len.saturating_sub(k).min(8);
-        let mask = if keep == 8 {
-            u64::MAX
-        } else {
-            (1u64 << (8 * keep)) - 1
-        };
-        let lane = ascii_lowercase_lane(load_lane(bytes, start + k)) & mask;
+        let lane = ascii_lowercase_lane(load_lane(bytes, start + k));
+        let lane = first_bytes(lane, len.saturating_sub(k));
         scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
         k += 8;
     }
@@ -244,18 +239,20 @@ fn short_word_from_block(
     len: usize,
     scratch: &mut [u8],
 ) -> usize {
-    let bits = 8 * len;
-    for k in 0..MIN_PADDED / 8 {
-        let keep = bits.saturating_sub(64 * k).min(64);
-        let mask = if keep == 64 {
-            u64::MAX
-        } else {
-            (1u64 << keep) - 1
-        };
-        let lane = load_lane(&lower[..], s + 8 * k) & mask;
-        scratch[8 * k..8 * k + 8].copy_from_slice(&lane.to_le_bytes());
+    for k in (0..MIN_PADDED).step_by(8) {
+        let lane = first_bytes(load_lane(&lower[..], s + k), len.saturating_sub(k));
+        scratch[k..k + 8].copy_from_slice(&lane.to_le_bytes());
     }
     MIN_PADDED
+}
+
+/// `lane` with only its first `n` bytes kept (all of them from 8 on).
+#[inline(always)]
+fn first_bytes(lane: u64, n: usize) -> u64 {
+    match n {
+        8.. => lane,
+        _ => lane & ((1u64 << (8 * n)) - 1),
+    }
 }
 
 /// Loads 8 bytes at `at` (zeros past the end of `bytes`).
