@@ -178,6 +178,11 @@ fn put_varint(dst: &mut [u8], at: &mut usize, mut value: u32) {
 pub struct PartialIndex {
     slots: Vec<Slot>,
     words: usize,
+    /// The slots in use, in the order their words arrived: `take_run`
+    /// reads these, where a scan of the whole table would read tens of
+    /// megabytes per run (a table keeps the size its largest batch needed)
+    /// and push the other worker's lines out of the shared cache.
+    used: Vec<u32>,
     long_keys: Vec<u8>,
     arena: Vec<u8>,
     occurrences: u64,
@@ -311,6 +316,7 @@ impl PartialIndex {
         PartialIndex {
             slots: empty_slots(FIRST_SLOTS),
             words: 0,
+            used: Vec::new(),
             long_keys: Vec::new(),
             // Offset 0 means "no block", so the arena starts with padding.
             arena: vec![0; HEADER],
@@ -501,6 +507,7 @@ impl PartialIndex {
         }
         self.slots[i] = slot;
         self.words += 1;
+        self.used.push(i as u32);
         i
     }
 
@@ -511,12 +518,14 @@ impl PartialIndex {
         );
         let mut slots = empty_slots(self.slots.len() * 2);
         let mask = slots.len() - 1;
-        for slot in self.slots.iter().filter(|s| s.hash != 0) {
+        for used in &mut self.used {
+            let slot = &self.slots[*used as usize];
             let mut i = slot.hash as usize & mask;
             while slots[i].hash != 0 {
                 i = (i + 1) & mask;
             }
             slots[i] = *slot;
+            *used = i as u32;
         }
         self.slots = slots;
     }
@@ -778,18 +787,18 @@ impl PartialIndex {
         // Sort by the key's first 16 bytes, gathered in one sequential pass
         // over the table: most comparisons end there without touching slots.
         let mut order: Vec<SortItem> = Vec::with_capacity(self.words);
-        order.extend(
-            self.slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.hash != 0)
-                .map(|(i, s)| SortItem {
-                    prefix: self.sort_chunk(s, 0),
-                    slot: i as u32,
-                    len: u32::from(s.len),
-                    next: self.sort_lane(s),
-                }),
-        );
+        for (k, &i) in self.used.iter().enumerate() {
+            if let Some(&ahead) = self.used.get(k + LOOKAHEAD) {
+                prefetch(&self.slots[ahead as usize]);
+            }
+            let s = &self.slots[i as usize];
+            order.push(SortItem {
+                prefix: self.sort_chunk(s, 0),
+                slot: i,
+                len: u32::from(s.len),
+                next: self.sort_lane(s),
+            });
+        }
         order.sort_unstable_by_key(|item| item.prefix);
         // Words sharing their first 16 bytes are then ordered by their next
         // 16, and so on: each round reads one chunk of each tied word, in
@@ -922,6 +931,7 @@ impl PartialIndex {
     fn clear(&mut self) {
         debug_assert!(self.slots.iter().all(|s| s.hash == 0));
         self.words = 0;
+        self.used.clear();
         self.long_keys.clear();
         self.arena.truncate(HEADER);
         self.occurrences = 0;
