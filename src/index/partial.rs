@@ -33,8 +33,8 @@ use super::tokenize::{padded_len, Word, MIN_PADDED};
 
 /// A 64-bit hash of a word given as zero-padded 8-byte lanes (see
 /// [`padded_len`]): a short word's three lanes multiplied side by side, a
-/// longer one's mixed lane after lane, then a folded 128-bit multiply so
-/// the low bits (the slot) are well spread. Never 0: that marks an empty
+/// longer one's mixed lane after lane. Its top bits are the well-mixed
+/// ones and choose the slot (see [`home`]). Never 0: that marks an empty
 /// slot.
 #[inline]
 pub fn hash_word(padded: &[u8], len: usize) -> u64 {
@@ -51,8 +51,15 @@ pub fn hash_word(padded: &[u8], len: usize) -> u64 {
         }
         h
     };
-    let full = u128::from(h) * u128::from(K ^ 0xD6E8_FEB8_6659_FD93);
-    ((full as u64) ^ ((full >> 64) as u64)) | 1
+    h | 1
+}
+
+/// Where `hash` is first looked for in a table of `slots` slots (a power
+/// of two): its top bits, which a multiply mixes from every bit of the
+/// key (its low bits depend only on the key's low bits).
+#[inline]
+fn home(hash: u64, slots: usize) -> usize {
+    (hash >> (64 - slots.trailing_zeros())) as usize
 }
 
 #[inline]
@@ -445,7 +452,7 @@ impl PartialIndex {
             if let Some(ahead) = pending.get(k + LOOKAHEAD) {
                 // Where that occurrence will probe first (should the table
                 // grow before then, the hint is merely wasted).
-                prefetch(&self.slots[ahead.hash as usize & (self.slots.len() - 1)]);
+                prefetch(&self.slots[home(ahead.hash, self.slots.len())]);
             }
             let start = p.key_start as usize;
             let padded = &keys[start..start + padded_len(p.len as usize)];
@@ -460,7 +467,7 @@ impl PartialIndex {
     #[inline]
     fn record(&mut self, hash: u64, padded: &[u8], len: usize, file: u32, line: u64, column: u64) {
         let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
+        let mut i = home(hash, self.slots.len());
         loop {
             let slot = &self.slots[i];
             if slot.hash == hash && self.key_matches(slot, padded, len) {
@@ -482,7 +489,7 @@ impl PartialIndex {
         if (self.words + 1) * 4 > self.slots.len() * 3 {
             self.grow();
             let mask = self.slots.len() - 1;
-            i = hash as usize & mask;
+            i = home(hash, self.slots.len());
             while self.slots[i].hash != 0 {
                 i = (i + 1) & mask;
             }
@@ -520,7 +527,7 @@ impl PartialIndex {
         let mask = slots.len() - 1;
         for used in &mut self.used {
             let slot = &self.slots[*used as usize];
-            let mut i = slot.hash as usize & mask;
+            let mut i = home(slot.hash, slots.len());
             while slots[i].hash != 0 {
                 i = (i + 1) & mask;
             }
