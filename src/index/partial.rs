@@ -210,8 +210,10 @@ pub struct PartialIndex {
 }
 
 /// How many occurrences ahead a slot is prefetched, so that many cache
-/// misses are in flight at once instead of one at a time.
-const LOOKAHEAD: usize = 8;
+/// misses are in flight at once instead of one at a time. (Sixteen: on a
+/// Zen 4, record took 6% less time than with eight, and 14% more with
+/// four; on a Zen 3, four to sixteen were alike.)
+const LOOKAHEAD: usize = 16;
 /// Occurrences gathered before their lookups run.
 const CHUNK: usize = 2048;
 /// Tables of at most this many slots (512 KiB) are probed at once: they
