@@ -450,6 +450,10 @@ impl PartialIndex {
     pub fn flush(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         let keys = std::mem::take(&mut self.pending_keys);
+        // The chunk's first slots, which no earlier occurrence fetched.
+        for first in pending.iter().take(LOOKAHEAD) {
+            prefetch(&self.slots[home(first.hash, self.slots.len())]);
+        }
         for (k, p) in pending.iter().enumerate() {
             if let Some(ahead) = pending.get(k + LOOKAHEAD) {
                 // Where that occurrence will probe first (should the table
