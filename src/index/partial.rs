@@ -77,7 +77,8 @@ const LONG_KEY_PREFIX: std::ops::Range<usize> = 8..24;
 const _: () = assert!(INLINE_KEY == 24 && MIN_PADDED == INLINE_KEY);
 /// Room an occurrence may need on the fast path: three varints of at most
 /// five bytes (values below 2^32; larger ones take [`PartialIndex::push_wide`]),
-/// within the sixteen bytes it is encoded in.
+/// so an inline list's entry is built in sixteen bytes, and a chain's is
+/// written into this much room at its block's tail.
 const MAX_ENTRY: usize = 15;
 const _: () = assert!(MAX_ENTRY < 16);
 /// Room any occurrence may need: a 5-byte head, then a line and a column of
@@ -805,8 +806,8 @@ impl PartialIndex {
     /// memory kept, so a worker's next batch pays no page faults for it.
     pub fn take_run(&mut self) -> Run {
         self.flush();
-        // Sort by the key's first 16 bytes, gathered in one sequential pass
-        // over the table: most comparisons end there without touching slots.
+        // Sort by the key's first 16 bytes, gathered from the used slots
+        // once: most comparisons end there without touching slots.
         let mut order: Vec<SortItem> = Vec::with_capacity(self.words);
         for (k, &i) in self.used.iter().enumerate() {
             if let Some(&ahead) = self.used.get(k + LOOKAHEAD) {
