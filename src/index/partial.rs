@@ -62,6 +62,16 @@ fn home(hash: u64, slots: usize) -> usize {
     (hash >> (64 - slots.trailing_zeros())) as usize
 }
 
+/// The empty slot where a word of `hash` not yet in `slots` goes.
+fn first_free(slots: &[Slot], hash: u64) -> usize {
+    let mask = slots.len() - 1;
+    let mut i = home(hash, slots.len());
+    while slots[i].hash != 0 {
+        i = (i + 1) & mask;
+    }
+    i
+}
+
 #[inline]
 fn lane_at(bytes: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
@@ -168,6 +178,19 @@ impl Slot {
         self.block_end = (list >> 64) as u32;
         self.block = (list >> 96) as u32;
     }
+}
+
+/// Writes an occurrence's entry at the start of `dst` (its head, the line
+/// if it opens a file, the column); returns its length.
+#[inline(always)]
+fn put_entry(dst: &mut [u8], head: u32, line: Option<u32>, column: u32) -> usize {
+    let mut at = 0;
+    put_varint(dst, &mut at, head);
+    if let Some(line) = line {
+        put_varint(dst, &mut at, line);
+    }
+    put_varint(dst, &mut at, column);
+    at
 }
 
 #[inline]
@@ -495,11 +518,7 @@ impl PartialIndex {
     fn insert(&mut self, mut i: usize, padded: &[u8], len: usize, hash: u64) -> usize {
         if (self.words + 1) * 4 > self.slots.len() * 3 {
             self.grow();
-            let mask = self.slots.len() - 1;
-            i = home(hash, self.slots.len());
-            while self.slots[i].hash != 0 {
-                i = (i + 1) & mask;
-            }
+            i = first_free(&self.slots, hash);
         }
         let mut slot = Slot {
             hash,
@@ -531,13 +550,9 @@ impl PartialIndex {
             "a run is cut before this"
         );
         let mut slots = empty_slots(self.slots.len() * 2);
-        let mask = slots.len() - 1;
         for used in &mut self.used {
             let slot = &self.slots[*used as usize];
-            let mut i = home(slot.hash, slots.len());
-            while slots[i].hash != 0 {
-                i = (i + 1) & mask;
-            }
+            let i = first_free(&slots, slot.hash);
             slots[i] = *slot;
             *used = i as u32;
         }
@@ -608,12 +623,7 @@ impl PartialIndex {
             // The entry, encoded in a register's worth of bytes (zero past
             // it), then shifted into place.
             let mut entry = [0u8; 16];
-            let mut at = 0;
-            put_varint(&mut entry, &mut at, head);
-            if opens {
-                put_varint(&mut entry, &mut at, line);
-            }
-            put_varint(&mut entry, &mut at, column);
+            let at = put_entry(&mut entry, head, opens.then_some(line), column);
             let held = slot.inline_len as usize;
             if held + at <= INLINE_LIST {
                 let list = slot.inline_list() | u128::from_le_bytes(entry) << (8 * held);
@@ -632,13 +642,12 @@ impl PartialIndex {
         // as one 16-byte load waited for its byte stores to reach the cache
         // (a load that spans several smaller stores is not forwarded from
         // them), where perf put a third of this function's samples.
-        let block = &mut self.arena[tail..tail + MAX_ENTRY];
-        let mut at = 0;
-        put_varint(block, &mut at, head);
-        if opens {
-            put_varint(block, &mut at, line);
-        }
-        put_varint(block, &mut at, column);
+        let at = put_entry(
+            &mut self.arena[tail..tail + MAX_ENTRY],
+            head,
+            opens.then_some(line),
+            column,
+        );
         slot.tail += at as u32;
     }
 
