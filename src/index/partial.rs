@@ -286,22 +286,13 @@ pub(crate) fn advise_huge_pages<T>(memory: &[T]) {
     let _ = memory;
 }
 
-/// An empty vector with room for `n` items, that room on huge pages where
-/// the kernel gives them: for vectors filled once, in order, to hundreds
-/// of megabytes (a merge's words and pieces), where a fault per 4 KiB page
-/// is a good part of the cost of writing them.
-pub(crate) fn with_huge_capacity<T>(n: usize) -> Vec<T> {
-    let mut vector = Vec::with_capacity(n);
-    advise_huge_pages(vector.spare_capacity_mut());
-    vector
-}
-
 /// A table of `n` empty slots, on huge pages where the kernel gives them.
 /// The hint must come before the first write: `vec![Slot::default(); n]`
 /// writes every slot, and its memory is then backed by 4 KiB pages for
 /// good (the kernel collapses them into huge ones only slowly, if ever).
 fn empty_slots(n: usize) -> Vec<Slot> {
-    let mut slots = with_huge_capacity(n);
+    let mut slots = Vec::with_capacity(n);
+    advise_huge_pages(slots.spare_capacity_mut());
     slots.resize(n, Slot::default());
     slots
 }

@@ -18,7 +18,6 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::bytes::{Array, Chunked};
-use super::partial::with_huge_capacity;
 use super::postings::{read_varint, write_varint};
 
 /// Words per front-coded block: a lookup decodes at most this many.
@@ -951,8 +950,8 @@ impl Vocabulary {
             form: Form::Arena(Arena {
                 segments: vec![Segment {
                     first: 0,
-                    bytes: with_huge_capacity(bytes),
-                    ends: with_huge_capacity(words),
+                    bytes: Vec::with_capacity(bytes),
+                    ends: Vec::with_capacity(words),
                 }],
             }),
         }
