@@ -268,7 +268,13 @@ impl Lister<'_> {
             let name_text = name.to_string_lossy();
             let shown = match display {
                 "" => name_text.clone().into_owned(),
-                _ => format!("{display}/{name_text}"),
+                _ => {
+                    let mut shown = String::with_capacity(display.len() + 1 + name_text.len());
+                    shown.push_str(display);
+                    shown.push('/');
+                    shown.push_str(&name_text);
+                    shown
+                }
             };
             let file_type = match entry.file_type() {
                 Ok(file_type) => file_type,
@@ -290,8 +296,16 @@ impl Lister<'_> {
             if self.excludes.excludes_anything() && self.excludes.is_excluded(&shown, &name_text) {
                 continue;
             }
+            // At its final length: `DirEntry::path` copies the folder's
+            // path and then grows it for the name.
+            let path = || {
+                let mut path = PathBuf::with_capacity(folder.as_os_str().len() + 1 + name.len());
+                path.push(folder);
+                path.push(&name);
+                path
+            };
             if is_dir {
-                folders.push((entry.path(), shown));
+                folders.push((path(), shown));
             } else if !file_type.is_file() {
                 let what = if file_type.is_symlink() {
                     "symbolic link"
@@ -305,7 +319,7 @@ impl Lister<'_> {
             } else {
                 match entry.metadata() {
                     Ok(meta) => out.files.push(FileEntry {
-                        path: entry.path(),
+                        path: path(),
                         display: shown,
                         size: meta.len(),
                         mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
