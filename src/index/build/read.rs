@@ -28,6 +28,9 @@ use crate::index::walk::FileEntry;
 /// How many leading bytes are searched for a NUL to call a file binary.
 pub const BINARY_PROBE_BYTES: usize = 8192;
 
+/// The most the first read of a file asks for (see [`scan_file`]).
+const FIRST_READ: usize = 64 << 10;
+
 /// The bytes read at a time, by default.
 pub const DEFAULT_WINDOW: usize = 4 << 20;
 
@@ -348,9 +351,15 @@ pub(super) fn scan_file<S: WordSink>(
     buffer.clear();
     // Probe first, so a binary file (perhaps a sparse one of many GB) costs
     // one small read, never a read of its whole size. Every part probes:
-    // only the first reports the file, and none reads a binary one.
-    let mut eof = fill(file, buffer, BINARY_PROBE_BYTES, file_size)?;
-    if memchr::memchr(0, buffer).is_some() {
+    // only the first reports the file, and none reads a binary one. The
+    // probe reads a small file whole (a byte past its size, to see its
+    // end): a third of the kernel's files are longer than the probe and
+    // took a second read.
+    let first = usize::try_from(file_size)
+        .map_or(FIRST_READ, |size| size.saturating_add(1))
+        .clamp(BINARY_PROBE_BYTES, FIRST_READ.min(window));
+    let mut eof = fill(file, buffer, first, file_size)?;
+    if memchr::memchr(0, &buffer[..buffer.len().min(BINARY_PROBE_BYTES)]).is_some() {
         return Ok(Content::Binary);
     }
     let from = part.map_or(0, |p| p.from);
