@@ -175,6 +175,23 @@ pub(super) struct Worker<'c, 'a> {
     context: &'c WorkerContext<'a>,
 }
 
+/// About how many distinct words a batch holds, from its bytes: a
+/// 32 MiB batch of the kernel's sources holds about 200 thousand (one per
+/// 168 bytes), and smaller batches hold no more per byte.
+fn expected_words(files: &[FileEntry], batch: &Batch) -> usize {
+    const BYTES_PER_WORD: u64 = 160;
+    let bytes: u64 = match batch.part {
+        Some(part) => {
+            let size = files.get(batch.start as usize).map_or(0, |f| f.size);
+            part.to.min(size).saturating_sub(part.from)
+        }
+        None => files
+            .get(batch.files())
+            .map_or(0, |batch| batch.iter().map(|f| f.size).sum()),
+    };
+    usize::try_from(bytes / BYTES_PER_WORD).unwrap_or(usize::MAX)
+}
+
 /// The parent is gone: nothing left to do.
 pub(super) struct Gone;
 
@@ -199,6 +216,8 @@ impl<'c, 'a> Worker<'c, 'a> {
             ..Done::default()
         };
         super::read::READ_NANOS.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.partial
+            .expect_words(expected_words(self.context.files, &batch));
         let mut runs = RunShipper {
             channel,
             context: self.context,
