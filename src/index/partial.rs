@@ -209,11 +209,13 @@ fn put_varint(dst: &mut [u8], at: &mut usize, mut value: u32) {
 pub struct PartialIndex {
     slots: Vec<Slot>,
     words: usize,
-    /// The slots in use, in the order their words arrived: `take_run`
-    /// reads these, where a scan of the whole table would read tens of
-    /// megabytes per run (a table keeps the size its largest batch needed)
-    /// and push the other worker's lines out of the shared cache.
-    used: Vec<u32>,
+    /// The slots in use, in the order their words arrived, each with its
+    /// word's sort prefix, taken when the word came in (its key was at
+    /// hand): `take_run` sorts these, where reading every used slot for
+    /// its prefix was a cache miss per word, and a scan of the whole table
+    /// would read tens of megabytes per run (a table keeps the size its
+    /// largest batch needed).
+    used: Vec<SortItem>,
     long_keys: Vec<u8>,
     arena: Vec<u8>,
     occurrences: u64,
@@ -532,9 +534,14 @@ impl PartialIndex {
             slot.key[LONG_KEY_PREFIX].copy_from_slice(&padded[..16]);
             self.long_keys.extend_from_slice(padded);
         }
+        self.used.push(SortItem {
+            prefix: self.sort_chunk(&slot, 0),
+            slot: i as u32,
+            len: len as u32,
+            next: self.sort_lane(&slot),
+        });
         self.slots[i] = slot;
         self.words += 1;
-        self.used.push(i as u32);
         i
     }
 
@@ -565,10 +572,10 @@ impl PartialIndex {
     fn grow_to(&mut self, len: usize) {
         let mut slots = empty_slots(len);
         for used in &mut self.used {
-            let slot = &self.slots[*used as usize];
+            let slot = &self.slots[used.slot as usize];
             let i = first_free(&slots, slot.hash);
             slots[i] = *slot;
-            *used = i as u32;
+            used.slot = i as u32;
         }
         self.slots = slots;
     }
@@ -829,21 +836,9 @@ impl PartialIndex {
     /// memory kept, so a worker's next batch pays no page faults for it.
     pub fn take_run(&mut self) -> Run {
         self.flush();
-        // Sort by the key's first 16 bytes, gathered from the used slots
-        // once: most comparisons end there without touching slots.
-        let mut order: Vec<SortItem> = Vec::with_capacity(self.words);
-        for (k, &i) in self.used.iter().enumerate() {
-            if let Some(&ahead) = self.used.get(k + LOOKAHEAD) {
-                prefetch(&self.slots[ahead as usize]);
-            }
-            let s = &self.slots[i as usize];
-            order.push(SortItem {
-                prefix: self.sort_chunk(s, 0),
-                slot: i,
-                len: u32::from(s.len),
-                next: self.sort_lane(s),
-            });
-        }
+        // Sort by the key's first 16 bytes, taken as the words came in:
+        // most comparisons end there without touching slots.
+        let mut order = std::mem::take(&mut self.used);
         order.sort_unstable_by_key(|item| item.prefix);
         // Words sharing their first 16 bytes are then ordered by their next
         // 16, and so on: each round reads one chunk of each tied word, in
@@ -967,6 +962,8 @@ impl PartialIndex {
             occurrences: self.occurrences,
             checkpoints,
         };
+        // Its memory is kept for the next batch's words.
+        self.used = order;
         self.clear();
         run
     }
