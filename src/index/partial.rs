@@ -538,7 +538,15 @@ impl PartialIndex {
             prefix: self.sort_chunk(&slot, 0),
             slot: i as u32,
             len: len as u32,
-            next: self.sort_lane(&slot),
+            next: match len {
+                ..=INLINE_KEY => self.sort_lane(&slot),
+                _ => u64::from(u32::from_le_bytes([
+                    slot.key[0],
+                    slot.key[1],
+                    slot.key[2],
+                    slot.key[3],
+                ])),
+            },
         });
         self.slots[i] = slot;
         self.words += 1;
@@ -850,22 +858,33 @@ impl PartialIndex {
         while let Some((range, offset)) = ties.pop() {
             let tied = &mut order[range.clone()];
             let mut longest = 0;
-            // A short word's bytes 16 to 24 came with its first 16, so its
-            // first tie round reads no slot (a quarter of a kernel batch's
-            // words tie on their first 16 bytes); other words' slots lie
-            // anywhere in the table.
-            let carried = |item: &SortItem| offset == 16 && item.len as usize <= INLINE_KEY;
+            // No round reads a slot (they lie anywhere in the table): a
+            // short word's bytes 16 to 24 came with its first 16 (a quarter
+            // of a kernel batch's words tie on their first 16 bytes), and a
+            // long word's item says where its key is.
             for k in 0..tied.len() {
-                if let Some(ahead) = tied.get(k + 8).filter(|ahead| !carried(ahead)) {
-                    prefetch(&self.slots[ahead.slot as usize]);
+                if let Some(ahead) = tied
+                    .get(k + 8)
+                    .filter(|a| a.len as usize > offset.max(INLINE_KEY))
+                {
+                    if let Some(byte) = self.long_keys.get(ahead.next as usize + offset) {
+                        prefetch(byte);
+                    }
                 }
                 let item = &mut tied[k];
-                if carried(item) {
-                    item.prefix = u128::from(item.next) << 64;
-                } else {
-                    item.prefix = self.sort_chunk(&self.slots[item.slot as usize], offset);
-                }
-                longest = longest.max(item.len as usize);
+                let len = item.len as usize;
+                item.prefix = match len {
+                    _ if len <= offset => 0,
+                    ..=INLINE_KEY => u128::from(item.next) << 64,
+                    _ => {
+                        let key = &self.long_keys[item.next as usize..][..len];
+                        let rest = &key[offset..len.min(offset + 16)];
+                        let mut chunk = [0u8; 16];
+                        chunk[..rest.len()].copy_from_slice(rest);
+                        u128::from_be_bytes(chunk)
+                    }
+                };
+                longest = longest.max(len);
             }
             if longest <= offset {
                 // Every byte compared equal: words that differ only by
@@ -1004,8 +1023,8 @@ fn push_ties(
 
 /// A word's place in the sort: a 16-byte chunk of its key (at first its
 /// first 16 bytes), big-endian, and its slot; then, in what would be the
-/// item's padding, the key's length and its bytes 16 to 24 (0 for a long
-/// key), for words tied on their first 16.
+/// item's padding, the key's length and, for words tied on their first 16,
+/// a short key's bytes 16 to 24 or where a long key starts in `long_keys`.
 #[derive(Debug, Clone, Copy)]
 struct SortItem {
     prefix: u128,
