@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bytes::Bytes;
 use super::postings::{read_varint, write_varint};
-use super::tokenize::{padded_len, Word, MIN_PADDED};
+use super::tokenize::{padded_len, ShortWords, Word, MIN_PADDED};
 
 /// A 64-bit hash of a word given as zero-padded 8-byte lanes (see
 /// [`padded_len`]): a short word's three lanes multiplied side by side, a
@@ -38,20 +38,37 @@ use super::tokenize::{padded_len, Word, MIN_PADDED};
 /// slot.
 #[inline]
 pub fn hash_word(padded: &[u8], len: usize) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let h = if len <= INLINE_KEY {
-        // Three independent multiplies, not a chain of three.
-        (lane_at(padded) ^ len as u64).wrapping_mul(K)
-            ^ lane_at(&padded[8..]).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
-            ^ lane_at(&padded[16..]).wrapping_mul(0x1656_67B1_9E37_79F9)
-    } else {
-        let mut h = len as u64;
-        for lane in padded.chunks_exact(8) {
-            h = (h.rotate_left(23) ^ lane_at(lane)).wrapping_mul(K);
-        }
-        h
-    };
+    if len <= INLINE_KEY {
+        return hash_short(short_lanes(padded), len);
+    }
+    let mut h = len as u64;
+    for lane in padded.chunks_exact(8) {
+        h = (h.rotate_left(23) ^ lane_at(lane)).wrapping_mul(HASH_K);
+    }
     h | 1
+}
+
+const HASH_K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// [`hash_word`] of a word of at most [`INLINE_KEY`] bytes, given as its
+/// three lanes.
+#[inline(always)]
+fn hash_short(lanes: [u64; 3], len: usize) -> u64 {
+    // Three independent multiplies, not a chain of three.
+    let h = (lanes[0] ^ len as u64).wrapping_mul(HASH_K)
+        ^ lanes[1].wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ lanes[2].wrapping_mul(0x1656_67B1_9E37_79F9);
+    h | 1
+}
+
+/// The three lanes of a short word's padded bytes.
+#[inline(always)]
+fn short_lanes(padded: &[u8]) -> [u64; 3] {
+    [
+        lane_at(padded),
+        lane_at(&padded[8..]),
+        lane_at(&padded[16..]),
+    ]
 }
 
 /// Where `hash` is first looked for in a table of `slots` slots (a power
@@ -100,7 +117,7 @@ const FIRST_BLOCK: usize = 24;
 const MAX_BLOCK: usize = 4096;
 /// The most arena or long-key bytes a run may hold, whatever the limits
 /// say: offsets into them are 32-bit, and one chunk of occurrences adds at
-/// most `CHUNK * (HEADER + MAX_BLOCK)` bytes past a check.
+/// most `(CHUNK + GROUP) * (HEADER + MAX_BLOCK)` bytes past a check.
 const ARENA_LIMIT: usize = 3 << 30;
 /// The table's first size, in slots.
 const FIRST_SLOTS: usize = 1 << 12;
@@ -219,11 +236,10 @@ pub struct PartialIndex {
     long_keys: Vec<u8>,
     arena: Vec<u8>,
     occurrences: u64,
-    /// Occurrences waiting for their lookup, in order, and their keys'
-    /// padded lanes back to back: looked up a chunk at a time, with each
-    /// slot prefetched [`LOOKAHEAD`] occurrences before it is needed.
-    pending: Vec<Pending>,
-    pending_keys: Vec<u8>,
+    /// Occurrences waiting for their lookup, in order: looked up a chunk
+    /// at a time, with each slot prefetched [`LOOKAHEAD`] occurrences
+    /// before it is needed.
+    pending: Gathered,
     /// Most slots the table may have, and most words it may then hold
     /// before a run must be cut (so that a chunk never makes it grow).
     max_slots: usize,
@@ -247,14 +263,79 @@ const CHUNK: usize = 2048;
 /// than it saves.
 const CACHED_SLOTS: usize = 1 << 13;
 
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    hash: u64,
-    key_start: u32,
-    len: u32,
-    file: u32,
-    line: u64,
-    column: u64,
+/// Words the vector block path hands over at once (see [`ShortWords`]).
+const GROUP: usize = 8;
+
+/// Gathered occurrences, a column per field, each with room for a chunk
+/// and one more group: the vector block path's groups of eight are copied
+/// in as whole vectors, where one record per occurrence was a dozen
+/// scalar stores (a third of the tokenizer's time).
+#[derive(Debug)]
+struct Gathered {
+    hash: Vec<u64>,
+    len: Vec<u64>,
+    file: Vec<u32>,
+    line: Vec<u64>,
+    column: Vec<u64>,
+    /// A short key's three lanes; for a longer key, `lanes[0]` is where
+    /// its padded bytes start in `long`.
+    lanes: [Vec<u64>; 3],
+    long: Vec<u8>,
+    /// Occurrences gathered.
+    n: usize,
+}
+
+impl Gathered {
+    fn new() -> Self {
+        let column = || vec![0u64; CHUNK + GROUP];
+        Gathered {
+            hash: column(),
+            len: column(),
+            file: vec![0; CHUNK + GROUP],
+            line: column(),
+            column: column(),
+            lanes: [column(), column(), column()],
+            long: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// A placeholder while a chunk is recorded (it holds no memory).
+    fn empty() -> Self {
+        Gathered {
+            hash: Vec::new(),
+            len: Vec::new(),
+            file: Vec::new(),
+            line: Vec::new(),
+            column: Vec::new(),
+            lanes: [Vec::new(), Vec::new(), Vec::new()],
+            long: Vec::new(),
+            n: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Bytes held.
+    fn memory(&self) -> usize {
+        (CHUNK + GROUP) * (8 * 7 + 4) + self.long.capacity()
+    }
+
+    #[inline(always)]
+    fn push(&mut self, hash: u64, lanes: [u64; 3], len: usize, file: u32, line: u64, column: u64) {
+        let n = self.n;
+        self.hash[n] = hash;
+        self.len[n] = len as u64;
+        self.file[n] = file;
+        self.line[n] = line;
+        self.column[n] = column;
+        for (to, lane) in self.lanes.iter_mut().zip(lanes) {
+            to[n] = lane;
+        }
+        self.n = n + 1;
+    }
 }
 
 /// Asks the kernel to back `memory` with 2 MiB pages where it can. The
@@ -350,10 +431,9 @@ impl PartialIndex {
             // Offset 0 means "no block", so the arena starts with padding.
             arena: vec![0; HEADER],
             occurrences: 0,
-            pending: Vec::with_capacity(CHUNK),
-            pending_keys: Vec::with_capacity(CHUNK * INLINE_KEY),
+            pending: Gathered::new(),
             max_slots,
-            max_words: (max_slots / 4 * 3).saturating_sub(CHUNK + 1),
+            max_words: (max_slots / 4 * 3).saturating_sub(CHUNK + GROUP + 1),
             max_arena: limits.arena.min(ARENA_LIMIT),
             direct: 0,
             record_time: Duration::ZERO,
@@ -395,30 +475,91 @@ impl PartialIndex {
     #[inline(always)]
     #[must_use]
     pub fn add(&mut self, word: Word<'_>, file: u32, line: u64, column: u64) -> bool {
+        if word.len() <= INLINE_KEY {
+            return self.add_short(short_lanes(word.padded()), word.len(), file, line, column);
+        }
         let padded = word.padded();
         let hash = hash_word(padded, word.len());
         if self.slots.len() <= CACHED_SLOTS && self.pending.is_empty() {
             return self.add_at_once(hash, padded, word.len(), file, line, column);
         }
-        self.pending.push(Pending {
-            hash,
-            key_start: self.pending_keys.len() as u32,
-            len: word.len() as u32,
-            file,
-            line,
-            column,
-        });
+        let start = self.pending.long.len() as u64;
         // Lane by lane: fixed-size copies the compiler inlines, where one
-        // copy of the whole key would call memcpy; a short word's three
-        // lanes with no loop that follows its length.
-        if word.len() <= INLINE_KEY {
-            self.pending_keys.extend_from_slice(&padded[..INLINE_KEY]);
-        } else {
-            for lane in padded.chunks_exact(8) {
-                self.pending_keys.extend_from_slice(lane);
-            }
+        // copy of the whole key would call memcpy.
+        for lane in padded.chunks_exact(8) {
+            self.pending.long.extend_from_slice(lane);
         }
-        if self.pending.len() == CHUNK {
+        self.pending
+            .push(hash, [start, 0, 0], word.len(), file, line, column);
+        if self.pending.n >= CHUNK {
+            return self.flush_chunk();
+        }
+        false
+    }
+
+    /// [`add`](Self::add) for a word of at most 24 bytes given as the three
+    /// lanes of its padded bytes, as the vector block path hands them over
+    /// (see `WordSink::short_words`): hashed and gathered without reading
+    /// the word from memory.
+    #[inline(always)]
+    #[must_use]
+    pub(crate) fn add_short(
+        &mut self,
+        lanes: [u64; 3],
+        len: usize,
+        file: u32,
+        line: u64,
+        column: u64,
+    ) -> bool {
+        debug_assert!(len <= INLINE_KEY);
+        let hash = hash_short(lanes, len);
+        if self.slots.len() <= CACHED_SLOTS && self.pending.is_empty() {
+            let mut padded = [0u8; INLINE_KEY];
+            for (to, lane) in padded.chunks_exact_mut(8).zip(lanes) {
+                to.copy_from_slice(&lane.to_le_bytes());
+            }
+            return self.add_at_once(hash, &padded, len, file, line, column);
+        }
+        self.pending.push(hash, lanes, len, file, line, column);
+        if self.pending.n >= CHUNK {
+            return self.flush_chunk();
+        }
+        false
+    }
+
+    /// [`add_short`](Self::add_short) for each of a group of words of the
+    /// vector block path, all in file `file`, copied in as whole columns
+    /// (the loops over a group's eight words are vectorized where this is
+    /// inlined into that path). True when the index is then full: the
+    /// group's words are all in it, and the caller takes the run before
+    /// adding more.
+    #[inline(always)]
+    #[must_use]
+    pub(crate) fn add_short_words(&mut self, words: &ShortWords, file: u32) -> bool {
+        let count = words.count.min(GROUP);
+        if self.slots.len() <= CACHED_SLOTS && self.pending.is_empty() {
+            let mut full = false;
+            for (lanes, len, position) in words.iter() {
+                full |= self.add_short(lanes, len, file, position.line, position.column);
+            }
+            return full;
+        }
+        let g = &mut self.pending;
+        let n = g.n;
+        let hashes = &mut g.hash[n..n + GROUP];
+        for (j, hash) in hashes.iter_mut().enumerate() {
+            let lanes = [words.lanes[0][j], words.lanes[1][j], words.lanes[2][j]];
+            *hash = hash_short(lanes, words.len[j] as usize);
+        }
+        g.len[n..n + GROUP].copy_from_slice(&words.len);
+        g.line[n..n + GROUP].copy_from_slice(&words.line);
+        g.column[n..n + GROUP].copy_from_slice(&words.column);
+        g.file[n..n + GROUP].fill(file);
+        for (to, from) in g.lanes.iter_mut().zip(&words.lanes) {
+            to[n..n + GROUP].copy_from_slice(from);
+        }
+        g.n = n + count;
+        if g.n >= CHUNK {
             return self.flush_chunk();
         }
         false
@@ -468,26 +609,36 @@ impl PartialIndex {
 
     /// Records every gathered occurrence.
     pub fn flush(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let keys = std::mem::take(&mut self.pending_keys);
+        let g = std::mem::replace(&mut self.pending, Gathered::empty());
+        let n = g.n;
         // The chunk's first slots, which no earlier occurrence fetched.
-        for first in pending.iter().take(LOOKAHEAD) {
-            prefetch(&self.slots[home(first.hash, self.slots.len())]);
+        for &hash in &g.hash[..n.min(LOOKAHEAD)] {
+            prefetch(&self.slots[home(hash, self.slots.len())]);
         }
-        for (k, p) in pending.iter().enumerate() {
-            if let Some(ahead) = pending.get(k + LOOKAHEAD) {
+        for k in 0..n {
+            if k + LOOKAHEAD < n {
                 // Where that occurrence will probe first (should the table
                 // grow before then, the hint is merely wasted).
-                prefetch(&self.slots[home(ahead.hash, self.slots.len())]);
+                prefetch(&self.slots[home(g.hash[k + LOOKAHEAD], self.slots.len())]);
             }
-            let start = p.key_start as usize;
-            let padded = &keys[start..start + padded_len(p.len as usize)];
-            self.record(p.hash, padded, p.len as usize, p.file, p.line, p.column);
+            let len = g.len[k] as usize;
+            let short;
+            let padded = if len <= INLINE_KEY {
+                let mut bytes = [0u8; INLINE_KEY];
+                for (to, lane) in bytes.chunks_exact_mut(8).zip(&g.lanes) {
+                    to.copy_from_slice(&lane[k].to_le_bytes());
+                }
+                short = bytes;
+                &short[..]
+            } else {
+                let start = g.lanes[0][k] as usize;
+                &g.long[start..start + padded_len(len)]
+            };
+            self.record(g.hash[k], padded, len, g.file[k], g.line[k], g.column[k]);
         }
-        self.pending = pending;
-        self.pending.clear();
-        self.pending_keys = keys;
-        self.pending_keys.clear();
+        self.pending = g;
+        self.pending.n = 0;
+        self.pending.long.clear();
     }
 
     #[inline]
@@ -602,7 +753,7 @@ impl PartialIndex {
         if needed > capacity {
             // Double, but not far past the limit: a run is cut there anyway.
             let target = (capacity * 2)
-                .min(self.max_arena + (CHUNK << 12))
+                .min(self.max_arena + ((CHUNK + GROUP) << 12))
                 .max(needed);
             self.arena.reserve_exact(target - start);
         }
@@ -746,8 +897,7 @@ impl PartialIndex {
         std::mem::size_of_val(self.slots.as_slice())
             + self.arena.capacity()
             + self.long_keys.capacity()
-            + self.pending.capacity() * std::mem::size_of::<Pending>()
-            + self.pending_keys.capacity()
+            + self.pending.memory()
     }
 
     /// Number of distinct words.
@@ -757,7 +907,7 @@ impl PartialIndex {
 
     /// Number of occurrences recorded.
     pub fn occurrences(&self) -> u64 {
-        self.occurrences + self.pending.len() as u64
+        self.occurrences + self.pending.n as u64
     }
 
     fn key<'a>(&'a self, slot: &'a Slot) -> &'a [u8] {
@@ -1380,6 +1530,63 @@ mod tests {
             steps in proptest::collection::vec((0usize..40, 0u8..8, 0u8..8, 0u8..8), 200..1500),
         ) {
             gives_back_every_occurrence(steps, 12_000, 2, (0, 0))?;
+        }
+
+        /// Words handed over in groups, as the vector block path does
+        /// (short words eight at a time, the long ones one by one between
+        /// them), make the same run as words added one at a time: in a
+        /// table small enough to record at once, and in one large enough
+        /// to gather, with chunks ending inside a group.
+        #[test]
+        fn groups_of_short_words_make_the_same_run(
+            words in proptest::collection::vec(("[a-d]{1,3}", 0usize..30, 1u64..4, 1u64..90), 1..3000),
+            expect in proptest::sample::select(vec![0usize, 20_000]),
+        ) {
+            let (mut one, mut grouped) = (PartialIndex::new(), PartialIndex::new());
+            one.expect_words(expect);
+            grouped.expect_words(expect);
+            let mut group = ShortWords::default();
+            let (mut file, mut line) = (0u32, 1u64);
+            let send = |grouped: &mut PartialIndex, group: &mut ShortWords, file: u32| {
+                if group.count > 0 {
+                    let _ = grouped.add_short_words(group, file);
+                    group.count = 0;
+                }
+            };
+            for (head, repeat, step, column) in &words {
+                let text = format!("{head}{}", "x".repeat(*repeat));
+                // A new file now and then: a group holds one file's words.
+                if step % 3 == 0 {
+                    send(&mut grouped, &mut group, file);
+                    file += 1;
+                    line = 1;
+                }
+                line += step;
+                for_each_word(text.as_bytes(), |w, _| {
+                    let _ = one.add(w, file, line, *column);
+                    if w.len() <= INLINE_KEY {
+                        let j = group.count;
+                        for (k, lane) in short_lanes(w.padded()).into_iter().enumerate() {
+                            group.lanes[k][j] = lane;
+                        }
+                        group.len[j] = w.len() as u64;
+                        group.line[j] = line;
+                        group.column[j] = *column;
+                        group.count += 1;
+                        if group.count == GROUP {
+                            send(&mut grouped, &mut group, file);
+                        }
+                    } else {
+                        send(&mut grouped, &mut group, file);
+                        let _ = grouped.add(w, file, line, *column);
+                    }
+                });
+            }
+            send(&mut grouped, &mut group, file);
+            let (a, b) = (one.into_run(), grouped.into_run());
+            proptest::prop_assert_eq!(&a.bytes[..], &b.bytes[..]);
+            proptest::prop_assert_eq!(&a.postings[..], &b.postings[..]);
+            proptest::prop_assert_eq!(a.occurrences, b.occurrences);
         }
 
         /// The same with the table made ready for some number of words

@@ -21,7 +21,7 @@ use super::read::{open_listed, scan_file, Content, Root};
 use super::{Fault, SharedFlag};
 use crate::index::partial::{Limits, PartialIndex, Run};
 use crate::index::stream::{RunFiles, RunShape};
-use crate::index::tokenize::{Position, Word, WordSink};
+use crate::index::tokenize::{Position, ShortWords, Word, WordSink};
 use crate::index::walk::FileEntry;
 use crate::parallel::Channel;
 
@@ -307,6 +307,13 @@ impl WordSink for Recorder<'_, '_, '_> {
             .partial
             .add(word, self.file, position.line, position.column)
         {
+            self.ship();
+        }
+    }
+
+    #[inline(always)]
+    fn short_words(&mut self, words: &ShortWords) {
+        if self.partial.add_short_words(words, self.file) {
             self.ship();
         }
     }
