@@ -615,26 +615,35 @@ impl PartialIndex {
         for &hash in &g.hash[..n.min(LOOKAHEAD)] {
             prefetch(&self.slots[home(hash, self.slots.len())]);
         }
+        // Each column cut to the chunk, so indexing by `k < n` is checked
+        // once, not per column per occurrence.
+        let (hash, len, file) = (&g.hash[..n], &g.len[..n], &g.file[..n]);
+        let (line, column) = (&g.line[..n], &g.column[..n]);
+        let [lane0, lane1, lane2] = &g.lanes;
+        let (lane0, lane1, lane2) = (&lane0[..n], &lane1[..n], &lane2[..n]);
         for k in 0..n {
-            if k + LOOKAHEAD < n {
+            if let Some(&ahead) = hash.get(k + LOOKAHEAD) {
                 // Where that occurrence will probe first (should the table
                 // grow before then, the hint is merely wasted).
-                prefetch(&self.slots[home(g.hash[k + LOOKAHEAD], self.slots.len())]);
+                prefetch(&self.slots[home(ahead, self.slots.len())]);
             }
-            let len = g.len[k] as usize;
+            let word_len = len[k] as usize;
             let short;
-            let padded = if len <= INLINE_KEY {
+            let padded = if word_len <= INLINE_KEY {
                 let mut bytes = [0u8; INLINE_KEY];
-                for (to, lane) in bytes.chunks_exact_mut(8).zip(&g.lanes) {
-                    to.copy_from_slice(&lane[k].to_le_bytes());
+                for (to, lane) in bytes
+                    .chunks_exact_mut(8)
+                    .zip([lane0[k], lane1[k], lane2[k]])
+                {
+                    to.copy_from_slice(&lane.to_le_bytes());
                 }
                 short = bytes;
                 &short[..]
             } else {
-                let start = g.lanes[0][k] as usize;
-                &g.long[start..start + padded_len(len)]
+                let start = lane0[k] as usize;
+                &g.long[start..start + padded_len(word_len)]
             };
-            self.record(g.hash[k], padded, len, g.file[k], g.line[k], g.column[k]);
+            self.record(hash[k], padded, word_len, file[k], line[k], column[k]);
         }
         self.pending = g;
         self.pending.n = 0;
