@@ -681,19 +681,23 @@ impl PartialIndex {
             slot.key[LONG_KEY_PREFIX].copy_from_slice(&padded[..16]);
             self.long_keys.extend_from_slice(padded);
         }
+        // The sort item, from the key at hand (zero past a short key's
+        // end): its first 16 bytes, then a short key's bytes 16 to 24 or
+        // where a long key starts in `long_keys`.
+        let next = match len {
+            ..=INLINE_KEY => u64::from_be_bytes(slot.key[16..24].try_into().unwrap_or_default()),
+            _ => u64::from(u32::from_le_bytes([
+                slot.key[0],
+                slot.key[1],
+                slot.key[2],
+                slot.key[3],
+            ])),
+        };
         self.used.push(SortItem {
-            prefix: self.sort_chunk(&slot, 0),
+            prefix: chunk_at(padded, 0),
             slot: i as u32,
             len: len as u32,
-            next: match len {
-                ..=INLINE_KEY => self.sort_lane(&slot),
-                _ => u64::from(u32::from_le_bytes([
-                    slot.key[0],
-                    slot.key[1],
-                    slot.key[2],
-                    slot.key[3],
-                ])),
-            },
+            next,
         });
         self.slots[i] = slot;
         self.words += 1;
@@ -917,31 +921,6 @@ impl PartialIndex {
         }
     }
 
-    /// The key's 16 bytes from `offset` on, zero-padded, as a big-endian
-    /// number: among keys that agree before `offset`, the order of chunks
-    /// is the order of keys wherever they differ.
-    #[inline]
-    fn sort_chunk(&self, slot: &Slot, offset: usize) -> u128 {
-        let len = slot.len as usize;
-        let mut chunk = [0u8; 16];
-        if len <= INLINE_KEY && offset + 16 <= INLINE_KEY {
-            // Inline keys are zero past their length (keys arrive padded
-            // with zeros into zeroed slots): no variable-length copy.
-            chunk.copy_from_slice(&slot.key[offset..offset + 16]);
-        } else if offset == 0 {
-            // A long key's first 16 bytes, kept in its slot: the first
-            // sort reads every word's, and the arena would be a cache miss
-            // for each.
-            chunk.copy_from_slice(&slot.key[LONG_KEY_PREFIX]);
-        } else if offset + 16 <= len {
-            chunk.copy_from_slice(&self.key(slot)[offset..offset + 16]);
-        } else {
-            let rest = self.key(slot).get(offset..).unwrap_or_default();
-            chunk[..rest.len()].copy_from_slice(rest);
-        }
-        u128::from_be_bytes(chunk)
-    }
-
     /// The block after `block` in its chain (0 for none, or for none
     /// before it).
     #[inline]
@@ -951,17 +930,6 @@ impl PartialIndex {
             (1.., Some(next)) => u32::from_le_bytes([next[0], next[1], next[2], next[3]]),
             _ => 0,
         }
-    }
-
-    /// The key's bytes 16 to 24, zero-padded, as a big-endian number, for
-    /// a key held in its slot (else 0: a long key's are read when needed).
-    #[inline]
-    fn sort_lane(&self, slot: &Slot) -> u64 {
-        let mut lane = [0u8; 8];
-        if slot.len as usize <= INLINE_KEY {
-            lane.copy_from_slice(&slot.key[16..24]);
-        }
-        u64::from_be_bytes(lane)
     }
 
     /// The blocks of a slot's posting chain, as arena ranges.
@@ -1022,13 +990,7 @@ impl PartialIndex {
                 item.prefix = match len {
                     _ if len <= offset => 0,
                     ..=INLINE_KEY => u128::from(item.next) << 64,
-                    _ => {
-                        let key = &self.long_keys[item.next as usize..][..len];
-                        let rest = &key[offset..len.min(offset + 16)];
-                        let mut chunk = [0u8; 16];
-                        chunk[..rest.len()].copy_from_slice(rest);
-                        u128::from_be_bytes(chunk)
-                    }
+                    _ => chunk_at(&self.long_keys[item.next as usize..][..len], offset),
                 };
                 longest = longest.max(len);
             }
@@ -1144,6 +1106,18 @@ impl PartialIndex {
         self.occurrences = 0;
         self.direct = 0;
     }
+}
+
+/// Bytes `offset..offset + 16` of `key` (zeros past its end), big-endian:
+/// among keys that agree before `offset`, the order of these chunks is the
+/// order of the keys wherever they differ.
+#[inline]
+fn chunk_at(key: &[u8], offset: usize) -> u128 {
+    let rest = key.get(offset..).unwrap_or_default();
+    let rest = &rest[..rest.len().min(16)];
+    let mut chunk = [0u8; 16];
+    chunk[..rest.len()].copy_from_slice(rest);
+    u128::from_be_bytes(chunk)
 }
 
 /// Pushes every range of two or more words of `range` (sorted) that share
