@@ -6,6 +6,16 @@
 //!   floor prints beside it in the same run.
 //! * `partial_map/tokenize_add_into_run`: tokenize every file, add every word
 //!   to one `PartialIndex`, then `into_run` (sort and serialize).
+//! * `worker/index_in_process`: the same files written to a temporary
+//!   folder, listed, and indexed by the worker's own loop (`index_in_process`,
+//!   as a forked worker runs one batch): opened and read, tokenized by the
+//!   CPU's block path (on AVX-512 VBMI eight words at a time, straight into
+//!   the partial index, which `partial_map` does not reach: it adds words
+//!   one by one through `for_each_word`), recorded, sorted and encoded. One
+//!   process on one core: the place to compare changes to that loop, where
+//!   whole builds of the kernel vary by a tenth from run to run. (Its own
+//!   spread is about 1% within a run; from one run to the next it still
+//!   drifts with the host, so alternate the builds compared.)
 //! * `merge/8_runs`: `merge_runs` over 8 runs built beforehand from 8
 //!   consecutive slices of the files. Building and cloning the runs is not
 //!   timed; `merge_runs` takes them by value, so freeing them is. Its throughput is also in source bytes, so the three groups read
@@ -34,6 +44,7 @@ use criterion::{
 };
 use indexer::index::for_each_word;
 use indexer::index::merge_runs;
+use indexer::index::{index_in_process, walk, BuildOptions, Excludes, Scratch};
 use indexer::index::{PartialIndex, Run};
 
 const INPUT_LIMIT: usize = 32 << 20;
@@ -272,6 +283,49 @@ fn partial_map(c: &mut Criterion) {
     group.finish();
 }
 
+fn worker(c: &mut Criterion) {
+    let input = input();
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    for (name, file) in input.names.iter().zip(input.files()) {
+        let path = folder.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("the input's folders");
+        }
+        std::fs::write(&path, file).expect("an input file");
+    }
+    let listing = walk(folder.path(), &Excludes::default()).expect("the input lists");
+    let files = listing.files.len() as u32;
+    let options = BuildOptions::default();
+    // Kept from pass to pass, as a worker keeps its partial index from one
+    // batch to the next.
+    let mut scratch = Scratch::default();
+    let index = |scratch: &mut Scratch| {
+        index_in_process(
+            &listing.files,
+            &listing.root,
+            listing.root_identity,
+            0..files,
+            &options,
+            scratch,
+        )
+    };
+    let indexed = index(&mut scratch);
+    let occurrences: u64 = indexed.runs.iter().map(|r| r.occurrences).sum();
+    let words: u64 = input.files().map(count_words).sum();
+    assert_eq!(indexed.indexed, files, "the worker skipped input files");
+    assert_eq!(
+        occurrences, words,
+        "the worker lost or invented occurrences"
+    );
+
+    let mut group = c.benchmark_group("worker");
+    group.sampling_mode(SamplingMode::Flat);
+    group.measurement_time(Duration::from_secs(6));
+    group.throughput(Throughput::Bytes(input.bytes()));
+    group.bench_function("index_in_process", |b| b.iter(|| index(&mut scratch)));
+    group.finish();
+}
+
 fn merge(c: &mut Criterion) {
     let input = input();
     let files: Vec<&[u8]> = input.files().collect();
@@ -314,6 +368,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = tokenize, partial_map, merge
+    targets = tokenize, partial_map, worker, merge
 }
 criterion_main!(benches);
