@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bytes::Bytes;
 use super::postings::{read_varint, write_varint};
-use super::tokenize::{padded_len, ShortWords, Word, MIN_PADDED};
+use super::tokenize::{padded_len, padded_of, ShortWords, Word, MIN_PADDED};
 
 /// A 64-bit hash of a word given as zero-padded 8-byte lanes (see
 /// [`padded_len`]): a short word's three lanes multiplied side by side, a
@@ -179,6 +179,13 @@ struct Slot {
 const INLINE_LIST: usize = 16;
 
 impl Slot {
+    /// Where a long key (one past [`INLINE_KEY`] bytes) starts in the
+    /// partial index's `long_keys`.
+    #[inline]
+    fn long_key_start(&self) -> usize {
+        u32::from_le_bytes([self.key[0], self.key[1], self.key[2], self.key[3]]) as usize
+    }
+
     /// The inline list's bytes, little-endian in the chain's four fields.
     #[inline]
     fn inline_list(&self) -> u128 {
@@ -440,11 +447,8 @@ impl PartialIndex {
             });
             return differ == 0;
         }
-        let stored: &[u8] = {
-            let start =
-                u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
-            &self.long_keys[start..start + padded.len()]
-        };
+        let start = slot.long_key_start();
+        let stored = &self.long_keys[start..start + padded.len()];
         stored
             .chunks_exact(8)
             .zip(padded.chunks_exact(8))
@@ -501,11 +505,7 @@ impl PartialIndex {
         debug_assert!(len <= INLINE_KEY);
         let hash = hash_short(lanes, len);
         if self.slots.len() <= CACHED_SLOTS && self.pending.is_empty() {
-            let mut padded = [0u8; INLINE_KEY];
-            for (to, lane) in padded.chunks_exact_mut(8).zip(lanes) {
-                to.copy_from_slice(&lane.to_le_bytes());
-            }
-            return self.add_at_once(hash, &padded, len, file, line, column);
+            return self.add_at_once(hash, &padded_of(lanes), len, file, line, column);
         }
         self.pending.push(hash, lanes, len, file, line, column);
         if self.pending.n >= CHUNK {
@@ -617,14 +617,7 @@ impl PartialIndex {
             let word_len = len[k] as usize;
             let short;
             let padded = if word_len <= INLINE_KEY {
-                let mut bytes = [0u8; INLINE_KEY];
-                for (to, lane) in bytes
-                    .chunks_exact_mut(8)
-                    .zip([lane0[k], lane1[k], lane2[k]])
-                {
-                    to.copy_from_slice(&lane.to_le_bytes());
-                }
-                short = bytes;
+                short = padded_of([lane0[k], lane1[k], lane2[k]]);
                 &short[..]
             } else {
                 let start = lane0[k] as usize;
@@ -669,29 +662,22 @@ impl PartialIndex {
             len: len as u16,
             ..Slot::default()
         };
-        if len <= INLINE_KEY {
+        // With the sort item's `next` (see [`SortItem`]), from the key at
+        // hand: a short key's bytes 16 to 24 (zero past its end), or where
+        // a long key starts in `long_keys`.
+        let next = if len <= INLINE_KEY {
             // Lane by lane: a fixed-size copy the compiler inlines, where a
             // slice copy of 8, 16 or 24 bytes would call memcpy.
             for (to, from) in slot.key.chunks_exact_mut(8).zip(padded.chunks_exact(8)) {
                 to.copy_from_slice(from);
             }
+            u64::from_be_bytes(slot.key[16..24].try_into().unwrap_or_default())
         } else {
             let start = self.long_keys.len() as u32;
             slot.key[..4].copy_from_slice(&start.to_le_bytes());
             slot.key[LONG_KEY_PREFIX].copy_from_slice(&padded[..16]);
             self.long_keys.extend_from_slice(padded);
-        }
-        // The sort item, from the key at hand (zero past a short key's
-        // end): its first 16 bytes, then a short key's bytes 16 to 24 or
-        // where a long key starts in `long_keys`.
-        let next = match len {
-            ..=INLINE_KEY => u64::from_be_bytes(slot.key[16..24].try_into().unwrap_or_default()),
-            _ => u64::from(u32::from_le_bytes([
-                slot.key[0],
-                slot.key[1],
-                slot.key[2],
-                slot.key[3],
-            ])),
+            u64::from(start)
         };
         self.used.push(SortItem {
             prefix: chunk_at(padded, 0),
@@ -915,8 +901,7 @@ impl PartialIndex {
         if len <= INLINE_KEY {
             &slot.key[..len]
         } else {
-            let start =
-                u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]) as usize;
+            let start = slot.long_key_start();
             &self.long_keys[start..start + len]
         }
     }

@@ -306,10 +306,7 @@ pub trait WordSink {
     #[inline(always)]
     fn short_words(&mut self, words: &ShortWords) {
         for (lanes, len, position) in words.iter() {
-            let mut padded = [0u8; MIN_PADDED];
-            for (to, lane) in padded.chunks_exact_mut(8).zip(lanes) {
-                to.copy_from_slice(&lane.to_le_bytes());
-            }
+            let padded = padded_of(lanes);
             self.word(
                 Word {
                     padded: &padded,
@@ -319,6 +316,18 @@ pub trait WordSink {
             );
         }
     }
+}
+
+/// A short word's padded bytes (see [`Word::padded`]) from its three
+/// little-endian lanes: fixed-size copies the compiler inlines, where a
+/// slice copy would call memcpy.
+#[inline(always)]
+pub(in crate::index) fn padded_of(lanes: [u64; 3]) -> [u8; MIN_PADDED] {
+    let mut padded = [0u8; MIN_PADDED];
+    for (to, lane) in padded.chunks_exact_mut(8).zip(lanes) {
+        to.copy_from_slice(&lane.to_le_bytes());
+    }
+    padded
 }
 
 /// Up to eight consecutive words of one block, each of at most
