@@ -100,17 +100,14 @@ pub fn run() -> i32 {
         if let (0 | EXIT_NO_MATCH, Some(note)) = (code, note) {
             eprintln!("{note}");
         }
-        // Freeing hundreds of thousands of small allocations one by one
-        // would only delay the exit: the process is about to end.
-        std::mem::forget(view);
+        view.discard(options.workers);
         return finish(code);
     }
     if let Some(note) = note {
         eprintln!("{note}");
     }
     if args.noprompt {
-        // As above: the index is dropped by the exit, not word by word.
-        std::mem::forget(view);
+        view.discard(options.workers);
         return finish(0);
     }
     finish(prompt::run(&view, &args, layout, &paths))

@@ -12,8 +12,8 @@
 //! merge runs every worker process has been reaped, so no fork can see these
 //! threads. The ranges are then laid end to end.
 
-use super::bytes::Bytes;
 use super::partial::{prefetch, Run, RunEntry, RunReader};
+use super::release;
 use super::tournament::{word_prefix, LoserTree};
 use super::vocabulary::Vocabulary;
 use super::Index;
@@ -273,10 +273,11 @@ pub fn merge_runs_parallel(
     let shards = merge_shards(&runs, threads)?;
     // The shards hold the words now; free the runs' copies before the
     // vocabulary is laid out, which is when the index is largest.
-    for run in &mut runs {
-        run.bytes = Bytes::default();
+    let words = runs.iter_mut().map(|run| {
         run.checkpoints = Vec::new();
-    }
+        release::dropping(std::mem::take(&mut run.bytes))
+    });
+    release::share_chores(words.collect(), threads);
     release_free_memory();
     // The first range's counts become the whole's, the others appended;
     // each range's words stay where its thread wrote them (see

@@ -27,6 +27,7 @@ mod ignores;
 pub(crate) mod merge;
 pub(crate) mod partial;
 pub(crate) mod postings;
+mod release;
 pub(crate) mod stream;
 pub(crate) mod tokenize;
 mod tournament;
@@ -495,6 +496,33 @@ impl Index {
             pieces_count,
             files: self.files.heap_bytes(),
         }
+    }
+
+    /// Lets go of the index's memory for a process about to end, on
+    /// `threads` threads (see [`release`]): left to the exit, the kernel
+    /// frees it all on one.
+    pub fn discard(self, threads: usize) {
+        let Index {
+            files,
+            vocabulary,
+            counts,
+            postings,
+        } = self;
+        // Hundreds of thousands of small allocations: the exit takes them
+        // with the heap they lie in, at no cost per allocation.
+        std::mem::forget(files);
+        let Postings::Pieces { shards, runs } = postings else {
+            // A saved index, mapped from its file: the exit unmaps it.
+            std::mem::forget((vocabulary, counts, postings));
+            return;
+        };
+        let mut chores = vec![release::dropping(vocabulary), release::dropping(counts)];
+        chores.extend(shards.into_iter().map(release::dropping));
+        // What the allocator holds once those are freed goes back while the
+        // other thread unmaps runs.
+        chores.push(Box::new(merge::release_free_memory));
+        chores.extend(runs.into_iter().map(release::dropping));
+        release::share_chores(chores, threads);
     }
 
     /// Approximate heap bytes held: the parts of [`Index::memory`] summed.

@@ -277,6 +277,16 @@ pub struct View {
 }
 
 impl View {
+    /// Lets go of the view's memory for a process about to end, on
+    /// `threads` threads (see [`Index::discard`]).
+    pub fn discard(self, threads: usize) {
+        for layer in self.layers {
+            layer.index.discard(threads);
+            std::mem::forget((layer.rank, layer.adjusted));
+        }
+        std::mem::forget((self.files, self.origins, self.stamps));
+    }
+
     /// A view of one index, as built.
     pub fn single(index: Index) -> View {
         View::new(vec![Layer::new(index, &[], Vec::new())])
