@@ -413,12 +413,24 @@ fn build_fresh(
             saved.time.as_secs_f64()
         );
     }
+    let incomplete = !built.report.failed.is_empty();
+    if ends_after_answers(args) {
+        // The walk's paths, two allocations a file: the exit takes them
+        // with the heap, where dropping them frees each one.
+        std::mem::forget(built.report);
+    }
     Ok(Obtained {
         view: built.view,
         note: None,
-        incomplete: !built.report.failed.is_empty(),
+        incomplete,
         root: root.to_path_buf(),
     })
+}
+
+/// True when the process ends once the index has answered (`--query` or
+/// `--noprompt`): what it holds then need not be freed piece by piece.
+fn ends_after_answers(args: &Args) -> bool {
+    args.noprompt || !args.queries.is_empty()
 }
 
 fn refresh_with_progress(

@@ -705,11 +705,19 @@ pub fn build(
     let mut spill = SpillFolder::new(output.folder());
     let (built, mut report) = build_listed(listing, started, options, Some(&mut spill), progress)
         .map_err(StoreError::Build)?;
-    let records = records_of(&report, root);
     let excludes = options.excludes.globs();
     let sources = match built {
         Built::Index(index) => {
-            let view = stamped(View::single(*index), &[&records]);
+            // Stamped from the walk, which the records would only copy: they
+            // are made when saving (a temporary index has no use for 78 K
+            // copied paths).
+            let view = View::single(*index).with_stamps(|_, file| {
+                let entry = report.files.get(file)?;
+                Some(FileStamp {
+                    size: entry.size,
+                    mtime_ns: entry.mtime_ns,
+                })
+            });
             let saved = match output {
                 Output::Saved(path) => {
                     progress(&Progress {
@@ -721,6 +729,7 @@ pub fn build(
                         elapsed: started.elapsed(),
                         phase: Phase::Saving,
                     });
+                    let records = records_of(&report, root);
                     Some(save(path, canonical, &excludes, &view, &records)?)
                 }
                 Output::Temporary(_) => None,
@@ -733,6 +742,7 @@ pub fn build(
         }
         Built::Streamed(sources) => sources,
     };
+    let records = records_of(&report, root);
     let merge_started = Instant::now();
     let (path, destination) = match output {
         Output::Saved(path) => (path.to_path_buf(), Destination::File(path)),
