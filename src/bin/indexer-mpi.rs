@@ -350,7 +350,14 @@ fn choose_splits(world: &SimpleCommunicator, runs: &[(u32, Run)]) -> Vec<Vec<u8>
     for (_, run) in runs {
         let step = (run.words as usize / SAMPLES_PER_RUN).max(1);
         // Weighted by occurrences: a word stands for the entries around it.
-        sample.extend(RunReader::new(run).step_by(step).map(|e| e.word.to_vec()));
+        let mut reader = RunReader::new(run);
+        let mut k = 0usize;
+        while let Some(entry) = reader.next_entry() {
+            if k.is_multiple_of(step) {
+                sample.push(entry.word.to_vec());
+            }
+            k += 1;
+        }
     }
     let gathered = gather_bytes(world, encode(world, &sample));
     let mut splits: Vec<Vec<u8>> = Vec::new();

@@ -12,9 +12,9 @@
 //! merge runs every worker process has been reaped, so no fork can see these
 //! threads. The ranges are then laid end to end.
 
-use super::partial::{prefetch, Run, RunEntry, RunReader};
+use super::partial::{prefetch, Run, RunReader, WordBuf};
 use super::release;
-use super::tournament::{word_prefix, LoserTree};
+use super::tournament::LoserTree;
 use super::vocabulary::Vocabulary;
 use super::Index;
 use super::PieceShard;
@@ -36,55 +36,80 @@ impl std::error::Error for MalformedRun {}
 
 /// A run's current word in the merge's tournament, ordered by (word, run):
 /// equal words come out in batch order. The word's first sixteen bytes,
-/// big-endian, settle most comparisons without comparing the slices.
+/// big-endian, settle most comparisons; the word itself is in the run's
+/// reader (see [`Head::order`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head<'a> {
+struct Head {
     prefix: u128,
-    word: &'a [u8],
+    len: usize,
     run: usize,
 }
 
-impl<'a> Head<'a> {
-    fn new(word: &'a [u8], run: usize) -> Self {
+impl Head {
+    /// The head of run `run`, whose reader holds `word`.
+    #[inline]
+    fn new(word: &WordBuf, run: usize) -> Self {
         Head {
-            prefix: word_prefix(word),
-            word,
+            prefix: word.prefix(),
+            len: word.as_slice().len(),
             run,
         }
     }
 
-    /// True if this head's word is `other`'s.
-    fn same_word(&self, other: &Head<'_>) -> bool {
-        self.prefix == other.prefix && self.rest_cmp(other).is_eq()
-    }
-
-    /// The words' order when their prefixes are equal. Words of at most
-    /// sixteen bytes are then ordered by length (equal zero-padded
-    /// prefixes leave the longer one zeros past the shorter's end, so the
-    /// shorter is its prefix): the common word met in every run is told
-    /// equal without a call to compare the slices.
+    /// The order of two heads, their words read from `readers` only when
+    /// their prefixes are equal and one is longer than sixteen bytes.
+    /// Words of at most sixteen bytes with equal prefixes are ordered by
+    /// length (equal zero-padded prefixes leave the longer one zeros past
+    /// the shorter's end, so the shorter is its prefix): the common word
+    /// met in every run is told equal without comparing bytes.
     #[inline]
-    fn rest_cmp(&self, other: &Head<'_>) -> std::cmp::Ordering {
-        match self.word.len() <= 16 && other.word.len() <= 16 {
-            true => self.word.len().cmp(&other.word.len()),
-            false => self.word.cmp(other.word),
-        }
-    }
-}
-
-impl Ord for Head<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+    fn order(&self, other: &Head, readers: &[RunReader<'_>]) -> std::cmp::Ordering {
         self.prefix
             .cmp(&other.prefix)
-            .then_with(|| self.rest_cmp(other))
+            .then_with(|| match self.len <= 16 && other.len <= 16 {
+                true => self.len.cmp(&other.len),
+                false => readers[self.run].word().cmp(readers[other.run].word()),
+            })
             .then(self.run.cmp(&other.run))
     }
 }
 
-impl PartialOrd for Head<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+/// Moves run `i`'s reader to its next entry below `high`: what the merge
+/// keeps of it, or `None` once there is none.
+#[inline(always)]
+fn advance(
+    reader: &mut RunReader<'_>,
+    run: &Run,
+    i: usize,
+    high: Option<&[u8]>,
+) -> Result<Option<Current>, MalformedRun> {
+    let current = reader
+        .next_entry()
+        .filter(|e| high.is_none_or(|h| e.word < h))
+        .map(|e| Current {
+            count: e.count,
+            last_file: e.last_file,
+            postings_at: e.postings_at,
+            postings_len: e.postings.len(),
+        });
+    match current {
+        Some(current) => {
+            fetch_ahead(run, reader.position(), current.postings_at);
+            Ok(Some(current))
+        }
+        None if reader.is_malformed() => Err(MalformedRun { run: i }),
+        None => Ok(None),
     }
+}
+
+/// What the merge keeps of a run's current entry (its word stays in the
+/// run's reader).
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    count: u32,
+    last_file: u32,
+    postings_at: usize,
+    postings_len: usize,
 }
 
 /// Words from `.0` (inclusive) to `.1` (exclusive); `None` is unbounded.
@@ -114,24 +139,17 @@ fn merge_range(
             None => RunReader::new(run),
         })
         .collect();
-    let below_high = |word: &[u8]| high.is_none_or(|h| word < h);
-    let mut heads: Vec<Option<RunEntry<'_>>> = readers
-        .iter_mut()
-        .map(|r| r.next().filter(|e| below_high(e.word)))
-        .collect();
-    for (i, reader) in readers.iter().enumerate() {
-        if heads[i].is_none() && reader.is_malformed() {
-            return Err(MalformedRun { run: i });
-        }
+    let advance = |reader: &mut RunReader<'_>, run: &Run, i: usize| advance(reader, run, i, high);
+    let mut heads: Vec<Option<Current>> = Vec::with_capacity(runs.len());
+    for (i, (reader, run)) in readers.iter_mut().zip(runs).enumerate() {
+        heads.push(advance(reader, run, i)?);
     }
-    // Ordered by (word, run number): equal words come out in batch order.
-    let less = |a: &Head<'_>, b: &Head<'_>| a < b;
     let first = heads
         .iter()
         .enumerate()
-        .map(|(i, h)| h.map(|e| Head::new(e.word, i)))
+        .map(|(i, h)| h.map(|_| Head::new(readers[i].word_buf(), i)))
         .collect();
-    let mut tree = LoserTree::new(first, less);
+    let mut tree = LoserTree::new(first, |a: &Head, b: &Head| a.order(b, &readers).is_lt());
     // Room for this range's share of the runs' entries and a quarter more
     // (ranges are cut at quantiles of them), reserved rather than grown: a
     // vector doubled to hundreds of megabytes is copied and its fresh
@@ -143,9 +161,9 @@ fn merge_range(
     // 512 small ones (the kernel merge: 0.51 -> 0.34 s of wall).
     let share = |total: usize| total / ranges.max(1) / 4 * 5 + 1024;
     let entries = share(runs.iter().map(|r| r.words as usize).sum());
-    let entry_bytes = share(runs.iter().map(|r| r.bytes.len()).sum());
+    let word_bytes = share(runs.iter().map(|r| r.word_bytes as usize).sum());
     let mut shard = Shard {
-        vocabulary: Vocabulary::with_capacity(entries, entry_bytes),
+        vocabulary: Vocabulary::with_capacity(entries, word_bytes),
         counts: Vec::with_capacity(entries),
         pieces: PieceShard {
             first_word: 0,
@@ -155,11 +173,21 @@ fn merge_range(
             len: Vec::with_capacity(entries),
         },
     };
-    while let Some((first, word)) = tree.winner() {
+    // The word being merged, copied out of its first run's reader (which
+    // moves on before the other runs holding it are read).
+    let mut word = WordBuf::default();
+    while let Some((first, group)) = tree.winner() {
+        word.copy_from(readers[first].word_buf());
+        let word = word.as_slice();
+        let same_word = |head: &Head, readers: &[RunReader<'_>]| {
+            head.prefix == group.prefix
+                && head.len == group.len
+                && (head.len <= 16 || readers[head.run].word() == word)
+        };
         let mut count: u32 = 0;
         let mut last_file: Option<u32> = None;
         while let Some((i, head)) = tree.winner() {
-            if !head.same_word(&word) {
+            if !same_word(&head, &readers) {
                 break;
             }
             let Some(entry) = heads[i] else {
@@ -171,28 +199,19 @@ fn merge_range(
             // file when a run was cut inside it). Checked on the entries'
             // last files, so the merge never reads a list: reading the head
             // of each of millions of lists took a tenth of the merge.
-            if entry.postings.is_empty() || last_file.is_some_and(|last| entry.last_file < last) {
+            if entry.postings_len == 0 || last_file.is_some_and(|last| entry.last_file < last) {
                 return Err(MalformedRun { run: i });
             }
             let too_big = |v: usize| u32::try_from(v).map_err(|_| MalformedRun { run: i });
             shard.pieces.run.push(too_big(i)?);
             shard.pieces.start.push(too_big(entry.postings_at)?);
-            shard.pieces.len.push(too_big(entry.postings.len())?);
+            shard.pieces.len.push(too_big(entry.postings_len)?);
             count = count.saturating_add(entry.count);
             last_file = Some(entry.last_file);
-            heads[i] = readers[i].next().filter(|e| below_high(e.word));
-            let next = match heads[i] {
-                Some(e) if e.word <= entry.word => return Err(MalformedRun { run: i }),
-                Some(e) => {
-                    fetch_ahead(&runs[i], &e);
-                    Some(Head::new(e.word, i))
-                }
-                None if readers[i].is_malformed() => return Err(MalformedRun { run: i }),
-                None => None,
-            };
-            tree.replay(i, next, less);
+            heads[i] = advance(&mut readers[i], &runs[i], i)?;
+            let next = heads[i].map(|_| Head::new(readers[i].word_buf(), i));
+            tree.replay(i, next, |a: &Head, b: &Head| a.order(b, &readers).is_lt());
         }
-        let word = word.word;
         shard.vocabulary.push(word);
         shard.counts.push(count);
         let pieces =
@@ -218,14 +237,14 @@ const AHEAD: usize = 512;
 
 /// The merge reads each run's words and lists as two sequential streams,
 /// about 140 streams at once for the kernel's 71 runs: more than a CPU's
-/// prefetcher follows, so each is fetched a little ahead by hand.
+/// prefetcher follows, so each is fetched a little ahead by hand, from the
+/// next entry at `next` and the current list at `postings_at`.
 #[inline]
-fn fetch_ahead(run: &Run, entry: &RunEntry<'_>) {
-    if let Some(byte) = run.postings.get(entry.postings_at + AHEAD) {
+fn fetch_ahead(run: &Run, next: (u64, u64), postings_at: usize) {
+    if let Some(byte) = run.postings.get(postings_at + AHEAD) {
         prefetch(byte);
     }
-    let at = (entry.word.as_ptr() as usize).wrapping_sub(run.bytes.as_ptr() as usize);
-    if let Some(byte) = run.bytes.get(at.wrapping_add(AHEAD)) {
+    if let Some(byte) = run.bytes.get(next.0 as usize + AHEAD) {
         prefetch(byte);
     }
 }
@@ -244,7 +263,7 @@ fn splitters(runs: &[Run], parts: usize) -> Vec<Vec<u8>> {
         .flat_map(|run| {
             (0..run.checkpoints.len()).filter_map(move |k| {
                 RunReader::at_checkpoint(run, k)?
-                    .next()
+                    .next_entry()
                     .map(|e| e.word.to_vec())
             })
         })
@@ -348,13 +367,26 @@ mod tests {
         /// around the sixteen bytes of the prefix, NULs included.
         #[test]
         fn heads_order_as_words_then_runs(
-            a in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u8), 0u8..4, proptest::strategy::Just(b'a')], 0..20),
-            b in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u8), 0u8..4, proptest::strategy::Just(b'a')], 0..20),
-            runs in (0usize..2, 0usize..2),
+            a in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u8), 0u8..4, proptest::strategy::Just(b'a')], 1..20),
+            b in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u8), 0u8..4, proptest::strategy::Just(b'a')], 1..20),
         ) {
-            let (x, y) = (Head::new(&a, runs.0), Head::new(&b, runs.1));
-            proptest::prop_assert_eq!(x.cmp(&y), (&a, runs.0).cmp(&(&b, runs.1)));
-            proptest::prop_assert_eq!(x.same_word(&y), a == b);
+            // Each word the only entry of a run of its own, read up to it.
+            let run_of = |word: &[u8]| {
+                let (mut bytes, mut whole) = (Vec::new(), WordBuf::default());
+                whole.set(word);
+                crate::index::partial::write_entry(&mut bytes, &WordBuf::default(), &whole, 1, 0, 1);
+                Run { bytes: bytes.into(), postings: vec![0].into(), words: 1, ..Run::default() }
+            };
+            let runs = [run_of(&a), run_of(&b)];
+            let mut readers: Vec<RunReader<'_>> = runs.iter().map(RunReader::new).collect();
+            for reader in &mut readers {
+                proptest::prop_assert!(reader.next_entry().is_some());
+            }
+            for (i, j) in [(0, 1), (1, 0), (0, 0)] {
+                let (x, y) = (Head::new(readers[i].word_buf(), i), Head::new(readers[j].word_buf(), j));
+                let (u, v) = (&[&a, &b][i], &[&a, &b][j]);
+                proptest::prop_assert_eq!(x.order(&y, &readers), (u, i).cmp(&(v, j)));
+            }
         }
     }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bytes::Bytes;
 use super::postings::{read_varint, write_varint};
-use super::tokenize::{padded_len, padded_of, ShortWords, Word, MIN_PADDED};
+use super::tokenize::{padded_len, padded_of, ShortWords, Word, MAX_WORD_BYTES, MIN_PADDED};
 
 /// A 64-bit hash of a word given as zero-padded 8-byte lanes (see
 /// [`padded_len`]): a short word's three lanes multiplied side by side, a
@@ -1030,7 +1030,9 @@ impl PartialIndex {
                 push_ties(&order, range, offset + 16, &mut ties);
             }
         }
-        let mut bytes = Vec::with_capacity(self.long_keys.len() + order.len() * 16);
+        let mut bytes = Vec::with_capacity(self.long_keys.len() / 2 + order.len() * 12);
+        let mut entries = EntryWriter::default();
+        let mut word_bytes = 0u64;
         let mut postings = Vec::with_capacity(self.arena.len() + order.len() * INLINE_LIST / 2);
         let mut checkpoints = Vec::with_capacity(order.len() / CHECKPOINT_EVERY + 1);
         for (k, item) in order.iter().enumerate() {
@@ -1067,6 +1069,7 @@ impl PartialIndex {
             }
             if k % CHECKPOINT_EVERY == 0 {
                 checkpoints.push((bytes.len() as u64, postings.len() as u64));
+                entries.restart();
             }
             let slot = &self.slots[item.slot as usize];
             let key = self.key(slot);
@@ -1087,19 +1090,17 @@ impl PartialIndex {
                     postings.truncate(list_start + slot.inline_len as usize);
                 }
             }
-            write_varint(&mut bytes, key.len() as u64);
+            let list_len = (postings.len() - list_start) as u64;
             match key.len() {
-                // As for the inline list: the slot's whole key field.
                 len @ ..=INLINE_KEY => {
-                    let start = bytes.len();
-                    bytes.extend_from_slice(&slot.key);
-                    bytes.truncate(start + len);
+                    let key = (&slot.key, len);
+                    entries.write_padded(&mut bytes, key, slot.count, slot.last_file, list_len);
                 }
-                _ => bytes.extend_from_slice(key),
+                _ => entries
+                    .write(&mut bytes, key, slot.count, slot.last_file, list_len)
+                    .expect("a word is at most MAX_RUN_WORD bytes once lowercased"),
             }
-            write_varint(&mut bytes, u64::from(slot.count));
-            write_varint(&mut bytes, u64::from(slot.last_file));
-            write_varint(&mut bytes, (postings.len() - list_start) as u64);
+            word_bytes += key.len() as u64;
             // Emptied while it is in the cache: every used slot is in
             // `order`, so the table is left empty without a pass over all
             // of it (tens of megabytes written per run).
@@ -1109,6 +1110,7 @@ impl PartialIndex {
             bytes: bytes.into(),
             postings: postings.into(),
             words: order.len() as u64,
+            word_bytes,
             occurrences: self.occurrences,
             checkpoints,
         };
@@ -1180,8 +1182,9 @@ struct SortItem {
 /// unit a worker sends and the parent merges.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Run {
-    /// Per word: varint length, word bytes, varint count, varint last file,
-    /// varint list length.
+    /// Per word, an entry (see [`write_entry`]): the word as the bytes it
+    /// shares with the word before and the rest, its count, its last file
+    /// and its list's length.
     pub bytes: Bytes,
     /// The words' posting lists, back to back in the same order. Kept apart
     /// from the words so that, once merged, the words can be dropped while
@@ -1189,6 +1192,8 @@ pub struct Run {
     pub postings: Bytes,
     /// Distinct words in the run.
     pub words: u64,
+    /// Bytes of its words, whole (what the merge's vocabulary takes).
+    pub word_bytes: u64,
     /// Occurrences in the run.
     pub occurrences: u64,
     /// Offsets (in `bytes`, in `postings`) of every `CHECKPOINT_EVERY`th
@@ -1209,10 +1214,9 @@ impl Run {
     pub fn split_at_words(&self, splits: &[Vec<u8>]) -> Option<Vec<Run>> {
         let mut pieces: Vec<Run> = Vec::with_capacity(splits.len() + 1);
         let mut piece = Run::default();
+        let mut entries = EntryWriter::default();
         let mut reader = RunReader::new(self);
-        loop {
-            let (pos, postings_pos) = reader.position();
-            let Some(entry) = reader.next() else { break };
+        while let Some(entry) = reader.next_entry() {
             while pieces.len() < splits.len() && entry.word >= splits[pieces.len()].as_slice() {
                 pieces.push(std::mem::take(&mut piece));
             }
@@ -1220,17 +1224,19 @@ impl Run {
                 piece
                     .checkpoints
                     .push((piece.bytes.len() as u64, piece.postings.len() as u64));
+                entries.restart();
             }
-            let (next_pos, next_postings) = reader.position();
-            piece
-                .bytes
-                .to_mut()
-                .extend_from_slice(self.bytes.get(pos as usize..next_pos as usize)?);
-            piece.postings.to_mut().extend_from_slice(
-                self.postings
-                    .get(postings_pos as usize..next_postings as usize)?,
-            );
+            let list_len = entry.postings.len() as u64;
+            entries.write(
+                piece.bytes.to_mut(),
+                entry.word,
+                entry.count,
+                entry.last_file,
+                list_len,
+            )?;
+            piece.postings.to_mut().extend_from_slice(entry.postings);
             piece.words += 1;
+            piece.word_bytes += entry.word.len() as u64;
             piece.occurrences += u64::from(entry.count);
         }
         if reader.is_malformed() {
@@ -1240,6 +1246,249 @@ impl Run {
         pieces.resize_with(splits.len() + 1, Run::default);
         Some(pieces)
     }
+}
+
+/// Longest word a run holds: a word is at most [`MAX_WORD_BYTES`] bytes in
+/// its file, and lowercasing makes a character at most half as long again
+/// (`İ`, two bytes, is `i̇`, three), so this leaves room to spare.
+pub(crate) const MAX_RUN_WORD: usize = MAX_WORD_BYTES * 4;
+
+/// A word being written to or read from a run's entries, with room for the
+/// longest and sixteen bytes past it: a word's rest of up to sixteen bytes
+/// (most of them) is then copied in one fixed-size move, where a copy of
+/// its length was a call to `memcpy` per entry.
+#[derive(Clone)]
+pub(crate) struct WordBuf {
+    bytes: [u8; MAX_RUN_WORD + 16],
+    len: usize,
+}
+
+impl Default for WordBuf {
+    fn default() -> Self {
+        WordBuf {
+            bytes: [0; MAX_RUN_WORD + 16],
+            len: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for WordBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WordBuf({:?})", String::from_utf8_lossy(self.as_slice()))
+    }
+}
+
+impl WordBuf {
+    /// The word.
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// Holds `word` instead (`None` if it is longer than any run word).
+    #[inline]
+    pub(crate) fn set(&mut self, word: &[u8]) -> Option<()> {
+        self.bytes.get_mut(..word.len())?.copy_from_slice(word);
+        self.len = word.len();
+        Some(())
+    }
+
+    /// Holds a short key instead: its padded field copied whole.
+    #[inline]
+    fn set_padded(&mut self, padded: &[u8; INLINE_KEY], len: usize) {
+        self.bytes[..INLINE_KEY].copy_from_slice(padded);
+        self.len = len.min(INLINE_KEY);
+    }
+
+    /// Holds `other`'s word instead, sixteen bytes at a time (both have
+    /// room past their ends), not by a call to copy its length.
+    #[inline]
+    pub(crate) fn copy_from(&mut self, other: &WordBuf) {
+        let mut i = 0;
+        while i < other.len {
+            self.bytes[i..i + 16].copy_from_slice(&other.bytes[i..i + 16]);
+            i += 16;
+        }
+        self.len = other.len;
+    }
+
+    /// The word's first sixteen bytes, zero-padded, big-endian (as
+    /// [`super::tournament::word_prefix`]): one load, masked.
+    #[inline]
+    pub(crate) fn prefix(&self) -> u128 {
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&self.bytes[..16]);
+        let all = u128::from_be_bytes(first);
+        match self.len {
+            16.. => all,
+            len => all & !(u128::MAX >> (8 * len)),
+        }
+    }
+
+    /// Empties it (a checkpoint's entry shares nothing).
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// How many leading bytes this word and `other` share, eight at a time:
+    /// the first that differs is the lowest set byte of their difference,
+    /// read little-endian.
+    #[inline]
+    fn shared_with(&self, other: &WordBuf) -> usize {
+        let n = self.len.min(other.len);
+        let mut i = 0;
+        while i < n {
+            let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
+            x.copy_from_slice(&self.bytes[i..i + 8]);
+            y.copy_from_slice(&other.bytes[i..i + 8]);
+            let differ = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+            if differ != 0 {
+                return (i + (differ.trailing_zeros() / 8) as usize).min(n);
+            }
+            i += 8;
+        }
+        n
+    }
+}
+
+/// Appends a run's entry for `word`, which follows `previous` (empty at a
+/// checkpoint, where a reader may start): as varints, the length `word`
+/// shares with `previous` and the length of the rest, then the rest, then
+/// `count`, `last_file` and `list_len`. Sorted words share long prefixes
+/// (`drm_atomic_helper_...`): stored whole, the kernel's runs held 154.5
+/// MB of words, sent through shared memory and read once by the merge.
+#[inline(always)]
+pub(crate) fn write_entry(
+    out: &mut Vec<u8>,
+    previous: &WordBuf,
+    word: &WordBuf,
+    count: u32,
+    last_file: u32,
+    list_len: u64,
+) {
+    let shared = previous.shared_with(word);
+    let rest = word.len - shared;
+    write_varint(out, shared as u64);
+    write_varint(out, rest as u64);
+    let start = out.len();
+    match rest {
+        ..=16 => {
+            out.extend_from_slice(&word.bytes[shared..shared + 16]);
+            out.truncate(start + rest);
+        }
+        _ => out.extend_from_slice(&word.as_slice()[shared..]),
+    }
+    write_varint(out, u64::from(count));
+    write_varint(out, u64::from(last_file));
+    write_varint(out, list_len);
+}
+
+/// Writes a run's entries one after another, each word against the one
+/// before (see [`write_entry`]); its two words take turns, so nothing is
+/// copied between entries.
+#[derive(Default)]
+pub(crate) struct EntryWriter {
+    words: [WordBuf; 2],
+    /// Which of `words` was written last.
+    last: usize,
+}
+
+impl EntryWriter {
+    /// The next entry shares nothing with the one before: a checkpoint,
+    /// where a reader may start.
+    #[inline]
+    pub(crate) fn restart(&mut self) {
+        self.words[self.last & 1].clear();
+    }
+
+    /// Appends the entry of `word`; `None` (and nothing written) if it is
+    /// longer than any word a run holds.
+    #[inline]
+    pub(crate) fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        word: &[u8],
+        count: u32,
+        last_file: u32,
+        list_len: u64,
+    ) -> Option<()> {
+        self.words[(self.last + 1) & 1].set(word)?;
+        self.written(out, count, last_file, list_len);
+        Some(())
+    }
+
+    /// [`EntryWriter::write`] for a short key, from its padded field.
+    #[inline]
+    fn write_padded(
+        &mut self,
+        out: &mut Vec<u8>,
+        (padded, len): (&[u8; INLINE_KEY], usize),
+        count: u32,
+        last_file: u32,
+        list_len: u64,
+    ) {
+        self.words[(self.last + 1) & 1].set_padded(padded, len);
+        self.written(out, count, last_file, list_len);
+    }
+
+    #[inline(always)]
+    fn written(&mut self, out: &mut Vec<u8>, count: u32, last_file: u32, list_len: u64) {
+        let next = (self.last + 1) & 1;
+        let [a, b] = &self.words;
+        let (previous, word) = if next == 1 { (a, b) } else { (b, a) };
+        write_entry(out, previous, word, count, last_file, list_len);
+        self.last = next;
+    }
+}
+
+/// Reads the entry at `bytes[*pos..]` (see [`write_entry`]), whose word
+/// follows the one in `word` and replaces it there; returns its count,
+/// last file and list length. `None` if it does not decode or its word
+/// does not come after the one before (words in a run ascend): then `word`
+/// may hold anything.
+#[inline(always)]
+pub(crate) fn read_entry(
+    bytes: &[u8],
+    pos: &mut usize,
+    word: &mut WordBuf,
+) -> Option<(u32, u32, u64)> {
+    let mut at = *pos;
+    let shared = usize::try_from(read_varint(bytes, &mut at)?).ok()?;
+    let rest_len = usize::try_from(read_varint(bytes, &mut at)?).ok()?;
+    let end = at.checked_add(rest_len)?;
+    let rest = bytes.get(at..end)?;
+    if shared > word.len || shared + rest_len > MAX_RUN_WORD {
+        return None;
+    }
+    let before = word.as_slice();
+    let ascends = match (shared, before.get(shared)) {
+        // At a checkpoint nothing is shared, whatever the words: compared
+        // whole, but their first bytes mostly settle it.
+        (0, _) => match (rest.first(), before.first()) {
+            (Some(now), Some(then)) if now != then => now > then,
+            _ => rest > before,
+        },
+        // Else `shared` is all they share: the next byte must be larger.
+        (_, Some(&then)) => rest.first().is_some_and(|&now| now > then),
+        (_, None) => rest_len > 0,
+    };
+    if !ascends {
+        return None;
+    }
+    match bytes.get(at..at + 16) {
+        Some(sixteen) if rest_len <= 16 => {
+            word.bytes[shared..shared + 16].copy_from_slice(sixteen);
+        }
+        _ => word.bytes[shared..shared + rest_len].copy_from_slice(rest),
+    }
+    word.len = shared + rest_len;
+    at = end;
+    let count = u32::try_from(read_varint(bytes, &mut at)?).ok()?;
+    let last_file = u32::try_from(read_varint(bytes, &mut at)?).ok()?;
+    let list_len = read_varint(bytes, &mut at)?;
+    *pos = at;
+    Some((count, last_file, list_len))
 }
 
 /// One word of a run.
@@ -1257,30 +1506,35 @@ pub struct RunEntry<'a> {
     pub postings_at: usize,
 }
 
-/// Reads a run's entries in order. Malformed bytes end the iteration and
-/// set [`RunReader::is_malformed`], so a bad run is reported, never a panic.
+/// Reads a run's entries in order, each word rebuilt in the reader from
+/// the one before. Malformed bytes end the reading and set
+/// [`RunReader::is_malformed`], so a bad run is reported, never a panic.
 #[derive(Debug, Clone)]
 pub struct RunReader<'a> {
     bytes: &'a [u8],
     postings: &'a [u8],
     pos: usize,
     postings_pos: usize,
+    /// The last word read (what the next entry's word builds on).
+    word: WordBuf,
     malformed: bool,
 }
 
 impl<'a> RunReader<'a> {
     /// Starts reading `run`.
     pub fn new(run: &'a Run) -> Self {
-        Self::at(run, (0, 0))
+        Self::at(run, (0, 0), WordBuf::default())
     }
 
-    /// Starts reading `run` at a [`position`](Self::position) it had.
-    pub(crate) fn at(run: &'a Run, (pos, postings_pos): (u64, u64)) -> Self {
+    /// Starts reading `run` at a [`position`](Self::position) it had, with
+    /// the [`word`](Self::word) it had there (empty at a checkpoint).
+    pub(crate) fn at(run: &'a Run, (pos, postings_pos): (u64, u64), word: WordBuf) -> Self {
         RunReader {
             bytes: &run.bytes,
             postings: &run.postings,
             pos: (pos as usize).min(run.bytes.len()),
             postings_pos: postings_pos as usize,
+            word,
             malformed: false,
         }
     }
@@ -1293,32 +1547,31 @@ impl<'a> RunReader<'a> {
         let (mut lo, mut hi) = (0usize, run.checkpoints.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match Self::at(run, run.checkpoints[mid]).next() {
+            match Self::at(run, run.checkpoints[mid], WordBuf::default()).next_entry() {
                 Some(entry) if entry.word < word => lo = mid + 1,
                 _ => hi = mid,
             }
         }
-        let mut reader = if lo == 0 {
-            Self::new(run)
-        } else {
-            Self::at(run, run.checkpoints[lo - 1])
+        let mut reader = match lo {
+            0 => Self::new(run),
+            _ => Self::at(run, run.checkpoints[lo - 1], WordBuf::default()),
         };
+        let mut before = reader.clone();
         loop {
-            let before = (reader.pos, reader.postings_pos);
-            match reader.next() {
-                Some(entry) if entry.word < word => continue,
-                Some(_) => {
-                    (reader.pos, reader.postings_pos) = before;
-                    return reader;
-                }
+            match reader.next_entry() {
+                Some(entry) if entry.word < word => {}
+                Some(_) => return before,
                 None => return reader,
             }
+            before.clone_from(&reader);
         }
     }
 
     /// Starts reading `run` at its `k`th checkpoint.
     pub fn at_checkpoint(run: &'a Run, k: usize) -> Option<Self> {
-        run.checkpoints.get(k).map(|&point| Self::at(run, point))
+        run.checkpoints
+            .get(k)
+            .map(|&point| Self::at(run, point, WordBuf::default()))
     }
 
     /// Where the next entry starts: in the words, in the lists.
@@ -1326,48 +1579,66 @@ impl<'a> RunReader<'a> {
         (self.pos as u64, self.postings_pos as u64)
     }
 
+    /// The last word read: where the next entry's word starts from.
+    #[inline]
+    pub(crate) fn word(&self) -> &[u8] {
+        self.word.as_slice()
+    }
+
+    /// The last word read, with its room (see [`WordBuf`]).
+    #[inline]
+    pub(crate) fn word_buf(&self) -> &WordBuf {
+        &self.word
+    }
+
+    /// Takes the reader's word (see [`RunReader::at`]).
+    pub(crate) fn into_word(self) -> WordBuf {
+        self.word
+    }
+
     /// True when reading stopped at malformed bytes.
     pub fn is_malformed(&self) -> bool {
         self.malformed
     }
 
-    fn read_entry(&mut self) -> Option<RunEntry<'a>> {
-        let bytes = self.bytes;
-        let mut pos = self.pos;
-        let word_len = usize::try_from(read_varint(bytes, &mut pos)?).ok()?;
-        let word = bytes.get(pos..pos.checked_add(word_len)?)?;
-        pos += word_len;
-        let count = u32::try_from(read_varint(bytes, &mut pos)?).ok()?;
-        let last_file = u32::try_from(read_varint(bytes, &mut pos)?).ok()?;
-        let list_len = usize::try_from(read_varint(bytes, &mut pos)?).ok()?;
-        let postings_at = self.postings_pos;
-        let postings = self
-            .postings
-            .get(postings_at..postings_at.checked_add(list_len)?)?;
-        self.pos = pos;
-        self.postings_pos = postings_at + list_len;
-        Some(RunEntry {
-            postings_at,
-            word,
-            count,
-            last_file,
-            postings,
-        })
+    /// `f` of each entry from here on, in order (up to malformed bytes).
+    pub fn map_entries<T>(mut self, mut f: impl FnMut(RunEntry<'_>) -> T) -> Vec<T> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.next_entry() {
+            out.push(f(entry));
+        }
+        out
     }
-}
 
-impl<'a> Iterator for RunReader<'a> {
-    type Item = RunEntry<'a>;
-
-    fn next(&mut self) -> Option<RunEntry<'a>> {
+    /// The next entry, or `None` at the end of the run or at malformed
+    /// bytes (see [`RunReader::is_malformed`]).
+    #[inline]
+    pub fn next_entry(&mut self) -> Option<RunEntry<'_>> {
         if self.malformed || self.pos >= self.bytes.len() {
             return None;
         }
-        let entry = self.read_entry();
-        if entry.is_none() {
+        let mut pos = self.pos;
+        let entry = read_entry(self.bytes, &mut pos, &mut self.word).and_then(
+            |(count, last_file, list_len)| {
+                let list_len = usize::try_from(list_len).ok()?;
+                let at = self.postings_pos;
+                let postings = self.postings.get(at..at.checked_add(list_len)?)?;
+                Some((count, last_file, postings, at))
+            },
+        );
+        let Some((count, last_file, postings, postings_at)) = entry else {
             self.malformed = true;
-        }
-        entry
+            return None;
+        };
+        self.pos = pos;
+        self.postings_pos = postings_at + postings.len();
+        Some(RunEntry {
+            word: self.word.as_slice(),
+            count,
+            last_file,
+            postings,
+            postings_at,
+        })
     }
 }
 
@@ -1379,8 +1650,52 @@ mod tests {
 
     fn entries(run: &Run) -> Vec<(Vec<u8>, u32, u32, Vec<u8>)> {
         RunReader::new(run)
-            .map(|e| (e.word.to_vec(), e.count, e.last_file, e.postings.to_vec()))
-            .collect()
+            .map_entries(|e| (e.word.to_vec(), e.count, e.last_file, e.postings.to_vec()))
+    }
+
+    proptest::proptest! {
+        /// Front-coded entries read back as the words written, from the
+        /// start and from every restart (a checkpoint), whatever the bytes;
+        /// and a word's buffered prefix is the tournament's.
+        #[test]
+        fn entries_read_back_as_written(
+            words in proptest::collection::btree_set(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40), 1..200),
+            every in 1usize..9,
+        ) {
+            let words: Vec<Vec<u8>> = words.into_iter().collect();
+            let (mut out, mut writer, mut restarts) = (Vec::new(), EntryWriter::default(), Vec::new());
+            for (k, word) in words.iter().enumerate() {
+                if k % every == 0 {
+                    restarts.push((out.len(), k));
+                    writer.restart();
+                }
+                proptest::prop_assert!(writer.write(&mut out, word, k as u32, 7, 1).is_some());
+            }
+            for (start, first) in restarts {
+                let (mut pos, mut word) = (start, WordBuf::default());
+                for (k, want) in words.iter().enumerate().skip(first) {
+                    let got = read_entry(&out, &mut pos, &mut word);
+                    proptest::prop_assert_eq!(got, Some((k as u32, 7, 1)));
+                    proptest::prop_assert_eq!(word.as_slice(), want.as_slice());
+                    proptest::prop_assert_eq!(word.prefix(), crate::index::tournament::word_prefix(want));
+                }
+                proptest::prop_assert_eq!(pos, out.len());
+            }
+        }
+
+        /// A word that does not come after the one before is refused.
+        #[test]
+        fn a_word_out_of_order_is_malformed(
+            a in proptest::collection::vec(0u8..3, 1..20),
+            b in proptest::collection::vec(0u8..3, 1..20),
+        ) {
+            let (mut out, mut writer) = (Vec::new(), EntryWriter::default());
+            writer.write(&mut out, &a, 1, 0, 1);
+            writer.write(&mut out, &b, 1, 0, 1);
+            let (mut pos, mut word) = (0, WordBuf::default());
+            proptest::prop_assert!(read_entry(&out, &mut pos, &mut word).is_some());
+            proptest::prop_assert_eq!(read_entry(&out, &mut pos, &mut word).is_some(), b > a);
+        }
     }
 
     proptest::proptest! {
@@ -1415,7 +1730,7 @@ mod tests {
                 proptest::prop_assert_eq!(piece.occurrences, counted);
                 // Seeking through the piece's checkpoints finds each word.
                 for (word, ..) in got.iter().step_by(97) {
-                    let found = RunReader::seek(piece, word).next().map(|e| e.word.to_vec());
+                    let found = RunReader::seek(piece, word).next_entry().map(|e| e.word.to_vec());
                     proptest::prop_assert_eq!(found.as_ref(), Some(word));
                 }
                 joined.extend(got);
@@ -1490,7 +1805,7 @@ mod tests {
         }
         let run = partial.into_run();
         let got: std::collections::BTreeMap<Vec<u8>, Vec<(u32, u64, u64)>> = RunReader::new(&run)
-            .map(|e| {
+            .map_entries(|e| {
                 let list: Vec<_> = Locations::new(e.postings)
                     .map(|l| (l.file, l.line, l.column))
                     .collect();
@@ -1498,6 +1813,7 @@ mod tests {
                 assert_eq!(Some(e.last_file), list.last().map(|l| l.0));
                 (e.word.to_vec(), list)
             })
+            .into_iter()
             .collect();
         proptest::prop_assert_eq!(got, want);
         Ok(())
@@ -1615,12 +1931,10 @@ mod tests {
                 });
             }
             let run = partial.into_run();
-            let got: Vec<(Vec<u8>, Places)> = RunReader::new(&run)
-                .map(|e| {
-                    let places = Locations::new(e.postings).map(|l| (l.file, l.line)).collect();
-                    (e.word.to_vec(), places)
-                })
-                .collect();
+            let got: Vec<(Vec<u8>, Places)> = RunReader::new(&run).map_entries(|e| {
+                let places = Locations::new(e.postings).map(|l| (l.file, l.line)).collect();
+                (e.word.to_vec(), places)
+            });
             let want: Vec<_> = want.into_iter().collect();
             proptest::prop_assert_eq!(got, want);
         }
@@ -1639,14 +1953,14 @@ mod tests {
         add("ZETA", 3, 2, 4);
         add("alphabet", 5, 1, 1);
         let run = partial.into_run();
-        let entries: Vec<_> = RunReader::new(&run).collect();
-        let words: Vec<&[u8]> = entries.iter().map(|e| e.word).collect();
+        let entries = entries(&run);
+        let words: Vec<&[u8]> = entries.iter().map(|e| e.0.as_slice()).collect();
         assert_eq!(words, vec![&b"alpha"[..], b"alphabet", b"zeta"]);
-        let zeta: Vec<_> = Locations::new(entries[2].postings)
+        let zeta: Vec<_> = Locations::new(&entries[2].3)
             .map(|l| (l.file, l.line, l.column))
             .collect();
         assert_eq!(zeta, vec![(3, 1, 1), (3, 2, 4)]);
-        assert_eq!(entries[2].count, 2);
-        assert_eq!(entries[1].last_file, 5);
+        assert_eq!(entries[2].1, 2);
+        assert_eq!(entries[1].2, 5);
     }
 }

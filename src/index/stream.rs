@@ -13,7 +13,7 @@
 
 use std::io;
 
-use super::partial::{Run, RunReader};
+use super::partial::{Run, RunReader, WordBuf};
 use super::postings::{rebased_head, write_varint};
 use super::tournament::{word_prefix, LoserTree};
 
@@ -107,6 +107,8 @@ pub struct RunShape {
     pub heads: u64,
     /// Entries.
     pub words: u64,
+    /// Bytes of the entries' words, whole.
+    pub word_bytes: u64,
     /// Occurrences.
     pub occurrences: u64,
     /// The run's checkpoints.
@@ -120,6 +122,7 @@ impl RunShape {
             lists: run.postings.len() as u64,
             heads: run.bytes.len() as u64,
             words: run.words,
+            word_bytes: run.word_bytes,
             occurrences: run.occurrences,
             checkpoints: run.checkpoints.clone(),
         }
@@ -146,7 +149,8 @@ pub struct MemoryRun {
     next: (u64, u64),
     /// Where reading stops (in the words).
     end: u64,
-    word: std::ops::Range<usize>,
+    /// The current word (the next entry's builds on it).
+    word: WordBuf,
     list: std::ops::Range<usize>,
     head: EntryHead,
 }
@@ -155,15 +159,16 @@ impl MemoryRun {
     /// Reads `run` from its start.
     pub fn new(run: Run) -> Self {
         let end = run.bytes.len() as u64;
-        Self::between(std::sync::Arc::new(run), (0, 0), end)
+        Self::between(std::sync::Arc::new(run), (0, 0), WordBuf::default(), end)
     }
 
-    fn between(run: std::sync::Arc<Run>, next: (u64, u64), end: u64) -> Self {
+    /// Reads `run` from `next`, where the word before is `word`, to `end`.
+    fn between(run: std::sync::Arc<Run>, next: (u64, u64), word: WordBuf, end: u64) -> Self {
         MemoryRun {
             run,
             next,
             end,
-            word: 0..0,
+            word,
             list: 0..0,
             head: EntryHead {
                 count: 0,
@@ -183,15 +188,14 @@ impl RunSource for MemoryRun {
         if self.next.0 >= self.end {
             return Ok(false);
         }
-        let mut reader = RunReader::at(&self.run, self.next);
-        let Some(entry) = reader.next() else {
+        let word = std::mem::take(&mut self.word);
+        let mut reader = RunReader::at(&self.run, self.next, word);
+        let Some(entry) = reader.next_entry() else {
             return match reader.is_malformed() {
                 true => Err(malformed("an entry does not decode")),
                 false => Ok(false),
             };
         };
-        let start = entry.word.as_ptr() as usize - self.run.bytes.as_ptr() as usize;
-        self.word = start..start + entry.word.len();
         self.list = entry.postings_at..entry.postings_at + entry.postings.len();
         self.head = EntryHead {
             count: entry.count,
@@ -199,11 +203,12 @@ impl RunSource for MemoryRun {
             list_len: entry.postings.len() as u64,
         };
         self.next = reader.position();
+        self.word = reader.into_word();
         Ok(true)
     }
 
     fn word(&self) -> &[u8] {
-        &self.run.bytes[self.word.clone()]
+        self.word.as_slice()
     }
 
     fn head(&self) -> EntryHead {
@@ -218,7 +223,7 @@ impl RunSource for MemoryRun {
         Ok((0..self.run.checkpoints.len())
             .step_by(every.max(1))
             .filter_map(|k| RunReader::at_checkpoint(&self.run, k))
-            .filter_map(|mut reader| reader.next().map(|e| e.word.to_vec()))
+            .filter_map(|mut reader| reader.next_entry().map(|e| e.word.to_vec()))
             .collect())
     }
 
@@ -227,11 +232,18 @@ impl RunSource for MemoryRun {
     }
 
     fn split(self: Box<Self>, word: &[u8]) -> io::Result<(Box<dyn RunSource>, Box<dyn RunSource>)> {
-        let at = RunReader::seek(&self.run, word).position();
+        let found = RunReader::seek(&self.run, word);
+        let at = found.position();
+        let before = found.into_word();
         let (run, end) = (self.run, self.end);
         Ok((
-            Box::new(MemoryRun::between(run.clone(), (0, 0), at.0)),
-            Box::new(MemoryRun::between(run, at, end)),
+            Box::new(MemoryRun::between(
+                run.clone(),
+                (0, 0),
+                WordBuf::default(),
+                at.0,
+            )),
+            Box::new(MemoryRun::between(run, at, before, end)),
         ))
     }
 }

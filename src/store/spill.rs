@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use crate::index::partial::{Run, CHECKPOINT_EVERY};
-use crate::index::postings::{read_varint, write_varint};
+use crate::index::partial::{read_entry, EntryWriter, Run, WordBuf, CHECKPOINT_EVERY};
 use crate::index::stream::{
     merge_into, EntryHead, ListSink, RunFiles, RunShape, RunSource, Spill, HEAD_BYTES,
 };
@@ -202,7 +201,7 @@ pub struct DiskRun {
     /// Every [`CHECKPOINT_EVERY`]th entry: (its offset in the entries, its
     /// list's offset in the lists), relative to where each region starts.
     checkpoints: Arc<Vec<(u64, u64)>>,
-    word: Vec<u8>,
+    word: WordBuf,
     head: EntryHead,
 }
 
@@ -214,18 +213,19 @@ impl DiskRun {
             Arc::new(file),
             lists,
             Arc::new(checkpoints),
-            (0, 0),
+            ((0, 0), WordBuf::default()),
             (heads, lists),
         )
     }
 
     /// The entries from `from` to `to` ((entries offset, lists offset),
     /// relative to each region) of the run in `file`.
+    /// `word` is the word before `from` (empty at a checkpoint).
     fn part(
         file: Arc<File>,
         heads_start: u64,
         checkpoints: Arc<Vec<(u64, u64)>>,
-        from: (u64, u64),
+        (from, word): ((u64, u64), WordBuf),
         to: (u64, u64),
     ) -> Self {
         DiskRun {
@@ -234,7 +234,7 @@ impl DiskRun {
             heads: Cursor::new(heads_start + from.0, to.0 - from.0),
             heads_start,
             checkpoints,
-            word: Vec::new(),
+            word,
             head: EntryHead {
                 count: 0,
                 last_file: 0,
@@ -248,8 +248,9 @@ impl DiskRun {
         (self.heads.end - self.heads_start, self.lists.end)
     }
 
-    /// A reader of the entries from `at` on.
-    fn from(&self, at: (u64, u64)) -> DiskRun {
+    /// A reader of the entries from `at` on, where the word before is
+    /// `.1` (empty at a checkpoint).
+    fn from(&self, at: ((u64, u64), WordBuf)) -> DiskRun {
         DiskRun::part(
             self.file.clone(),
             self.heads_start,
@@ -265,13 +266,14 @@ impl DiskRun {
         (unread(&self.heads) - self.heads_start, unread(&self.lists))
     }
 
-    /// The position of the first entry whose word is `word` or after.
-    fn find(&self, word: &[u8]) -> io::Result<(u64, u64)> {
+    /// The position of the first entry whose word is `word` or after, and
+    /// the word before it.
+    fn find(&self, word: &[u8]) -> io::Result<((u64, u64), WordBuf)> {
         // The last checkpoint whose word is below `word`, then entry by entry.
         let (mut lo, mut hi) = (0usize, self.checkpoints.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let mut reader = self.from(self.checkpoints[mid]);
+            let mut reader = self.from((self.checkpoints[mid], WordBuf::default()));
             match reader.advance()? {
                 true if reader.word() < word => lo = mid + 1,
                 _ => hi = mid,
@@ -281,9 +283,9 @@ impl DiskRun {
             0 => (0, 0),
             k => self.checkpoints[k - 1],
         };
-        let mut reader = self.from(start);
+        let mut reader = self.from((start, WordBuf::default()));
         loop {
-            let before = reader.position();
+            let before = (reader.position(), reader.word.clone());
             if !reader.advance()? || reader.word() >= word {
                 return Ok(before);
             }
@@ -321,18 +323,8 @@ impl RunSource for DiskRun {
         // An entry: five varints and a word of at most a few hundred bytes.
         let bytes = self.heads.fill(&self.file, 512)?;
         let mut pos = 0;
-        let word_len = usize::try_from(read_varint(bytes, &mut pos).ok_or_else(malformed)?)
-            .map_err(|_| malformed())?;
-        let word = bytes
-            .get(pos..pos.checked_add(word_len).ok_or_else(malformed)?)
-            .ok_or_else(malformed)?;
-        self.word.clear();
-        self.word.extend_from_slice(word);
-        pos += word_len;
-        let mut number = || read_varint(bytes, &mut pos).ok_or_else(malformed);
-        let count = u32::try_from(number()?).map_err(|_| malformed())?;
-        let last_file = u32::try_from(number()?).map_err(|_| malformed())?;
-        let list_len = number()?;
+        let (count, last_file, list_len) =
+            read_entry(bytes, &mut pos, &mut self.word).ok_or_else(malformed)?;
         self.heads.consume(pos);
         self.head = EntryHead {
             count,
@@ -343,7 +335,7 @@ impl RunSource for DiskRun {
     }
 
     fn word(&self) -> &[u8] {
-        &self.word
+        self.word.as_slice()
     }
 
     fn head(&self) -> EntryHead {
@@ -353,7 +345,7 @@ impl RunSource for DiskRun {
     fn sample(&self, every: usize) -> io::Result<Vec<Vec<u8>>> {
         let mut words = Vec::new();
         for &at in self.checkpoints.iter().step_by(every.max(1)) {
-            let mut reader = self.from(at);
+            let mut reader = self.from((at, WordBuf::default()));
             if reader.advance()? {
                 words.push(reader.word().to_vec());
             }
@@ -374,8 +366,8 @@ impl RunSource for DiskRun {
             self.file.clone(),
             self.heads_start,
             self.checkpoints.clone(),
-            self.position(),
-            at,
+            (self.position(), self.word.clone()),
+            at.0,
         );
         Ok((Box::new(below), Box::new(self.from(at))))
     }
@@ -408,6 +400,8 @@ struct RunWriter {
     lists_len: u64,
     heads_len: u64,
     entry: Vec<u8>,
+    /// Each word is written against the one before.
+    entries: EntryWriter,
     list_len: u64,
     words: usize,
     checkpoints: Vec<(u64, u64)>,
@@ -421,6 +415,7 @@ impl RunWriter {
             lists_len: 0,
             heads_len: 0,
             entry: Vec::new(),
+            entries: EntryWriter::default(),
             list_len: 0,
             words: 0,
             checkpoints: Vec::new(),
@@ -459,14 +454,14 @@ impl ListSink for RunWriter {
             // started `list_len` bytes ago.
             self.checkpoints
                 .push((self.heads_len, self.lists_len - self.list_len));
+            // And it stands alone, so a reader may start there.
+            self.entries.restart();
         }
         self.words += 1;
         self.entry.clear();
-        write_varint(&mut self.entry, word.len() as u64);
-        self.entry.extend_from_slice(word);
-        write_varint(&mut self.entry, u64::from(count));
-        write_varint(&mut self.entry, u64::from(last_file));
-        write_varint(&mut self.entry, self.list_len);
+        self.entries
+            .write(&mut self.entry, word, count, last_file, self.list_len)
+            .ok_or_else(|| io::Error::other("a word longer than any run holds"))?;
         self.heads.write_all(&self.entry)?;
         self.heads_len += self.entry.len() as u64;
         self.list_len = 0;

@@ -121,7 +121,7 @@ fn resident_bytes(run: &Run) -> u64 {
 /// doubling: the kernel tree's merge peaked within 5% of this, a tree of
 /// random words within 13%; they are reserved now, so it errs safe).
 fn run_bytes(run: &Run) -> u64 {
-    resident_bytes(run) + run.bytes.len() as u64 + 34 * run.words
+    resident_bytes(run) + run.word_bytes + 34 * run.words
 }
 
 /// The runs a build collected.

@@ -108,6 +108,7 @@ pub(super) fn adopt(file: File, shape: RunShape) -> io::Result<Run> {
         bytes,
         postings,
         words: shape.words,
+        word_bytes: shape.word_bytes,
         occurrences: shape.occurrences,
         checkpoints: shape.checkpoints,
     })
@@ -240,9 +241,7 @@ mod tests {
     }
 
     fn entries(run: &Run) -> Vec<(Vec<u8>, u32, Vec<u8>)> {
-        RunReader::new(run)
-            .map(|e| (e.word.to_vec(), e.count, e.postings.to_vec()))
-            .collect()
+        RunReader::new(run).map_entries(|e| (e.word.to_vec(), e.count, e.postings.to_vec()))
     }
 
     /// A run read back from its shared file reads as the run written,
