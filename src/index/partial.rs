@@ -1334,7 +1334,7 @@ impl WordBuf {
     /// How many leading bytes this word and `other` share, eight at a time:
     /// the first that differs is the lowest set byte of their difference,
     /// read little-endian.
-    #[inline]
+    #[inline(always)]
     fn shared_with(&self, other: &WordBuf) -> usize {
         let n = self.len.min(other.len);
         let mut i = 0;
