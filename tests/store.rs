@@ -587,6 +587,42 @@ fn saved_random_trees_reopen_with_the_reference_answers() {
     }
 }
 
+/// A vocabulary past the limit on suffix keys (16 M words, made 5 here)
+/// is saved without them, in memory and streamed through runs on disk,
+/// and answers as the reference does, suffix queries included. (Such a
+/// save once failed outright: the file's header had room for the suffix
+/// sections, which were left out.)
+#[test]
+fn a_vocabulary_past_the_suffix_key_limit_saves_and_answers() {
+    let queries = ["*ing", "*er", "*ow*", "river", "*", "=école", "*ΔΥΣ"];
+    let want = expected(&corpus(), &queries);
+    for extra in [&[][..], &["--memory", "1K"][..]] {
+        let idx = tempfile::tempdir().unwrap();
+        let file = idx.path().join("saved.idx");
+        let out = indexer()
+            .env("INDEXER_TEST_LIMITS", "suffixes=5")
+            .arg(corpus())
+            .arg("--save")
+            .arg(&file)
+            .args(extra)
+            .arg("--noprompt")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "save {extra:?}: {:?}\nstderr:\n{}",
+            out.status,
+            stderr_of(&out)
+        );
+        let (got, _) = ask_file(&file, &queries);
+        assert_same_answers(
+            &got,
+            &want,
+            &format!("saved past the suffix limit {extra:?}"),
+        );
+    }
+}
+
 #[test]
 fn file_header_is_a_magic_then_format_version_3() {
     let idx = tempfile::tempdir().unwrap();

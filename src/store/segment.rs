@@ -471,8 +471,9 @@ struct WordTables {
     text: Side,
     text_groups: Side,
     /// Every word's suffix key, to be sorted at the end; dropped past
-    /// [`SUFFIX_ORDER_WORDS`].
+    /// `suffix_limit` words ([`SUFFIX_ORDER_WORDS`], lower in tests).
     suffix_keys: Option<Vec<u64>>,
+    suffix_limit: usize,
     words_pushed: usize,
     drained: Coded,
 }
@@ -490,6 +491,9 @@ impl WordTables {
             text: Side::new(),
             text_groups: Side::new(),
             suffix_keys: Some(Vec::new()),
+            suffix_limit: crate::index::TestLimits::from_env()
+                .suffixes
+                .min(SUFFIX_ORDER_WORDS),
             words_pushed: 0,
             drained: Coded::default(),
         }
@@ -504,7 +508,7 @@ impl WordTables {
         }
         match &mut self.suffix_keys {
             // Below the limit, a word's number fits a key's 32 bits.
-            Some(keys) if self.words_pushed < SUFFIX_ORDER_WORDS => {
+            Some(keys) if self.words_pushed < self.suffix_limit => {
                 keys.push(suffix_key(word, self.words_pushed as u32));
             }
             _ => self.suffix_keys = None,
@@ -745,22 +749,26 @@ impl SegmentWriter {
                     false,
                 )?,
             }
-            if let Some(sorting) = sorting {
-                let keys = sorting
+            // Past the limit the sections are written empty, which a
+            // reader takes as none: the file's header has room for a fixed
+            // number of sections, set before the words are known.
+            let keys = match sorting {
+                Some(sorting) => sorting
                     .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                write_lazy(
-                    w,
-                    section::SUFFIXES,
-                    section::SUFFIXES_CHUNKS,
-                    TABLE_CHUNK,
-                    |write| {
-                        bytemuck::cast_slice::<u64, u8>(&keys)
-                            .chunks(1 << 20)
-                            .try_for_each(write)
-                    },
-                )?;
-            }
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                None => Vec::new(),
+            };
+            write_lazy(
+                w,
+                section::SUFFIXES,
+                section::SUFFIXES_CHUNKS,
+                TABLE_CHUNK,
+                |write| {
+                    bytemuck::cast_slice::<u64, u8>(&keys)
+                        .chunks(1 << 20)
+                        .try_for_each(write)
+                },
+            )?;
             Ok(())
         })?;
         if self.kind == Kind::Delta {
@@ -1050,12 +1058,13 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
             .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?,
         None => vocabulary,
     };
-    // And so are the suffix keys.
+    // And so are the suffix keys (none, if empty: a vocabulary past
+    // SUFFIX_ORDER_WORDS has its sections, with nothing in them).
     let vocabulary = match c.section(section::SUFFIXES) {
-        Some(_) => vocabulary
+        Some(keys) if !keys.is_empty() => vocabulary
             .with_suffix_order(table64(section::SUFFIXES, section::SUFFIXES_CHUNKS)?)
             .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?,
-        None => vocabulary,
+        _ => vocabulary,
     };
     let offsets = match c.section(section::OFFSETS) {
         Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),

@@ -117,8 +117,8 @@ impl BuildOptions {
 /// Sizes that are large in use and made small in tests, so the code paths
 /// for huge inputs (a run cut by its arena, a message near the channel's
 /// limit, a file read in many windows or in parts) run on small ones. Read
-/// from `INDEXER_TEST_LIMITS` (`frame=N,window=N,arena=N,split=N`, with
-/// optional K or M).
+/// from `INDEXER_TEST_LIMITS` (`frame=N,window=N,arena=N,split=N,suffixes=N`,
+/// with optional K or M).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TestLimits {
     /// Largest message a worker may send.
@@ -129,6 +129,8 @@ pub struct TestLimits {
     pub arena: usize,
     /// Files this large are cut into parts for the workers.
     pub split: u64,
+    /// Past this many words a saved vocabulary has no suffix keys.
+    pub suffixes: usize,
 }
 
 impl Default for TestLimits {
@@ -138,6 +140,7 @@ impl Default for TestLimits {
             window: DEFAULT_WINDOW,
             arena: usize::MAX,
             split: planner::SPLIT_BYTES,
+            suffixes: crate::index::vocabulary::SUFFIX_ORDER_WORDS,
         }
     }
 }
@@ -162,6 +165,7 @@ impl TestLimits {
                 "window" => limits.window = usize::try_from(value).unwrap_or(usize::MAX),
                 "arena" => limits.arena = usize::try_from(value).unwrap_or(usize::MAX),
                 "split" => limits.split = value,
+                "suffixes" => limits.suffixes = usize::try_from(value).unwrap_or(usize::MAX),
                 _ => {}
             }
         }
