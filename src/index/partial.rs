@@ -1050,6 +1050,12 @@ impl PartialIndex {
                     prefetch(&self.arena[slot.head as usize]);
                     prefetch(&self.arena[slot.block as usize]);
                 }
+                // A long key, copied into its entry (its item says where).
+                if ahead.len as usize > INLINE_KEY {
+                    if let Some(byte) = self.long_keys.get(ahead.next as usize) {
+                        prefetch(byte);
+                    }
+                }
             }
             // The second and third blocks, each named in the header of the
             // block before it, fetched some words earlier.
