@@ -258,16 +258,27 @@ fn ask_refreshed<S: AsRef<str>>(
 
 /// `indexer DIR --save FILE --noprompt`; returns stderr.
 fn save(dir: &Path, file: &Path) -> String {
-    let out = indexer()
+    save_with(dir, file, "", &[])
+}
+
+/// [`save`] with `INDEXER_TEST_LIMITS` set to `limits` (if not empty) and
+/// `extra` arguments.
+fn save_with(dir: &Path, file: &Path, limits: &str, extra: &[&str]) -> String {
+    let mut cmd = indexer();
+    if !limits.is_empty() {
+        cmd.env("INDEXER_TEST_LIMITS", limits);
+    }
+    let out = cmd
         .arg(dir)
         .arg("--save")
         .arg(file)
+        .args(extra)
         .arg("--noprompt")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "indexer {dir:?} --save {file:?}: {:?}\nstderr:\n{}",
+        "indexer {dir:?} --save {file:?} {extra:?} ({limits}): {:?}\nstderr:\n{}",
         out.status,
         stderr_of(&out)
     );
@@ -599,21 +610,7 @@ fn a_vocabulary_past_the_suffix_key_limit_saves_and_answers() {
     for extra in [&[][..], &["--memory", "1K"][..]] {
         let idx = tempfile::tempdir().unwrap();
         let file = idx.path().join("saved.idx");
-        let out = indexer()
-            .env("INDEXER_TEST_LIMITS", "suffixes=5")
-            .arg(corpus())
-            .arg("--save")
-            .arg(&file)
-            .args(extra)
-            .arg("--noprompt")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "save {extra:?}: {:?}\nstderr:\n{}",
-            out.status,
-            stderr_of(&out)
-        );
+        save_with(&corpus(), &file, "suffixes=5", extra);
         let (got, _) = ask_file(&file, &queries);
         assert_same_answers(
             &got,
