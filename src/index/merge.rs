@@ -372,9 +372,8 @@ mod tests {
         ) {
             // Each word the only entry of a run of its own, read up to it.
             let run_of = |word: &[u8]| {
-                let (mut bytes, mut whole) = (Vec::new(), WordBuf::default());
-                whole.set(word);
-                crate::index::partial::write_entry(&mut bytes, &WordBuf::default(), &whole, 1, 0, 1);
+                let mut bytes = Vec::new();
+                crate::index::partial::EntryWriter::default().write(&mut bytes, word, 1, 0, 1);
                 Run { bytes: bytes.into(), postings: vec![0].into(), words: 1, ..Run::default() }
             };
             let runs = [run_of(&a), run_of(&b)];

@@ -1365,7 +1365,7 @@ impl WordBuf {
 /// (`drm_atomic_helper_...`): stored whole, the kernel's runs held 154.5
 /// MB of words, sent through shared memory and read once by the merge.
 #[inline(always)]
-pub(crate) fn write_entry(
+fn write_entry(
     out: &mut Vec<u8>,
     previous: &WordBuf,
     word: &WordBuf,

@@ -479,7 +479,9 @@ struct WordTables {
 }
 
 impl WordTables {
-    fn new(folder: PathBuf) -> Self {
+    /// Tables written beside `folder`, with suffix keys up to
+    /// `suffix_limit` words.
+    fn new(folder: PathBuf, suffix_limit: usize) -> Self {
         WordTables {
             folder,
             coder: FrontCoder::default(),
@@ -491,9 +493,7 @@ impl WordTables {
             text: Side::new(),
             text_groups: Side::new(),
             suffix_keys: Some(Vec::new()),
-            suffix_limit: crate::index::TestLimits::from_env()
-                .suffixes
-                .min(SUFFIX_ORDER_WORDS),
+            suffix_limit,
             words_pushed: 0,
             drained: Coded::default(),
         }
@@ -612,7 +612,12 @@ impl SegmentWriter {
             chunks: ChunkHasher::new(),
             written: 0,
             list_start: 0,
-            tables: WordTables::new(folder),
+            tables: WordTables::new(
+                folder,
+                crate::index::TestLimits::from_env()
+                    .suffixes
+                    .min(SUFFIX_ORDER_WORDS),
+            ),
             kind: meta.kind,
         };
         writer.w.section(section::META, &encode_meta(meta))?;
@@ -680,7 +685,7 @@ impl SegmentWriter {
             mut text_groups,
             suffix_keys,
             ..
-        } = std::mem::replace(&mut self.tables, WordTables::new(PathBuf::new()));
+        } = std::mem::replace(&mut self.tables, WordTables::new(PathBuf::new(), 0));
         text_groups.push(&text.len.to_le_bytes(), &folder)?;
         offsets.push(&self.written.to_le_bytes(), &folder)?;
         self.write_pending()?;
