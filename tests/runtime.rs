@@ -66,6 +66,10 @@ const TESTS: &[(&str, fn())] = &[
         failures_are_reported_and_others_deliver,
     ),
     (
+        "a_child_still_exiting_holds_up_no_other",
+        a_child_still_exiting_holds_up_no_other,
+    ),
+    (
         "pmap_reports_failures_in_their_slots",
         pmap_reports_failures_in_their_slots,
     ),
@@ -634,6 +638,60 @@ fn failures_are_reported_and_others_deliver() {
         "{}",
         failed[&exited]
     );
+}
+
+/// A child that has closed its channel but is still exiting (as a worker
+/// giving back its memory does) is reported once it has exited, and `wait`
+/// serves the other children meanwhile; one that never exits is killed
+/// after the grace period.
+fn a_child_still_exiting_holds_up_no_other() {
+    let mut exchange: Exchange<(), u32> = Exchange::new();
+    let mut add = |f: fn(&mut Channel<u32, ()>)| {
+        let channel = start(move |channel: &mut Channel<u32, ()>, ()| f(channel), ()).unwrap();
+        let pid = channel.pid().unwrap();
+        exchange.add(channel);
+        pid
+    };
+    let slow = add(|channel| {
+        channel.close_send().unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+    });
+    let stuck = add(|channel| {
+        channel.close_send().unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let quick = add(|channel| {
+        std::thread::sleep(Duration::from_millis(100));
+        channel.send(&7).unwrap();
+    });
+    assert_eq!(exchange.active(), 3);
+
+    let started = Instant::now();
+    let mut events = Vec::new();
+    exchange
+        .finish(|event| {
+            events.push(match event {
+                Event::Message { pid, value } => (pid, format!("sent {value}")),
+                Event::Finished { pid } => (pid, "finished".into()),
+                Event::Failed { pid, error } => (pid, error.to_string()),
+            })
+        })
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(exchange.active(), 0);
+
+    let at = |pid: Pid, what: &str| {
+        events
+            .iter()
+            .position(|(p, e)| *p == pid && e.contains(what))
+            .unwrap_or_else(|| panic!("no '{what}' from {pid}: {events:?}"))
+    };
+    // The quick child's value came while the slow one was still exiting.
+    assert!(at(quick, "sent 7") < at(slow, "finished"), "{events:?}");
+    assert!(at(quick, "sent 7") < at(quick, "finished"), "{events:?}");
+    let killed = &events[at(stuck, "")].1;
+    assert!(killed.contains("SIGKILL"), "{killed}");
+    assert_eq!(events.len(), 4, "{events:?}");
 }
 
 fn pmap_reports_failures_in_their_slots() {

@@ -2,11 +2,20 @@
 //!
 //! A child that has closed its channel is normally exiting, but the runtime
 //! cannot block forever on the word of a process it does not control. So a
-//! reap first polls `waitpid(WNOHANG)` for a grace period (with short, growing
-//! pauses, after a brief spin), then sends `SIGKILL` and waits for good. Reaping several children
-//! shares one grace period, so dropping an `Exchange` of eight stuck children
-//! costs one second, not eight.
+//! reap first polls `waitpid(WNOHANG)` for a grace period, then sends
+//! `SIGKILL` and waits for good. Reaping several children shares one grace
+//! period, so dropping an `Exchange` of eight stuck children costs one
+//! second, not eight.
+//!
+//! Between two polls it waits on each child's *exit notice*, a pidfd
+//! (`pidfd_open(2)`, Linux 5.3) that poll(2) reports readable the moment the
+//! child exits. A child that has just closed its channel is still giving
+//! back its memory (milliseconds for a worker of hundreds of megabytes), and
+//! pauses that grow by doubling overslept that by up to as long again. Where
+//! the kernel has no pidfds, it pauses as before (short, growing pauses,
+//! after a brief spin).
 
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -44,6 +53,93 @@ fn wait_error(pid: Pid, errno: Errno) -> Error {
     }
 }
 
+/// A descriptor that poll(2) reports readable once `pid` has exited, or
+/// `None` where the kernel has none (before Linux 5.3) or no descriptor is
+/// left.
+pub(crate) fn exit_notice(pid: Pid) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new
+        // descriptor (or -1); nothing else is read or written.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+        // SAFETY: `fd` was just opened for this process and nothing else owns it.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// Polls `notices` until one is readable or `deadline` passes; returns the
+/// indices of the readable ones (none on timeout).
+pub(crate) fn exits_before(notices: &[&OwnedFd], deadline: Instant) -> Vec<usize> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Rounded up, so a wait under a millisecond does not spin.
+        let millis = left.as_nanos().div_ceil(1_000_000);
+        let timeout =
+            PollTimeout::try_from(millis.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX);
+        let mut fds: Vec<PollFd<'_>> = notices
+            .iter()
+            .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        match poll(&mut fds, timeout) {
+            Ok(_) => {
+                return fds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(i, _)| i)
+                    .collect()
+            }
+            Err(Errno::EINTR) => continue,
+            // Not expected of pidfds; the caller polls waitpid again.
+            Err(_) => return Vec::new(),
+        }
+    }
+}
+
+/// Reaps `pid` if it has already exited, after at most a brief spin.
+pub(crate) fn try_reap(pid: Pid) -> Option<Result<Exit>> {
+    let started = Instant::now();
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => {
+                if let Some(exit) = ended(status) {
+                    return Some(Ok(exit));
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Some(Err(wait_error(pid, errno))),
+        }
+        if started.elapsed() >= SPIN {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Kills `pid` and waits for it: a child past its grace period.
+pub(crate) fn kill_and_reap(pid: Pid) -> Result<Exit> {
+    // ESRCH cannot happen for an unreaped child; any error shows in waitpid.
+    let _ = kill(pid, Signal::SIGKILL);
+    loop {
+        match waitpid(pid, None) {
+            Ok(status) => {
+                if let Some(exit) = ended(status) {
+                    return Ok(exit);
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(errno) => return Err(wait_error(pid, errno)),
+        }
+    }
+}
+
 /// Waits for `pid`: up to `grace` for it to exit by itself, then kills it.
 pub(crate) fn reap(pid: Pid, grace: Duration) -> Result<Exit> {
     reap_all(&[pid], grace)
@@ -59,6 +155,8 @@ pub(crate) fn reap_all(pids: &[Pid], grace: Duration) -> Vec<(Pid, Result<Exit>)
     let mut pending: Vec<Pid> = pids.to_vec();
     let mut done = Vec::with_capacity(pids.len());
     let mut pause = FIRST_PAUSE;
+    // Opened once the spin is over: most children are gone by then.
+    let mut notices: Option<Vec<(Pid, OwnedFd)>> = None;
     loop {
         pending.retain(|&pid| loop {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -81,28 +179,26 @@ pub(crate) fn reap_all(pids: &[Pid], grace: Duration) -> Vec<(Pid, Result<Exit>)
         }
         if started.elapsed() < SPIN {
             std::thread::yield_now();
+            continue;
+        }
+        let notices = notices.get_or_insert_with(|| {
+            pending
+                .iter()
+                .map_while(|&pid| exit_notice(pid).map(|fd| (pid, fd)))
+                .collect()
+        });
+        notices.retain(|(pid, _)| pending.contains(pid));
+        if notices.len() == pending.len() {
+            let fds: Vec<&OwnedFd> = notices.iter().map(|(_, fd)| fd).collect();
+            exits_before(&fds, deadline);
         } else {
+            // Without a notice for every child: pause and poll again.
             std::thread::sleep(pause);
             pause = (pause * 2).min(LONGEST_PAUSE);
         }
     }
-    for &pid in &pending {
-        // ESRCH cannot happen for an unreaped child; any error shows in waitpid.
-        let _ = kill(pid, Signal::SIGKILL);
-    }
     for pid in pending {
-        let exit = loop {
-            match waitpid(pid, None) {
-                Ok(status) => {
-                    if let Some(exit) = ended(status) {
-                        break Ok(exit);
-                    }
-                }
-                Err(Errno::EINTR) => {}
-                Err(errno) => break Err(wait_error(pid, errno)),
-            }
-        };
-        done.push((pid, exit));
+        done.push((pid, kill_and_reap(pid)));
     }
     done
 }
