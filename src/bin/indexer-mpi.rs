@@ -549,7 +549,7 @@ fn main() -> ExitCode {
         .iter()
         .filter_map(|(f, _)| files.get(*f as usize).map(|e| e.display.as_str()))
         .collect();
-    let records = store::records_of_files(&files, &args.directory, &|d| recheck.contains(d));
+    let records = store::records_of_files(&files, &args.directory, None, &|d| recheck.contains(d));
     let index = merge_pieces(&world, &files, pieces);
     let words = index.vocabulary().len() as u64;
     let view = View::single(index);

@@ -45,6 +45,7 @@ use crate::index::build::{build_listed, BuildError, Built, Phase};
 use crate::index::bytes::Owner;
 use crate::index::stream::{merge_into, RunSource};
 use crate::index::walk::walk;
+use crate::index::FileTable;
 use crate::index::{BuildOptions, BuildReport, Damaged, FileStamp, Layer, Progress, View};
 use format::folder_of;
 use segment::{Destination, SegmentWriter, Written};
@@ -536,38 +537,47 @@ fn new_base_id(path: &Path) -> u64 {
     twox_hash::XxHash3_64::oneshot(&seed)
 }
 
-/// The records of a build's files, in its index's order.
-pub fn records_of(report: &BuildReport, root: &Path) -> Vec<FileRecord> {
+/// The records of a build's files, in its index's order. `names` is the
+/// file table of the index the build merged in memory, which holds their
+/// displayed paths (see [`BuildReport::files`]); `None` for a build whose
+/// runs were streamed.
+pub fn records_of(report: &BuildReport, root: &Path, names: Option<&FileTable>) -> Vec<FileRecord> {
     let recheck: std::collections::HashSet<&str> = report
         .unreadable
         .iter()
         .chain(&report.failed)
         .map(|p| p.path.as_str())
         .collect();
-    records_of_files(&report.files, root, &|display| {
+    records_of_files(&report.files, root, names, &|display| {
         !recheck.is_empty() && recheck.contains(display)
     })
 }
 
-/// The records of `files` listed under `root`; `recheck` says which could
-/// not be read (a refresh reads those again whatever their stamps).
+/// The records of `files` listed under `root`, their displayed paths read
+/// from `names` if given; `recheck` says which could not be read (a
+/// refresh reads those again whatever their stamps).
 pub fn records_of_files(
     files: &[crate::index::walk::FileEntry],
     root: &Path,
+    names: Option<&FileTable>,
     recheck: &dyn Fn(&str) -> bool,
 ) -> Vec<FileRecord> {
     files
         .iter()
-        .map(|entry| {
+        .enumerate()
+        .map(|(i, entry)| {
+            // An in-memory table cannot be damaged: its paths are in memory.
+            let display = names.map_or(Ok(entry.display.as_str()), |t| t.path(i));
+            let display = display.unwrap_or(entry.display.as_str());
             let raw = relative_bytes(&entry.path, root);
             FileRecord {
-                raw: (raw != entry.display.as_bytes()).then(|| raw.to_vec()),
-                display: entry.display.clone(),
+                raw: (raw != display.as_bytes()).then(|| raw.to_vec()),
+                display: display.to_owned(),
                 size: entry.size,
                 mtime_ns: entry.mtime_ns,
                 ctime_ns: entry.ctime_ns,
                 inode: entry.inode,
-                recheck: recheck(&entry.display),
+                recheck: recheck(display),
             }
         })
         .collect()
@@ -729,7 +739,7 @@ pub fn build(
                         elapsed: started.elapsed(),
                         phase: Phase::Saving,
                     });
-                    let records = records_of(&report, root);
+                    let records = records_of(&report, root, Some(view.files()));
                     Some(save(path, canonical, &excludes, &view, &records)?)
                 }
                 Output::Temporary(_) => None,
@@ -742,7 +752,7 @@ pub fn build(
         }
         Built::Streamed(sources) => sources,
     };
-    let records = records_of(&report, root);
+    let records = records_of(&report, root, None);
     let merge_started = Instant::now();
     let (path, destination) = match output {
         Output::Saved(path) => (path.to_path_buf(), Destination::File(path)),

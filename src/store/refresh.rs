@@ -272,10 +272,13 @@ fn build_changed(
     let mut spill = SpillFolder::new(folder);
     let (built, build) = build_listed(subset, Instant::now(), options, Some(&mut spill), progress)
         .map_err(StoreError::Build)?;
-    let records = records_of(&build, root);
-    let index = match built {
-        Built::Index(index) => *index,
+    let (index, records) = match built {
+        Built::Index(index) => {
+            let records = records_of(&build, root, Some(index.files()));
+            (*index, records)
+        }
         Built::Streamed(sources) => {
+            let records = records_of(&build, root, None);
             let meta = base_meta(path, root, &options.excludes.globs());
             let (written, _) = write_streamed(
                 sources,
@@ -284,7 +287,7 @@ fn build_changed(
                 &meta,
                 &records,
             )?;
-            open_written(written, folder)?.index
+            (open_written(written, folder)?.index, records)
         }
     };
     Ok((index, records, build))

@@ -372,7 +372,11 @@ pub struct BuildReport {
     pub fewer_workers: Option<String>,
     /// Per-phase times.
     pub timings: Timings,
-    /// The files listed, in the index's file order.
+    /// The files listed, in the index's file order. A build merged in
+    /// memory ([`Built::Index`]) hands their displayed paths over to the
+    /// index's file table (78 K strings on the kernel were copied there, on
+    /// one thread, between the workers and the merge): those entries'
+    /// `display` is then empty, and the paths are the index's.
     pub files: Vec<FileEntry>,
 }
 
@@ -719,7 +723,8 @@ pub fn build_listed(
     report.workers = peak.max(1).min(options.workers.max(1));
     report.binary.sort();
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
-    let built = merged(collected, &files, workers, &mut report)?;
+    let mut files = files;
+    let built = merged(collected, &mut files, workers, &mut report)?;
     report.files = files;
     report.timings.total = started.elapsed();
     Ok((built, report))
@@ -859,14 +864,17 @@ impl Workers {
 /// or the spilled runs handed on to be merged by streaming.
 fn merged(
     collected: Collected,
-    files: &[FileEntry],
+    files: &mut [FileEntry],
     threads: usize,
     report: &mut BuildReport,
 ) -> Result<Built, BuildError> {
     match collected {
         Collected::Memory(runs) => {
             let merge_started = Instant::now();
-            let display: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
+            let display: Vec<String> = files
+                .iter_mut()
+                .map(|f| std::mem::take(&mut f.display))
+                .collect();
             let index = merge_runs_parallel(display, runs, threads).map_err(BuildError::Merge)?;
             report.timings.merge = merge_started.elapsed();
             report.distinct = index.vocabulary().len();
