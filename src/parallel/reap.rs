@@ -73,32 +73,24 @@ pub(crate) fn exit_notice(pid: Pid) -> Option<OwnedFd> {
     }
 }
 
-/// Polls `notices` until one is readable or `deadline` passes; returns the
-/// indices of the readable ones (none on timeout).
-pub(crate) fn exits_before(notices: &[&OwnedFd], deadline: Instant) -> Vec<usize> {
+/// Waits until one of `notices` is readable (its child exited) or
+/// `deadline` passes.
+fn wait_for_exit(notices: &[&OwnedFd], deadline: Instant) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds: Vec<PollFd<'_>> = notices
+        .iter()
+        .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+        .collect();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         // Rounded up, so a wait under a millisecond does not spin.
         let millis = left.as_nanos().div_ceil(1_000_000);
         let timeout =
             PollTimeout::try_from(millis.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX);
-        let mut fds: Vec<PollFd<'_>> = notices
-            .iter()
-            .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
-            .collect();
-        match poll(&mut fds, timeout) {
-            Ok(_) => {
-                return fds
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
-                    .map(|(i, _)| i)
-                    .collect()
-            }
-            Err(Errno::EINTR) => continue,
-            // Not expected of pidfds; the caller polls waitpid again.
-            Err(_) => return Vec::new(),
+        // EINTR waits again; any other failure (not expected of pidfds)
+        // leaves it to the caller's next waitpid.
+        if poll(&mut fds, timeout) != Err(Errno::EINTR) {
+            return;
         }
     }
 }
@@ -190,7 +182,7 @@ pub(crate) fn reap_all(pids: &[Pid], grace: Duration) -> Vec<(Pid, Result<Exit>)
         notices.retain(|(pid, _)| pending.contains(pid));
         if notices.len() == pending.len() {
             let fds: Vec<&OwnedFd> = notices.iter().map(|(_, fd)| fd).collect();
-            exits_before(&fds, deadline);
+            wait_for_exit(&fds, deadline);
         } else {
             // Without a notice for every child: pause and poll again.
             std::thread::sleep(pause);
