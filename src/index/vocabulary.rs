@@ -95,9 +95,15 @@ struct Segment {
     /// Number of its first word.
     first: usize,
     bytes: Vec<u8>,
-    /// Per word: the end of its bytes in `bytes`.
-    ends: Vec<u64>,
+    /// Per word: the end of its bytes in `bytes`. 32 bits, since a segment
+    /// holds at most [`SEGMENT_BYTES`] (the kernel's 5 M words: 20 MB less
+    /// for the merge to fault in and for the exit to free than with 64).
+    ends: Vec<u32>,
 }
+
+/// The most bytes a segment holds: a push that would pass it starts a
+/// new segment.
+const SEGMENT_BYTES: usize = u32::MAX as usize;
 
 impl Default for Arena {
     fn default() -> Self {
@@ -816,7 +822,7 @@ impl Arena {
     fn heap_bytes(&self) -> usize {
         self.segments
             .iter()
-            .map(|s| s.bytes.capacity() + s.ends.capacity() * 8)
+            .map(|s| s.bytes.capacity() + s.ends.capacity() * 4)
             .sum()
     }
 
@@ -863,13 +869,25 @@ impl Arena {
     }
 
     fn push(&mut self, word: &[u8]) {
-        if self.segments.is_empty() {
-            self.segments.push(Segment::default());
+        self.push_within(word, SEGMENT_BYTES);
+    }
+
+    /// [`Arena::push`] into segments of at most `limit` bytes (but for a
+    /// word longer than that, alone in its segment); tests make it small.
+    fn push_within(&mut self, word: &[u8], limit: usize) {
+        let full = |s: &Segment| !s.ends.is_empty() && s.bytes.len() + word.len() > limit;
+        if self.segments.last().is_none_or(full) {
+            let first = self.len();
+            self.segments.push(Segment {
+                first,
+                ..Segment::default()
+            });
         }
         let last = self.segments.len() - 1;
         let segment = &mut self.segments[last];
         segment.bytes.extend_from_slice(word);
-        segment.ends.push(segment.bytes.len() as u64);
+        // Within `limit` (words are far shorter than SEGMENT_BYTES).
+        segment.ends.push(segment.bytes.len() as u32);
     }
 
     /// Takes `other`'s segments after ours, as they are.
@@ -1521,6 +1539,61 @@ mod tests {
         }
         assert_eq!(vocab.find(words[3].as_bytes()), Some(3));
         assert_eq!(vocab.find(b"zz"), None);
+    }
+
+    /// Words pushed into segments cut at a byte limit (made small here,
+    /// 4 GiB in a build) read back, in order and by substring, as the
+    /// words do.
+    #[test]
+    fn segments_cut_at_their_byte_limit_keep_every_word() {
+        let words: Vec<Vec<u8>> = (0..3000u64)
+            .map(|n| {
+                format!(
+                    "{:x}_{}",
+                    n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (n % 40),
+                    n % 7
+                )
+                .into_bytes()
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for limit in [1, 17, 100, 4096] {
+            let mut arena = Arena::default();
+            for word in &words {
+                arena.push_within(word, limit);
+            }
+            assert!(limit > 1 || arena.segments.len() == words.len());
+            assert!(arena
+                .segments
+                .iter()
+                .all(|s| s.bytes.len() <= limit || s.ends.len() == 1));
+            let vocabulary = Vocabulary {
+                form: Form::Arena(arena),
+            };
+            assert_eq!(vocabulary.len(), words.len());
+            for (id, word) in words.iter().enumerate() {
+                assert_eq!(*vocabulary.word(id), word[..], "limit {limit}, word {id}");
+            }
+            let mut seen = Vec::new();
+            vocabulary.for_each_in(100..2000, &mut |id, w| {
+                seen.push((id, w.to_vec()));
+                true
+            });
+            let want: Vec<(usize, Vec<u8>)> =
+                (100..2000).map(|id| (id, words[id].clone())).collect();
+            assert_eq!(seen, want, "limit {limit}");
+            for needle in [&b"_3"[..], b"a", b"ff", b"0_"] {
+                let want: Vec<usize> = (0..words.len())
+                    .filter(|&i| words[i].windows(needle.len()).any(|p| p == needle))
+                    .collect();
+                assert_eq!(
+                    vocabulary.containing(needle, &|_| true),
+                    want,
+                    "limit {limit}"
+                );
+            }
+        }
     }
 
     /// Past [`PARALLEL_WORDS`] the scan runs in two halves on two
