@@ -116,12 +116,13 @@ fn resident_bytes(run: &Run) -> u64 {
 
 /// Bytes a run takes in memory, held and then merged there: the run, plus
 /// what the merge makes of its words: their bytes again in the vocabulary,
-/// and per word an end, a count, a piece and a piece end (28 bytes), with
-/// a sixth more for slack (measured when the merge's vectors still grew by
-/// doubling: the kernel tree's merge peaked within 5% of this, a tree of
-/// random words within 13%; they are reserved now, so it errs safe).
+/// and per word a 32-bit end, a count, a piece and a piece end (24
+/// bytes), with a sixth more for slack (measured when the merge's vectors
+/// still grew by doubling and ends took 64 bits: the kernel tree's merge
+/// peaked within 5% of this, a tree of random words within 13%; they are
+/// reserved now, so it errs safe).
 fn run_bytes(run: &Run) -> u64 {
-    resident_bytes(run) + run.word_bytes + 34 * run.words
+    resident_bytes(run) + run.word_bytes + 28 * run.words
 }
 
 /// The runs a build collected.
