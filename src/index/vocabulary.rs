@@ -1546,18 +1546,7 @@ mod tests {
     /// words do.
     #[test]
     fn segments_cut_at_their_byte_limit_keep_every_word() {
-        let words: Vec<Vec<u8>> = (0..3000u64)
-            .map(|n| {
-                format!(
-                    "{:x}_{}",
-                    n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (n % 40),
-                    n % 7
-                )
-                .into_bytes()
-            })
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let words = spread_words(3000, 40, "_", 7);
         for limit in [1, 17, 100, 4096] {
             let mut arena = Arena::default();
             for word in &words {
@@ -1600,11 +1589,7 @@ mod tests {
     /// threads: the halves must add up to a plain scan.
     #[test]
     fn a_large_vocabulary_scanned_in_halves_finds_every_word() {
-        let words: Vec<Vec<u8>> = (0..(PARALLEL_WORDS + 999) as u64)
-            .map(|n| format!("{:x}_{}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15), n % 97).into_bytes())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let words = spread_words(PARALLEL_WORDS as u64 + 999, 1, "_", 97);
         let vocabulary = front(&words);
         let keep = |w: &[u8]| !w.len().is_multiple_of(3);
         let want: Vec<usize> = (0..words.len())
@@ -1618,18 +1603,7 @@ mod tests {
     /// forms and both halves: what it picks is what a plain filter keeps.
     #[test]
     fn words_picked_in_text_are_the_words_a_filter_keeps() {
-        let words: Vec<Vec<u8>> = (0..(PARALLEL_WORDS + 777) as u64)
-            .map(|n| {
-                format!(
-                    "{:x}{}",
-                    n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (n % 50),
-                    n % 13
-                )
-                .into_bytes()
-            })
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let words = spread_words(PARALLEL_WORDS as u64 + 777, 50, "", 13);
         let keep = |w: &[u8]| w.len().is_multiple_of(3) && w.contains(&b'a');
         // Picks the place of each word `keep` accepts.
         let pick = |text: &[u8], picked: &mut Vec<usize>| {
@@ -1664,6 +1638,21 @@ mod tests {
     }
 
     use proptest::prelude::*;
+
+    /// `count` numbers scattered by a multiplicative hash, each shifted
+    /// right by up to `shifts - 1` bits (lengths vary unless `shifts` is
+    /// 1), in hex, then
+    /// `sep` and the number modulo `tail`: sorted, without repeats.
+    fn spread_words(count: u64, shifts: u64, sep: &str, tail: u64) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|n| {
+                let hashed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                format!("{:x}{sep}{}", hashed >> (n % shifts), n % tail).into_bytes()
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
 
     fn front(words: &[Vec<u8>]) -> Vocabulary {
         Vocabulary::front_coded_of(words)
