@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use serde::de::DeserializeOwned;
 
 use super::reap::{self, GRACE};
@@ -225,16 +225,7 @@ impl<Tx, Rx> Exchange<Tx, Rx> {
             .chain(exiting.iter().map(|e| e.deadline))
             .min();
         loop {
-            let wait = match deadline {
-                None => PollTimeout::NONE,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    // Round up so a sub-millisecond wait does not spin, and cap at
-                    // poll's largest timeout (about 24 days).
-                    let millis = left.as_nanos().div_ceil(1_000_000);
-                    PollTimeout::try_from(millis.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX)
-                }
-            };
+            let wait = reap::poll_timeout(deadline);
             let mut fds: Vec<PollFd<'_>> = self
                 .channels
                 .iter()

@@ -19,6 +19,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -73,24 +74,40 @@ pub(crate) fn exit_notice(pid: Pid) -> Option<OwnedFd> {
     }
 }
 
+/// poll(2)'s timeout for waiting until `deadline` (`None`: for ever),
+/// rounded up so a wait under a millisecond does not spin, and capped at
+/// poll's largest (about 24 days).
+pub(crate) fn poll_timeout(deadline: Option<Instant>) -> PollTimeout {
+    match deadline {
+        None => PollTimeout::NONE,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let millis = left.as_nanos().div_ceil(1_000_000);
+            PollTimeout::try_from(millis.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
+
 /// Waits until one of `notices` is readable (its child exited) or
 /// `deadline` passes.
 fn wait_for_exit(notices: &[&OwnedFd], deadline: Instant) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut fds: Vec<PollFd<'_>> = notices
         .iter()
         .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
         .collect();
+    // EINTR waits again; any other failure (not expected of pidfds) leaves
+    // it to the caller's next waitpid.
+    while poll(&mut fds, poll_timeout(Some(deadline))) == Err(Errno::EINTR) {}
+}
+
+/// One `waitpid(WNOHANG)` look at `pid`: how it ended, once it has
+/// (`None` while it runs).
+fn exited(pid: Pid) -> Option<Result<Exit>> {
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // Rounded up, so a wait under a millisecond does not spin.
-        let millis = left.as_nanos().div_ceil(1_000_000);
-        let timeout =
-            PollTimeout::try_from(millis.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX);
-        // EINTR waits again; any other failure (not expected of pidfds)
-        // leaves it to the caller's next waitpid.
-        if poll(&mut fds, timeout) != Err(Errno::EINTR) {
-            return;
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => return ended(status).map(Ok),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Some(Err(wait_error(pid, errno))),
         }
     }
 }
@@ -99,14 +116,8 @@ fn wait_for_exit(notices: &[&OwnedFd], deadline: Instant) {
 pub(crate) fn try_reap(pid: Pid) -> Option<Result<Exit>> {
     let started = Instant::now();
     loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(status) => {
-                if let Some(exit) = ended(status) {
-                    return Some(Ok(exit));
-                }
-            }
-            Err(Errno::EINTR) => continue,
-            Err(errno) => return Some(Err(wait_error(pid, errno))),
+        if let Some(exit) = exited(pid) {
+            return Some(exit);
         }
         if started.elapsed() >= SPIN {
             return None;
@@ -150,21 +161,12 @@ pub(crate) fn reap_all(pids: &[Pid], grace: Duration) -> Vec<(Pid, Result<Exit>)
     // Opened once the spin is over: most children are gone by then.
     let mut notices: Option<Vec<(Pid, OwnedFd)>> = None;
     loop {
-        pending.retain(|&pid| loop {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(status) => match ended(status) {
-                    Some(exit) => {
-                        done.push((pid, Ok(exit)));
-                        break false;
-                    }
-                    None => break true,
-                },
-                Err(Errno::EINTR) => continue,
-                Err(errno) => {
-                    done.push((pid, Err(wait_error(pid, errno))));
-                    break false;
-                }
+        pending.retain(|&pid| match exited(pid) {
+            Some(exit) => {
+                done.push((pid, exit));
+                false
             }
+            None => true,
         });
         if pending.is_empty() || Instant::now() >= deadline {
             break;
