@@ -566,9 +566,8 @@ pub fn records_of_files(
         .iter()
         .enumerate()
         .map(|(i, entry)| {
-            // An in-memory table cannot be damaged: its paths are in memory.
-            let display = names.map_or(Ok(entry.display.as_str()), |t| t.path(i));
-            let display = display.unwrap_or(entry.display.as_str());
+            // (An in-memory table cannot be damaged: its paths are in memory.)
+            let display = names.and_then(|t| t.path(i).ok()).unwrap_or(&entry.display);
             let raw = relative_bytes(&entry.path, root);
             FileRecord {
                 raw: (raw != display.as_bytes()).then(|| raw.to_vec()),
