@@ -274,6 +274,43 @@ fn ignore_files_are_honoured_unless_no_ignore() {
     assert_eq!(listed(r, &["--no-ignore"]), everything);
 }
 
+/// The rules of the folders above the root apply, and a `.git` file (a
+/// worktree's or a submodule's) makes its folder a repository's top, where
+/// the outer repository's `.gitignore` stops. `rg --files --hidden` lists
+/// the same files of this tree.
+#[test]
+fn ignore_files_apply_from_above_the_root_and_a_git_file_tops_a_repository() {
+    let top = tempfile::tempdir().unwrap();
+    let t = top.path();
+    std::fs::create_dir_all(t.join("outer/.git")).unwrap();
+    for (path, text) in [
+        ("outer/.gitignore", "*.tmp\n"),
+        ("outer/.ignore", "skip/\n"),
+        ("outer/src/a.txt", "alpha"),
+        ("outer/src/b.tmp", "beta"),
+        ("outer/src/skip/c.txt", "gamma"),
+        ("outer/src/d.txt", "delta"),
+        ("outer/src/wt/.git", "gitdir: ../x"),
+        ("outer/src/wt/.gitignore", "e.txt\n"),
+        ("outer/src/wt/e.txt", "eps"),
+        ("outer/src/wt/f.tmp", "zeta"),
+        ("outer/src/plain/.gitignore", "!g.tmp\n"),
+        ("outer/src/plain/g.tmp", "eta"),
+    ] {
+        support::write(t, path, text.as_bytes());
+    }
+    let want = [
+        "a.txt",
+        "d.txt",
+        "plain/.gitignore",
+        "plain/g.tmp",
+        "wt/.git",
+        "wt/.gitignore",
+        "wt/f.tmp",
+    ];
+    assert_eq!(listed(&t.join("outer/src"), &[]), want);
+}
+
 #[test]
 fn a_word_that_matches_nothing_suggests_the_closest() {
     let out = indexer()

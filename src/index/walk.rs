@@ -16,7 +16,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use regex::Regex;
 use std::os::unix::fs::MetadataExt;
 
-use super::ignores::IgnoreFiles;
+use super::ignores::{IgnoreFiles, Present};
 
 /// Folders that belong to a version-control system, never indexed.
 pub const VCS_FOLDERS: [&str; 3] = [".git", ".hg", ".svn"];
@@ -254,17 +254,33 @@ impl Lister<'_> {
         retry: &mut Vec<PathBuf>,
         folders: &mut Vec<(PathBuf, String)>,
     ) {
-        let entries = match std::fs::read_dir(folder) {
-            Ok(entries) => entries,
+        let listing = match std::fs::read_dir(folder) {
+            Ok(listing) => listing,
             Err(error) => return self.unreadable(folder, display, error, out, retry),
         };
-        let rules = self.ignores.map(|ignores| ignores.in_folder(folder));
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(error) => return self.unreadable(folder, display, error, out, retry),
-            };
-            let name = entry.file_name();
+        // The whole listing first, so the ignore rules know which of their
+        // files the folder holds; an error ends it, and the folder is
+        // reported once its entries so far are taken.
+        let mut entries = Vec::new();
+        let mut failed = None;
+        let mut present = Present::default();
+        for entry in listing {
+            match entry {
+                Ok(entry) => {
+                    let name = entry.file_name();
+                    present.note(&name);
+                    entries.push((entry, name));
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        let rules = self
+            .ignores
+            .map(|ignores| ignores.in_folder(folder, present));
+        for (entry, name) in entries {
             let name_text = name.to_string_lossy();
             let shown = match display {
                 "" => name_text.clone().into_owned(),
@@ -332,6 +348,9 @@ impl Lister<'_> {
                     }),
                 }
             }
+        }
+        if let Some(error) = failed {
+            self.unreadable(folder, display, error, out, retry);
         }
     }
 
