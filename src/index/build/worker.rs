@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::AsFd;
 
 use super::planner::Batch;
-use super::read::{open_listed, scan_file, Content, Root};
+use super::read::{below_root, open_listed, scan_file, Content, Root};
 use super::{Fault, SharedFlag};
 use crate::index::partial::{Limits, PartialIndex, Run};
 use crate::index::stream::{RunFiles, RunShape};
@@ -242,10 +242,7 @@ impl<'c, 'a> Worker<'c, 'a> {
                     continue;
                 }
             };
-            let relative = entry
-                .path
-                .strip_prefix(self.context.root)
-                .unwrap_or(&entry.path);
+            let relative = below_root(self.context.root, &entry.path);
             let partial = &mut self.partial;
             let opening = Instant::now();
             let opened = open_listed(root, relative, entry);
