@@ -79,7 +79,7 @@ impl Head {
 #[inline(always)]
 fn advance(
     reader: &mut RunReader<'_>,
-    run: &Run,
+    run: Streams<'_>,
     i: usize,
     high: Option<&[u8]>,
 ) -> Result<Option<Current>, MalformedRun> {
@@ -139,9 +139,19 @@ fn merge_range(
             None => RunReader::new(run),
         })
         .collect();
-    let advance = |reader: &mut RunReader<'_>, run: &Run, i: usize| advance(reader, run, i, high);
+    let advance =
+        |reader: &mut RunReader<'_>, run: Streams<'_>, i: usize| advance(reader, run, i, high);
+    // Each run's two streams as plain slices, taken once: a shared run's
+    // bytes are reached through its owner, a call for each look.
+    let streams: Vec<Streams<'_>> = runs
+        .iter()
+        .map(|run| Streams {
+            postings: &run.postings,
+            entries: &run.bytes,
+        })
+        .collect();
     let mut heads: Vec<Option<Current>> = Vec::with_capacity(runs.len());
-    for (i, (reader, run)) in readers.iter_mut().zip(runs).enumerate() {
+    for (i, (reader, &run)) in readers.iter_mut().zip(&streams).enumerate() {
         heads.push(advance(reader, run, i)?);
     }
     let first = heads
@@ -208,7 +218,7 @@ fn merge_range(
             shard.pieces.len.push(too_big(entry.postings_len)?);
             count = count.saturating_add(entry.count);
             last_file = Some(entry.last_file);
-            heads[i] = advance(&mut readers[i], &runs[i], i)?;
+            heads[i] = advance(&mut readers[i], streams[i], i)?;
             let next = heads[i].map(|_| Head::new(readers[i].word_buf(), i));
             tree.replay(i, next, |a: &Head, b: &Head| a.order(b, &readers).is_lt());
         }
@@ -240,13 +250,20 @@ const AHEAD: usize = 512;
 /// prefetcher follows, so each is fetched a little ahead by hand, from the
 /// next entry at `next` and the current list at `postings_at`.
 #[inline]
-fn fetch_ahead(run: &Run, next: (u64, u64), postings_at: usize) {
+fn fetch_ahead(run: Streams<'_>, next: (u64, u64), postings_at: usize) {
     if let Some(byte) = run.postings.get(postings_at + AHEAD) {
         prefetch(byte);
     }
-    if let Some(byte) = run.bytes.get(next.0 as usize + AHEAD) {
+    if let Some(byte) = run.entries.get(next.0 as usize + AHEAD) {
         prefetch(byte);
     }
+}
+
+/// A run's posting lists and word entries, as the merge reads them.
+#[derive(Clone, Copy)]
+struct Streams<'r> {
+    postings: &'r [u8],
+    entries: &'r [u8],
 }
 
 /// Words that cut the vocabulary into about `parts` ranges of similar
