@@ -876,6 +876,7 @@ impl BlockPath {
                     has!("avx512f")
                         && has!("avx512bw")
                         && has!("avx512vbmi")
+                        && has!("avx512vbmi2")
                         && has!("avx512dq")
                         && has!("avx512cd")
                         && has!("avx512vpopcntdq")
@@ -917,6 +918,18 @@ unsafe fn scan_ascii_blocks_avx512<S: WordSink + ?Sized>(
     })
 }
 
+/// A block's byte offsets, 0 to 63, in order.
+#[cfg(target_arch = "x86_64")]
+const OFFSETS: [u8; BLOCK_BYTES] = {
+    let mut offsets = [0u8; BLOCK_BYTES];
+    let mut k = 0;
+    while k < BLOCK_BYTES {
+        offsets[k] = k as u8;
+        k += 1;
+    }
+    offsets
+};
+
 /// [`scan_ascii_blocks`] with the words of a block taken eight at a time:
 /// their starts and ends listed from the block's masks, then each group's
 /// lanes picked out of the lowercased block by one byte permute per lane
@@ -928,7 +941,7 @@ unsafe fn scan_ascii_blocks_avx512<S: WordSink + ?Sized>(
 /// word longer than [`MIN_PADDED`] bytes (rare) goes word by word.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(
-    enable = "avx512f,avx512bw,avx512vbmi,avx512dq,avx512cd,avx512vpopcntdq,popcnt,bmi1,bmi2,lzcnt"
+    enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vpopcntdq,popcnt,bmi1,bmi2,lzcnt"
 )]
 unsafe fn scan_ascii_blocks_vbmi<S: WordSink + ?Sized>(
     bytes: &[u8],
@@ -947,6 +960,8 @@ unsafe fn scan_ascii_blocks_vbmi<S: WordSink + ?Sized>(
     let byte_ones = _mm512_set1_epi64(ONES as i64);
     let lane_offsets = _mm512_set1_epi64(0x0706_0504_0302_0100);
     let next_lane = _mm512_set1_epi8(8);
+    // SAFETY: the array is 64 readable bytes.
+    let offsets = unsafe { _mm512_loadu_si512(OFFSETS.as_ptr().cast()) };
     while let Some(block) = bytes.get(i..i + BLOCK_BYTES) {
         // SAFETY: `block` is 64 readable bytes; unaligned loads are allowed.
         let x = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
@@ -964,17 +979,24 @@ unsafe fn scan_ascii_blocks_vbmi<S: WordSink + ?Sized>(
             stop = 63 - starts.leading_zeros();
             starts &= !(1 << stop);
         }
-        let mut count = 0;
-        let (mut rest, mut long) = (starts, false);
-        let mut rest_ends = ends;
-        while rest != 0 {
-            let (start, end) = (rest.trailing_zeros(), rest_ends.trailing_zeros());
-            starts_at[count] = start as u8;
-            ends_at[count] = end as u8;
-            long |= end - start >= MIN_PADDED as u32;
-            count += 1;
-            rest &= rest - 1;
-            rest_ends &= rest_ends - 1;
+        // Every start and end offset at once, packed to the front of a
+        // vector (VBMI2's byte compress of the offsets 0 to 63), where a
+        // loop over the masks' bits took a step and a mispredicted exit
+        // per block. The rest of each vector is zeros, so a length is
+        // found long only among the block's words.
+        let count = starts.count_ones() as usize;
+        let (starts_v, ends_v) = (
+            _mm512_maskz_compress_epi8(starts, offsets),
+            _mm512_maskz_compress_epi8(ends, offsets),
+        );
+        let long = _mm512_cmpge_epu8_mask(
+            _mm512_sub_epi8(ends_v, starts_v),
+            _mm512_set1_epi8(MIN_PADDED as i8),
+        ) != 0;
+        // SAFETY: each store writes the first 64 bytes of its array.
+        unsafe {
+            _mm512_storeu_si512(starts_at.as_mut_ptr().cast(), starts_v);
+            _mm512_storeu_si512(ends_at.as_mut_ptr().cast(), ends_v);
         }
         if long {
             // SAFETY: `lower` has room for the 64 bytes stored.
