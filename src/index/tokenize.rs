@@ -931,7 +931,7 @@ const OFFSETS: [u8; BLOCK_BYTES] = {
 };
 
 /// [`scan_ascii_blocks`] with the words of a block taken eight at a time:
-/// their starts and ends listed from the block's masks, then each group's
+/// their starts and ends packed from the block's masks (VBMI2), then each group's
 /// lanes picked out of the lowercased block by one byte permute per lane
 /// (VBMI) and masked to the word, and each word's line and column counted
 /// from the newline mask (VPOPCNTDQ, CD), all in vector registers that are
