@@ -285,21 +285,34 @@ const CACHED_SLOTS: usize = 1 << 13;
 /// Words the vector block path hands over at once (see [`ShortWords`]).
 const GROUP: usize = 8;
 
+/// Room in each column of [`Gathered`]: a chunk and one more group.
+const GATHERED: usize = CHUNK + GROUP;
+
+/// The columns of [`Gathered`], arrays of one size in one allocation, so
+/// a group is copied in at constant offsets from one pointer with one
+/// bounds check. As vectors, each column's pointer and length were loaded
+/// and checked on every group: 21 of a group's instructions.
+#[derive(Debug)]
+struct Columns {
+    hash: [u64; GATHERED],
+    len: [u64; GATHERED],
+    line: [u64; GATHERED],
+    column: [u64; GATHERED],
+    /// A short key's three lanes; for a longer key, `lanes[0]` is where
+    /// its padded bytes start in [`Gathered::long`].
+    lanes: [[u64; GATHERED]; 3],
+    file: [u32; GATHERED],
+}
+
 /// Gathered occurrences, a column per field, each with room for a chunk
 /// and one more group: the vector block path's groups of eight are copied
 /// in as whole vectors, where a record per occurrence took a dozen scalar
 /// stores (the kernel's tokenize phase took a fifth less CPU with them).
-/// Empty (no memory) by default: a placeholder while a chunk is recorded.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Gathered {
-    hash: Vec<u64>,
-    len: Vec<u64>,
-    file: Vec<u32>,
-    line: Vec<u64>,
-    column: Vec<u64>,
-    /// A short key's three lanes; for a longer key, `lanes[0]` is where
-    /// its padded bytes start in `long`.
-    lanes: [Vec<u64>; 3],
+    /// Taken by [`PartialIndex::flush`] while it records them (and back
+    /// before anything is gathered again).
+    columns: Option<Box<Columns>>,
     long: Vec<u8>,
     /// Occurrences gathered.
     n: usize,
@@ -307,14 +320,15 @@ struct Gathered {
 
 impl Gathered {
     fn new() -> Self {
-        let column = || vec![0u64; CHUNK + GROUP];
         Gathered {
-            hash: column(),
-            len: column(),
-            file: vec![0; CHUNK + GROUP],
-            line: column(),
-            column: column(),
-            lanes: [column(), column(), column()],
+            columns: Some(Box::new(Columns {
+                hash: [0; GATHERED],
+                len: [0; GATHERED],
+                line: [0; GATHERED],
+                column: [0; GATHERED],
+                lanes: [[0; GATHERED]; 3],
+                file: [0; GATHERED],
+            })),
             long: Vec::new(),
             n: 0,
         }
@@ -326,18 +340,28 @@ impl Gathered {
 
     /// Bytes held.
     fn memory(&self) -> usize {
-        (CHUNK + GROUP) * (8 * 7 + 4) + self.long.capacity()
+        std::mem::size_of::<Columns>() + self.long.capacity()
+    }
+
+    /// The columns, always here outside [`PartialIndex::flush`].
+    #[inline(always)]
+    fn columns(&mut self) -> &mut Columns {
+        match self.columns.as_deref_mut() {
+            Some(columns) => columns,
+            None => unreachable!("flush puts the columns back"),
+        }
     }
 
     #[inline(always)]
     fn push(&mut self, hash: u64, lanes: [u64; 3], len: usize, file: u32, line: u64, column: u64) {
         let n = self.n;
-        self.hash[n] = hash;
-        self.len[n] = len as u64;
-        self.file[n] = file;
-        self.line[n] = line;
-        self.column[n] = column;
-        for (to, lane) in self.lanes.iter_mut().zip(lanes) {
+        let c = self.columns();
+        c.hash[n] = hash;
+        c.len[n] = len as u64;
+        c.file[n] = file;
+        c.line[n] = line;
+        c.column[n] = column;
+        for (to, lane) in c.lanes.iter_mut().zip(lanes) {
             to[n] = lane;
         }
         self.n = n + 1;
@@ -548,8 +572,8 @@ impl PartialIndex {
             }
             return full;
         }
-        let g = &mut self.pending;
-        let n = g.n;
+        let n = self.pending.n;
+        let g = self.pending.columns();
         let hashes = &mut g.hash[n..n + GROUP];
         for (j, hash) in hashes.iter_mut().enumerate() {
             let lanes = [words.lanes[0][j], words.lanes[1][j], words.lanes[2][j]];
@@ -562,6 +586,7 @@ impl PartialIndex {
         for (to, from) in g.lanes.iter_mut().zip(&words.lanes) {
             to[n..n + GROUP].copy_from_slice(from);
         }
+        let g = &mut self.pending;
         g.n = n + count;
         if g.n >= CHUNK {
             return self.flush_chunk();
@@ -613,8 +638,11 @@ impl PartialIndex {
 
     /// Records every gathered occurrence.
     pub fn flush(&mut self) {
-        let g = std::mem::take(&mut self.pending);
-        let n = g.n;
+        let Some(g) = self.pending.columns.take() else {
+            return;
+        };
+        let long = std::mem::take(&mut self.pending.long);
+        let n = self.pending.n;
         // The chunk's first slots, which no earlier occurrence fetched.
         for &hash in &g.hash[..n.min(LOOKAHEAD)] {
             prefetch(&self.slots[home(hash, self.slots.len())]);
@@ -645,13 +673,14 @@ impl PartialIndex {
                 )
             } else {
                 let start = lane0[k] as usize;
-                let padded = &g.long[start..start + padded_len(word_len)];
+                let padded = &long[start..start + padded_len(word_len)];
                 self.find_or_insert_long(hash[k], padded, word_len)
             };
             self.push_occurrence(i, file[k], line[k], column[k]);
             self.occurrences += 1;
         }
-        self.pending = g;
+        self.pending.columns = Some(g);
+        self.pending.long = long;
         self.pending.n = 0;
         self.pending.long.clear();
     }
