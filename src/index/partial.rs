@@ -677,8 +677,11 @@ impl PartialIndex {
                 self.find_or_insert_long(hash[k], padded, word_len)
             };
             self.push_occurrence(i, file[k], line[k], column[k]);
-            self.occurrences += 1;
         }
+        // Counted once a chunk: incremented in the loop, the count was a
+        // load and a store per occurrence (the list's byte stores may
+        // alias it, so it could not stay in a register).
+        self.occurrences += n as u64;
         self.pending.columns = Some(g);
         self.pending.long = long;
         self.pending.n = 0;
