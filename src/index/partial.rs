@@ -241,6 +241,10 @@ fn put_varint(dst: &mut [u8], at: &mut usize, mut value: u32) {
 #[derive(Debug)]
 pub struct PartialIndex {
     slots: Vec<Slot>,
+    /// `64 - log2(slots.len())`: a hash shifted right by it is its home
+    /// slot, kept rather than found from the table's length at each of
+    /// the two lookups an occurrence makes (its prefetch and its probe).
+    home_shift: u32,
     words: usize,
     /// The slots in use, in the order their words arrived, each with its
     /// word's sort prefix, taken when the word came in (its key was at
@@ -455,6 +459,7 @@ impl PartialIndex {
         .max(FIRST_SLOTS);
         PartialIndex {
             slots: empty_slots(FIRST_SLOTS),
+            home_shift: 64 - FIRST_SLOTS.trailing_zeros(),
             words: 0,
             used: Vec::new(),
             long_keys: Vec::new(),
@@ -645,7 +650,7 @@ impl PartialIndex {
         let n = self.pending.n;
         // The chunk's first slots, which no earlier occurrence fetched.
         for &hash in &g.hash[..n.min(LOOKAHEAD)] {
-            prefetch(&self.slots[home(hash, self.slots.len())]);
+            prefetch(&self.slots[(hash >> self.home_shift) as usize]);
         }
         // Each column cut to the chunk, so indexing by `k < n` is checked
         // once, not per column per occurrence.
@@ -657,7 +662,7 @@ impl PartialIndex {
             if let Some(&ahead) = hash.get(k + LOOKAHEAD) {
                 // Where that occurrence will probe first (should the table
                 // grow before then, the hint is merely wasted).
-                prefetch(&self.slots[home(ahead, self.slots.len())]);
+                prefetch(&self.slots[(ahead >> self.home_shift) as usize]);
             }
             let word_len = len[k] as usize;
             // Two lookups, each specialized for its kind of key and inlined
@@ -700,7 +705,7 @@ impl PartialIndex {
     #[inline(always)]
     fn find_or_insert(&mut self, hash: u64, key: Key<'_>, len: usize) -> usize {
         let mask = self.slots.len() - 1;
-        let mut i = home(hash, self.slots.len());
+        let mut i = (hash >> self.home_shift) as usize;
         loop {
             let slot = &self.slots[i];
             if slot.hash == hash && self.key_matches(slot, key, len) {
@@ -797,6 +802,7 @@ impl PartialIndex {
             used.slot = i as u32;
         }
         self.slots = slots;
+        self.home_shift = 64 - len.trailing_zeros();
     }
 
     /// Starts a new block for slot `i`'s chain, sized like the list so far.
