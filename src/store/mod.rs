@@ -44,7 +44,7 @@ pub use segment::{FileRecord, Kind, Meta, Segment};
 use crate::index::build::{build_listed, BuildError, Built, Phase};
 use crate::index::bytes::Owner;
 use crate::index::stream::{merge_into, RunSource};
-use crate::index::walk::walk;
+use crate::index::walk::{below_root, walk};
 use crate::index::FileTable;
 use crate::index::{BuildOptions, BuildReport, Damaged, FileStamp, Layer, Progress, View};
 use format::folder_of;
@@ -583,42 +583,9 @@ pub fn records_of_files(
 }
 
 /// `path` relative to `root`, as `Path::strip_prefix` gives it (the whole
-/// path if it is not below `root`).
+/// path if it is not below `root`), as bytes.
 fn relative_bytes<'a>(path: &'a Path, root: &Path) -> &'a [u8] {
-    // The walk builds every path as the root, a separator and names: then
-    // the bytes after them are the answer, found without parsing both
-    // paths into components (half of the 45 ms that records of the
-    // kernel's 78 thousand files took, in the build's serial tail).
-    // Anything else, such as a `.` or an empty component where they meet,
-    // is left to the parser.
-    let (bytes, prefix) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
-    let rest = bytes
-        .strip_prefix(prefix)
-        .and_then(|rest| match prefix.last() {
-            None => None,
-            Some(b'/') => Some(rest),
-            Some(_) => rest.strip_prefix(b"/"),
-        });
-    match rest {
-        Some(rest) if plain_relative(rest) => rest,
-        _ => path
-            .strip_prefix(root)
-            .unwrap_or(path)
-            .as_os_str()
-            .as_bytes(),
-    }
-}
-
-/// True when `Path::strip_prefix` would leave `rest` as it is: it neither
-/// starts with a separator or a `.` component nor ends with a separator or
-/// a `.` component (those it trims), and it is not empty.
-fn plain_relative(rest: &[u8]) -> bool {
-    !rest.is_empty()
-        && rest != b"."
-        && !rest.starts_with(b"/")
-        && !rest.starts_with(b"./")
-        && !rest.ends_with(b"/")
-        && !rest.ends_with(b"/.")
+    below_root(path, root).as_os_str().as_bytes()
 }
 
 /// What a save wrote.
@@ -915,31 +882,4 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
         }
     }
     Ok(decoded)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The byte shortcut agrees with `Path::strip_prefix` on paths
-        /// made of the characters that matter to it: separators, dots and
-        /// names, below the root or not.
-        #[test]
-        fn relative_bytes_agree_with_strip_prefix(
-            root in "[ab./]{0,8}",
-            below in "[ab./]{0,8}",
-            other in "[ab./]{0,8}",
-            under_root in any::<bool>(),
-        ) {
-            let path = match under_root {
-                true => format!("{root}{below}"),
-                false => other,
-            };
-            let (path, root) = (Path::new(&path), Path::new(&root));
-            let want = path.strip_prefix(root).unwrap_or(path).as_os_str().as_bytes();
-            prop_assert_eq!(relative_bytes(path, root), want);
-        }
-    }
 }

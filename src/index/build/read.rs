@@ -191,28 +191,6 @@ pub(super) struct Opened {
     pub size: u64,
 }
 
-/// `path`, which the walk built as `root`, a separator and the rest, less
-/// `root`: the rest, found by comparing bytes. `Path::strip_prefix` parses
-/// both paths into components first, which cost 15 ms of CPU over the
-/// kernel's 78 thousand files. A path not of that form (none the walk
-/// makes) is taken apart by components after all.
-pub(super) fn below_root<'p>(root: &Path, path: &'p Path) -> &'p Path {
-    let (root_bytes, path_bytes) = (root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
-    let rest = path_bytes.strip_prefix(root_bytes).and_then(|rest| {
-        if root_bytes.ends_with(b"/") {
-            Some(rest)
-        } else {
-            rest.strip_prefix(b"/")
-        }
-    });
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with(b"/") => {
-            Path::new(std::ffi::OsStr::from_bytes(rest))
-        }
-        _ => path.strip_prefix(root).unwrap_or(path),
-    }
-}
-
 /// Opens `entry` beneath `root` and checks it is still the regular file
 /// the walk listed.
 pub(super) fn open_listed(root: &Root, relative: &Path, entry: &FileEntry) -> io::Result<Opened> {
@@ -498,32 +476,6 @@ mod tests {
             mtime_ns: 0,
             ctime_ns: 0,
             inode: std::fs::metadata(path).unwrap().ino(),
-        }
-    }
-
-    #[test]
-    fn a_path_below_the_root_loses_the_root_as_strip_prefix_takes_it() {
-        let roots = [
-            "a", "a/", "a//", "./a", ".", "..", "/", "/x/y", "/x/y/", "ab",
-        ];
-        let names = ["f", "sub/f", "b/c.d", ".git", "\u{fc}/\u{e9}"];
-        for root in roots {
-            for name in names {
-                let mut path = std::path::PathBuf::from(root);
-                for part in name.split('/') {
-                    path.push(part);
-                }
-                let want = path.strip_prefix(root).unwrap();
-                assert_eq!(below_root(Path::new(root), &path), want, "{root} {name}");
-            }
-        }
-        // Not of the walk's making: taken apart by components as before.
-        for (root, path) in [("a", "ab/f"), ("a/b", "a/./b/f"), ("a", "a"), ("x", "y/f")] {
-            let (root, path) = (Path::new(root), Path::new(path));
-            assert_eq!(
-                below_root(root, path),
-                path.strip_prefix(root).unwrap_or(path)
-            );
         }
     }
 

@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::AsFd;
 
 use super::planner::Batch;
-use super::read::{below_root, open_listed, scan_file, Content, Root};
+use super::read::{open_listed, scan_file, Content, Root};
 use super::{Fault, SharedFlag};
 use crate::index::partial::{Limits, PartialIndex, Run};
 use crate::index::stream::{RunFiles, RunShape};
 use crate::index::tokenize::{Position, ShortWords, Word, WordSink};
-use crate::index::walk::FileEntry;
+use crate::index::walk::{below_root, FileEntry};
 use crate::parallel::Channel;
 
 /// What a worker sends.
@@ -242,7 +242,7 @@ impl<'c, 'a> Worker<'c, 'a> {
                     continue;
                 }
             };
-            let relative = below_root(self.context.root, &entry.path);
+            let relative = below_root(&entry.path, self.context.root);
             let partial = &mut self.partial;
             let opening = Instant::now();
             let opened = open_listed(root, relative, entry);
