@@ -272,13 +272,15 @@ fn build_changed(
     let mut spill = SpillFolder::new(folder);
     let (built, build) = build_listed(subset, Instant::now(), options, Some(&mut spill), progress)
         .map_err(StoreError::Build)?;
-    let (index, records) = match built {
-        Built::Index(index) => {
-            let records = records_of(&build, root, Some(index.files()));
-            (*index, records)
-        }
+    // A build merged in memory holds its files' paths in its index.
+    let names = match &built {
+        Built::Index(index) => Some(index.files()),
+        Built::Streamed(_) => None,
+    };
+    let records = records_of(&build, root, names);
+    let index = match built {
+        Built::Index(index) => *index,
         Built::Streamed(sources) => {
-            let records = records_of(&build, root, None);
             let meta = base_meta(path, root, &options.excludes.globs());
             let (written, _) = write_streamed(
                 sources,
@@ -287,7 +289,7 @@ fn build_changed(
                 &meta,
                 &records,
             )?;
-            (open_written(written, folder)?.index, records)
+            open_written(written, folder)?.index
         }
     };
     Ok((index, records, build))
