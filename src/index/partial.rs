@@ -1777,6 +1777,27 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// An entry's length, counted before it is written (to tell whether
+        /// it fits in its slot), is the length written, which is the
+        /// plain varints' length: values spread over every varint length.
+        #[test]
+        fn an_entry_is_as_long_as_counted(
+            head in proptest::strategy::Strategy::prop_flat_map(0u32..32, |bits| 0..=(u32::MAX >> bits)),
+            line in proptest::option::of(proptest::strategy::Strategy::prop_flat_map(0u32..32, |bits| 0..=(u32::MAX >> bits))),
+            column in proptest::strategy::Strategy::prop_flat_map(0u32..32, |bits| 0..=(u32::MAX >> bits)),
+        ) {
+            let mut plain = Vec::new();
+            for value in [Some(head), line, Some(column)].into_iter().flatten() {
+                write_varint(&mut plain, u64::from(value));
+            }
+            let mut written = [0u8; MAX_ENTRY];
+            let at = put_entry(&mut written, head, line, column);
+            proptest::prop_assert_eq!(entry_len(head, line, column), at);
+            proptest::prop_assert_eq!(&written[..at], plain.as_slice());
+        }
+    }
+
+    proptest::proptest! {
         /// Front-coded entries read back as the words written, from the
         /// start and from every restart (a checkpoint), whatever the bytes;
         /// and a word's buffered prefix is the tournament's.
