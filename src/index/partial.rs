@@ -175,14 +175,21 @@ struct Slot {
     last_file: u32,
     last_line: u32,
     /// The list's bytes while it is held inline; once `chained`, four
-    /// little-endian u32s: its first block, where its next byte goes, the
-    /// end of its current block's data and that block's header (see the
-    /// accessors). As bytes, so that an inline entry is written straight
+    /// little-endian u32s at [`CHAIN_HEAD`] and the offsets after it (see
+    /// [`Slot::field`]). As bytes, so that an inline entry is written straight
     /// into them: built on the stack and loaded as two words to be shifted
     /// in, its byte stores were not forwarded to the loads, which waited
     /// for them to reach the cache (7% of the record loop's samples).
     list: [u8; INLINE_LIST],
 }
+
+/// Where a chained list's fields lie in its slot's list bytes: its first
+/// block, where its next byte goes, the end of its current block's data,
+/// and that block's header.
+const CHAIN_HEAD: usize = 0;
+const CHAIN_TAIL: usize = 4;
+const CHAIN_BLOCK_END: usize = 8;
+const CHAIN_BLOCK: usize = 12;
 
 /// Bytes of a posting list a slot holds itself (see [`Slot`]).
 const INLINE_LIST: usize = 16;
@@ -206,6 +213,8 @@ impl Slot {
         self.list = list.to_le_bytes();
     }
 
+    /// A chained list's field at `at` ([`CHAIN_HEAD`], [`CHAIN_TAIL`], [`CHAIN_BLOCK_END`]
+    /// or [`CHAIN_BLOCK`]).
     #[inline(always)]
     fn field(&self, at: usize) -> u32 {
         u32::from_le_bytes([
@@ -219,50 +228,6 @@ impl Slot {
     #[inline(always)]
     fn set_field(&mut self, at: usize, value: u32) {
         self.list[at..at + 4].copy_from_slice(&value.to_le_bytes());
-    }
-
-    /// First block of the posting chain.
-    #[inline(always)]
-    fn head(&self) -> u32 {
-        self.field(0)
-    }
-
-    /// Where the chain's next posting byte goes.
-    #[inline(always)]
-    fn tail(&self) -> u32 {
-        self.field(4)
-    }
-
-    /// End of the current block's data area.
-    #[inline(always)]
-    fn block_end(&self) -> u32 {
-        self.field(8)
-    }
-
-    /// Header of the current block.
-    #[inline(always)]
-    fn block(&self) -> u32 {
-        self.field(12)
-    }
-
-    #[inline(always)]
-    fn set_head(&mut self, value: u32) {
-        self.set_field(0, value);
-    }
-
-    #[inline(always)]
-    fn set_tail(&mut self, value: u32) {
-        self.set_field(4, value);
-    }
-
-    #[inline(always)]
-    fn set_block_end(&mut self, value: u32) {
-        self.set_field(8, value);
-    }
-
-    #[inline(always)]
-    fn set_block(&mut self, value: u32) {
-        self.set_field(12, value);
     }
 }
 
@@ -905,17 +870,18 @@ impl PartialIndex {
         self.arena[start..start + HEADER].fill(0);
         self.arena_used = needed;
         let (start, data) = (start as u32, (start + HEADER) as u32);
-        if slot.head() == 0 {
-            self.slots[i].set_head(start);
+        if slot.field(CHAIN_HEAD) == 0 {
+            self.slots[i].set_field(CHAIN_HEAD, start);
         } else {
             // Close the current block: record where its data stops, link the new one.
-            let previous = slot.block() as usize;
-            self.arena[previous..previous + 4].copy_from_slice(&slot.tail().to_le_bytes());
+            let previous = slot.field(CHAIN_BLOCK) as usize;
+            self.arena[previous..previous + 4]
+                .copy_from_slice(&slot.field(CHAIN_TAIL).to_le_bytes());
             self.arena[previous + 4..previous + 8].copy_from_slice(&start.to_le_bytes());
         }
-        self.slots[i].set_block(start);
-        self.slots[i].set_tail(data);
-        self.slots[i].set_block_end(data + size as u32);
+        self.slots[i].set_field(CHAIN_BLOCK, start);
+        self.slots[i].set_field(CHAIN_TAIL, data);
+        self.slots[i].set_field(CHAIN_BLOCK_END, data + size as u32);
     }
 
     #[inline(always)]
@@ -954,11 +920,13 @@ impl PartialIndex {
             }
             self.chain_inline(i);
         }
-        if (self.slots[i].tail() as usize) + MAX_ENTRY > self.slots[i].block_end() as usize {
+        if (self.slots[i].field(CHAIN_TAIL) as usize) + MAX_ENTRY
+            > self.slots[i].field(CHAIN_BLOCK_END) as usize
+        {
             self.new_block(i, MAX_ENTRY);
         }
         let slot = &mut self.slots[i];
-        let tail = slot.tail() as usize;
+        let tail = slot.field(CHAIN_TAIL) as usize;
         // Straight into the block: an entry built on the stack and copied
         // as one 16-byte load waited for its byte stores to reach the cache
         // (a load that spans several smaller stores is not forwarded from
@@ -969,7 +937,7 @@ impl PartialIndex {
             opens.then_some(line),
             column,
         );
-        slot.set_tail(tail as u32 + at as u32);
+        slot.set_field(CHAIN_TAIL, tail as u32 + at as u32);
     }
 
     /// Moves slot `i`'s inline list into a first arena block, for a list
@@ -985,9 +953,9 @@ impl PartialIndex {
         slot.set_inline_list(0);
         self.new_block(i, held + MAX_WIDE_ENTRY);
         let slot = &mut self.slots[i];
-        let tail = slot.tail() as usize;
+        let tail = slot.field(CHAIN_TAIL) as usize;
         self.arena[tail..tail + held].copy_from_slice(&list[..held]);
-        slot.set_tail((tail + held) as u32);
+        slot.set_field(CHAIN_TAIL, (tail + held) as u32);
     }
 
     /// An occurrence whose numbers do not fit the fast path: a file step of
@@ -1011,16 +979,18 @@ impl PartialIndex {
             write_varint(&mut entry, (line - u64::from(slot.last_line)) << 1);
         }
         write_varint(&mut entry, column);
-        if (self.slots[i].tail() as usize) + entry.len() > self.slots[i].block_end() as usize {
+        if (self.slots[i].field(CHAIN_TAIL) as usize) + entry.len()
+            > self.slots[i].field(CHAIN_BLOCK_END) as usize
+        {
             self.new_block(i, entry.len());
         }
         let slot = &mut self.slots[i];
-        let tail = slot.tail() as usize;
+        let tail = slot.field(CHAIN_TAIL) as usize;
         self.arena[tail..tail + entry.len()].copy_from_slice(&entry);
         slot.last_file = file;
         slot.last_line = u32::try_from(line).unwrap_or(u32::MAX);
         slot.count += 1;
-        slot.set_tail((tail + entry.len()) as u32);
+        slot.set_field(CHAIN_TAIL, (tail + entry.len()) as u32);
     }
 
     /// True when the index has reached its limits: the table holds as
@@ -1074,7 +1044,7 @@ impl PartialIndex {
 
     /// The blocks of a slot's posting chain, as arena ranges.
     fn chain<'a>(&'a self, slot: &'a Slot) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
-        let mut block = slot.head() as usize;
+        let mut block = slot.field(CHAIN_HEAD) as usize;
         std::iter::from_fn(move || {
             if block == 0 {
                 return None;
@@ -1082,7 +1052,11 @@ impl PartialIndex {
             let header = &self.arena[block..block + HEADER];
             let end = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
             let next = self.next_block(block as u32) as usize;
-            let data_end = if next == 0 { slot.tail() as usize } else { end };
+            let data_end = if next == 0 {
+                slot.field(CHAIN_TAIL) as usize
+            } else {
+                end
+            };
             let range = block + HEADER..data_end;
             block = next;
             Some(range)
@@ -1164,8 +1138,8 @@ impl PartialIndex {
                 let slot = &self.slots[ahead.slot as usize];
                 if slot.chained {
                     // Its first block and its last (the slot knows both).
-                    prefetch(&self.arena[slot.head() as usize]);
-                    prefetch(&self.arena[slot.block() as usize]);
+                    prefetch(&self.arena[slot.field(CHAIN_HEAD) as usize]);
+                    prefetch(&self.arena[slot.field(CHAIN_BLOCK) as usize]);
                 }
                 // A long key, copied into its entry (its item says where).
                 if ahead.len as usize > INLINE_KEY {
@@ -1180,7 +1154,7 @@ impl PartialIndex {
                 if let Some(ahead) = order.get(k + distance) {
                     let slot = &self.slots[ahead.slot as usize];
                     if slot.chained {
-                        let mut block = slot.head();
+                        let mut block = slot.field(CHAIN_HEAD);
                         for _ in 0..blocks {
                             block = self.next_block(block);
                         }
