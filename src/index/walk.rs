@@ -618,7 +618,7 @@ mod tests {
         /// made of the characters that matter to it: separators, dots and
         /// names, below the root or not.
         #[test]
-        fn relative_bytes_agree_with_strip_prefix(
+        fn below_root_agrees_with_strip_prefix(
             root in "[ab./]{0,8}",
             below in "[ab./]{0,8}",
             other in "[ab./]{0,8}",
