@@ -7,7 +7,7 @@
 #   TREE=/some/tree bash benches/whole_run.sh  # any existing tree
 #   TREE=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])') \
 #       bash benches/whole_run.sh              # CPython's stdlib
-#   RUNS=3 bash benches/whole_run.sh           # best of 3 for each row
+#   RUNS=3 bash benches/whole_run.sh           # best of 3 interleaved rounds per row
 #
 # Environment: TREE (tree to index; default: the kernel unpacked once into
 # $BENCH_DIR), BENCH_DIR (cache, default /tmp/indexer-bench), RUNS (default 1),
@@ -106,78 +106,91 @@ else
     PEAKMEM=
 fi
 
-declare -A WALL MIB RC
-ORDER=()
+declare -A WALL MIB RC BEFORE
+ROWS=()
 FAILED=0
 
-# measure KEY OUT [BEFORE_FN] -- CMD...: runs CMD $RUNS times with stdout in
-# OUT and stderr in OUT.err (of the fastest run); keeps the best wall time and
+# row KEY BEFORE_FN -- CMD...: declares a row, measured in every round.
+row() {
+    local key=$1 before=$2
+    shift 3
+    ROWS+=("$key")
+    BEFORE[$key]=$before
+    declare -ga "CMD_$key"
+    local -n cmd="CMD_$key"
+    cmd=("$@")
+}
+
+# measure_once KEY: runs KEY's command once, stdout in $WORK/KEY and stderr
+# in $WORK/KEY.err (of its fastest run so far); keeps the best wall time and
 # the highest peak memory.
-measure() {
-    local key=$1 out=$2 before=$3
-    shift 4
-    local i rc wall mib line best=
-    for ((i = 1; i <= RUNS; i++)); do
+measure_once() {
+    local key=$1 out=$WORK/$1 before=${BEFORE[$1]}
+    local -n cmd="CMD_$key"
+    local rc=0 wall mib line
+    [[ -z $before ]] || "$before"
+    # Wall time from a run of its own: peakmem.py reads every process's
+    # smaps every 10 ms, which slows a program that maps and faults in
+    # hundreds of MB, so its wall clock is not the program's.
+    /usr/bin/time -f '%e %M' -o "$out.time" "${cmd[@]}" >"$out.try" 2>"$out.try.err" || rc=$?
+    # The last line: time puts "Command exited with non-zero status N" first.
+    read -r wall mib < <(tail -n 1 "$out.time")
+    mib=$((mib / 1024))
+    if [[ -n $PEAKMEM ]]; then
         [[ -z $before ]] || "$before"
-        rc=0
-        # Wall time from a run of its own: peakmem.py reads every process's
-        # smaps every 10 ms, which slows a program that maps and faults in
-        # hundreds of MB, so its wall clock is not the program's.
-        /usr/bin/time -f '%e %M' -o "$out.time" "$@" >"$out.try" 2>"$out.try.err" || rc=$?
-        read -r wall mib <"$out.time"
-        mib=$((mib / 1024))
-        if [[ -n $PEAKMEM ]]; then
-            [[ -z $before ]] || "$before"
-            # Memory from a second run: peak PSS summed over the session.
-            python3 "$PEAKMEM" "$@" >/dev/null 2>"$out.mem.err" || rc=$?
-            # Last line: 'wall S s, peak session PSS M MiB, peak single RSS R MiB, exit C'
-            line=$(tail -n 1 "$out.mem.err")
-            mib=$(sed -nE 's/.*peak session PSS ([0-9]+) MiB.*/\1/p' <<<"$line")
-        fi
-        [[ -n $wall && -n $mib ]] || { wall=0 mib=0; }
-        if [[ -z $best ]] || awk -v a="$wall" -v b="$best" 'BEGIN { exit !(a < b) }'; then
-            best=$wall
-            mv "$out.try" "$out"
-            mv "$out.try.err" "$out.err"
-        fi
-        if [[ -z ${MIB[$key]:-} ]] || ((mib > MIB[$key])); then MIB[$key]=$mib; fi
-        # rg exits 1 when nothing matched: not a failure.
-        if ((rc != 0)) && ! [[ $key == rg && $rc == 1 ]]; then RC[$key]=$rc; fi
-    done
-    WALL[$key]=$best
-    ORDER+=("$key")
-    if [[ -n ${RC[$key]:-} ]]; then
-        FAILED=1
-        log "$key failed (exit ${RC[$key]}); its stderr:"
-        tail -n 5 "$out.err" >&2
+        # Memory from a second run: peak PSS summed over the session.
+        python3 "$PEAKMEM" "${cmd[@]}" >/dev/null 2>"$out.mem.err" || rc=$?
+        # Last line: 'wall S s, peak session PSS M MiB, peak single RSS R MiB, exit C'
+        line=$(tail -n 1 "$out.mem.err")
+        mib=$(sed -nE 's/.*peak session PSS ([0-9]+) MiB.*/\1/p' <<<"$line")
     fi
+    [[ -n $wall && -n $mib ]] || { wall=0 mib=0; }
+    if [[ -z ${WALL[$key]:-} ]] || awk -v a="$wall" -v b="${WALL[$key]}" 'BEGIN { exit !(a < b) }'; then
+        WALL[$key]=$wall
+        mv "$out.try" "$out"
+        mv "$out.try.err" "$out.err"
+    fi
+    if [[ -z ${MIB[$key]:-} ]] || ((mib > MIB[$key])); then MIB[$key]=$mib; fi
+    # rg and an indexer query exit 1 when nothing matched: not a failure.
+    if ((rc != 0)) && ! [[ ($key == rg || $key == query) && $rc == 1 ]]; then RC[$key]=$rc; fi
 }
 
 fresh_cindex() { rm -f "$CSEARCHINDEX_FILE"; }
-
-log "indexer --noprompt"
-measure indexer "$WORK/indexer" "" -- "$INDEXER" "$TREE" --noprompt
-log "indexer --noprompt --workers 1"
-measure indexer1 "$WORK/indexer1" "" -- "$INDEXER" "$TREE" --noprompt --workers 1
-log "cindex"
 export CSEARCHINDEX=$CSEARCHINDEX_FILE
-measure cindex "$WORK/cindex" fresh_cindex -- cindex "$TREE"
-log "rg -c --no-messages $WORD"
-measure rg "$WORK/rg" "" -- rg -c --no-messages "$WORD" "$TREE"
+
 query_flags=(--query "$QUERY" --json)
 STATS=0
 if "$INDEXER" --help 2>/dev/null | grep -q -- '--stats'; then
     query_flags+=(--stats)
     STATS=1
 fi
-log "indexer --query $QUERY --json"
-measure query "$WORK/query" "" -- "$INDEXER" "$TREE" "${query_flags[@]}"
-if [[ -n $FLOOR ]]; then
-    log "floor: 2 threads read and count"
-    measure floor "$WORK/floor" "" -- "$FLOOR" "$TREE" 2
-fi
-log "cat of every file"
-measure cat "$WORK/cat" "" -- sh -c 'find "$1" -type f -print0 | xargs -0 cat >/dev/null' sh "$TREE"
+row indexer "" -- "$INDEXER" "$TREE" --noprompt
+row indexer1 "" -- "$INDEXER" "$TREE" --noprompt --workers 1
+row cindex fresh_cindex -- cindex "$TREE"
+row rg "" -- rg -c --no-messages "$WORD" "$TREE"
+row query "" -- "$INDEXER" "$TREE" "${query_flags[@]}"
+[[ -z $FLOOR ]] || row floor "" -- "$FLOOR" "$TREE" 2
+row cat "" -- sh -c 'find "$1" -type f -print0 | xargs -0 cat >/dev/null' sh "$TREE"
+
+# Rounds, each running every row once: the host's speed drifts by a fifth
+# from one quarter hour to the next, and rows measured one after the other
+# (all of one command's runs, then the next's) put that drift into the
+# ratios. Interleaved, each row's best run comes from the same stretch of
+# time as the others'.
+for ((round = 1; round <= RUNS; round++)); do
+    for key in "${ROWS[@]}"; do
+        log "round $round of $RUNS: $key"
+        measure_once "$key"
+    done
+done
+ORDER=("${ROWS[@]}")
+for key in "${ROWS[@]}"; do
+    if [[ -n ${RC[$key]:-} ]]; then
+        FAILED=1
+        log "$key failed (exit ${RC[$key]}); its stderr:"
+        tail -n 5 "$WORK/$key.err" >&2
+    fi
+done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- 6. Report ---------------------------------------------------------------
@@ -196,7 +209,7 @@ declare -A LABEL=(
 cpu=$(sed -nE 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 runs_note="one run each"
-((RUNS == 1)) || runs_note="best wall time of $RUNS runs, highest peak memory"
+((RUNS == 1)) || runs_note="best wall time of $RUNS interleaved rounds (each runs every row once), highest peak memory"
 
 echo "### Whole run: $(basename "$TREE") ($FILES files, $TREE_MB MiB), warm page cache"
 echo
