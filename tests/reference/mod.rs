@@ -480,10 +480,19 @@ pub fn expected_human(index: &Index, q: &str, all: bool, how: Human<'_>) -> Vec<
 pub fn queries_over(index: &Index) -> Vec<String> {
     let mut queries: Vec<String> = ('a'..='z').map(String::from).collect();
     queries.extend(["*", "*e*", "/.*s/", "/[a-m].*/", "zzqqxx_nothing"].map(String::from));
+    queries.extend(sampled_queries(index, 12, 2));
+    queries
+}
+
+/// For about `samples` words spread over the vocabulary: the word exactly,
+/// its first `letters` characters as a prefix, the `letters` after its
+/// first inside a glob, and a regex on its head.
+pub fn sampled_queries(index: &Index, samples: usize, letters: usize) -> Vec<String> {
     let words: Vec<&String> = index.keys().collect();
-    for word in words.iter().step_by((words.len() / 12).max(1)) {
-        let head: String = word.chars().take(2).collect();
-        let middle: String = word.chars().skip(1).take(2).collect();
+    let mut queries = Vec::new();
+    for word in words.iter().step_by((words.len() / samples.max(1)).max(1)) {
+        let head: String = word.chars().take(letters).collect();
+        let middle: String = word.chars().skip(1).take(letters).collect();
         queries.push(format!("={word}"));
         queries.push(head.clone());
         queries.push(format!("*{middle}*"));
