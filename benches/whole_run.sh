@@ -183,7 +183,6 @@ for ((round = 1; round <= RUNS; round++)); do
         measure_once "$key"
     done
 done
-ORDER=("${ROWS[@]}")
 for key in "${ROWS[@]}"; do
     if [[ -n ${RC[$key]:-} ]]; then
         FAILED=1
@@ -215,7 +214,7 @@ echo "### Whole run: $(basename "$TREE") ($FILES files, $TREE_MB MiB), warm page
 echo
 echo "| system | wall s | peak MiB | time vs indexer | memory vs indexer |"
 echo "| --- | ---: | ---: | ---: | ---: |"
-for key in "${ORDER[@]}"; do
+for key in "${ROWS[@]}"; do
     wall=${WALL[$key]} mib=${MIB[$key]}
     if [[ -n ${RC[$key]:-} ]]; then
         echo "| ${LABEL[$key]} | failed (exit ${RC[$key]}) | $mib | - | - |"
