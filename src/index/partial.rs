@@ -117,6 +117,8 @@ const _: () = assert!(INLINE_KEY == 24 && MIN_PADDED == INLINE_KEY);
 /// written into this much room at its block's tail.
 const MAX_ENTRY: usize = 15;
 const _: () = assert!(MAX_ENTRY < 16);
+// `chain_inline` copies a whole inline list into room for a wide entry more.
+const _: () = assert!(INLINE_LIST <= MAX_WIDE_ENTRY);
 /// Room any occurrence may need: a 5-byte head, then a line and a column of
 /// up to ten bytes each.
 const MAX_WIDE_ENTRY: usize = 25;
@@ -991,7 +993,10 @@ impl PartialIndex {
         self.new_block(i, held + MAX_WIDE_ENTRY);
         let slot = &mut self.slots[i];
         let tail = slot.field(CHAIN_TAIL) as usize;
-        self.arena[tail..tail + held].copy_from_slice(&list[..held]);
+        // All sixteen bytes (the block has room for more): a fixed-size
+        // copy, where one of `held` bytes called memcpy. The block's bytes
+        // past its tail are never read.
+        self.arena[tail..tail + INLINE_LIST].copy_from_slice(&list);
         slot.set_field(CHAIN_TAIL, (tail + held) as u32);
     }
 
@@ -1273,6 +1278,11 @@ impl PartialIndex {
 #[inline]
 fn chunk_at(key: &[u8], offset: usize) -> u128 {
     let rest = key.get(offset..).unwrap_or_default();
+    // Most calls (a long key's next 16 bytes) take a fixed-size load;
+    // copying `rest.len()` bytes into the chunk called memcpy.
+    if let Some(chunk) = rest.first_chunk::<16>() {
+        return u128::from_be_bytes(*chunk);
+    }
     let rest = &rest[..rest.len().min(16)];
     let mut chunk = [0u8; 16];
     chunk[..rest.len()].copy_from_slice(rest);
