@@ -749,7 +749,7 @@ impl PartialIndex {
             if slot.hash == 0 {
                 return match key {
                     Key::Short(lanes) => self.insert_short(i, lanes, len, hash),
-                    Key::Long(padded) => self.insert(i, padded, len, hash),
+                    Key::Long(padded) => self.insert_long(i, padded, len, hash),
                 };
             }
             i = (i + 1) & mask;
@@ -763,8 +763,8 @@ impl PartialIndex {
         self.find_or_insert(hash, Key::Long(padded), len)
     }
 
-    /// [`insert`](Self::insert) for a key of at most [`INLINE_KEY`] bytes,
-    /// given as its three lanes. Its slot and sort item are stored field by
+    /// Makes slot `i` the word of at most [`INLINE_KEY`] bytes given as
+    /// its three lanes. Its slot and sort item are stored field by
     /// field from registers: built on the stack through the byte slices a
     /// padded key gives, the copies became calls to `memcpy` of variable
     /// length, and the slot's whole-vector copy then waited on their
@@ -800,9 +800,13 @@ impl PartialIndex {
         i
     }
 
+    /// Makes slot `i` the word of `len` bytes past [`INLINE_KEY`] given
+    /// as `padded`: its key goes to `long_keys`, its first 16 bytes stay in
+    /// the slot for the sort.
     #[cold]
     #[inline(never)]
-    fn insert(&mut self, mut i: usize, padded: &[u8], len: usize, hash: u64) -> usize {
+    fn insert_long(&mut self, mut i: usize, padded: &[u8], len: usize, hash: u64) -> usize {
+        debug_assert!(len > INLINE_KEY, "a short key goes through insert_short");
         if (self.words + 1) * 4 > self.slots.len() * 3 {
             self.grow();
             i = first_free(&self.slots, hash);
@@ -813,28 +817,17 @@ impl PartialIndex {
             len: len as u16,
             ..Slot::default()
         };
-        // With the sort item's `next` (see [`SortItem`]), from the key at
-        // hand: a short key's bytes 16 to 24 (zero past its end), or where
-        // a long key starts in `long_keys`.
-        let next = if len <= INLINE_KEY {
-            // Lane by lane: a fixed-size copy the compiler inlines, where a
-            // slice copy of 8, 16 or 24 bytes would call memcpy.
-            for (to, from) in slot.key.chunks_exact_mut(8).zip(padded.chunks_exact(8)) {
-                to.copy_from_slice(from);
-            }
-            u64::from_be_bytes(slot.key[16..24].try_into().unwrap_or_default())
-        } else {
-            let start = self.long_keys.len() as u32;
-            slot.key[..4].copy_from_slice(&start.to_le_bytes());
-            slot.key[LONG_KEY_PREFIX].copy_from_slice(&padded[..16]);
-            self.long_keys.extend_from_slice(padded);
-            u64::from(start)
-        };
+        // The sort item's `next` (see [`SortItem`]) is where the key starts
+        // in `long_keys`.
+        let start = self.long_keys.len() as u32;
+        slot.key[..4].copy_from_slice(&start.to_le_bytes());
+        slot.key[LONG_KEY_PREFIX].copy_from_slice(&padded[..16]);
+        self.long_keys.extend_from_slice(padded);
         self.used.push(SortItem {
             prefix: chunk_at(padded, 0),
             slot: i as u32,
             len: len as u32,
-            next,
+            next: u64::from(start),
         });
         self.slots[i] = slot;
         self.words += 1;
