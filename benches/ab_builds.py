@@ -5,8 +5,9 @@ Why: the host's speed drifts by a fifth from one quarter hour to the next,
 so a change is only ever measured against the binary before it in the same
 minutes. Each round builds the tree once with every binary (`--noprompt
 --stats`), starting one binary later each round so that none always runs
-first; the report gives every binary's fastest and mean wall time and the
-mean of each phase `--stats` prints, and how far each mean is from the
+first; the report gives every binary's fastest and mean wall time (the
+build's, as its summary line gives it: the process's exit is not in it)
+and the mean of each phase `--stats` prints, and how far each mean is from the
 first binary's.
 
     python3 benches/ab_builds.py [--tree T] [--rounds N] BIN... [-- ARG...]

@@ -117,11 +117,11 @@ const _: () = assert!(INLINE_KEY == 24 && MIN_PADDED == INLINE_KEY);
 /// written into this much room at its block's tail.
 const MAX_ENTRY: usize = 15;
 const _: () = assert!(MAX_ENTRY < 16);
-// `chain_inline` copies a whole inline list into room for a wide entry more.
-const _: () = assert!(INLINE_LIST <= MAX_WIDE_ENTRY);
 /// Room any occurrence may need: a 5-byte head, then a line and a column of
 /// up to ten bytes each.
 const MAX_WIDE_ENTRY: usize = 25;
+// `chain_inline` copies a whole inline list into room for a wide entry more.
+const _: () = assert!(INLINE_LIST <= MAX_WIDE_ENTRY);
 /// A block's header: end of its data (u32), next block (u32; 0 = none).
 const HEADER: usize = 8;
 const FIRST_BLOCK: usize = 24;
@@ -763,6 +763,19 @@ impl PartialIndex {
         self.find_or_insert(hash, Key::Long(padded), len)
     }
 
+    /// The slot where a new word of `hash` goes, given `i`, the empty slot
+    /// its lookup ended on: the table first grows if one more word would
+    /// fill it past three quarters, and the word then goes where the grown
+    /// table has room.
+    #[inline(always)]
+    fn room_for_one_more(&mut self, i: usize, hash: u64) -> usize {
+        if (self.words + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+            return first_free(&self.slots, hash);
+        }
+        i
+    }
+
     /// Makes slot `i` the word of at most [`INLINE_KEY`] bytes given as
     /// its three lanes. Its slot and sort item are stored field by
     /// field from registers: built on the stack through the byte slices a
@@ -771,11 +784,8 @@ impl PartialIndex {
     /// narrower stores (half of `insert`'s samples on one load, Intel).
     #[cold]
     #[inline(never)]
-    fn insert_short(&mut self, mut i: usize, lanes: [u64; 3], len: usize, hash: u64) -> usize {
-        if (self.words + 1) * 4 > self.slots.len() * 3 {
-            self.grow();
-            i = first_free(&self.slots, hash);
-        }
+    fn insert_short(&mut self, i: usize, lanes: [u64; 3], len: usize, hash: u64) -> usize {
+        let i = self.room_for_one_more(i, hash);
         // The key's bytes are the lanes' little-endian bytes; a sort chunk
         // reads them big-endian.
         let [first, second, third] = lanes.map(u64::swap_bytes);
@@ -805,12 +815,9 @@ impl PartialIndex {
     /// the slot for the sort.
     #[cold]
     #[inline(never)]
-    fn insert_long(&mut self, mut i: usize, padded: &[u8], len: usize, hash: u64) -> usize {
+    fn insert_long(&mut self, i: usize, padded: &[u8], len: usize, hash: u64) -> usize {
         debug_assert!(len > INLINE_KEY, "a short key goes through insert_short");
-        if (self.words + 1) * 4 > self.slots.len() * 3 {
-            self.grow();
-            i = first_free(&self.slots, hash);
-        }
+        let i = self.room_for_one_more(i, hash);
         let mut slot = Slot {
             hash,
             // Words are at most SCRATCH_BYTES long.
