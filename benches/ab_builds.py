@@ -95,39 +95,41 @@ def main():
         if not os.access(binary, os.X_OK):
             sys.exit(f"ab_builds: {binary} is not an executable file")
 
-    rows = {b: [] for b in args.binaries}
+    # By place on the command line, not by path: the same binary given
+    # twice (an A/A run, to see the noise) gets a row of its own each time.
+    binaries = list(enumerate(args.binaries))
+    rows = [[] for _ in binaries]
     warm(args.tree)
     # One untimed build per binary first, as hyperfine's warm-up: the
     # first build after a quiet spell was 10-20% slower in every phase,
     # the tree's pages read just before or not.
-    for binary in args.binaries:
+    for _, binary in binaries:
         build(binary, args.tree, extra)
     warmed = time.monotonic()
     for round_ in range(args.rounds):
         if time.monotonic() - warmed > REWARM_AFTER:
             warm(args.tree)
             warmed = time.monotonic()
-        turn = round_ % len(args.binaries)
-        for binary in args.binaries[turn:] + args.binaries[:turn]:
-            rows[binary].append(build(binary, args.tree, extra))
+        turn = round_ % len(binaries)
+        for k, binary in binaries[turn:] + binaries[:turn]:
+            rows[k].append(build(binary, args.tree, extra))
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
 
     labels = ["wall"] + [label for label, _ in PHASES]
-    means = {b: {k: statistics.mean(r[k] for r in rows[b]) for k in labels} for b in rows}
-    first = args.binaries[0]
+    means = [{k: statistics.mean(r[k] for r in runs) for k in labels} for runs in rows]
     print(f"{args.rounds} interleaved rounds on {args.tree}"
           + (f" with {' '.join(extra)}" if extra else "")
-          + "; seconds (wall, and CPU summed over the workers), means but min:")
+          + "; seconds (wall, and CPU summed over the workers), the fastest wall, then means:")
     print("| binary | min wall | " + " | ".join(labels) + " |")
     print("| --- " * (len(labels) + 2) + "|")
-    for binary in args.binaries:
-        best = min(r["wall"] for r in rows[binary])
+    for i, binary in binaries:
+        best = min(r["wall"] for r in rows[i])
         cells = []
         for k in labels:
-            cell = f"{means[binary][k]:.3f}"
-            base = means[first][k]
-            if binary != first and base > 0:
-                cell += f" ({(means[binary][k] / base - 1) * 100:+.1f}%)"
+            cell = f"{means[i][k]:.3f}"
+            base = means[0][k]
+            if i > 0 and base > 0:
+                cell += f" ({(means[i][k] / base - 1) * 100:+.1f}%)"
             cells.append(cell)
         print(f"| {binary} | {best:.3f} | " + " | ".join(cells) + " |")
 
