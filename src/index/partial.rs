@@ -781,7 +781,8 @@ impl PartialIndex {
     /// field from registers: built on the stack through the byte slices a
     /// padded key gives, the copies became calls to `memcpy` of variable
     /// length, and the slot's whole-vector copy then waited on their
-    /// narrower stores (half of `insert`'s samples on one load, Intel).
+    /// narrower stores (on Intel, half the samples of the one `insert`
+    /// there was sat on that load).
     #[cold]
     #[inline(never)]
     fn insert_short(&mut self, i: usize, lanes: [u64; 3], len: usize, hash: u64) -> usize {
