@@ -1284,7 +1284,7 @@ fn chunk_at(key: &[u8], offset: usize) -> u128 {
     if let Some(chunk) = rest.first_chunk::<16>() {
         return u128::from_be_bytes(*chunk);
     }
-    let rest = &rest[..rest.len().min(16)];
+    // Fewer than 16 bytes left: zero-padded.
     let mut chunk = [0u8; 16];
     chunk[..rest.len()].copy_from_slice(rest);
     u128::from_be_bytes(chunk)
