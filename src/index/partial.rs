@@ -333,7 +333,10 @@ const GATHERED: usize = CHUNK + GROUP;
 /// and checked on every group: 21 of a group's instructions.
 #[derive(Debug)]
 struct Columns {
-    hash: [u64; GATHERED],
+    /// Longer than the others by [`LOOKAHEAD`]: the record loop reads the
+    /// hash that many occurrences ahead with no check of where the chunk
+    /// ends (past it, stale or zero hashes prefetch some slot, harmlessly).
+    hash: [u64; GATHERED + LOOKAHEAD],
     len: [u64; GATHERED],
     line: [u64; GATHERED],
     column: [u64; GATHERED],
@@ -361,7 +364,7 @@ impl Gathered {
     fn new() -> Self {
         Gathered {
             columns: Some(Box::new(Columns {
-                hash: [0; GATHERED],
+                hash: [0; GATHERED + LOOKAHEAD],
                 len: [0; GATHERED],
                 line: [0; GATHERED],
                 column: [0; GATHERED],
@@ -455,13 +458,20 @@ fn empty_slots(n: usize) -> Vec<Slot> {
 /// Asks the CPU to fetch `item`'s cache line ahead of its use.
 #[inline]
 pub(crate) fn prefetch<T>(item: &T) {
+    prefetch_at(item as *const T);
+}
+
+/// [`prefetch`] of an address that need not be valid: a prefetch never
+/// faults, so a hint computed without a bounds check is safe to give.
+#[inline(always)]
+fn prefetch_at<T>(item: *const T) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: a prefetch is only a hint; it never faults or changes memory.
         #[allow(unused_unsafe)]
         unsafe {
             core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                (item as *const T).cast::<i8>(),
+                item.cast::<i8>(),
             );
         }
     }
@@ -690,15 +700,17 @@ impl PartialIndex {
         // Each column cut to the chunk, so indexing by `k < n` is checked
         // once, not per column per occurrence.
         let (hash, len, file) = (&g.hash[..n], &g.len[..n], &g.file[..n]);
+        let hash_ahead = &g.hash[LOOKAHEAD..LOOKAHEAD + n];
         let (line, column) = (&g.line[..n], &g.column[..n]);
         let [lane0, lane1, lane2] = &g.lanes;
         let (lane0, lane1, lane2) = (&lane0[..n], &lane1[..n], &lane2[..n]);
         for k in 0..n {
-            if let Some(&ahead) = hash.get(k + LOOKAHEAD) {
-                // Where that occurrence will probe first (should the table
-                // grow before then, the hint is merely wasted).
-                prefetch(&self.slots[(ahead >> self.home_shift) as usize]);
-            }
+            // Where the occurrence LOOKAHEAD on will probe first (should
+            // the table grow before then, or the chunk end before it, the
+            // hint is merely wasted). Any hash shifted by `home_shift` is
+            // a slot of the table, so the address needs no check.
+            let ahead = (hash_ahead[k] >> self.home_shift) as usize;
+            prefetch_at(self.slots.as_ptr().wrapping_add(ahead));
             let word_len = len[k] as usize;
             // Two lookups, each specialized for its kind of key and inlined
             // with the occurrence's list update: the short one compares
@@ -742,7 +754,7 @@ impl PartialIndex {
         let mask = self.slots.len() - 1;
         let mut i = (hash >> self.home_shift) as usize;
         loop {
-            let slot = &self.slots[i];
+            let slot = self.slot(i);
             if slot.hash == hash && self.key_matches(slot, key, len) {
                 return i;
             }
@@ -924,13 +936,36 @@ impl PartialIndex {
         self.slots[i].set_field(CHAIN_BLOCK_END, data + size as u32);
     }
 
+    /// Slot `i` of the table, for an `i` the table itself gave: a home
+    /// slot (a hash shifted by `home_shift`), a probe's next (masked by
+    /// the table's size) or [`find_or_insert`](Self::find_or_insert)'s
+    /// answer. Such an index is always in the table, so the record loop
+    /// goes without the bounds checks: three an occurrence, each also
+    /// reloading the table's length.
+    #[inline(always)]
+    fn slot(&self, i: usize) -> &Slot {
+        debug_assert!(i < self.slots.len());
+        // SAFETY: `i < self.slots.len()`, as above.
+        unsafe { self.slots.get_unchecked(i) }
+    }
+
+    /// [`slot`](Self::slot), to change.
+    #[inline(always)]
+    fn slot_mut(&mut self, i: usize) -> &mut Slot {
+        debug_assert!(i < self.slots.len());
+        // SAFETY: `i < self.slots.len()`, as in `slot`.
+        unsafe { self.slots.get_unchecked_mut(i) }
+    }
+
     #[inline(always)]
     fn push_occurrence(&mut self, i: usize, file: u32, line: u64, column: u64) {
-        let slot = &self.slots[i];
+        let slot = self.slot(i);
         let opens = slot.count == 0 || file != slot.last_file;
-        let (Ok(line), Ok(column)) = (u32::try_from(line), u32::try_from(column)) else {
+        // One test for both: either past 32 bits takes the wide path.
+        if (line | column) >> 32 != 0 {
             return self.push_wide(i, file, line, column);
-        };
+        }
+        let (line, column) = (line as u32, column as u32);
         let delta = if opens {
             file - if slot.count == 0 { 0 } else { slot.last_file }
         } else {
@@ -941,7 +976,7 @@ impl PartialIndex {
             return self.push_wide(i, file, u64::from(line), u64::from(column));
         }
         let head = if opens { (delta << 1) | 1 } else { delta << 1 };
-        let slot = &mut self.slots[i];
+        let slot = self.slot_mut(i);
         if opens {
             slot.last_file = file;
         }
@@ -960,24 +995,23 @@ impl PartialIndex {
             }
             self.chain_inline(i);
         }
-        if (self.slots[i].field(CHAIN_TAIL) as usize) + MAX_ENTRY
-            > self.slots[i].field(CHAIN_BLOCK_END) as usize
-        {
+        let slot = self.slot(i);
+        let mut tail = slot.field(CHAIN_TAIL) as usize;
+        if tail + MAX_ENTRY > slot.field(CHAIN_BLOCK_END) as usize {
             self.new_block(i, MAX_ENTRY);
+            tail = self.slot(i).field(CHAIN_TAIL) as usize;
         }
-        let slot = &mut self.slots[i];
-        let tail = slot.field(CHAIN_TAIL) as usize;
+        // The block has room for MAX_ENTRY bytes past its tail (just
+        // checked or made), and every block lies within the arena.
+        debug_assert!(tail + MAX_ENTRY <= self.arena.len());
+        // SAFETY: `tail + MAX_ENTRY <= self.arena.len()`, as above.
+        let room = unsafe { self.arena.get_unchecked_mut(tail..tail + MAX_ENTRY) };
         // Straight into the block: an entry built on the stack and copied
         // as one 16-byte load waited for its byte stores to reach the cache
         // (a load that spans several smaller stores is not forwarded from
         // them), where perf put a third of this function's samples.
-        let at = put_entry(
-            &mut self.arena[tail..tail + MAX_ENTRY],
-            head,
-            opens.then_some(line),
-            column,
-        );
-        slot.set_field(CHAIN_TAIL, (tail + at) as u32);
+        let at = put_entry(room, head, opens.then_some(line), column);
+        self.slot_mut(i).set_field(CHAIN_TAIL, (tail + at) as u32);
     }
 
     /// Moves slot `i`'s inline list into a first arena block, for a list
