@@ -695,7 +695,7 @@ impl PartialIndex {
         let n = self.pending.n;
         // The chunk's first slots, which no earlier occurrence fetched.
         for &hash in &g.hash[..n.min(LOOKAHEAD)] {
-            prefetch(&self.slots[(hash >> self.home_shift) as usize]);
+            self.prefetch_home(hash);
         }
         // Each column cut to the chunk, so indexing by `k < n` is checked
         // once, not per column per occurrence.
@@ -707,10 +707,8 @@ impl PartialIndex {
         for k in 0..n {
             // Where the occurrence LOOKAHEAD on will probe first (should
             // the table grow before then, or the chunk end before it, the
-            // hint is merely wasted). Any hash shifted by `home_shift` is
-            // a slot of the table, so the address needs no check.
-            let ahead = (hash_ahead[k] >> self.home_shift) as usize;
-            prefetch_at(self.slots.as_ptr().wrapping_add(ahead));
+            // hint is merely wasted).
+            self.prefetch_home(hash_ahead[k]);
             let word_len = len[k] as usize;
             // Two lookups, each specialized for its kind of key and inlined
             // with the occurrence's list update: the short one compares
@@ -934,6 +932,15 @@ impl PartialIndex {
         self.slots[i].set_field(CHAIN_BLOCK, start);
         self.slots[i].set_field(CHAIN_TAIL, data);
         self.slots[i].set_field(CHAIN_BLOCK_END, data + size as u32);
+    }
+
+    /// Fetches the slot where a word of `hash` is first looked for. Any
+    /// hash shifted by `home_shift` is a slot of the table, and a prefetch
+    /// never faults, so the address takes no bounds check.
+    #[inline(always)]
+    fn prefetch_home(&self, hash: u64) {
+        let home = (hash >> self.home_shift) as usize;
+        prefetch_at(self.slots.as_ptr().wrapping_add(home));
     }
 
     /// Slot `i` of the table, for an `i` the table itself gave: a home
