@@ -31,8 +31,14 @@ pub const BINARY_PROBE_BYTES: usize = 8192;
 /// The most the first read of a file asks for (see [`scan_file`]).
 const FIRST_READ: usize = 64 << 10;
 
-/// The bytes read at a time, by default.
-pub const DEFAULT_WINDOW: usize = 4 << 20;
+/// The bytes read at a time, by default: few enough that a window the
+/// kernel has just copied in is still in the core's own cache when the
+/// tokenizer reads it, beside the word table's busiest slots. A third of
+/// the kernel tree's bytes are in files over 256 KiB; read 4 MiB at a
+/// time, each window went out to memory between the copy and the scan
+/// (tokenize 0.937 -> 0.904 CPU-s with 128 KiB, 10 interleaved builds;
+/// the extra reads cost nothing measurable).
+pub const DEFAULT_WINDOW: usize = 128 << 10;
 
 /// Files of an eighth of the machine's memory or more are read once and
 /// let go of (see [`scan_file`]); smaller ones stay cached, as any reader
