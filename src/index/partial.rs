@@ -54,10 +54,13 @@ const HASH_K: u64 = 0x9E37_79B9_7F4A_7C15;
 /// three lanes.
 #[inline(always)]
 fn hash_short(lanes: [u64; 3], len: usize) -> u64 {
-    // Three independent multiplies, not a chain of three.
-    let h = (lanes[0] ^ len as u64).wrapping_mul(HASH_K)
-        ^ lanes[1].wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
-        ^ lanes[2].wrapping_mul(0x1656_67B1_9E37_79F9);
+    // Three independent multiplies, not a chain of three, summed: xored,
+    // names made by a counter (`reg_12_field_34`) shared hashes, 6-8% of
+    // them in a model of the table, where a sum gives none.
+    let h = (lanes[0] ^ len as u64)
+        .wrapping_mul(HASH_K)
+        .wrapping_add(lanes[1].wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+        .wrapping_add(lanes[2].wrapping_mul(0x1656_67B1_9E37_79F9));
     h | 1
 }
 
@@ -1833,6 +1836,29 @@ mod tests {
     use super::*;
     use crate::index::postings::Locations;
     use crate::index::tokenize::for_each_word;
+
+    /// Names a generator numbered (register fields and the like) differ
+    /// in a digit or two: none of them may share a hash, which would cost
+    /// every occurrence of both a probe past its slot. With the lanes'
+    /// products xored, 6-8% of such names did.
+    #[test]
+    fn names_made_by_a_counter_do_not_share_hashes() {
+        let mut hashes = std::collections::HashSet::new();
+        let mut names = 0;
+        for i in 0..100_000 {
+            for name in [
+                format!("reg_{}_field_{}", i / 100, i % 100),
+                format!("mmreg{}_field{}_shift", i / 64, i % 64),
+                format!("x{i}"),
+            ] {
+                let mut padded = name.clone().into_bytes();
+                padded.resize(padded_len(name.len()), 0);
+                hashes.insert(hash_word(&padded, name.len()));
+                names += 1;
+            }
+        }
+        assert_eq!(hashes.len(), names);
+    }
 
     fn entries(run: &Run) -> Vec<(Vec<u8>, u32, u32, Vec<u8>)> {
         RunReader::new(run)
