@@ -1851,9 +1851,10 @@ mod tests {
                 format!("mmreg{}_field{}_shift", i / 64, i % 64),
                 format!("x{i}"),
             ] {
-                let mut padded = name.clone().into_bytes();
-                padded.resize(padded_len(name.len()), 0);
-                hashes.insert(hash_word(&padded, name.len()));
+                let len = name.len();
+                let mut padded = name.into_bytes();
+                padded.resize(padded_len(len), 0);
+                hashes.insert(hash_word(&padded, len));
                 names += 1;
             }
         }
