@@ -291,6 +291,9 @@ pub struct PartialIndex {
     /// would read tens of megabytes per run (a table keeps the size its
     /// largest batch needed).
     used: Vec<SortItem>,
+    /// What `take_run` keeps of each used slot, in word order (see
+    /// [`Taken`]); its memory is kept from run to run.
+    taken: Vec<Taken>,
     long_keys: Vec<u8>,
     /// Posting blocks, in `arena[..arena_used]`; the bytes past it are
     /// left from earlier batches (initialized, never read).
@@ -510,6 +513,7 @@ impl PartialIndex {
             home_shift: 64 - FIRST_SLOTS.trailing_zeros(),
             words: 0,
             used: Vec::new(),
+            taken: Vec::new(),
             long_keys: Vec::new(),
             // Offset 0 means "no block", so the arena starts with padding.
             arena: vec![0; HEADER],
@@ -1129,9 +1133,17 @@ impl PartialIndex {
         }
     }
 
-    /// The blocks of a slot's posting chain, as arena ranges.
-    fn chain<'a>(&'a self, slot: &'a Slot) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
-        let mut block = slot.field(CHAIN_HEAD) as usize;
+    /// The blocks of a posting chain, as arena ranges, given its slot's
+    /// list fields (see [`Slot::field`]).
+    fn chain(
+        &self,
+        fields: &[u8; INLINE_LIST],
+    ) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let field = |at: usize| {
+            u32::from_le_bytes([fields[at], fields[at + 1], fields[at + 2], fields[at + 3]])
+        };
+        let mut block = field(CHAIN_HEAD) as usize;
+        let tail = field(CHAIN_TAIL) as usize;
         std::iter::from_fn(move || {
             if block == 0 {
                 return None;
@@ -1139,11 +1151,7 @@ impl PartialIndex {
             let header = &self.arena[block..block + HEADER];
             let end = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
             let next = self.next_block(block as u32) as usize;
-            let data_end = if next == 0 {
-                slot.field(CHAIN_TAIL) as usize
-            } else {
-                end
-            };
+            let data_end = if next == 0 { tail } else { end };
             let range = block + HEADER..data_end;
             block = next;
             Some(range)
@@ -1208,27 +1216,57 @@ impl PartialIndex {
                 push_ties(&order, range, offset + 16, &mut ties);
             }
         }
+        // Each word's slot, read in word order (at random in the table) by
+        // a loop that does nothing else, so that many of those cache misses
+        // are in flight at once; the slot is emptied while it is in the
+        // cache (every used slot is in `order`, so the table is left empty
+        // without a pass over all of it). A short key's first sixteen
+        // bytes go back into its item, where the rounds for ties may have
+        // left a later chunk.
+        let mut taken = std::mem::take(&mut self.taken);
+        taken.clear();
+        taken.reserve(order.len());
+        for k in 0..order.len() {
+            if let Some(ahead) = order.get(k + 32) {
+                prefetch(&self.slots[ahead.slot as usize]);
+            }
+            let item = &mut order[k];
+            let slot = &self.slots[item.slot as usize];
+            if item.len as usize <= INLINE_KEY {
+                let [first, second] =
+                    [lane_at(&slot.key[..]), lane_at(&slot.key[8..])].map(u64::swap_bytes);
+                item.prefix = (u128::from(first) << 64) | u128::from(second);
+            }
+            taken.push(Taken {
+                list: slot.list,
+                count: slot.count,
+                last_file: slot.last_file,
+                inline_len: slot.inline_len,
+                chained: slot.chained,
+            });
+            self.slots[item.slot as usize] = Slot::default();
+        }
         let mut bytes = Vec::with_capacity(self.long_keys.len() / 2 + order.len() * 12);
         let mut entries = EntryWriter::default();
         let mut word_bytes = 0u64;
         let mut postings = Vec::with_capacity(self.arena_used + order.len() * INLINE_LIST / 2);
         let mut checkpoints = Vec::with_capacity(order.len() / CHECKPOINT_EVERY + 1);
-        for (k, item) in order.iter().enumerate() {
-            // Slots and chains are visited in word order, i.e. at random:
-            // fetch the slot sixteen words ahead and its chain's blocks from
-            // eight ahead on. Reading a chain was most of this loop's time
-            // (a cache miss per block, one after the other).
-            if let Some(ahead) = order.get(k + 16) {
-                prefetch(&self.slots[ahead.slot as usize]);
-            }
-            if let Some(ahead) = order.get(k + 8) {
-                let slot = &self.slots[ahead.slot as usize];
-                if slot.chained {
-                    // Its first block and its last (the slot knows both).
-                    prefetch(&self.arena[slot.field(CHAIN_HEAD) as usize]);
-                    prefetch(&self.arena[slot.field(CHAIN_BLOCK) as usize]);
+        let field = |taken: &Taken, at: usize| {
+            let f = &taken.list[at..at + 4];
+            u32::from_le_bytes([f[0], f[1], f[2], f[3]])
+        };
+        for (k, (item, word)) in order.iter().zip(&taken).enumerate() {
+            // Chains are visited in word order, i.e. at random: fetch their
+            // blocks from eight words ahead on. Reading a chain was most of
+            // this loop's time (a cache miss per block, one after the other).
+            if let Some(ahead) = taken.get(k + 8) {
+                if ahead.chained {
+                    // Its first block and its last (the slot knew both).
+                    prefetch(&self.arena[field(ahead, CHAIN_HEAD) as usize]);
+                    prefetch(&self.arena[field(ahead, CHAIN_BLOCK) as usize]);
                 }
                 // A long key, copied into its entry (its item says where).
+                let ahead = &order[k + 8];
                 if ahead.len as usize > INLINE_KEY {
                     if let Some(byte) = self.long_keys.get(ahead.next as usize) {
                         prefetch(byte);
@@ -1238,10 +1276,9 @@ impl PartialIndex {
             // The second and third blocks, each named in the header of the
             // block before it, fetched some words earlier.
             for (distance, blocks) in [(4, 1), (2, 2)] {
-                if let Some(ahead) = order.get(k + distance) {
-                    let slot = &self.slots[ahead.slot as usize];
-                    if slot.chained {
-                        let mut block = slot.field(CHAIN_HEAD);
+                if let Some(ahead) = taken.get(k + distance) {
+                    if ahead.chained {
+                        let mut block = field(ahead, CHAIN_HEAD);
                         for _ in 0..blocks {
                             block = self.next_block(block);
                         }
@@ -1255,14 +1292,12 @@ impl PartialIndex {
                 checkpoints.push((bytes.len() as u64, postings.len() as u64));
                 entries.restart();
             }
-            let slot = &self.slots[item.slot as usize];
-            let key = self.key(slot);
             // The list first, so its length is known from one walk of the
             // chain (a cache miss per block).
             let list_start = postings.len();
-            match slot.chained {
+            match word.chained {
                 true => {
-                    for range in self.chain(slot) {
+                    for range in self.chain(&word.list) {
                         postings.extend_from_slice(&self.arena[range]);
                     }
                 }
@@ -1270,26 +1305,31 @@ impl PartialIndex {
                     // All sixteen bytes, then back to the list's end: a
                     // fixed-size copy, where one of the list's length would
                     // call memcpy.
-                    postings.extend_from_slice(&slot.inline_list().to_le_bytes());
-                    postings.truncate(list_start + slot.inline_len as usize);
+                    postings.extend_from_slice(&word.list);
+                    postings.truncate(list_start + word.inline_len as usize);
                 }
             }
             let list_len = (postings.len() - list_start) as u64;
-            match key.len() {
-                len @ ..=INLINE_KEY => {
-                    let key = (&slot.key, len);
-                    entries.write_padded(&mut bytes, key, slot.count, slot.last_file, list_len);
+            let len = item.len as usize;
+            match len {
+                ..=INLINE_KEY => {
+                    let mut padded = [0u8; INLINE_KEY];
+                    padded[..16].copy_from_slice(&item.prefix.to_be_bytes());
+                    padded[16..].copy_from_slice(&item.next.to_be_bytes());
+                    let key = (&padded, len);
+                    entries.write_padded(&mut bytes, key, word.count, word.last_file, list_len);
                 }
-                _ => entries
-                    .write(&mut bytes, key, slot.count, slot.last_file, list_len)
-                    .expect("a word is at most MAX_RUN_WORD bytes once lowercased"),
+                _ => {
+                    let start = item.next as usize;
+                    let key = &self.long_keys[start..start + len];
+                    entries
+                        .write(&mut bytes, key, word.count, word.last_file, list_len)
+                        .expect("a word is at most MAX_RUN_WORD bytes once lowercased");
+                }
             }
-            word_bytes += key.len() as u64;
-            // Emptied while it is in the cache: every used slot is in
-            // `order`, so the table is left empty without a pass over all
-            // of it (tens of megabytes written per run).
-            self.slots[item.slot as usize] = Slot::default();
+            word_bytes += len as u64;
         }
+        self.taken = taken;
         let run = Run {
             bytes: bytes.into(),
             postings: postings.into(),
@@ -1365,6 +1405,19 @@ struct SortItem {
     slot: u32,
     len: u32,
     next: u64,
+}
+
+/// What writing a word's entry needs of its slot: its list (or its
+/// chain's fields), count and last file; half a cache line, copied out of
+/// the table before the entries are written (see `take_run`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+struct Taken {
+    list: [u8; INLINE_LIST],
+    count: u32,
+    last_file: u32,
+    inline_len: u8,
+    chained: bool,
 }
 
 /// A batch's words in ascending byte order, each with its posting list: the
