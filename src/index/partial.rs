@@ -222,18 +222,20 @@ impl Slot {
     /// or [`CHAIN_BLOCK`]).
     #[inline(always)]
     fn field(&self, at: usize) -> u32 {
-        u32::from_le_bytes([
-            self.list[at],
-            self.list[at + 1],
-            self.list[at + 2],
-            self.list[at + 3],
-        ])
+        chain_field(&self.list, at)
     }
 
     #[inline(always)]
     fn set_field(&mut self, at: usize, value: u32) {
         self.list[at..at + 4].copy_from_slice(&value.to_le_bytes());
     }
+}
+
+/// A chained list's field at `at` of a slot's list bytes (see
+/// [`Slot::field`]).
+#[inline(always)]
+fn chain_field(list: &[u8; INLINE_LIST], at: usize) -> u32 {
+    u32::from_le_bytes([list[at], list[at + 1], list[at + 2], list[at + 3]])
 }
 
 /// The length of the entry [`put_entry`] writes.
@@ -1139,11 +1141,8 @@ impl PartialIndex {
         &self,
         fields: &[u8; INLINE_LIST],
     ) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        let field = |at: usize| {
-            u32::from_le_bytes([fields[at], fields[at + 1], fields[at + 2], fields[at + 3]])
-        };
-        let mut block = field(CHAIN_HEAD) as usize;
-        let tail = field(CHAIN_TAIL) as usize;
+        let mut block = chain_field(fields, CHAIN_HEAD) as usize;
+        let tail = chain_field(fields, CHAIN_TAIL) as usize;
         std::iter::from_fn(move || {
             if block == 0 {
                 return None;
@@ -1251,10 +1250,6 @@ impl PartialIndex {
         let mut word_bytes = 0u64;
         let mut postings = Vec::with_capacity(self.arena_used + order.len() * INLINE_LIST / 2);
         let mut checkpoints = Vec::with_capacity(order.len() / CHECKPOINT_EVERY + 1);
-        let field = |taken: &Taken, at: usize| {
-            let f = &taken.list[at..at + 4];
-            u32::from_le_bytes([f[0], f[1], f[2], f[3]])
-        };
         for (k, (item, word)) in order.iter().zip(&taken).enumerate() {
             // Chains are visited in word order, i.e. at random: fetch their
             // blocks from eight words ahead on. Reading a chain was most of
@@ -1262,8 +1257,8 @@ impl PartialIndex {
             if let Some(ahead) = taken.get(k + 8) {
                 if ahead.chained {
                     // Its first block and its last (the slot knew both).
-                    prefetch(&self.arena[field(ahead, CHAIN_HEAD) as usize]);
-                    prefetch(&self.arena[field(ahead, CHAIN_BLOCK) as usize]);
+                    prefetch(&self.arena[chain_field(&ahead.list, CHAIN_HEAD) as usize]);
+                    prefetch(&self.arena[chain_field(&ahead.list, CHAIN_BLOCK) as usize]);
                 }
                 // A long key, copied into its entry (its item says where).
                 let ahead = &order[k + 8];
@@ -1278,7 +1273,7 @@ impl PartialIndex {
             for (distance, blocks) in [(4, 1), (2, 2)] {
                 if let Some(ahead) = taken.get(k + distance) {
                     if ahead.chained {
-                        let mut block = field(ahead, CHAIN_HEAD);
+                        let mut block = chain_field(&ahead.list, CHAIN_HEAD);
                         for _ in 0..blocks {
                             block = self.next_block(block);
                         }
@@ -1396,7 +1391,8 @@ fn push_ties(
 }
 
 /// A word's place in the sort: a 16-byte chunk of its key (at first its
-/// first 16 bytes), big-endian, and its slot; then, in what would be the
+/// first 16 bytes, and a short key's first 16 again once `take_run` has
+/// read its slot), big-endian, and its slot; then, in what would be the
 /// item's padding, the key's length and, for words tied on their first 16,
 /// a short key's bytes 16 to 24 or where a long key starts in `long_keys`.
 #[derive(Debug, Clone, Copy)]
