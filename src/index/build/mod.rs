@@ -91,8 +91,12 @@ impl Default for BuildOptions {
 impl BuildOptions {
     /// A worker's partial index: a quarter of the budget is shared by the
     /// workers, half of each share for the word table and a quarter for
-    /// the postings (a run copies them once more as it is cut). The rest of
-    /// the budget is the parent's (see [`BuildOptions::held_threshold`]).
+    /// the postings (a run copies them once more as it is cut). Each word
+    /// also has its sort item and, as its run is written, a copy of what
+    /// its slot holds (64 bytes together, so at most three eighths of the
+    /// share once the table is full: its last quarter and an eighth more;
+    /// a kernel batch's words take a tenth of it). The rest of the budget
+    /// is the parent's (see [`BuildOptions::held_threshold`]).
     pub fn worker_limits(&self) -> Limits {
         let share = (self.memory / 4 / self.workers.max(1) as u64).max(1 << 20);
         let share = usize::try_from(share).unwrap_or(usize::MAX);
