@@ -1234,9 +1234,7 @@ impl PartialIndex {
             let item = &mut order[k];
             let slot = &self.slots[item.slot as usize];
             if item.len as usize <= INLINE_KEY {
-                let [first, second] =
-                    [lane_at(&slot.key[..]), lane_at(&slot.key[8..])].map(u64::swap_bytes);
-                item.prefix = (u128::from(first) << 64) | u128::from(second);
+                item.prefix = chunk_at(&slot.key, 0);
             }
             taken.push(Taken {
                 list: slot.list,
