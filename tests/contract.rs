@@ -354,6 +354,72 @@ fn corpus_default_workers_and_batch_equal_reference() {
     );
 }
 
+/// Lets go of every page `root`'s files have in the page cache (written
+/// back first), as a cold tree would be; clean pages of a file system
+/// that keeps them regardless stay.
+fn drop_from_page_cache(root: &Path) {
+    use std::os::fd::AsRawFd;
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let file = fs::File::open(entry.path()).unwrap();
+            file.sync_all().unwrap();
+            // SAFETY: advice on an open descriptor.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
+}
+
+#[test]
+fn a_tree_out_of_the_page_cache_answers_like_the_reference() {
+    // Enough files in a batch for a worker to fetch files ahead once the
+    // first misses the page cache (see `worker::FetchAhead`), some of them
+    // empty or binary.
+    let dir = tempfile::tempdir().unwrap();
+    let words = [
+        "river",
+        "école",
+        "stone",
+        "Water",
+        "x_1",
+        "riverbank",
+        "deep_tab",
+    ];
+    let mut state = 7u64;
+    for f in 0..240u32 {
+        let mut text = String::new();
+        for k in 0..(f % 37) * 11 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.push_str(words[(state >> 33) as usize % words.len()]);
+            text.push(if k % 9 == 8 { '\n' } else { ' ' });
+        }
+        let path = dir.path().join(format!("d{}/f{f}.txt", f % 5));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        match f % 60 {
+            13 => fs::write(&path, b"bin\0ary river").unwrap(),
+            _ => fs::write(&path, text).unwrap(),
+        }
+    }
+    let queries = ["river", "*rive*", "=école", "water", "x_1", "stone"];
+    let index = reference::build_index(dir.path(), &[]);
+    let want = expected_json(&index, &queries);
+    for (workers, batch) in [("1", "1000"), ("2", "7"), ("3", "60")] {
+        drop_from_page_cache(dir.path());
+        let got = run_json(
+            dir.path(),
+            &queries,
+            &["--workers", workers, "--batch", batch],
+        );
+        assert_same_answers(
+            &got,
+            &want,
+            &format!("a cold tree, --workers {workers} --batch {batch}"),
+        );
+    }
+}
+
 #[test]
 fn delay_does_not_change_answers() {
     let index = reference::build_index(corpus(), &[]);

@@ -285,6 +285,72 @@ fn fill(file: &File, buffer: &mut Vec<u8>, want: usize, mut to_end: u64) -> io::
     Ok(at_end)
 }
 
+/// What a file's first read found in the page cache, when it asked (see
+/// [`scan_file`]): a worker fetches its next files ahead only once their
+/// bytes stop being there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cache {
+    /// Not asked.
+    Unasked,
+    /// The first read's bytes were all there.
+    Held,
+    /// Some or all of them had to come from the disk.
+    Missed,
+    /// The system cannot tell (no `RWF_NOWAIT` for this file): do not ask again.
+    CannotTell,
+}
+
+/// [`fill`], its first read taking only what the page cache holds
+/// (`preadv2` with `RWF_NOWAIT`, which never waits for the disk); what
+/// that read missed is then read as usual. Sets `cache` to what it found.
+fn fill_asking_cache(
+    file: &File,
+    buffer: &mut Vec<u8>,
+    want: usize,
+    to_end: u64,
+    cache: &mut Cache,
+) -> io::Result<bool> {
+    let started = std::time::Instant::now();
+    buffer.reserve(want);
+    let room = &mut buffer.spare_capacity_mut()[..want];
+    let slice = libc::iovec {
+        iov_base: room.as_mut_ptr().cast(),
+        iov_len: want,
+    };
+    // SAFETY: `slice` is `want` bytes of the buffer's own spare capacity,
+    // valid for writes; preadv2 writes at most that many. Offset -1 reads
+    // at (and moves) the file's position, as read(2) does.
+    let got = unsafe { libc::preadv2(file.as_raw_fd(), &slice, 1, -1, libc::RWF_NOWAIT) };
+    READ_NANOS.fetch_add(
+        started.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let got = match usize::try_from(got) {
+        Ok(got) => got,
+        Err(_) => {
+            let error = io::Error::last_os_error();
+            *cache = match error.raw_os_error() {
+                Some(libc::EAGAIN) => Cache::Missed,
+                Some(libc::EINTR) => Cache::Unasked,
+                Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => Cache::CannotTell,
+                _ => return Err(error),
+            };
+            return fill(file, buffer, want, to_end);
+        }
+    };
+    // SAFETY: preadv2 initialized the first `got` bytes of `room`, which
+    // follow the buffer's current length.
+    unsafe { buffer.set_len(buffer.len() + got) };
+    if got == want || got as u64 == to_end {
+        *cache = Cache::Held;
+        return Ok(got < want);
+    }
+    // Short of both: the page cache held only the file's first bytes (or
+    // none of an empty read's, should the file have grown).
+    *cache = Cache::Missed;
+    fill(file, buffer, want - got, to_end - got as u64)
+}
+
 /// Where the data region holding `offset` ends (the next hole, or the end
 /// of the file); `u64::MAX` if the file system cannot say. Leaves the file
 /// position at `offset`.
@@ -343,13 +409,16 @@ fn line_at_or_after(file: &File, from: u64) -> io::Result<Option<(u64, u64)>> {
 
 /// Reads `file` (or its `part`) a window at a time, calling `emit` for each
 /// word; `buffer` is reused from file to file. The pages of a file of
-/// `drop_pages_above` bytes or more are let go as they are read.
+/// `drop_pages_above` bytes or more are let go as they are read. With
+/// `cache` [`Cache::Unasked`], the first read asks the page cache only and
+/// sets `cache` to what it found.
 pub(super) fn scan_file<S: WordSink>(
     opened: &mut Opened,
     buffer: &mut Vec<u8>,
     window: usize,
     part: Option<Part>,
     drop_pages_above: u64,
+    cache: &mut Cache,
     emit: &mut S,
 ) -> io::Result<Content> {
     let (file, file_size) = (&mut opened.file, opened.size);
@@ -364,7 +433,10 @@ pub(super) fn scan_file<S: WordSink>(
     let first = usize::try_from(file_size)
         .map_or(FIRST_READ, |size| size.saturating_add(1))
         .clamp(BINARY_PROBE_BYTES, FIRST_READ.min(window));
-    let mut eof = fill(file, buffer, first, file_size)?;
+    let mut eof = match cache {
+        Cache::Unasked => fill_asking_cache(file, buffer, first, file_size, cache)?,
+        _ => fill(file, buffer, first, file_size)?,
+    };
     if memchr::memchr(0, &buffer[..buffer.len().min(BINARY_PROBE_BYTES)]).is_some() {
         return Ok(Content::Binary);
     }
@@ -531,6 +603,8 @@ mod tests {
             window,
             None,
             u64::MAX,
+            // The first read asks the page cache: the same words either way.
+            &mut Cache::Unasked,
             &mut |w: Word<'_>, p: Position| out.push((w.as_bytes().to_vec(), p.line, p.column)),
         )
         .unwrap();
@@ -552,6 +626,7 @@ mod tests {
                 8192,
                 Some(Part { from, to }),
                 0,
+                &mut Cache::Unasked,
                 &mut |w: Word<'_>, p: Position| out.push((w.as_bytes().to_vec(), p.line, p.column)),
             )
             .unwrap();
@@ -588,6 +663,55 @@ mod tests {
             vec![len / 5, 2 * len / 5, 3 * len / 5, 4 * len / 5],
         ] {
             assert_eq!(words_in_parts(&path, &cuts), want, "cuts {cuts:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_partly_or_wholly_out_of_the_page_cache_reads_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut text = Vec::new();
+        for i in 0..12_000 {
+            text.extend_from_slice(format!("cold{i} w_{} ", i % 89).as_bytes());
+            if i % 11 == 0 {
+                text.push(b'\n');
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        let mut want = Vec::new();
+        for_each_word(&text, |w, p| {
+            want.push((w.as_bytes().to_vec(), p.line, p.column))
+        });
+        let len = text.len() as libc::off_t;
+        // All of it, all but its first page, or its second half let go
+        // (where the file system lets clean pages go): the first read then
+        // comes back empty or short, or whole, and the rest is read as usual.
+        for from in [0, 4096, len / 2] {
+            for window in [8192, 1 << 20] {
+                let file = File::open(&path).unwrap();
+                file.sync_all().unwrap();
+                // SAFETY: advice on an open descriptor.
+                unsafe {
+                    libc::posix_fadvise(file.as_raw_fd(), from, 0, libc::POSIX_FADV_DONTNEED)
+                };
+                let mut out = Vec::new();
+                let mut cache = Cache::Unasked;
+                let content = scan_file(
+                    &mut opened(&path),
+                    &mut Vec::new(),
+                    window,
+                    None,
+                    u64::MAX,
+                    &mut cache,
+                    &mut |w: Word<'_>, p: Position| {
+                        out.push((w.as_bytes().to_vec(), p.line, p.column))
+                    },
+                )
+                .unwrap();
+                assert_eq!(content, Content::Text(text.len() as u64));
+                assert_eq!(out, want, "pages from {from} let go, window {window}");
+                assert_ne!(cache, Cache::Unasked, "the first read asked");
+            }
         }
     }
 
