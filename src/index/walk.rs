@@ -522,10 +522,14 @@ fn nanos(secs: i64, nanos: i64) -> i64 {
 }
 
 /// Threads that walk top-level folders side by side: listing folders and
-/// reading sizes is system calls, which two cores do in about half the time.
-/// They are joined before the walk returns, so the process is single
-/// threaded again before any worker is forked.
-const WALK_THREADS: usize = 2;
+/// reading sizes is system calls, which two cores do in about half the time,
+/// and where the folders and inodes are not in memory, waits for the disk,
+/// which more threads keep busier. On the kernel tree with every cache
+/// dropped the walk took 0.85 s on two threads and 0.50-0.56 on eight; with
+/// the caches warm, 0.157-0.194 s and 0.147-0.181 (2 cores). They are
+/// joined before the walk returns, so the process is single threaded again
+/// before any worker is forked.
+const WALK_THREADS: usize = 8;
 
 /// Lists the files below `root` (see the module docs for the rules).
 pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
