@@ -27,15 +27,25 @@ fn raise_open_file_limit() {
 /// of megabytes per batch; with glibc's defaults each one is a fresh
 /// mmap/munmap, and every change to the address space waits on anything
 /// reading it (such as a memory monitor walking `/proc/PID/smaps`).
+///
+/// Threads share one allocator arena per core: glibc's default gives each
+/// of the walk's eight threads its own, whose memory, kept, is then in
+/// the parent and in every worker forked from it (a kernel build's peak
+/// PSS 640-650 MiB, against 635-637 with an arena per core).
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        let arenas = std::thread::available_parallelism().map_or(1, |n| n.get());
         // SAFETY: mallopt only adjusts allocator parameters; it is called
         // before any other thread exists.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
             libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+            libc::mallopt(
+                libc::M_ARENA_MAX,
+                libc::c_int::try_from(arenas).unwrap_or(libc::c_int::MAX),
+            );
         }
     }
 }
