@@ -359,9 +359,14 @@ impl<'c, 'a> Worker<'c, 'a> {
             send_nanos: 0,
         };
         let mut gone = false;
-        let mut ahead = FetchAhead::new(batch.start, batch.end, self.files_ahead);
         let context = self.context;
-        for file in batch.start..batch.end {
+        // A batch lies within the file list; should one not, its files
+        // past the end are not there to report.
+        let end = batch
+            .end
+            .min(u32::try_from(context.files.len()).unwrap_or(u32::MAX));
+        let mut ahead = FetchAhead::new(batch.start, end, self.files_ahead);
+        for file in batch.start..end {
             let root = match &self.root {
                 Ok(root) => root,
                 Err(e) if out_of_descriptors(e) => resources_exhausted(e),
