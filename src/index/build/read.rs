@@ -594,21 +594,48 @@ mod tests {
         Opened { file, size }
     }
 
-    fn words_of(mut opened: Opened, window: usize) -> (Content, Vec<(Vec<u8>, u64, u64)>) {
+    /// Words with their lines and columns, as the tests compare them.
+    type Words = Vec<(Vec<u8>, u64, u64)>;
+
+    fn words_of(opened: Opened, window: usize) -> (Content, Words) {
+        let (content, words, _) = words_and_cache(opened, window);
+        (content, words)
+    }
+
+    /// [`words_of`], and what the first read found in the page cache.
+    fn words_and_cache(mut opened: Opened, window: usize) -> (Content, Words, Cache) {
         let mut out = Vec::new();
         let mut buffer = Vec::new();
+        // The first read asks the page cache: the same words either way.
+        let mut cache = Cache::Unasked;
         let content = scan_file(
             &mut opened,
             &mut buffer,
             window,
             None,
             u64::MAX,
-            // The first read asks the page cache: the same words either way.
-            &mut Cache::Unasked,
+            &mut cache,
             &mut |w: Word<'_>, p: Position| out.push((w.as_bytes().to_vec(), p.line, p.column)),
         )
         .unwrap();
-        (content, out)
+        (content, out, cache)
+    }
+
+    /// A text of `words` words made from `stem`, with its words as the
+    /// tokenizer finds them.
+    fn text_and_words(stem: &str, words: u32) -> (Vec<u8>, Words) {
+        let mut text = Vec::new();
+        for i in 0..words {
+            text.extend_from_slice(format!("{stem}{i} x_{} ", i % 97).as_bytes());
+            if i % 13 == 0 {
+                text.push(b'\n');
+            }
+        }
+        let mut want = Vec::new();
+        for_each_word(&text, |w, p| {
+            want.push((w.as_bytes().to_vec(), p.line, p.column))
+        });
+        (text, want)
     }
 
     /// The words of `path` read as `parts` parts cut at `cuts`, in order.
@@ -670,18 +697,8 @@ mod tests {
     fn a_file_partly_or_wholly_out_of_the_page_cache_reads_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut text = Vec::new();
-        for i in 0..12_000 {
-            text.extend_from_slice(format!("cold{i} w_{} ", i % 89).as_bytes());
-            if i % 11 == 0 {
-                text.push(b'\n');
-            }
-        }
+        let (text, want) = text_and_words("cold", 12_000);
         std::fs::write(&path, &text).unwrap();
-        let mut want = Vec::new();
-        for_each_word(&text, |w, p| {
-            want.push((w.as_bytes().to_vec(), p.line, p.column))
-        });
         let len = text.len() as libc::off_t;
         // All of it, all but its first page, or its second half let go
         // (where the file system lets clean pages go): the first read then
@@ -694,22 +711,9 @@ mod tests {
                 unsafe {
                     libc::posix_fadvise(file.as_raw_fd(), from, 0, libc::POSIX_FADV_DONTNEED)
                 };
-                let mut out = Vec::new();
-                let mut cache = Cache::Unasked;
-                let content = scan_file(
-                    &mut opened(&path),
-                    &mut Vec::new(),
-                    window,
-                    None,
-                    u64::MAX,
-                    &mut cache,
-                    &mut |w: Word<'_>, p: Position| {
-                        out.push((w.as_bytes().to_vec(), p.line, p.column))
-                    },
-                )
-                .unwrap();
+                let (content, got, cache) = words_and_cache(opened(&path), window);
                 assert_eq!(content, Content::Text(text.len() as u64));
-                assert_eq!(out, want, "pages from {from} let go, window {window}");
+                assert_eq!(got, want, "pages from {from} let go, window {window}");
                 assert_ne!(cache, Cache::Unasked, "the first read asked");
             }
         }
@@ -719,18 +723,8 @@ mod tests {
     fn windows_and_holes_read_like_the_whole_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut text = Vec::new();
-        for i in 0..20_000 {
-            text.extend_from_slice(format!("wörd{i} x_{} ", i % 97).as_bytes());
-            if i % 13 == 0 {
-                text.push(b'\n');
-            }
-        }
+        let (text, want) = text_and_words("wörd", 20_000);
         std::fs::write(&path, &text).unwrap();
-        let mut want = Vec::new();
-        for_each_word(&text, |w, p| {
-            want.push((w.as_bytes().to_vec(), p.line, p.column))
-        });
         for window in [1, 8192, 8193, 10_000, 1 << 20] {
             let (content, got) = words_of(opened(&path), window);
             assert_eq!(content, Content::Text(text.len() as u64));
