@@ -354,6 +354,28 @@ fn corpus_default_workers_and_batch_equal_reference() {
     );
 }
 
+/// Asserts that `root`'s answers to `queries` are `want` for every
+/// (`--workers`, `--batch`) of `settings`, calling `before` ahead of each
+/// build.
+fn assert_answers_with(
+    root: &Path,
+    queries: &[&str],
+    want: &[serde_json::Value],
+    settings: &[(&str, &str)],
+    what: &str,
+    before: impl Fn(),
+) {
+    for (workers, batch) in settings {
+        before();
+        let got = run_json(root, queries, &["--workers", workers, "--batch", batch]);
+        assert_same_answers(
+            &got,
+            want,
+            &format!("{what}, --workers {workers} --batch {batch}"),
+        );
+    }
+}
+
 /// Lets go of every page `root`'s files have in the page cache (written
 /// back first), as a cold tree would be; clean pages of a file system
 /// that keeps them regardless stay.
@@ -405,19 +427,15 @@ fn a_tree_out_of_the_page_cache_answers_like_the_reference() {
     let queries = ["river", "*rive*", "=école", "water", "x_1", "stone"];
     let index = reference::build_index(dir.path(), &[]);
     let want = expected_json(&index, &queries);
-    for (workers, batch) in [("1", "1000"), ("2", "7"), ("3", "60")] {
-        drop_from_page_cache(dir.path());
-        let got = run_json(
-            dir.path(),
-            &queries,
-            &["--workers", workers, "--batch", batch],
-        );
-        assert_same_answers(
-            &got,
-            &want,
-            &format!("a cold tree, --workers {workers} --batch {batch}"),
-        );
-    }
+    let settings = [("1", "1000"), ("2", "7"), ("3", "60")];
+    assert_answers_with(
+        dir.path(),
+        &queries,
+        &want,
+        &settings,
+        "a cold tree",
+        || drop_from_page_cache(dir.path()),
+    );
 }
 
 #[test]
@@ -470,18 +488,8 @@ fn large_files_and_long_posting_lists_equal_reference() {
     assert!(index["common"].len() > 250_000);
     let queries = ["=common", "w99", "*_3", "ünique12", "/[0-9a-f]{5}/"];
     let want = expected_json(&index, &queries);
-    for (workers, batch) in [("1", "1000"), ("4", "1"), ("3", "5")] {
-        let got = run_json(
-            dir.path(),
-            &queries,
-            &["--workers", workers, "--batch", batch],
-        );
-        assert_same_answers(
-            &got,
-            &want,
-            &format!("large tree, --workers {workers} --batch {batch}"),
-        );
-    }
+    let settings = [("1", "1000"), ("4", "1"), ("3", "5")];
+    assert_answers_with(dir.path(), &queries, &want, &settings, "large tree", || {});
 }
 
 #[test]
