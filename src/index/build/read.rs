@@ -296,7 +296,8 @@ pub(super) enum Cache {
     Held,
     /// Some or all of them had to come from the disk.
     Missed,
-    /// The system cannot tell (no `RWF_NOWAIT` for this file): do not ask again.
+    /// The system cannot tell (no `RWF_NOWAIT` for this file, or a sandbox
+    /// refused the call): do not ask again.
     CannotTell,
 }
 
@@ -329,11 +330,14 @@ fn fill_asking_cache(
         Ok(got) => got,
         Err(_) => {
             let error = io::Error::last_os_error();
+            // Anything but a miss or an interruption says the system will
+            // not tell (no `preadv2` or `RWF_NOWAIT` here, or a sandbox
+            // that refuses the call): the plain read decides, and reports
+            // the file's own errors.
             *cache = match error.raw_os_error() {
                 Some(libc::EAGAIN) => Cache::Missed,
                 Some(libc::EINTR) => Cache::Unasked,
-                Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => Cache::CannotTell,
-                _ => return Err(error),
+                _ => Cache::CannotTell,
             };
             return fill(file, buffer, want, to_end);
         }
