@@ -238,7 +238,10 @@ pub(super) static READ_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::
 
 /// Reads up to `want` more bytes into `buffer`, from a position `to_end`
 /// bytes before the end the file had when opened; true at the end of the
-/// file.
+/// file. With `cache` at [`Cache::Unasked`], the first read takes only what
+/// the page cache holds (`preadv2` with `RWF_NOWAIT`, which never waits
+/// for the disk) and sets `cache` to what it found; what it missed is then
+/// read as usual.
 ///
 /// Straight into the buffer's spare room, as much as is asked in one
 /// call: `read_to_end` grew its reads from 8 KiB by doubling and confirmed
@@ -247,29 +250,74 @@ pub(super) static READ_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::
 /// file had when opened is its end (a regular file's read is short only
 /// there); a file that grew since, or a read short elsewhere, is read on
 /// until a read returns nothing.
-fn fill(file: &File, buffer: &mut Vec<u8>, want: usize, mut to_end: u64) -> io::Result<bool> {
+fn fill(
+    file: &File,
+    buffer: &mut Vec<u8>,
+    want: usize,
+    mut to_end: u64,
+    mut cache: Option<&mut Cache>,
+) -> io::Result<bool> {
     let started = std::time::Instant::now();
     buffer.reserve(want);
     let mut asked = want;
+    let mut asking = cache.as_deref() == Some(&Cache::Unasked);
+    let mut found = |what: Cache| {
+        if let Some(cache) = cache.as_deref_mut() {
+            *cache = what;
+        }
+    };
     let at_end = loop {
         if asked == 0 {
             break false;
         }
         let room = &mut buffer.spare_capacity_mut()[..asked];
         // SAFETY: `room` is `asked` bytes of the buffer's own spare
-        // capacity, valid for writes; read(2) writes at most that many.
-        let got = unsafe { libc::read(file.as_raw_fd(), room.as_mut_ptr().cast(), asked) };
+        // capacity, valid for writes; read(2) and preadv2 write at most
+        // that many (offset -1: at the file's position, moving it).
+        let got = unsafe {
+            match asking {
+                true => {
+                    let slice = libc::iovec {
+                        iov_base: room.as_mut_ptr().cast(),
+                        iov_len: asked,
+                    };
+                    libc::preadv2(file.as_raw_fd(), &slice, 1, -1, libc::RWF_NOWAIT)
+                }
+                false => libc::read(file.as_raw_fd(), room.as_mut_ptr().cast(), asked),
+            }
+        };
         let Ok(got) = usize::try_from(got) else {
             let error = io::Error::last_os_error();
+            if std::mem::take(&mut asking) {
+                // Anything but a miss or an interruption says the system
+                // will not tell (no `preadv2` or `RWF_NOWAIT` here, or a
+                // sandbox that refuses the call): the plain read decides,
+                // and reports the file's own errors.
+                found(match error.raw_os_error() {
+                    Some(libc::EAGAIN) => Cache::Missed,
+                    Some(libc::EINTR) => Cache::Unasked,
+                    _ => Cache::CannotTell,
+                });
+                continue;
+            }
             if error.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(error);
         };
+        if std::mem::take(&mut asking) {
+            // Short of both what was asked and the end: the page cache held
+            // only the file's first bytes (or none, should it have grown).
+            let whole = got == asked || got as u64 == to_end;
+            found(if whole { Cache::Held } else { Cache::Missed });
+            if got == 0 && !whole {
+                continue;
+            }
+        }
         if got == 0 {
             break true;
         }
-        // SAFETY: read(2) initialized the first `got` bytes of `room`,
+        // SAFETY: the read initialized the first `got` bytes of `room`,
         // which follow the buffer's current length.
         unsafe { buffer.set_len(buffer.len() + got) };
         asked -= got;
@@ -299,60 +347,6 @@ pub(super) enum Cache {
     /// The system cannot tell (no `RWF_NOWAIT` for this file, or a sandbox
     /// refused the call): do not ask again.
     CannotTell,
-}
-
-/// [`fill`], its first read taking only what the page cache holds
-/// (`preadv2` with `RWF_NOWAIT`, which never waits for the disk); what
-/// that read missed is then read as usual. Sets `cache` to what it found.
-fn fill_asking_cache(
-    file: &File,
-    buffer: &mut Vec<u8>,
-    want: usize,
-    to_end: u64,
-    cache: &mut Cache,
-) -> io::Result<bool> {
-    let started = std::time::Instant::now();
-    buffer.reserve(want);
-    let room = &mut buffer.spare_capacity_mut()[..want];
-    let slice = libc::iovec {
-        iov_base: room.as_mut_ptr().cast(),
-        iov_len: want,
-    };
-    // SAFETY: `slice` is `want` bytes of the buffer's own spare capacity,
-    // valid for writes; preadv2 writes at most that many. Offset -1 reads
-    // at (and moves) the file's position, as read(2) does.
-    let got = unsafe { libc::preadv2(file.as_raw_fd(), &slice, 1, -1, libc::RWF_NOWAIT) };
-    READ_NANOS.fetch_add(
-        started.elapsed().as_nanos() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let got = match usize::try_from(got) {
-        Ok(got) => got,
-        Err(_) => {
-            let error = io::Error::last_os_error();
-            // Anything but a miss or an interruption says the system will
-            // not tell (no `preadv2` or `RWF_NOWAIT` here, or a sandbox
-            // that refuses the call): the plain read decides, and reports
-            // the file's own errors.
-            *cache = match error.raw_os_error() {
-                Some(libc::EAGAIN) => Cache::Missed,
-                Some(libc::EINTR) => Cache::Unasked,
-                _ => Cache::CannotTell,
-            };
-            return fill(file, buffer, want, to_end);
-        }
-    };
-    // SAFETY: preadv2 initialized the first `got` bytes of `room`, which
-    // follow the buffer's current length.
-    unsafe { buffer.set_len(buffer.len() + got) };
-    if got == want || got as u64 == to_end {
-        *cache = Cache::Held;
-        return Ok(got < want);
-    }
-    // Short of both: the page cache held only the file's first bytes (or
-    // none of an empty read's, should the file have grown).
-    *cache = Cache::Missed;
-    fill(file, buffer, want - got, to_end - got as u64)
 }
 
 /// Where the data region holding `offset` ends (the next hole, or the end
@@ -437,10 +431,7 @@ pub(super) fn scan_file<S: WordSink>(
     let first = usize::try_from(file_size)
         .map_or(FIRST_READ, |size| size.saturating_add(1))
         .clamp(BINARY_PROBE_BYTES, FIRST_READ.min(window));
-    let mut eof = match cache {
-        Cache::Unasked => fill_asking_cache(file, buffer, first, file_size, cache)?,
-        _ => fill(file, buffer, first, file_size)?,
-    };
+    let mut eof = fill(file, buffer, first, file_size, Some(cache))?;
     if memchr::memchr(0, &buffer[..buffer.len().min(BINARY_PROBE_BYTES)]).is_some() {
         return Ok(Content::Binary);
     }
@@ -467,6 +458,7 @@ pub(super) fn scan_file<S: WordSink>(
             buffer,
             window - buffer.len(),
             file_size.saturating_sub(at),
+            None,
         )?;
     }
     let mut scanner = Scanner::at_line(line, start);
@@ -509,7 +501,13 @@ pub(super) fn scan_file<S: WordSink>(
         }
         let want =
             (window - buffer.len()).min(usize::try_from(region_end - at).unwrap_or(usize::MAX));
-        eof = fill(file, buffer, want.max(1), file_size.saturating_sub(at))?;
+        eof = fill(
+            file,
+            buffer,
+            want.max(1),
+            file_size.saturating_sub(at),
+            None,
+        )?;
     }
 }
 
