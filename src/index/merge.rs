@@ -170,11 +170,20 @@ fn merge_range(
     // host a fresh 2 MiB page took five times as long to fault in as its
     // 512 small ones (the kernel merge: 0.51 -> 0.34 s of wall).
     let share = |total: usize| total / ranges.max(1) / 4 * 5 + 1024;
-    let entries = share(runs.iter().map(|r| r.words as usize).sum());
+    let all_entries: usize = runs.iter().map(|r| r.words as usize).sum();
+    let entries = share(all_entries);
     let word_bytes = share(runs.iter().map(|r| r.word_bytes as usize).sum());
+    // The first range's counts become the whole index's (the others are
+    // appended to them): room for every range's, so appending copies only
+    // theirs, where growing the vector then copied its own as well and
+    // zeroed twice its pages, on one thread while the other sat idle.
+    let counts = match low {
+        None => all_entries,
+        Some(_) => entries,
+    };
     let mut shard = Shard {
         vocabulary: Vocabulary::with_capacity(entries, word_bytes),
-        counts: Vec::with_capacity(entries),
+        counts: Vec::with_capacity(counts),
         pieces: PieceShard {
             first_word: 0,
             piece_ends: Vec::with_capacity(entries),
@@ -229,7 +238,9 @@ fn merge_range(
         shard.pieces.piece_ends.push(pieces);
     }
     shard.vocabulary.shrink_to_fit();
-    shard.counts.shrink_to_fit();
+    if low.is_some() {
+        shard.counts.shrink_to_fit();
+    }
     let pieces = &mut shard.pieces;
     for list in [
         &mut pieces.piece_ends,
@@ -329,6 +340,7 @@ pub fn merge_runs_parallel(
         counts.extend_from_slice(&shard.counts);
         pieces.push(shard.pieces);
     }
+    counts.shrink_to_fit();
     Ok(Index::from_parts(files, vocabulary, counts, pieces, runs))
 }
 
