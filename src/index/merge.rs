@@ -175,8 +175,8 @@ fn merge_range(
     let word_bytes = share(runs.iter().map(|r| r.word_bytes as usize).sum());
     // The first range's counts become the whole index's (the others are
     // appended to them): room for every range's, so appending copies only
-    // theirs, where growing the vector then copied its own as well and
-    // zeroed twice its pages, on one thread while the other sat idle.
+    // theirs. Grown instead, the vector copied its own as well and faulted
+    // in fresh pages for both, on one thread while the other core sat idle.
     let counts = match low {
         None => all_entries,
         Some(_) => entries,

@@ -878,13 +878,13 @@ impl PartialIndex {
     /// (a kernel batch's table went through seven sizes, 64 MB written
     /// for the 32 MB it ended with). Never shrinks the table.
     ///
-    /// The table is made sparse: the expected words fill at most three
-    /// eighths of it (a kernel batch's actual words about a tenth). Only
-    /// a word's home slot is prefetched, so a lookup that probes on
-    /// reads a line nobody fetched; at the three quarters the table grows
-    /// at, a kernel build made 1.36 probes a lookup with a table of 16 MB
-    /// and record took 26% longer than with 32 MB (1.13 probes), and with
-    /// 64 MB (1.05 probes) 6-8% less, in spite of the twice wider span.
+    /// The table is kept sparse: the expected words fill at most three
+    /// eighths of it, a kernel batch's actual words about a tenth. Only a
+    /// word's home slot is prefetched, so a lookup that probes past it
+    /// reads a line nobody fetched. Kernel builds, probes a lookup and
+    /// record time against a 32 MB table (1.13 probes): 16 MB, 1.36 and
+    /// 26% more; 64 MB (this sizing), 1.05 and 7% less, in spite of the
+    /// wider span.
     pub fn expect_words(&mut self, words: usize) {
         let wanted = (words.saturating_mul(8) / 3 + 1)
             .checked_next_power_of_two()
