@@ -35,7 +35,7 @@ fn raise_open_file_limit() {
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let arenas = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = indexer::parallel::available_cores();
         // SAFETY: mallopt only adjusts allocator parameters; it is called
         // before any other thread exists.
         unsafe {

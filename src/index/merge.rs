@@ -174,9 +174,10 @@ fn merge_range(
     let entries = share(all_entries);
     let word_bytes = share(runs.iter().map(|r| r.word_bytes as usize).sum());
     // The first range's counts become the whole index's (the others are
-    // appended to them): room for every range's, so appending copies only
-    // theirs. Grown instead, the vector copied its own as well and faulted
-    // in fresh pages for both, on one thread while the other core sat idle.
+    // appended to them, and the whole trimmed once): room for every
+    // range's, so appending copies only theirs. Grown instead, the vector
+    // copied its own as well and faulted in fresh pages for both, on one
+    // thread while the other core sat idle.
     let counts = match low {
         None => all_entries,
         Some(_) => entries,
@@ -238,9 +239,6 @@ fn merge_range(
         shard.pieces.piece_ends.push(pieces);
     }
     shard.vocabulary.shrink_to_fit();
-    if low.is_some() {
-        shard.counts.shrink_to_fit();
-    }
     let pieces = &mut shard.pieces;
     for list in [
         &mut pieces.piece_ends,

@@ -508,7 +508,7 @@ impl Drop for SharedFlag {
     }
 }
 
-/// The soft limit on open files, for messages.
+/// The soft limit on open files.
 fn nofile_limit() -> Option<u64> {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .ok()

@@ -198,8 +198,7 @@ const FETCH_AHEAD_BYTES: u64 = 4 << 20;
 /// a quarter of those past the first 64, so that its runs' memory files
 /// and the parent's never want for one.
 fn files_ahead() -> u32 {
-    use nix::sys::resource::{getrlimit, Resource};
-    getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| {
+    super::nofile_limit().map_or(0, |soft| {
         u32::try_from(soft.saturating_sub(64) / 4)
             .unwrap_or(u32::MAX)
             .min(FETCH_AHEAD_FILES)
