@@ -238,6 +238,15 @@ fn chain_field(list: &[u8; INLINE_LIST], at: usize) -> u32 {
     u32::from_le_bytes([list[at], list[at + 1], list[at + 2], list[at + 3]])
 }
 
+/// `value`'s varint, for a value below 2^14: its bytes, little-endian,
+/// and its length, with no branch on which.
+#[inline(always)]
+fn short_varint(value: u32) -> (u32, u32) {
+    debug_assert!(value < 1 << 14);
+    let long = u32::from(value >= 0x80);
+    ((value & 0x7f) | (long << 7) | ((value >> 7) << 8), 1 + long)
+}
+
 /// The length of the entry [`put_entry`] writes.
 #[inline(always)]
 fn entry_len(head: u32, line: Option<u32>, column: u32) -> usize {
@@ -1008,6 +1017,35 @@ impl PartialIndex {
         }
         slot.last_line = line;
         slot.count += 1;
+        // The usual entry: a line step and a column, each below 2^14, built
+        // in a register with no branch on either varint's length and
+        // stored as four bytes (those past the entry are free room).
+        if !opens && (head | column) < 1 << 14 {
+            let (step, step_len) = short_varint(head);
+            let (column, column_len) = short_varint(column);
+            let entry = (step | (column << (8 * step_len))).to_le_bytes();
+            let at = step_len + column_len;
+            if !slot.chained {
+                let held = slot.inline_len as usize;
+                if held + entry.len() <= INLINE_LIST {
+                    slot.list[held..held + entry.len()].copy_from_slice(&entry);
+                    slot.inline_len += at as u8;
+                    return;
+                }
+            } else {
+                let tail = slot.field(CHAIN_TAIL) as usize;
+                if tail + entry.len() <= slot.field(CHAIN_BLOCK_END) as usize {
+                    debug_assert!(tail + entry.len() <= self.arena.len());
+                    // SAFETY: the block holds `tail + entry.len()` bytes, and
+                    // every block lies within the arena.
+                    let room = unsafe { self.arena.get_unchecked_mut(tail..tail + entry.len()) };
+                    room.copy_from_slice(&entry);
+                    self.slot_mut(i).set_field(CHAIN_TAIL, tail as u32 + at);
+                    return;
+                }
+            }
+        }
+        let slot = self.slot_mut(i);
         if !slot.chained {
             // Its length first, then its bytes straight into the slot's
             // list (see `Slot::list`) if they fit.
@@ -1928,6 +1966,23 @@ mod tests {
         proptest::strategy::Strategy::prop_flat_map(0u32..32, |bits| 0..=(u32::MAX >> bits))
     }
 
+    /// A short entry's varints are the plain ones, for every value they
+    /// take.
+    #[test]
+    fn short_varints_are_plain_varints() {
+        for value in 0..1u32 << 14 {
+            let mut plain = Vec::new();
+            write_varint(&mut plain, u64::from(value));
+            let (bytes, len) = short_varint(value);
+            assert_eq!(
+                &bytes.to_le_bytes()[..len as usize],
+                plain.as_slice(),
+                "{value}"
+            );
+            assert_eq!(bytes >> (8 * len), 0, "{value}: bytes past the varint");
+        }
+    }
+
     proptest::proptest! {
         /// An entry's length, counted before it is written (to tell whether
         /// it fits in its slot), is the length written, which is the
@@ -2082,14 +2137,21 @@ mod tests {
                 }
                 _ => {}
             }
+            // Steps and columns on either side of each varint length and
+            // of the short entries' limit (a line step's varint, twice the
+            // step, and a column below 2^14).
             line += match line_step {
                 0 => 1 << 32,
                 1 => 200,
-                k => u64::from(k) - 2,
+                2 => 8191,
+                3 => 8192,
+                k => u64::from(k) - 4,
             };
             let column = match column {
                 0 => (1 << 32) + 5,
                 1 => 300,
+                2 => 16383,
+                3 => 16384,
                 k => u64::from(k),
             };
             proptest::prop_assert!(!add(&mut partial, &words[word], file, line, column));
