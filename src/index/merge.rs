@@ -79,7 +79,7 @@ impl Head {
 #[inline(always)]
 fn advance(
     reader: &mut RunReader<'_>,
-    run: Streams<'_>,
+    entries: &[u8],
     i: usize,
     high: Option<&[u8]>,
 ) -> Result<Option<Current>, MalformedRun> {
@@ -94,7 +94,7 @@ fn advance(
         });
     match current {
         Some(current) => {
-            fetch_ahead(run, reader.position(), current.postings_at);
+            fetch_ahead(entries, reader.position());
             Ok(Some(current))
         }
         None if reader.is_malformed() => Err(MalformedRun { run: i }),
@@ -140,18 +140,12 @@ fn merge_range(
         })
         .collect();
     let advance =
-        |reader: &mut RunReader<'_>, run: Streams<'_>, i: usize| advance(reader, run, i, high);
-    // Each run's two streams as plain slices, taken once: a shared run's
+        |reader: &mut RunReader<'_>, entries: &[u8], i: usize| advance(reader, entries, i, high);
+    // Each run's entries as a plain slice, taken once: a shared run's
     // bytes are reached through its owner, a call for each look.
-    let streams: Vec<Streams<'_>> = runs
-        .iter()
-        .map(|run| Streams {
-            postings: &run.postings,
-            entries: &run.bytes,
-        })
-        .collect();
+    let run_entries: Vec<&[u8]> = runs.iter().map(|run| &run.bytes[..]).collect();
     let mut heads: Vec<Option<Current>> = Vec::with_capacity(runs.len());
-    for (i, (reader, &run)) in readers.iter_mut().zip(&streams).enumerate() {
+    for (i, (reader, &run)) in readers.iter_mut().zip(&run_entries).enumerate() {
         heads.push(advance(reader, run, i)?);
     }
     let first = heads
@@ -228,7 +222,7 @@ fn merge_range(
             shard.pieces.len.push(too_big(entry.postings_len)?);
             count = count.saturating_add(entry.count);
             last_file = Some(entry.last_file);
-            heads[i] = advance(&mut readers[i], streams[i], i)?;
+            heads[i] = advance(&mut readers[i], run_entries[i], i)?;
             let next = heads[i].map(|_| Head::new(readers[i].word_buf(), i));
             tree.replay(i, next, |a: &Head, b: &Head| a.order(b, &readers).is_lt());
         }
@@ -251,28 +245,20 @@ fn merge_range(
     Ok(shard)
 }
 
-/// Bytes read ahead in each of a run's two streams.
+/// Bytes read ahead in a run's entries.
 const AHEAD: usize = 512;
 
-/// The merge reads each run's words and lists as two sequential streams,
-/// about 140 streams at once for the kernel's 71 runs: more than a CPU's
-/// prefetcher follows, so each is fetched a little ahead by hand, from the
-/// next entry at `next` and the current list at `postings_at`.
+/// The merge reads each run's entries as one sequential stream, 71 at
+/// once for the kernel's runs: more than a CPU's prefetcher follows, so
+/// each is fetched a little ahead by hand, from the next entry at `next`.
+/// Its lists are never read (see `merge_range`), so nothing fetches them:
+/// the lists' stream, fetched too while the merge read each list's head,
+/// brought 288 MB into the cache for nothing once it stopped.
 #[inline]
-fn fetch_ahead(run: Streams<'_>, next: (u64, u64), postings_at: usize) {
-    if let Some(byte) = run.postings.get(postings_at + AHEAD) {
+fn fetch_ahead(entries: &[u8], next: (u64, u64)) {
+    if let Some(byte) = entries.get(next.0 as usize + AHEAD) {
         prefetch(byte);
     }
-    if let Some(byte) = run.entries.get(next.0 as usize + AHEAD) {
-        prefetch(byte);
-    }
-}
-
-/// A run's posting lists and word entries, as the merge reads them.
-#[derive(Clone, Copy)]
-struct Streams<'r> {
-    postings: &'r [u8],
-    entries: &'r [u8],
 }
 
 /// Words that cut the vocabulary into about `parts` ranges of similar
