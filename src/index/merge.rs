@@ -74,24 +74,25 @@ impl Head {
     }
 }
 
-/// Moves run `i`'s reader to its next entry below `high`: what the merge
-/// keeps of it, or `None` once there is none.
+/// Moves run `i`'s reader to its next entry, if it starts before byte
+/// `end` of the run's entries: what the merge keeps of it, or `None` once
+/// there is none.
 #[inline(always)]
 fn advance(
     reader: &mut RunReader<'_>,
     entries: &[u8],
     i: usize,
-    high: Option<&[u8]>,
+    end: usize,
 ) -> Result<Option<Current>, MalformedRun> {
-    let current = reader
-        .next_entry()
-        .filter(|e| high.is_none_or(|h| e.word < h))
-        .map(|e| Current {
-            count: e.count,
-            last_file: e.last_file,
-            postings_at: e.postings_at,
-            postings_len: e.postings.len(),
-        });
+    if reader.position().0 >= end as u64 {
+        return Ok(None);
+    }
+    let current = reader.next_entry().map(|e| Current {
+        count: e.count,
+        last_file: e.last_file,
+        postings_at: e.postings_at,
+        postings_len: e.postings.len(),
+    });
     match current {
         Some(current) => {
             fetch_ahead(entries, reader.position());
@@ -139,8 +140,22 @@ fn merge_range(
             None => RunReader::new(run),
         })
         .collect();
+    // Where each run's words reach `high`: its entries are read up to
+    // there, rather than each word compared with `high` as it is read.
+    // (A run that turns out malformed on the way is read on, to the
+    // malformed bytes, which the merge then reports.)
+    let ends: Vec<usize> = runs
+        .iter()
+        .map(|run| match high {
+            Some(word) => match RunReader::seek(run, word) {
+                reader if reader.is_malformed() => usize::MAX,
+                reader => reader.position().0 as usize,
+            },
+            None => usize::MAX,
+        })
+        .collect();
     let advance =
-        |reader: &mut RunReader<'_>, entries: &[u8], i: usize| advance(reader, entries, i, high);
+        |reader: &mut RunReader<'_>, entries: &[u8], i: usize| advance(reader, entries, i, ends[i]);
     // Each run's entries as a plain slice, taken once: a shared run's
     // bytes are reached through its owner, a call for each look.
     let run_entries: Vec<&[u8]> = runs.iter().map(|run| &run.bytes[..]).collect();
@@ -524,5 +539,50 @@ mod tests {
                 Err(MalformedRun { .. })
             ));
         }
+    }
+
+    /// A run whose entries break off anywhere, in any range of the
+    /// vocabulary, is reported, however many ranges the merge is cut into
+    /// (each range reads a run only up to where the next range's words
+    /// begin, found before the merge reads it).
+    #[test]
+    fn a_run_cut_short_inside_an_entry_is_malformed_in_every_range() {
+        let runs: Vec<Run> = [0..20u32, 20..40, 40..60]
+            .into_iter()
+            .map(|batch| {
+                let mut partial = PartialIndex::new();
+                for f in batch {
+                    for_each_word(text(f).as_bytes(), |w, p| {
+                        assert!(!partial.add(w, f, p.line, p.column));
+                    });
+                }
+                partial.take_run()
+            })
+            .collect();
+        let names = || (0..60).map(|f: u32| f.to_string()).collect();
+        let length = runs[1].bytes.len();
+        let mut cuts = 0;
+        for cut in (1..10).map(|tenth| length * tenth / 10) {
+            let mut damaged = runs.clone();
+            damaged[1].bytes = runs[1].bytes[..cut].to_vec().into();
+            // Only cuts inside an entry are damage a reader can see; a cut
+            // between two entries reads as a shorter run.
+            let mut reader = RunReader::new(&damaged[1]);
+            while reader.next_entry().is_some() {}
+            if !reader.is_malformed() {
+                continue;
+            }
+            cuts += 1;
+            for threads in [1, 2, 3, 8] {
+                assert!(
+                    matches!(
+                        merge_runs_parallel(names(), damaged.clone(), threads),
+                        Err(MalformedRun { run: 1 })
+                    ),
+                    "cut at {cut} of {length}, {threads} threads"
+                );
+            }
+        }
+        assert!(cuts >= 5, "only {cuts} cuts fell inside an entry");
     }
 }
