@@ -12,9 +12,11 @@
 //! merge runs every worker process has been reaped, so no fork can see these
 //! threads. The ranges are then laid end to end.
 
+use std::num::NonZeroU32;
+
 use super::partial::{prefetch, Run, RunReader, WordBuf};
 use super::release;
-use super::tournament::LoserTree;
+use super::tournament::{LoserTree, Sourced};
 use super::vocabulary::Vocabulary;
 use super::Index;
 use super::PieceShard;
@@ -37,23 +39,35 @@ impl std::error::Error for MalformedRun {}
 /// A run's current word in the merge's tournament, ordered by (word, run):
 /// equal words come out in batch order. The word's first sixteen bytes,
 /// big-endian, settle most comparisons; the word itself is in the run's
-/// reader (see [`Head::order`]).
+/// reader (see [`Head::order`]). 32 bytes, and no more once optional
+/// (the length leaves a niche): a replay moves one a level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Head {
     prefix: u128,
-    len: usize,
-    run: usize,
+    /// The word's length and one more.
+    len_and_one: NonZeroU32,
+    run: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Option<Head>>() == 32);
 
 impl Head {
     /// The head of run `run`, whose reader holds `word`.
     #[inline]
     fn new(word: &WordBuf, run: usize) -> Self {
+        // Words in runs are far shorter than 2^32 bytes (MAX_RUN_WORD), and
+        // there are far fewer runs than that.
+        let len = word.as_slice().len() as u32;
         Head {
             prefix: word.prefix(),
-            len: word.as_slice().len(),
-            run,
+            len_and_one: NonZeroU32::MIN.saturating_add(len),
+            run: run as u32,
         }
+    }
+
+    #[inline]
+    fn len(&self) -> u32 {
+        self.len_and_one.get() - 1
     }
 
     /// The order of two heads, their words read from `readers` only when
@@ -66,11 +80,20 @@ impl Head {
     fn order(&self, other: &Head, readers: &[RunReader<'_>]) -> std::cmp::Ordering {
         self.prefix
             .cmp(&other.prefix)
-            .then_with(|| match self.len <= 16 && other.len <= 16 {
-                true => self.len.cmp(&other.len),
-                false => readers[self.run].word().cmp(readers[other.run].word()),
+            .then_with(|| match self.len() <= 16 && other.len() <= 16 {
+                true => self.len_and_one.cmp(&other.len_and_one),
+                false => readers[self.run as usize]
+                    .word()
+                    .cmp(readers[other.run as usize].word()),
             })
             .then(self.run.cmp(&other.run))
+    }
+}
+
+impl Sourced for Head {
+    #[inline]
+    fn source(&self) -> usize {
+        self.run as usize
     }
 }
 
@@ -210,8 +233,8 @@ fn merge_range(
         let word = word.as_slice();
         let same_word = |head: &Head, readers: &[RunReader<'_>]| {
             head.prefix == group.prefix
-                && head.len == group.len
-                && (head.len <= 16 || readers[head.run].word() == word)
+                && head.len_and_one == group.len_and_one
+                && (head.len() <= 16 || readers[head.run as usize].word() == word)
         };
         let mut count: u32 = 0;
         let mut last_file: Option<u32> = None;

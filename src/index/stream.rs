@@ -15,7 +15,7 @@ use std::io;
 
 use super::partial::{Run, RunReader, WordBuf};
 use super::postings::{rebased_head, write_varint};
-use super::tournament::{word_prefix, LoserTree};
+use super::tournament::{word_prefix, LoserTree, Sourced};
 
 /// One entry of a run, without its word and list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +266,13 @@ impl Head {
             long: word.len() > 16,
             source: source as u32,
         }
+    }
+}
+
+impl Sourced for Head {
+    #[inline]
+    fn source(&self) -> usize {
+        self.source as usize
     }
 }
 

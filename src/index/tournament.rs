@@ -17,36 +17,45 @@ pub(crate) fn word_prefix(word: &[u8]) -> u128 {
     u128::from_be_bytes(prefix)
 }
 
+/// A key that knows which source it is the current key of.
+pub(crate) trait Sourced: Copy {
+    fn source(&self) -> usize;
+}
+
 /// The current keys of `k` sources, the least of them on top.
 ///
-/// Each node holds its loser's key beside the leaf it came from, so a
-/// replay compares against keys in the path itself: one load per level,
-/// where looking keys up by leaf made two dependent ones (the kernel's
-/// merge spent most of its time waiting on them).
+/// Each node holds its loser's key, which names its source, so a replay
+/// compares against keys in the path itself: one load per level, where
+/// looking keys up by leaf made two dependent ones (the kernel's merge
+/// spent most of its time waiting on them). A node is the key alone, not
+/// the key beside its leaf: the merge's keys fit 32 bytes that way, where
+/// a leaf beside them made 64, and a replay moves one node a level.
 pub(crate) struct LoserTree<K> {
     /// Leaves: a power of two at least the number of sources.
     leaves: usize,
     /// `nodes[0]` is the winner; `nodes[1..]` the losers of inner matches.
     /// A key is `None` once its source ran dry, or for padding.
-    nodes: Vec<Entry<K>>,
+    nodes: Vec<Option<K>>,
 }
 
-/// A leaf and its current key.
-type Entry<K> = (u32, Option<K>);
-
-impl<K: Copy> LoserTree<K> {
-    /// A tree over the sources' first keys; `less` must order any two keys
-    /// of different sources strictly (ties broken by source, say).
+impl<K: Sourced> LoserTree<K> {
+    /// A tree over the sources' first keys (source `s`'s key, if any, at
+    /// `keys[s]`, and naming `s`); `less` must order any two keys of
+    /// different sources strictly (ties broken by source, say).
     pub(crate) fn new(keys: Vec<Option<K>>, less: impl Fn(&K, &K) -> bool) -> Self {
+        debug_assert!(keys
+            .iter()
+            .enumerate()
+            .all(|(s, key)| key.is_none_or(|key| key.source() == s)));
         let leaves = keys.len().next_power_of_two().max(1);
         let mut tree = LoserTree {
             leaves,
-            nodes: vec![(0, None); leaves],
+            nodes: vec![None; leaves],
         };
         // Play every match bottom-up, keeping the winners aside.
-        let mut winners: Vec<Entry<K>> = vec![(0, None); 2 * leaves];
+        let mut winners: Vec<Option<K>> = vec![None; 2 * leaves];
         for (leaf, winner) in winners[leaves..].iter_mut().enumerate() {
-            *winner = (leaf as u32, keys.get(leaf).copied().flatten());
+            *winner = keys.get(leaf).copied().flatten();
         }
         for node in (1..leaves).rev() {
             let (l, r) = (winners[2 * node], winners[2 * node + 1]);
@@ -68,16 +77,19 @@ impl<K: Copy> LoserTree<K> {
     /// The source with the least key, if any has one.
     #[inline]
     pub(crate) fn winner(&self) -> Option<(usize, K)> {
-        let (leaf, key) = self.nodes[0];
-        key.map(|key| (leaf as usize, key))
+        self.nodes[0].map(|key| (key.source(), key))
     }
 
-    /// The winning source, `leaf`, moved on to `key`: replays its path to
-    /// the root. Only the winner may move on.
+    /// The winning source, `leaf`, moved on to `key` (which names it):
+    /// replays its path to the root. Only the winner may move on.
     #[inline]
     pub(crate) fn replay(&mut self, leaf: usize, key: Option<K>, less: impl Fn(&K, &K) -> bool) {
-        debug_assert_eq!(self.nodes[0].0 as usize, leaf, "only the winner moves on");
-        let mut winner: Entry<K> = (leaf as u32, key);
+        debug_assert!(
+            self.nodes[0].is_some_and(|k| k.source() == leaf),
+            "only the winner moves on"
+        );
+        debug_assert!(key.is_none_or(|key| key.source() == leaf));
+        let mut winner = key;
         let mut node = (self.leaves + leaf) / 2;
         while node > 0 {
             if beats(&self.nodes[node], &winner, &less) {
@@ -91,8 +103,8 @@ impl<K: Copy> LoserTree<K> {
 
 /// True if `a`'s key comes first; a run-dry source comes last.
 #[inline]
-fn beats<K>(a: &Entry<K>, b: &Entry<K>, less: &impl Fn(&K, &K) -> bool) -> bool {
-    match (&a.1, &b.1) {
+fn beats<K>(a: &Option<K>, b: &Option<K>, less: &impl Fn(&K, &K) -> bool) -> bool {
+    match (a, b) {
         (Some(x), Some(y)) => less(x, y),
         (a, _) => a.is_some(),
     }
@@ -100,7 +112,13 @@ fn beats<K>(a: &Entry<K>, b: &Entry<K>, less: &impl Fn(&K, &K) -> bool) -> bool 
 
 #[cfg(test)]
 mod tests {
-    use super::LoserTree;
+    use super::{LoserTree, Sourced};
+
+    impl Sourced for (u8, usize) {
+        fn source(&self) -> usize {
+            self.1
+        }
+    }
 
     proptest::proptest! {
         /// Merging sorted lists through the tree gives their sorted union,
