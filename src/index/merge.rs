@@ -88,6 +88,16 @@ impl Head {
             })
             .then(self.run.cmp(&other.run))
     }
+
+    /// `self.order(other, readers).is_lt()`, settled by the prefixes
+    /// alone where they differ (nearly always).
+    #[inline(always)]
+    fn precedes(&self, other: &Head, readers: &[RunReader<'_>]) -> bool {
+        if self.prefix != other.prefix {
+            return self.prefix < other.prefix;
+        }
+        self.order(other, readers).is_lt()
+    }
 }
 
 impl Sourced for Head {
@@ -191,7 +201,7 @@ fn merge_range(
         .enumerate()
         .map(|(i, h)| h.map(|_| Head::new(readers[i].word_buf(), i)))
         .collect();
-    let mut tree = LoserTree::new(first, |a: &Head, b: &Head| a.order(b, &readers).is_lt());
+    let mut tree = LoserTree::new(first, |a: &Head, b: &Head| a.precedes(b, &readers));
     // Room for this range's share of the runs' entries and a quarter more
     // (ranges are cut at quantiles of them), reserved rather than grown: a
     // vector doubled to hundreds of megabytes is copied and its fresh
@@ -262,7 +272,7 @@ fn merge_range(
             last_file = Some(entry.last_file);
             heads[i] = advance(&mut readers[i], run_entries[i], i)?;
             let next = heads[i].map(|_| Head::new(readers[i].word_buf(), i));
-            tree.replay(i, next, |a: &Head, b: &Head| a.order(b, &readers).is_lt());
+            tree.replay(i, next, |a: &Head, b: &Head| a.precedes(b, &readers));
         }
         shard.vocabulary.push(word);
         shard.counts.push(count);
