@@ -128,7 +128,7 @@ fn advance(
     });
     match current {
         Some(current) => {
-            fetch_ahead(entries, reader.position());
+            fetch_ahead(entries, reader.position().0);
             Ok(Some(current))
         }
         None if reader.is_malformed() => Err(MalformedRun { run: i }),
@@ -298,13 +298,13 @@ const AHEAD: usize = 512;
 
 /// The merge reads each run's entries as one sequential stream, 71 at
 /// once for the kernel's runs: more than a CPU's prefetcher follows, so
-/// each is fetched a little ahead by hand, from the next entry at `next`.
-/// Its lists are never read (see `merge_range`), so nothing fetches them:
-/// the lists' stream, fetched too while the merge read each list's head,
-/// brought 288 MB into the cache for nothing once it stopped.
+/// each is fetched a little ahead by hand, from the next entry, at byte
+/// `next`. Its lists are never read (see `merge_range`), so nothing
+/// fetches them: the lists' stream, fetched too while the merge read each
+/// list's head, brought 288 MB into the cache for nothing once it stopped.
 #[inline]
-fn fetch_ahead(entries: &[u8], next: (u64, u64)) {
-    if let Some(byte) = entries.get(next.0 as usize + AHEAD) {
+fn fetch_ahead(entries: &[u8], next: u64) {
+    if let Some(byte) = entries.get(next as usize + AHEAD) {
         prefetch(byte);
     }
 }
