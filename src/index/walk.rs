@@ -18,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 use super::ignores::{IgnoreFiles, Present};
+use super::tournament::{LoserTree, Sourced};
 
 /// Folders that belong to a version-control system, never indexed.
 pub const VCS_FOLDERS: [&str; 3] = [".git", ".hg", ".svn"];
@@ -388,23 +389,46 @@ fn by_display(a: &FileEntry, b: &FileEntry) -> std::cmp::Ordering {
         .then_with(|| a.path.as_os_str().cmp(b.path.as_os_str()))
 }
 
-/// Two file lists sorted [`by_display`], merged into one.
-fn merge_sorted(first: Vec<FileEntry>, second: Vec<FileEntry>) -> Vec<FileEntry> {
-    let mut merged = Vec::with_capacity(first.len() + second.len());
-    let (mut first, mut second) = (first.into_iter().peekable(), second.into_iter().peekable());
-    loop {
-        let take_first = match (first.peek(), second.peek()) {
-            (Some(a), Some(b)) => by_display(a, b).is_le(),
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return merged,
-        };
-        merged.extend(if take_first {
-            first.next()
-        } else {
-            second.next()
-        });
+/// File lists each sorted [`by_display`], merged into one in a single
+/// pass (ties, which distinct files never make, go to the earlier list).
+///
+/// One tournament over all the lists, where merging them one after the
+/// other into a growing list moved the first list's entries once per list
+/// and wrote a fresh copy of the whole each time: 12-15 ms for the kernel's
+/// nine lists, on one thread while the other core waited for the workers.
+fn merge_sorted(lists: Vec<Vec<FileEntry>>) -> Vec<FileEntry> {
+    /// A list's current head, by the list's number.
+    #[derive(Clone, Copy)]
+    struct Head(usize);
+    impl Sourced for Head {
+        fn source(&self) -> usize {
+            self.0
+        }
     }
+    let mut merged = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+    let mut rests: Vec<std::vec::IntoIter<FileEntry>> =
+        lists.into_iter().map(Vec::into_iter).collect();
+    let mut heads: Vec<Option<FileEntry>> = rests.iter_mut().map(Iterator::next).collect();
+    // A key stands for a list with a head; were one without, it would
+    // come last.
+    let precedes = |heads: &[Option<FileEntry>], a: &Head, b: &Head| {
+        let order = match (&heads[a.0], &heads[b.0]) {
+            (Some(x), Some(y)) => by_display(x, y),
+            (x, y) => x.is_none().cmp(&y.is_none()),
+        };
+        order.then(a.0.cmp(&b.0)).is_lt()
+    };
+    let first = (0..heads.len())
+        .map(|i| heads[i].as_ref().map(|_| Head(i)))
+        .collect();
+    let mut tree = LoserTree::new(first, |a: &Head, b: &Head| precedes(&heads, a, b));
+    while let Some((list, _)) = tree.winner() {
+        let next = rests[list].next();
+        let key = next.as_ref().map(|_| Head(list));
+        merged.extend(std::mem::replace(&mut heads[list], next));
+        tree.replay(list, key, |a: &Head, b: &Head| precedes(&heads, a, b));
+    }
+    merged
 }
 
 /// The folders left to list, shared by the walking threads: a thread takes
@@ -578,6 +602,7 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
     let mut again = Vec::new();
     // The root's own files, then each thread's, merged in order.
     out.files.sort_by(by_display);
+    let mut lists = vec![std::mem::take(&mut out.files)];
     for (mut part, retry) in parts {
         let sorted = retry.is_empty();
         for folder in retry {
@@ -598,16 +623,15 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
                 message: "too many open files for a folder this deep (raise `ulimit -n`)".into(),
             });
         }
-        if sorted {
-            out.files = merge_sorted(std::mem::take(&mut out.files), part.files);
-        } else {
+        if !sorted {
             // Retried folders came after the thread sorted its part.
-            out.files.extend(part.files);
-            out.files.sort_by(by_display);
+            part.files.sort_by(by_display);
         }
+        lists.push(part.files);
         out.not_regular.extend(part.not_regular);
         out.unreadable.extend(part.unreadable);
     }
+    out.files = merge_sorted(lists);
     out.not_regular.sort_by(|a, b| a.path.cmp(&b.path));
     out.unreadable.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
@@ -617,7 +641,45 @@ pub fn walk(root: &Path, excludes: &Excludes) -> Result<Walk, RootError> {
 mod tests {
     use super::*;
 
+    fn entry(display: &str, path: &str) -> FileEntry {
+        FileEntry {
+            path: PathBuf::from(path),
+            display: display.to_owned(),
+            size: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+        }
+    }
+
     proptest::proptest! {
+        /// Lists sorted on their own and merged come out as one sort of
+        /// all their entries would put them: any number of lists, empty
+        /// ones among them, names sharing prefixes and separators, and
+        /// displays that tie (told apart by the path opened).
+        #[test]
+        fn merged_lists_are_in_the_order_of_one_sort(
+            lists in proptest::collection::vec(
+                proptest::collection::vec(("[ab./]{0,5}", "[xy]{0,2}"), 0..30),
+                0..12,
+            ),
+        ) {
+            let lists: Vec<Vec<FileEntry>> = lists
+                .into_iter()
+                .map(|list| {
+                    let mut list: Vec<FileEntry> =
+                        list.iter().map(|(display, path)| entry(display, path)).collect();
+                    list.sort_by(by_display);
+                    list
+                })
+                .collect();
+            let key = |f: &FileEntry| (f.display.clone(), f.path.clone());
+            let mut expected: Vec<_> = lists.iter().flatten().map(key).collect();
+            expected.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then_with(|| a.1.cmp(&b.1)));
+            let merged: Vec<_> = merge_sorted(lists).iter().map(key).collect();
+            proptest::prop_assert_eq!(merged, expected);
+        }
+
         /// The byte shortcut agrees with `Path::strip_prefix` on paths
         /// made of the characters that matter to it: separators, dots and
         /// names, below the root or not.
