@@ -1,4 +1,5 @@
-//! A tournament of losers, for the k-way merges of runs.
+//! A tournament of losers, for the k-way merges of runs (and of the
+//! walk's file lists).
 //!
 //! Each inner node keeps the loser of the match played there, so after the
 //! winner's source moves on, one path from its leaf to the root is
