@@ -9,6 +9,7 @@
 #       bash benches/whole_run.sh              # CPython's stdlib
 #   RUNS=3 bash benches/whole_run.sh           # best of 3 interleaved rounds per row
 #   COLD=1 bash benches/whole_run.sh           # every run from a cold cache (see below)
+#   PGO=0 bash benches/whole_run.sh            # the plain `cargo build --release` binary
 #
 # Environment: TREE (tree to index; default: the kernel unpacked once into
 # $BENCH_DIR), BENCH_DIR (cache, default /tmp/indexer-bench), RUNS (default 1),
@@ -16,7 +17,11 @@
 # answers, default spin_lock), COLD (1: no warming; before every run of every
 # row the caches are dropped, as root through /proc/sys/vm/drop_caches (pages,
 # folders and inodes), otherwise each file's pages are let go with
-# posix_fadvise(DONTNEED), which leaves folders and inodes cached).
+# posix_fadvise(DONTNEED), which leaves folders and inodes cached), PGO (1, the
+# default: the indexer measured is the profile-guided build of
+# benches/pgo_build.sh, trained on the crate sources cargo downloaded and never
+# on the tree measured, falling back to the plain build if that fails; 0: the
+# plain `cargo build --release`).
 #
 # The Markdown report goes to stdout, progress to stderr. It reports and never
 # judges: slowness is not a failure. It exits non-zero only when a measured
@@ -40,6 +45,8 @@ die() { printf 'whole_run.sh: %s\n' "$*" >&2; exit 2; }
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
 [[ $COLD == 0 || $COLD == 1 ]] || die "COLD must be 0 or 1, not '$COLD'"
+PGO=${PGO:-1}
+[[ $PGO == 0 || $PGO == 1 ]] || die "PGO must be 0 or 1, not '$PGO'"
 
 # --- 1. What is missing from Debian --------------------------------------
 need=()
@@ -79,6 +86,17 @@ log "cargo build --release"
 cargo build --release >&2
 INDEXER=${CARGO_TARGET_DIR:-$ROOT/target}/release/indexer
 [[ -x $INDEXER ]] || die "no binary at $INDEXER"
+BUILD_NOTE="plain \`cargo build --release\`"
+if ((PGO)); then
+    log "profile-guided build (benches/pgo_build.sh)"
+    if pgo=$(bash "$ROOT/benches/pgo_build.sh") && [[ -x $pgo ]]; then
+        INDEXER=$pgo
+        BUILD_NOTE="profile-guided (\`benches/pgo_build.sh\`, trained on ${TRAIN:-the crate sources cargo downloaded})"
+    else
+        log "the profile-guided build failed: measuring the plain one"
+        BUILD_NOTE="plain \`cargo build --release\` (the profile-guided build failed)"
+    fi
+fi
 
 # The read-and-count floor the speed goals are stated against.
 FLOOR_SRC=$ROOT/../shared/tools/floor
@@ -279,5 +297,6 @@ rg_lines=$(awk -F: '{ n += $NF } END { print n + 0 }' "$WORK/rg")
 rg_files=$(wc -l <"$WORK/rg")
 echo "- rg found \`$WORD\` on $rg_lines lines in $rg_files files."
 echo "- Machine: $(nproc) cores, ${cpu:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r); load average $LOAD_BEFORE before, $LOAD_AFTER after."
+echo "- Indexer binary: $BUILD_NOTE."
 echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, $runs_note; measured with $METHOD."
 exit "$FAILED"

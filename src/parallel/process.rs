@@ -166,6 +166,21 @@ pub fn exit<Tx, Rx>(channel: Channel<Tx, Rx>, code: i32) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     drop(channel);
+    // A build instrumented for profile-guided optimization
+    // (benches/pgo_build.sh) writes its counters from an `atexit` handler,
+    // which `_exit` skips: a worker's would be lost, and they are most of
+    // what the profile is for.
+    #[cfg(pgo_train)]
+    {
+        extern "C" {
+            fn __llvm_profile_write_file() -> i32;
+        }
+        // SAFETY: the profiling runtime linked into instrumented builds
+        // writes this process's counters to its profile file.
+        unsafe {
+            __llvm_profile_write_file();
+        }
+    }
     // SAFETY: `_exit` ends the process without running atexit handlers or
     // flushing stdio buffers the parent also holds, which is the point: this
     // process is a fork, and the parent's cleanup belongs to the parent.
