@@ -7,10 +7,10 @@
 #   bash benches/pgo_build.sh          # prints the optimized binary's path
 #   TRAIN=/a/tree:/b/tree bash benches/pgo_build.sh
 #
-# On the kernel tree the build took 4.4% less wall time than `cargo build
-# --release` (8 interleaved rounds; tokenize -8.7%, record -3.9%, merge
-# -8.1%: docs/performance.md). Answers are the same: the optimizer only
-# reorders code.
+# On the kernel tree the build took 2.7-4.4% less wall time than `cargo
+# build --release` (three comparisons of 8 interleaved rounds; tokenize
+# -8.6% to -8.8%, merge -6.0% to -8.1%: docs/performance.md). Answers are
+# the same: the optimizer only reorders code.
 #
 # Environment: TRAIN (trees to train on, `:`-separated; default the crate
 # sources cargo downloaded for this build, `$CARGO_HOME/registry/src`: real
