@@ -7,9 +7,9 @@
 #   bash benches/pgo_build.sh          # prints the optimized binary's path
 #   TRAIN=/a/tree:/b/tree bash benches/pgo_build.sh
 #
-# On the kernel tree the build took 2.7-4.4% less wall time than `cargo
-# build --release` (three comparisons of 8 interleaved rounds; tokenize
-# -8.6% to -8.8%, merge -6.0% to -8.1%: docs/performance.md). Answers are
+# On the kernel tree the build took 2.5-4.4% less wall time than `cargo
+# build --release` (four comparisons of 8 interleaved rounds; tokenize
+# -7.4% to -8.8%, merge -6.0% to -8.1%: docs/performance.md). Answers are
 # the same: the optimizer only reorders code.
 #
 # Environment: TRAIN (trees to train on, `:`-separated; default the crate
