@@ -1008,8 +1008,7 @@ unsafe fn scan_ascii_blocks_vbmi<S: WordSink + ?Sized>(
             let base_line = _mm512_set1_epi64(*state.line as i64);
             let line_start = _mm512_set1_epi64(*state.line_start as i64);
             let block_at = _mm512_set1_epi64(i as i64);
-            let mut first = 0;
-            while first < count {
+            let fill = |group: &mut ShortWords, first: usize| {
                 // SAFETY: `first + 8` is within the arrays (count <= 32).
                 let (s, e) = unsafe {
                     (
@@ -1066,11 +1065,8 @@ unsafe fn scan_ascii_blocks_vbmi<S: WordSink + ?Sized>(
                     _mm512_storeu_si512(group.line.as_mut_ptr().cast(), lines);
                     _mm512_storeu_si512(group.column.as_mut_ptr().cast(), columns);
                 }
-                group.count = (count - first).min(8);
-                state.emit.short_words(&group);
-                first += 8;
-            }
-            pass_newlines(newlines, stop, i, state.line, state.line_start);
+            };
+            emit_short_words(count, &mut group, state, (i, newlines, stop), fill);
         }
         i += stop as usize;
         if stop == 0 {
@@ -1131,8 +1127,7 @@ unsafe fn scan_ascii_blocks_avx2<S: WordSink + ?Sized>(
         } else {
             let count = starts.count_ones() as usize;
             let (base_line, line_start) = (*state.line, *state.line_start);
-            let mut first = 0;
-            while first < count {
+            let fill = |group: &mut ShortWords, first: usize| {
                 // Only the group's words: a loop of always eight (past
                 // the block's words reading starts and ends of 64) did
                 // the work of a block's five words eight times, and cost
@@ -1165,11 +1160,8 @@ unsafe fn scan_ascii_blocks_avx2<S: WordSink + ?Sized>(
                         ((i + s as usize) as u64).wrapping_sub(line_start) + 1
                     };
                 }
-                group.count = (count - first).min(8);
-                state.emit.short_words(&group);
-                first += 8;
-            }
-            pass_newlines(newlines, stop, i, state.line, state.line_start);
+            };
+            emit_short_words(count, &mut group, state, (i, newlines, stop), fill);
         }
         i += stop as usize;
         if stop == 0 {
@@ -1179,6 +1171,27 @@ unsafe fn scan_ascii_blocks_avx2<S: WordSink + ?Sized>(
         }
     }
     (i, None)
+}
+
+/// Hands the sink a block's `count` short words eight at a time, `fill`
+/// first placing words `first..first + 8` of them in the group; then moves
+/// the line on past the newlines of the block at `i` before `stop`.
+#[inline(always)]
+fn emit_short_words<S: WordSink + ?Sized>(
+    count: usize,
+    group: &mut ShortWords,
+    state: &mut BlockState<'_, S>,
+    (i, newlines, stop): (usize, u64, u32),
+    mut fill: impl FnMut(&mut ShortWords, usize),
+) {
+    let mut first = 0;
+    while first < count {
+        fill(group, first);
+        group.count = (count - first).min(8);
+        state.emit.short_words(group);
+        first += 8;
+    }
+    pass_newlines(newlines, stop, i, state.line, state.line_start);
 }
 
 /// Whether `words` (a block's word mask) holds a run of more than
