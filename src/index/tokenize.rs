@@ -732,11 +732,7 @@ fn avx512_within(x: core::arch::x86_64::__m512i, lo: u8, span: u8) -> u64 {
 #[target_feature(enable = "avx2")]
 fn avx2_block_masks(block: &[u8; BLOCK_BYTES]) -> Option<(u64, u64)> {
     use core::arch::x86_64::*;
-    // Unsigned `x - lo <= span`, as min(x - lo, span) == x - lo.
-    let within = |x: __m256i, lo: u8, span: u8| {
-        let t = _mm256_sub_epi8(x, _mm256_set1_epi8(lo as i8));
-        _mm256_cmpeq_epi8(_mm256_min_epu8(t, _mm256_set1_epi8(span as i8)), t)
-    };
+    let within = avx2_within;
     let (mut high, mut words, mut newlines) = (0u32, 0u64, 0u64);
     for k in 0..BLOCK_BYTES / 32 {
         // SAFETY: the load reads the 32 bytes at `32 * k` of a 64-byte
@@ -752,6 +748,17 @@ fn avx2_block_masks(block: &[u8; BLOCK_BYTES]) -> Option<(u64, u64)> {
         newlines |= u64::from(_mm256_movemask_epi8(newline) as u32) << (32 * k);
     }
     (high == 0).then_some((words, newlines))
+}
+
+/// The bytes of `x` from `lo` to `lo + span`, all ones where they are
+/// (unsigned `x - lo <= span`, as min(x - lo, span) == x - lo).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn avx2_within(x: core::arch::x86_64::__m256i, lo: u8, span: u8) -> core::arch::x86_64::__m256i {
+    use core::arch::x86_64::*;
+    let t = _mm256_sub_epi8(x, _mm256_set1_epi8(lo as i8));
+    _mm256_cmpeq_epi8(_mm256_min_epu8(t, _mm256_set1_epi8(span as i8)), t)
 }
 
 #[cfg(any(not(target_arch = "x86_64"), test))]
@@ -823,8 +830,8 @@ struct BlockState<'s, S: ?Sized> {
 /// Which compiled form of the block path runs: chosen once per
 /// [`Scanner`], from what the CPU has. On an AMD Zen 3 (AVX2, no AVX-512)
 /// the AVX2 form, word by word, tokenized kernel drivers at 14.8-15.7 ns
-/// a word and the baseline at 16.8-17.7; in groups it takes about a quarter off
-/// a kernel build's tokenize phase.
+/// a word and the baseline at 16.8-17.7; in groups it takes about a
+/// quarter off a kernel build's tokenize phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockPath {
     /// What any CPU of the target runs: SSE2 on x86-64, eight-byte lanes
@@ -971,15 +978,7 @@ unsafe fn scan_ascii_blocks_vbmi<S: WordSink + ?Sized>(
         };
         let upper = avx512_within(x, b'A', 25);
         let lowered = _mm512_mask_blend_epi8(upper, x, _mm512_or_si512(x, _mm512_set1_epi8(0x20)));
-        let mut starts = words & !(words << 1);
-        let ends = words & !(words >> 1) & !(1 << 63);
-        let mut stop = BLOCK_BYTES as u32;
-        if words >> 63 != 0 {
-            // The last word touches the block's end: the next block starts
-            // there and holds it.
-            stop = 63 - starts.leading_zeros();
-            starts &= !(1 << stop);
-        }
+        let (starts, ends, mut stop) = word_bounds(words);
         // Every start and end offset at once, packed to the front of a
         // vector (VBMI2's byte compress of the offsets 0 to 63), where a
         // loop over the masks' bits took a step and a mispredicted exit
@@ -1084,8 +1083,9 @@ unsafe fn scan_ascii_blocks_vbmi<S: WordSink + ?Sized>(
 /// from the word before. Word by word, each step waited on the last: the
 /// next word's start on this one's length, the line on a counter kept in
 /// memory; on an AMD Zen 3 that loop took 16-17 ns a kernel word. A block
-/// holding a word longer than [`MIN_PADDED`] bytes (rare) goes word by
-/// word.
+/// holding a word longer than [`MIN_PADDED`] bytes goes word by word (a
+/// quarter of the blocks in some kernel folders; taking those words from
+/// the masks too was measured no faster, the sink's cost being the same).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt,bmi1,bmi2,lzcnt")]
 unsafe fn scan_ascii_blocks_avx2<S: WordSink + ?Sized>(
@@ -1107,21 +1107,12 @@ unsafe fn scan_ascii_blocks_avx2<S: WordSink + ?Sized>(
             // store writes 32 of `lower`'s first 64, unaligned allowed.
             unsafe {
                 let x = _mm256_loadu_si256(block.as_ptr().add(32 * k).cast());
-                let t = _mm256_sub_epi8(x, _mm256_set1_epi8(b'A' as i8));
-                let upper = _mm256_cmpeq_epi8(_mm256_min_epu8(t, _mm256_set1_epi8(25)), t);
+                let upper = avx2_within(x, b'A', 25);
                 let lowered = _mm256_or_si256(x, _mm256_and_si256(upper, _mm256_set1_epi8(0x20)));
                 _mm256_storeu_si256(lower.as_mut_ptr().add(32 * k).cast(), lowered);
             }
         }
-        let mut starts = words & !(words << 1);
-        let mut ends = words & !(words >> 1) & !(1 << 63);
-        let mut stop = BLOCK_BYTES as u32;
-        if words >> 63 != 0 {
-            // The last word touches the block's end: the next block starts
-            // there and holds it.
-            stop = 63 - starts.leading_zeros();
-            starts &= !(1 << stop);
-        }
+        let (mut starts, mut ends, mut stop) = word_bounds(words);
         if has_run_longer_than_padded(words) {
             stop = block_words(bytes, i, words, newlines, &lower, state);
         } else {
@@ -1192,6 +1183,22 @@ fn emit_short_words<S: WordSink + ?Sized>(
         first += 8;
     }
     pass_newlines(newlines, stop, i, state.line, state.line_start);
+}
+
+/// The words of a block, from its word mask: a mask of their first bytes,
+/// one of their last bytes, and where they stop (64, or the start of the
+/// word that touches the block's end, which is left out of both masks:
+/// the next block starts there and holds it).
+#[inline(always)]
+fn word_bounds(words: u64) -> (u64, u64, u32) {
+    let mut starts = words & !(words << 1);
+    let ends = words & !(words >> 1) & !(1 << 63);
+    let mut stop = BLOCK_BYTES as u32;
+    if words >> 63 != 0 {
+        stop = 63 - starts.leading_zeros();
+        starts &= !(1 << stop);
+    }
+    (starts, ends, stop)
 }
 
 /// Whether `words` (a block's word mask) holds a run of more than
