@@ -207,10 +207,13 @@ fn files_ahead() -> u32 {
 
 /// A batch's files, opened in order, some before their turn: once a file's
 /// first read finds the page cache without it ([`Cache::Missed`]), the
-/// next files are opened and their reading started, so the disk has that
-/// many requests at once instead of one. A warm tree does not pay for it:
-/// the first read of each file asks the page cache only, which costs what
-/// a plain read does.
+/// next `depth` files are opened and their reading started, so the disk
+/// has that many requests at once instead of one; each further miss
+/// (a file fetched ahead whose bytes are not in yet counts) keeps the
+/// window `depth` files past it. A warm tree does not pay for it: the
+/// first read of each file asks the page cache only, which costs what a
+/// plain read does, and a file missing now and then opens one window,
+/// not the rest of its batch.
 struct FetchAhead<O> {
     /// Files `next - opened.len()..next`, opened (an [`Opened`], but for
     /// the tests).
@@ -219,9 +222,11 @@ struct FetchAhead<O> {
     next: u32,
     /// One past the batch's last file.
     end: u32,
-    /// Files opened past the one being read, once on.
+    /// Files opened past the one being read, while fetching.
     depth: u32,
-    on: bool,
+    /// One past the last file that may be fetched ahead: a window that
+    /// each miss moves on.
+    until: u32,
 }
 
 impl<O> FetchAhead<O> {
@@ -232,18 +237,20 @@ impl<O> FetchAhead<O> {
             next: start,
             end,
             depth,
-            on: false,
+            until: start,
         }
     }
 
-    /// From the file after the one being read on, files are fetched ahead.
-    fn turn_on(&mut self) {
-        self.on = self.depth > 0;
+    /// File `file` missed the page cache: the `depth` files after it are
+    /// fetched ahead.
+    fn missed(&mut self, file: u32) {
+        let until = file.saturating_add(1).saturating_add(self.depth);
+        self.until = self.until.max(until);
     }
 
-    /// File `file` opened (by `open`, now or earlier), and, when on, the
-    /// files after it up to `depth` on their way (`fetch`). Files are taken
-    /// in order, each opened once.
+    /// File `file` opened (by `open`, now or earlier), and the files after
+    /// it within the window, up to `depth`, on their way (`fetch`). Files
+    /// are taken in order, each opened once.
     fn take(
         &mut self,
         file: u32,
@@ -251,12 +258,11 @@ impl<O> FetchAhead<O> {
         fetch: impl Fn(&O),
     ) -> std::io::Result<O> {
         debug_assert_eq!(self.next as usize - self.opened.len(), file as usize);
-        let last = match self.on {
-            true => file
-                .saturating_add(self.depth)
-                .min(self.end.saturating_sub(1)),
-            false => file,
-        };
+        let last = file
+            .saturating_add(self.depth)
+            .min(self.until.saturating_sub(1))
+            .min(self.end.saturating_sub(1))
+            .max(file);
         while self.next <= last {
             let opened = open(self.next);
             if self.next > file {
@@ -265,7 +271,6 @@ impl<O> FetchAhead<O> {
                     // Opened at its turn instead, and no more ahead in this
                     // batch: the descriptors are better spent on the runs.
                     Err(e) if out_of_descriptors(e) => {
-                        self.on = false;
                         self.depth = 0;
                         break;
                     }
@@ -397,7 +402,9 @@ impl<'c, 'a> Worker<'c, 'a> {
             };
             // A batch's files already on their way need no asking; nor,
             // for a part, one file whose other parts other batches read.
-            let mut cache = match ahead.on || !self.cache_tells || batch.part.is_some() {
+            // Asked even of a file fetched ahead: if its bytes are not in
+            // yet, the disk is behind, and the window moves on.
+            let mut cache = match !self.cache_tells || batch.part.is_some() {
                 true => Cache::Held,
                 false => Cache::Unasked,
             };
@@ -413,7 +420,7 @@ impl<'c, 'a> Worker<'c, 'a> {
                 )
             });
             match cache {
-                Cache::Missed => ahead.turn_on(),
+                Cache::Missed => ahead.missed(file),
                 Cache::CannotTell => self.cache_tells = false,
                 Cache::Unasked | Cache::Held => {}
             }
@@ -586,17 +593,18 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Whatever is fetched ahead and whenever descriptors run out, the
-        /// files come out in order, each the one asked for, each opened
-        /// once unless it had no descriptor ahead of its turn, never more
-        /// than `depth` ahead, and none past the batch.
+        /// Whatever misses and whenever descriptors run out, the files come
+        /// out in order, each the one asked for, each opened once unless it
+        /// had no descriptor ahead of its turn, never more than `depth`
+        /// ahead, none past the batch, and none fetched but within `depth`
+        /// files after a miss.
         #[test]
         fn files_come_in_order_opened_once_within_depth(
             start in 0u32..5,
             len in 1u32..60,
             depth in 0u32..10,
             descriptors in 1u32..14,
-            turn_on_after in proptest::collection::vec(proptest::bool::ANY, 60),
+            missed in proptest::collection::vec(proptest::bool::ANY, 60),
             unreadable in proptest::collection::vec(proptest::bool::ANY, 70),
         ) {
             let end = start + len;
@@ -631,8 +639,8 @@ mod tests {
                         proptest::prop_assert_eq!(e.to_string(), format!("unreadable {file}"));
                     }
                 }
-                if turn_on_after[(file - start) as usize] {
-                    ahead.turn_on();
+                if missed[(file - start) as usize] {
+                    ahead.missed(file);
                 }
             }
             proptest::prop_assert_eq!(open.get(), 0);
@@ -649,9 +657,14 @@ mod tests {
                     proptest::prop_assert!(descriptors <= depth + 1);
                 }
             }
-            // Only files opened ahead of their turn are fetched.
+            // Only files opened ahead of their turn are fetched, each within
+            // `depth` files after a miss.
             for &f in fetched.borrow().iter() {
                 proptest::prop_assert!(opened_at.iter().any(|&(g, at)| g == f && g > at));
+                proptest::prop_assert!(
+                    (start..f).any(|m| missed[(m - start) as usize] && f <= m + depth),
+                    "{} fetched with no miss within {} before it", f, depth
+                );
             }
         }
     }
