@@ -400,10 +400,10 @@ impl<'c, 'a> Worker<'c, 'a> {
                 runs: &mut runs,
                 gone: &mut gone,
             };
-            // A batch's files already on their way need no asking; nor,
-            // for a part, one file whose other parts other batches read.
-            // Asked even of a file fetched ahead: if its bytes are not in
-            // yet, the disk is behind, and the window moves on.
+            // Every first read asks the page cache, even of a file fetched
+            // ahead (if its bytes are not in yet, the disk is behind, and
+            // the window moves on); but not for a part, one file whose
+            // other parts other batches read.
             let mut cache = match !self.cache_tells || batch.part.is_some() {
                 true => Cache::Held,
                 false => Cache::Unasked,
