@@ -305,11 +305,6 @@ pub struct PartialIndex {
     /// What `take_run` keeps of each used slot, in word order (see
     /// [`Taken`]); its memory is kept from run to run.
     taken: Vec<Taken>,
-    /// A shipped run's word entries and lists, given back by
-    /// [`PartialIndex::recycle`] to hold the next run's: a fresh buffer of
-    /// that size is mapped, faulted in a page at a time and unmapped again
-    /// at every run.
-    spare: Spare,
     long_keys: Vec<u8>,
     /// Posting blocks, in `arena[..arena_used]`; the bytes past it are
     /// left from earlier batches (initialized, never read).
@@ -532,7 +527,6 @@ impl PartialIndex {
             words: 0,
             used: Vec::new(),
             taken: Vec::new(),
-            spare: Spare::default(),
             long_keys: Vec::new(),
             // Offset 0 means "no block", so the arena starts with padding.
             arena: vec![0; HEADER],
@@ -1297,16 +1291,10 @@ impl PartialIndex {
             });
             self.slots[item.slot as usize] = Slot::default();
         }
-        let mut bytes = reused(
-            &mut self.spare.bytes,
-            self.long_keys.len() / 2 + order.len() * 12,
-        );
+        let mut bytes = Vec::with_capacity(self.long_keys.len() / 2 + order.len() * 12);
         let mut entries = EntryWriter::default();
         let mut word_bytes = 0u64;
-        let mut postings = reused(
-            &mut self.spare.postings,
-            self.arena_used + order.len() * INLINE_LIST / 2,
-        );
+        let mut postings = Vec::with_capacity(self.arena_used + order.len() * INLINE_LIST / 2);
         let mut checkpoints = Vec::with_capacity(order.len() / CHECKPOINT_EVERY + 1);
         for (k, (item, word)) in order.iter().zip(&taken).enumerate() {
             // Chains are visited in word order, i.e. at random: fetch their
@@ -1397,21 +1385,6 @@ impl PartialIndex {
         run
     }
 
-    /// Takes back the buffers of a run this index made and nothing else
-    /// holds any longer, to write the next run into.
-    pub fn recycle(&mut self, run: Run) {
-        for (bytes, spare) in [
-            (run.bytes, &mut self.spare.bytes),
-            (run.postings, &mut self.spare.postings),
-        ] {
-            if let Bytes::Owned(buffer) = bytes {
-                if buffer.capacity() > spare.capacity() {
-                    *spare = buffer;
-                }
-            }
-        }
-    }
-
     /// Forgets every word, keeping the memory; the slots are already
     /// empty (see [`PartialIndex::take_run`]).
     fn clear(&mut self) {
@@ -1423,22 +1396,6 @@ impl PartialIndex {
         self.occurrences = 0;
         self.direct = 0;
     }
-}
-
-/// Buffers of a shipped run, kept for the next (see
-/// [`PartialIndex::recycle`]).
-#[derive(Debug, Default)]
-struct Spare {
-    bytes: Vec<u8>,
-    postings: Vec<u8>,
-}
-
-/// `spare`, emptied, with room for at least `capacity` bytes.
-fn reused(spare: &mut Vec<u8>, capacity: usize) -> Vec<u8> {
-    let mut buffer = std::mem::take(spare);
-    buffer.clear();
-    buffer.reserve(capacity);
-    buffer
 }
 
 /// Bytes `offset..offset + 16` of `key` (zeros past its end), big-endian:
@@ -2301,8 +2258,7 @@ mod tests {
 
         /// A partial index taken by `take_run` and filled again makes the
         /// same run as a fresh one: what an earlier batch left in its
-        /// arena and table (kept, not cleared), or in the buffers of the
-        /// run it gave back (`recycle`), is never read.
+        /// arena and table (kept, not cleared) is never read.
         #[test]
         fn a_reused_partial_index_makes_the_runs_fresh_ones_make(
             batches in proptest::collection::vec(
@@ -2330,7 +2286,6 @@ mod tests {
                 proptest::prop_assert_eq!(&a.bytes[..], &b.bytes[..]);
                 proptest::prop_assert_eq!(&a.postings[..], &b.postings[..]);
                 proptest::prop_assert_eq!(a.occurrences, b.occurrences);
-                reused.recycle(b);
             }
         }
 

@@ -519,20 +519,24 @@ impl RunShipper<'_, '_> {
             None if self.context.share_runs => super::shared::share(&run).ok(),
             _ => None,
         };
-        let shape = RunShape::of(&run);
         let sent = match (written, shared) {
-            (Some(file), _) => Some((Report::Spilled { batch, seq, shape }, file)),
-            (None, Some(file)) => Some((Report::Shared { batch, seq, shape }, file)),
-            (None, None) => None,
-        };
-        let sent = match sent {
-            Some((report, file)) => {
-                let sent = self.channel.deliver_with_fd(report, file.as_fd());
-                // The file holds the run now: its buffers take the next.
-                partial.recycle(run);
-                sent
-            }
-            None => self.channel.deliver(Report::Run { batch, seq, run }),
+            (Some(file), _) => self.channel.deliver_with_fd(
+                Report::Spilled {
+                    batch,
+                    seq,
+                    shape: RunShape::of(&run),
+                },
+                file.as_fd(),
+            ),
+            (None, Some(file)) => self.channel.deliver_with_fd(
+                Report::Shared {
+                    batch,
+                    seq,
+                    shape: RunShape::of(&run),
+                },
+                file.as_fd(),
+            ),
+            (None, None) => self.channel.deliver(Report::Run { batch, seq, run }),
         };
         self.seq += 1;
         self.send_nanos += sending.elapsed().as_nanos() as u64;
