@@ -472,6 +472,37 @@ fn big_tree() -> tempfile::TempDir {
     dir
 }
 
+/// Answers of hundreds of locations per word across many files, printed
+/// in pages with each file's path escaped once per run of locations in it:
+/// every location, with its path, as the reference gives it, in memory and
+/// from a saved index, for words that share files and a query repeated.
+#[test]
+fn large_json_answers_equal_the_reference() {
+    let dir = big_tree();
+    let index = reference::build_index(dir.path(), &[]);
+    let queries = ["w1", "w10*", "*99", "w1"];
+    let want = expected_json(&index, &queries);
+    let saved = tempfile::tempdir().unwrap();
+    let file = saved.path().join("big.idx");
+    let mut built = indexer();
+    built
+        .arg(dir.path())
+        .arg("--save")
+        .arg(&file)
+        .arg("--noprompt");
+    assert!(built.output().unwrap().status.success());
+    let ask = |cmd: &mut assert_cmd::Command| {
+        for q in queries {
+            cmd.args(["--query", q]);
+        }
+        cmd.arg("--json").output().unwrap()
+    };
+    let in_memory = ask(indexer().arg(dir.path()));
+    assert_json_equals(&in_memory, &want, "big tree, in memory");
+    let opened = ask(indexer().arg("--index").arg(&file));
+    assert_json_equals(&opened, &want, "big tree, saved index");
+}
+
 #[test]
 fn closed_stdout_ends_quietly() {
     let dir = big_tree();
