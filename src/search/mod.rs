@@ -131,8 +131,14 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
             } else if filter.prefix.is_empty() && filter.needle.len() >= MIN_NEEDLE {
                 // No prefix to narrow by, but a literal every match holds:
                 // one substring search over all the words, then the check
-                // on the few words it lands in.
-                vocabulary.containing(filter.needle.as_bytes(), checked)
+                // on the few words it lands in. A match of the literal
+                // alone is picked by lanes where it is common.
+                match lanes::GlobLanes::substring(&filter.needle).filter(|_| filter.literal_alone) {
+                    Some(lanes) => vocabulary.holding(filter.needle.as_bytes(), &|text, picked| {
+                        lanes.pick(text, picked)
+                    }),
+                    None => vocabulary.containing(filter.needle.as_bytes(), checked),
+                }
             } else if let Some(lanes) = filter
                 .glob
                 .as_ref()
