@@ -770,13 +770,18 @@ impl Front {
             if let Some((plain, pick)) = plain {
                 let first = group.start * BLOCK;
                 let many = group.clone().filter(|&b| may_hold(b)).count() >= plain_from;
-                let text = (many && group.start % GROUP_BLOCKS == 0)
+                let range = (many && group.start % GROUP_BLOCKS == 0)
                     .then(|| plain.group(group.start / GROUP_BLOCKS))
-                    .flatten()
-                    .and_then(|range| plain.text.get(range));
-                if let Some(text) = text {
-                    picked.clear();
-                    pick(text, &mut picked);
+                    .flatten();
+                picked.clear();
+                // Read first, verified right after, as in
+                // `picked_in_text`: the hash then reads from the cache. A
+                // damaged chunk marks the vocabulary damaged, and the
+                // caller does not use what was found.
+                let read = range.and_then(|range| {
+                    (plain.text).read_then_verify([Some(range)], |text| pick(text, &mut picked))
+                });
+                if read.is_some() {
                     let words = TEXT_GROUP.min(self.len - first);
                     reserve_huge(&mut ids, picked.len());
                     ids.extend(picked.iter().take_while(|&&p| p < words).map(|p| first + p));

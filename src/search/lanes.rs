@@ -184,7 +184,14 @@ impl GlobLanes {
         }
         if let Some(bytes) = self.floating_bytes() {
             return match *bytes {
-                [a] => pick_floating_bytes([a], text, out, equal_masks),
+                [a] => pick_distinct_bytes([a], text, out, equal_masks),
+                [a, b] if a != b => pick_distinct_bytes([a, b], text, out, equal_masks),
+                [a, b, c] if a != b && b != c => {
+                    pick_distinct_bytes([a, b, c], text, out, equal_masks)
+                }
+                [a, b, c, d] if a != b && b != c && c != d => {
+                    pick_distinct_bytes([a, b, c, d], text, out, equal_masks)
+                }
                 [a, b] => pick_floating_bytes([a, b], text, out, equal_masks),
                 [a, b, c] => pick_floating_bytes([a, b, c], text, out, equal_masks),
                 [a, b, c, d] => pick_floating_bytes([a, b, c, d], text, out, equal_masks),
@@ -382,6 +389,62 @@ fn pick_substring<const L: usize>(
         previous = masks;
         reach_before = reach;
         previous_nuls = nuls;
+    }
+}
+
+/// [`pick_floating_bytes`] when no byte follows itself (`*a*b*c*`, not
+/// `*a*a*`). A match of the next byte inside a stage's reach cannot be the
+/// match the reach began at (the bytes differ), and a reach ends at its
+/// word's NUL, which no byte matches: the reach itself is where the next
+/// stage may match, without shifting it past its first byte or masking the
+/// next word's start. Two operations fewer a stage, on the chain each
+/// block's stages form, and no word starts to work out.
+///
+/// A reach here may miss the bits of its stage's later matches (an add of
+/// two bits in one word sets the first only): those are bytes of this
+/// stage, which the next stage's byte is not, so only the carry into the
+/// next 64 bytes looks at them.
+#[inline(always)]
+fn pick_distinct_bytes<const S: usize>(
+    bytes: [u8; S],
+    text: &[u8],
+    out: &mut Vec<usize>,
+    equal_masks: impl Fn(&[u8; LANES], &[u8], &mut [u64]) -> u64,
+) {
+    let mut masks = [0u64; S];
+    // Per stage: bit 0 set if the last 64 bytes' reach runs on into these.
+    let mut carries = [0u64; S];
+    let mut words_before = 0usize;
+    let (blocks, rest) = text.as_chunks::<LANES>();
+    let mut tail = [0u8; LANES];
+    tail[..rest.len()].copy_from_slice(rest);
+    // The last 64 bytes padded with NULs, as in `padded_blocks`: one loop
+    // over both, with no iterator chain to step (the matcher is a few
+    // dozen instructions a step).
+    let steps = blocks.len() + usize::from(!rest.is_empty());
+    for n in 0..steps {
+        let block = blocks.get(n).unwrap_or(&tail);
+        prefetch_ahead(text, n * LANES);
+        let nuls = equal_masks(block, &bytes, &mut masks);
+        let in_word = !nuls;
+        let mut allowed = !0u64;
+        for s in 0..S {
+            let found = masks[s] & allowed | carries[s];
+            let reach = in_word.wrapping_add(found) ^ in_word;
+            carries[s] = ((reach | found) & in_word) >> (LANES - 1);
+            allowed = reach;
+        }
+        let mut bits = allowed & nuls;
+        let base = n * LANES;
+        while bits != 0 {
+            let bit = bits.trailing_zeros();
+            if base + (bit as usize) < text.len() {
+                let below = nuls & ((1u64 << bit) - 1);
+                out.push(words_before + below.count_ones() as usize);
+            }
+            bits &= bits - 1;
+        }
+        words_before += nuls.count_ones() as usize;
     }
 }
 
@@ -623,6 +686,16 @@ mod tests {
         check(&["", &"x".repeat(61), ""], &long);
         let words_past_64: Vec<u8> = [b"a".repeat(150), vec![0], b"b".repeat(70), vec![0]].concat();
         check(&["", "a", ""], &words_past_64);
+        // A word matched twice by its first byte, the second time at the
+        // last byte of 64: its reach must still run on into the next 64.
+        let mut twice = b"z".repeat(150);
+        twice[10] = b'a';
+        twice[63] = b'a';
+        twice[100] = b'b';
+        twice.push(0);
+        check(&["", "a", "b", ""], &twice);
+        check(&["", "a", "a", "b", ""], &twice);
+        check(&["", "x", "s", "q", ""], &long);
         check(&["", "b"], &words_past_64);
         check(&["a", "a"], &words_past_64);
     }
