@@ -285,17 +285,7 @@ impl GlobLanes {
                 }
                 None => allowed & nuls,
             };
-            let base = n * LANES;
-            let mut bits = accepted;
-            while bits != 0 {
-                let bit = bits.trailing_zeros();
-                if base + (bit as usize) < text.len() {
-                    let below = nuls & ((1u64 << bit) - 1);
-                    out.push(words_before + below.count_ones() as usize);
-                }
-                bits &= bits - 1;
-            }
-            words_before += nuls.count_ones() as usize;
+            words_before = push_accepted(accepted, nuls, n * LANES, text.len(), words_before, out);
             previous.copy_from_slice(&masks);
             previous_nuls = nuls;
         }
@@ -332,17 +322,14 @@ fn pick_floating_bytes<const S: usize>(
             allowed = shift(reach, reach_before[s], 1) & !starts;
             reach_before[s] = reach;
         }
-        let mut bits = allowed & nuls;
-        let base = n * LANES;
-        while bits != 0 {
-            let bit = bits.trailing_zeros();
-            if base + (bit as usize) < text.len() {
-                let below = nuls & ((1u64 << bit) - 1);
-                out.push(words_before + below.count_ones() as usize);
-            }
-            bits &= bits - 1;
-        }
-        words_before += nuls.count_ones() as usize;
+        words_before = push_accepted(
+            allowed & nuls,
+            nuls,
+            n * LANES,
+            text.len(),
+            words_before,
+            out,
+        );
         previous_nuls = nuls;
     }
 }
@@ -375,17 +362,7 @@ fn pick_substring<const L: usize>(
             found &= shift(masks[j], previous[j], L - 1 - j);
         }
         let reach = reach_of(!nuls, found, reach_before, previous_nuls);
-        let mut bits = reach & nuls;
-        let base = n * LANES;
-        while bits != 0 {
-            let bit = bits.trailing_zeros();
-            if base + (bit as usize) < text.len() {
-                let below = nuls & ((1u64 << bit) - 1);
-                out.push(words_before + below.count_ones() as usize);
-            }
-            bits &= bits - 1;
-        }
-        words_before += nuls.count_ones() as usize;
+        words_before = push_accepted(reach & nuls, nuls, n * LANES, text.len(), words_before, out);
         previous = masks;
         reach_before = reach;
         previous_nuls = nuls;
@@ -434,18 +411,40 @@ fn pick_distinct_bytes<const S: usize>(
             carries[s] = ((reach | found) & in_word) >> (LANES - 1);
             allowed = reach;
         }
-        let mut bits = allowed & nuls;
-        let base = n * LANES;
-        while bits != 0 {
-            let bit = bits.trailing_zeros();
-            if base + (bit as usize) < text.len() {
-                let below = nuls & ((1u64 << bit) - 1);
-                out.push(words_before + below.count_ones() as usize);
-            }
-            bits &= bits - 1;
-        }
-        words_before += nuls.count_ones() as usize;
+        words_before = push_accepted(
+            allowed & nuls,
+            nuls,
+            n * LANES,
+            text.len(),
+            words_before,
+            out,
+        );
     }
+}
+
+/// Pushes onto `out` the places of the words whose NULs are the
+/// `accepted` bits of the 64 bytes at `base` of a text of `len` bytes
+/// (`nuls` their NULs, `words_before` the words ended before them), the
+/// padding past `len` left out; returns the words ended by their end.
+#[inline(always)]
+fn push_accepted(
+    accepted: u64,
+    nuls: u64,
+    base: usize,
+    len: usize,
+    words_before: usize,
+    out: &mut Vec<usize>,
+) -> usize {
+    let mut bits = accepted;
+    while bits != 0 {
+        let bit = bits.trailing_zeros();
+        if base + (bit as usize) < len {
+            let below = nuls & ((1u64 << bit) - 1);
+            out.push(words_before + below.count_ones() as usize);
+        }
+        bits &= bits - 1;
+    }
+    words_before + nuls.count_ones() as usize
 }
 
 /// The 64-byte blocks of `text`, the last one copied into `tail` (all
