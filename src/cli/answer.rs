@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 use ignore::overrides::{Override, OverrideBuilder};
 use ignore::types::{Types, TypesBuilder};
@@ -270,14 +271,35 @@ fn error_reason(e: &ignore::Error) -> String {
 
 /// One word of an answer with its locations.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub struct Entry(Repr);
+
+/// An entry takes 16 bytes: a pattern answers up to a million words, and
+/// on the hosts measured a fresh page of memory costs more than a scan of
+/// the words it lists (at 40 bytes a word, the answer's pages were a third
+/// of `*e_*`'s time, perf).
+#[derive(Debug, Clone)]
+enum Repr {
+    /// A word of one layer whose locations are read from the index as
+    /// they are printed: nearly every entry. The layer is kept one more
+    /// than it is, so that the box of [`Repr::Full`] fits beside it.
+    Lazy {
+        layer: NonZeroU32,
+        id: u32,
+        count: u64,
+    },
+    /// A word of several layers, or one of a narrowed answer.
+    Full(Box<Full>),
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 16);
+
+#[derive(Debug, Clone)]
+struct Full {
     hit: Hit,
     count: u64,
     /// What a narrowed answer keeps (else the locations are read from the
-    /// index): boxed, as an answer of every word is 40 bytes a word where
-    /// the two inline took 80, and a pattern answers hundreds of thousands
-    /// (their fresh pages were a third of `*a*b*c*`'s time, perf).
-    narrowed: Option<Box<Narrowed>>,
+    /// index).
+    narrowed: Option<Narrowed>,
 }
 
 #[derive(Debug, Clone)]
@@ -289,17 +311,69 @@ struct Narrowed {
 }
 
 impl Entry {
+    /// `hit`, its locations read from the index, its count not yet set.
+    fn lazy(hit: Hit) -> Entry {
+        let small = hit.as_single().and_then(|(layer, id)| {
+            let layer = NonZeroU32::new(layer.checked_add(1)?)?;
+            Some(Repr::Lazy {
+                layer,
+                id,
+                count: 0,
+            })
+        });
+        Entry(small.unwrap_or_else(|| {
+            Repr::Full(Box::new(Full {
+                hit,
+                count: 0,
+                narrowed: None,
+            }))
+        }))
+    }
+
+    /// `hit` with the locations the narrowing kept.
+    fn listed(hit: Hit, spelled: Option<String>, listed: Vec<Location>) -> Entry {
+        Entry(Repr::Full(Box::new(Full {
+            hit,
+            count: listed.len() as u64,
+            narrowed: Some(Narrowed { spelled, listed }),
+        })))
+    }
+
+    fn hit(&self) -> Hit {
+        match &self.0 {
+            Repr::Lazy { layer, id, .. } => Hit::single(layer.get() - 1, *id),
+            Repr::Full(full) => full.hit,
+        }
+    }
+
+    fn narrowed(&self) -> Option<&Narrowed> {
+        match &self.0 {
+            Repr::Lazy { .. } => None,
+            Repr::Full(full) => full.narrowed.as_ref(),
+        }
+    }
+
+    fn narrowed_mut(&mut self) -> Option<&mut Narrowed> {
+        match &mut self.0 {
+            Repr::Lazy { .. } => None,
+            Repr::Full(full) => full.narrowed.as_mut(),
+        }
+    }
+
     /// The word as shown.
     pub fn word<'v>(&'v self, view: &'v View) -> Cow<'v, str> {
-        match self.narrowed.as_ref().and_then(|n| n.spelled.as_ref()) {
+        match self.narrowed().and_then(|n| n.spelled.as_ref()) {
             Some(word) => Cow::Borrowed(word),
-            None => view.word(&self.hit),
+            None => view.word(&self.hit()),
         }
     }
 
     /// Its occurrences in the answer.
     pub fn count(&self) -> u64 {
-        self.count
+        match &self.0 {
+            Repr::Lazy { count, .. } => *count,
+            Repr::Full(full) => full.count,
+        }
     }
 
     /// Its locations, in (path, line, column) order.
@@ -307,17 +381,17 @@ impl Entry {
         &'v self,
         view: &'v View,
     ) -> Result<Box<dyn Iterator<Item = Location> + 'v>, Damaged> {
-        Ok(match &self.narrowed {
+        Ok(match self.narrowed() {
             Some(narrowed) => Box::new(narrowed.listed.iter().copied()),
-            None => Box::new(view.locations(&self.hit)?),
+            None => Box::new(view.locations(&self.hit())?),
         })
     }
 
     /// Its first `n` locations, reading no further than needed.
     pub fn first(&self, view: &View, n: usize) -> Result<Vec<Location>, Damaged> {
-        match &self.narrowed {
+        match self.narrowed() {
             Some(narrowed) => Ok(narrowed.listed.iter().take(n).copied().collect()),
-            None => view.first_locations(&self.hit, n),
+            None => view.first_locations(&self.hit(), n),
         }
     }
 
@@ -325,19 +399,22 @@ impl Entry {
     pub fn lazy_hits(entries: &[Entry]) -> Vec<Hit> {
         entries
             .iter()
-            .filter(|e| e.narrowed.is_none())
-            .map(|e| e.hit)
+            .filter(|e| e.narrowed().is_none())
+            .map(Entry::hit)
             .collect()
     }
 }
 
 impl Counted for Entry {
-    fn hit(&self) -> &Hit {
-        &self.hit
+    fn hit(&self) -> Hit {
+        Entry::hit(self)
     }
 
     fn count_mut(&mut self) -> &mut u64 {
-        &mut self.count
+        match &mut self.0 {
+            Repr::Lazy { count, .. } => count,
+            Repr::Full(full) => &mut full.count,
+        }
     }
 }
 
@@ -378,15 +455,10 @@ pub fn find(
 ) -> Result<Vec<Entry>, FindError> {
     // Each word as an entry of the answer from the start, its count and
     // narrowing set below.
-    let lazy = |hit| Entry {
-        hit,
-        count: 0,
-        narrowed: None,
-    };
     let per_term: Vec<Vec<Entry>> = request
         .terms
         .iter()
-        .map(|(_, query)| view.hits_as(|vocabulary| matching_words(vocabulary, query), lazy))
+        .map(|(_, query)| view.hits_as(|vocabulary| matching_words(vocabulary, query), Entry::lazy))
         .collect::<Result<_, Damaged>>()?;
     let admitted = narrowing.paths.admitted(view, &request.paths)?;
     let simple = per_term.len() == 1 && admitted.is_none() && !narrowing.case_sensitive;
@@ -402,7 +474,7 @@ pub fn find(
             false => None,
         };
         let mut entries = Vec::new();
-        for Entry { hit, .. } in term {
+        for hit in term.iter().map(Entry::hit) {
             let listed: Vec<Location> = view
                 .locations(&hit)?
                 .filter(|l| {
@@ -415,7 +487,7 @@ pub fn find(
                 continue;
             }
             match &cased {
-                None => entries.push(listed_entry(hit, None, listed)),
+                None => entries.push(Entry::listed(hit, None, listed)),
                 Some(regex) => {
                     entries.extend(by_spelling(view, narrowing.tree, hit, &listed, regex))
                 }
@@ -428,7 +500,7 @@ pub fn find(
         let mut common = vec![0usize; view.files().len()];
         for (k, entries) in terms.iter().enumerate() {
             for entry in entries {
-                for location in entry.narrowed.iter().flat_map(|n| &n.listed) {
+                for location in entry.narrowed().iter().flat_map(|n| &n.listed) {
                     if let Some(c) = common.get_mut(location.file as usize) {
                         if *c == k {
                             *c = k + 1;
@@ -440,13 +512,14 @@ pub fn find(
         let every = terms.len();
         for entries in &mut terms {
             for entry in entries.iter_mut() {
-                if let Some(narrowed) = &mut entry.narrowed {
+                if let Some(narrowed) = entry.narrowed_mut() {
                     let listed = &mut narrowed.listed;
                     listed.retain(|l| common.get(l.file as usize) == Some(&every));
-                    entry.count = listed.len() as u64;
+                    let kept = listed.len() as u64;
+                    *entry.count_mut() = kept;
                 }
             }
-            entries.retain(|e| e.count > 0);
+            entries.retain(|e| e.count() > 0);
         }
     }
     // One entry per word, in byte order (a word may match two terms).
@@ -456,14 +529,6 @@ pub fn find(
         words.entry(key).or_insert(entry);
     }
     Ok(words.into_values().collect())
-}
-
-fn listed_entry(hit: Hit, spelled: Option<String>, listed: Vec<Location>) -> Entry {
-    Entry {
-        hit,
-        count: listed.len() as u64,
-        narrowed: Some(Box::new(Narrowed { spelled, listed })),
-    }
 }
 
 /// `listed` split by the word's spelling in the file, keeping spellings
@@ -498,7 +563,7 @@ fn by_spelling(
     }
     spellings
         .into_iter()
-        .map(|(word, locations)| listed_entry(hit, Some(word), locations))
+        .map(|(word, locations)| Entry::listed(hit, Some(word), locations))
         .collect()
 }
 

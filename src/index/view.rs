@@ -209,7 +209,7 @@ pub struct Hit {
 /// for [`View::count_into`].
 pub trait Counted: Send {
     /// The word.
-    fn hit(&self) -> &Hit;
+    fn hit(&self) -> Hit;
     /// Where its count goes.
     fn count_mut(&mut self) -> &mut u64;
 }
@@ -220,9 +220,22 @@ impl Hit {
     };
 
     fn of(layer: usize, id: usize) -> Hit {
+        Hit::single(layer as u32, id as u32)
+    }
+
+    /// The word numbered `id` in `layer` alone.
+    pub fn single(layer: u32, id: u32) -> Hit {
         let mut hit = Hit::EMPTY;
-        hit.parts[0] = (layer as u32, id as u32);
+        hit.parts[0] = (layer, id);
         hit
+    }
+
+    /// (layer, number) when one layer alone holds the word, as almost
+    /// every word of a view does: what an answer keeps of it in a few
+    /// bytes (see [`Hit::single`]).
+    pub fn as_single(&self) -> Option<(u32, u32)> {
+        let [first, rest @ ..] = self.parts;
+        (first.0 != NONE && rest.iter().all(|(layer, _)| *layer == NONE)).then_some(first)
     }
 
     fn add(&mut self, layer: usize, id: usize) {
@@ -552,7 +565,7 @@ impl View {
                 }
                 _ => {
                     for item in items {
-                        *item.count_mut() = self.count(item.hit())?;
+                        *item.count_mut() = self.count(&item.hit())?;
                     }
                 }
             }
@@ -693,5 +706,22 @@ impl View {
             total += all - lowered.min(all);
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hit_is_single_only_when_one_layer_holds_its_word() {
+        let one = Hit::single(2, 7);
+        assert_eq!(one.as_single(), Some((2, 7)));
+        assert_eq!(one.parts().collect::<Vec<_>>(), vec![(2, 7)]);
+        let mut two = Hit::of(0, 5);
+        two.add(1, 9);
+        assert_eq!(two.as_single(), None);
+        assert_eq!(two.parts().collect::<Vec<_>>(), vec![(0, 5), (1, 9)]);
+        assert_eq!(Hit::EMPTY.as_single(), None);
     }
 }
