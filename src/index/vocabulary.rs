@@ -219,8 +219,14 @@ const GROUP_BLOCKS: usize = TEXT_GROUP / BLOCK;
 /// At 16, 24 and 32 on the kernel's words (9 alternating runs each,
 /// saved index in a fresh page cache), against never: `*_t*` 55 -> 39, 40
 /// and 43 ms, `*e_*` 84 -> 54, 48 and 51 ms, `*lock*` 21 -> 21, 20 and 20
-/// ms, `*_irq*` 16 -> 16, 19 and 16 ms.
-const PLAIN_FROM: usize = 24;
+/// ms, `*_irq*` 16 -> 16, 19 and 16 ms. Once an answer's entries cost
+/// less (16 bytes, made by two threads), the scan is most of a query, and
+/// 16 beat 24 (11 alternating runs, a fresh copy of the index): `*_t*`
+/// 32.9 -> 29.5 ms, `*iv*` 21.0 -> 18.9, `*lock*` 15.1 -> 14.9; 12 was
+/// no better than 16. (On an index whose pages the host had let go and
+/// split, 16 cost `*iv*` and `*lock*` a fifth: text mapped at 500 ns a
+/// page costs what decoding does.)
+const PLAIN_FROM: usize = 16;
 
 /// A check on the words a search finds (see [`Vocabulary::containing`]).
 pub type Keep<'a> = dyn Fn(&[u8]) -> bool + Sync + 'a;
