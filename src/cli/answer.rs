@@ -16,7 +16,7 @@ use ignore::types::{Types, TypesBuilder};
 use ignore::Match;
 use regex::Regex;
 
-use indexer::index::{Counted, Damaged, Hit, Location, View};
+use indexer::index::{Damaged, Hit, Location, View};
 use indexer::search::{matching_words, Query};
 
 use super::lines::{word_extent, Lines};
@@ -311,20 +311,17 @@ struct Narrowed {
 }
 
 impl Entry {
-    /// `hit`, its locations read from the index, its count not yet set.
-    fn lazy(hit: Hit) -> Entry {
+    /// `hit`, which occurs `count` times, its locations read from the
+    /// index.
+    fn lazy(hit: Hit, count: u64) -> Entry {
         let small = hit.as_single().and_then(|(layer, id)| {
             let layer = NonZeroU32::new(layer.checked_add(1)?)?;
-            Some(Repr::Lazy {
-                layer,
-                id,
-                count: 0,
-            })
+            Some(Repr::Lazy { layer, id, count })
         });
         Entry(small.unwrap_or_else(|| {
             Repr::Full(Box::new(Full {
                 hit,
-                count: 0,
+                count,
                 narrowed: None,
             }))
         }))
@@ -350,6 +347,13 @@ impl Entry {
         match &self.0 {
             Repr::Lazy { .. } => None,
             Repr::Full(full) => full.narrowed.as_ref(),
+        }
+    }
+
+    fn set_count(&mut self, count: u64) {
+        match &mut self.0 {
+            Repr::Lazy { count: c, .. } => *c = count,
+            Repr::Full(full) => full.count = count,
         }
     }
 
@@ -405,19 +409,6 @@ impl Entry {
     }
 }
 
-impl Counted for Entry {
-    fn hit(&self) -> Hit {
-        Entry::hit(self)
-    }
-
-    fn count_mut(&mut self) -> &mut u64 {
-        match &mut self.0 {
-            Repr::Lazy { count, .. } => count,
-            Repr::Full(full) => &mut full.count,
-        }
-    }
-}
-
 /// How an answer is narrowed beyond its terms.
 pub struct Narrowing<'a> {
     pub paths: &'a PathFilter,
@@ -453,20 +444,19 @@ pub fn find(
     request: &Request,
     narrowing: &Narrowing<'_>,
 ) -> Result<Vec<Entry>, FindError> {
-    // Each word as an entry of the answer from the start, its count and
-    // narrowing set below.
-    let per_term: Vec<Vec<Entry>> = request
+    let admitted = narrowing.paths.admitted(view, &request.paths)?;
+    if let ([(_, query)], None, false) = (&request.terms[..], &admitted, narrowing.case_sensitive) {
+        // One term, nothing to narrow by: each word an entry as it is
+        // found, with its count, its locations read as they are printed.
+        return Ok(
+            view.counted_hits_as(|vocabulary| matching_words(vocabulary, query), Entry::lazy)?
+        );
+    }
+    let per_term: Vec<Vec<Hit>> = request
         .terms
         .iter()
-        .map(|(_, query)| view.hits_as(|vocabulary| matching_words(vocabulary, query), Entry::lazy))
+        .map(|(_, query)| view.hits(|vocabulary| matching_words(vocabulary, query)))
         .collect::<Result<_, Damaged>>()?;
-    let admitted = narrowing.paths.admitted(view, &request.paths)?;
-    let simple = per_term.len() == 1 && admitted.is_none() && !narrowing.case_sensitive;
-    if simple {
-        let mut entries = per_term.into_iter().next().unwrap_or_default();
-        view.count_into(&mut entries)?;
-        return Ok(entries);
-    }
     let mut terms: Vec<Vec<Entry>> = Vec::with_capacity(per_term.len());
     for ((text, _), term) in request.terms.iter().zip(per_term) {
         let cased = match narrowing.case_sensitive {
@@ -474,7 +464,7 @@ pub fn find(
             false => None,
         };
         let mut entries = Vec::new();
-        for hit in term.iter().map(Entry::hit) {
+        for hit in term {
             let listed: Vec<Location> = view
                 .locations(&hit)?
                 .filter(|l| {
@@ -516,7 +506,7 @@ pub fn find(
                     let listed = &mut narrowed.listed;
                     listed.retain(|l| common.get(l.file as usize) == Some(&every));
                     let kept = listed.len() as u64;
-                    *entry.count_mut() = kept;
+                    entry.set_count(kept);
                 }
             }
             entries.retain(|e| e.count() > 0);

@@ -44,7 +44,7 @@ pub use merge::{merge_runs, merge_runs_parallel, MalformedRun};
 pub use partial::{PartialIndex, Run, RunReader};
 pub use postings::Location;
 pub use tokenize::{for_each_word, Position, Word, MAX_WORD_BYTES};
-pub use view::{occurrences_in, Counted, FileStamp, Hit, Layer, View, MAX_LAYERS};
+pub use view::{occurrences_in, FileStamp, Hit, Layer, View, MAX_LAYERS};
 pub use vocabulary::{Step, TextPicker, Vocabulary};
 pub use walk::{check_root, walk, BadGlob, Excludes, FileEntry, Problem, RootError, Walk};
 

@@ -11,6 +11,7 @@
 //! order. A fresh build is a view of one layer, with nothing dropped.
 
 use std::cmp::Ordering;
+use std::mem::MaybeUninit;
 
 use super::postings::{count_in_files, Location};
 use super::{Damaged, FileTable, Index, Vocabulary, WordLocations};
@@ -205,15 +206,6 @@ pub struct Hit {
     parts: [(u32, u32); MAX_LAYERS],
 }
 
-/// An item of an answer that stands for a hit and holds its word's count,
-/// for [`View::count_into`].
-pub trait Counted: Send {
-    /// The word.
-    fn hit(&self) -> Hit;
-    /// Where its count goes.
-    fn count_mut(&mut self) -> &mut u64;
-}
-
 impl Hit {
     const EMPTY: Hit = Hit {
         parts: [(NONE, NONE); MAX_LAYERS],
@@ -262,34 +254,64 @@ impl Hit {
     }
 }
 
-/// Appends `make(id)` for each of `ids` to `out`, the second half made
-/// on a thread of its own when there are many.
-fn made_side_by_side<T: Send>(out: &mut Vec<T>, ids: &[usize], make: impl Fn(usize) -> T + Sync) {
-    const SIDE_BY_SIDE: usize = 1 << 15;
-    if ids.len() < SIDE_BY_SIDE {
-        out.extend(ids.iter().map(|&id| make(id)));
-        return;
-    }
+/// Reads the counts of the words `ids` into a vector, in order.
+type CountsOf<'a> = &'a (dyn Fn(&[usize], &mut Vec<u64>) -> Result<(), Damaged> + Sync);
+
+/// Appends `make(id, count)` for each of `ids` to `out`, the count read
+/// by `counts_of` (0 without it), a few thousand ids at a time; when
+/// there are many, the second half is made on a thread of its own.
+/// Nothing is appended if a count cannot be read.
+fn made_side_by_side<T: Send>(
+    out: &mut Vec<T>,
+    ids: &[usize],
+    counts_of: Option<CountsOf<'_>>,
+    make: impl Fn(usize, u64) -> T + Sync,
+) -> Result<(), Damaged> {
+    const SIDE_BY_SIDE: usize = 1 << 14;
+    // Counts read into a small buffer at a time, then used.
+    const AT_ONCE: usize = 4096;
+    // Writes every slot of `slots` (as long as `ids`) or returns an error.
+    let fill = |slots: &mut [MaybeUninit<T>], ids: &[usize]| -> Result<(), Damaged> {
+        let mut counts = Vec::with_capacity(AT_ONCE.min(ids.len()));
+        for (slots, ids) in slots.chunks_mut(AT_ONCE).zip(ids.chunks(AT_ONCE)) {
+            counts.clear();
+            match counts_of {
+                Some(read) => read(ids, &mut counts)?,
+                None => counts.resize(ids.len(), 0),
+            }
+            if counts.len() != ids.len() {
+                return Err(Damaged);
+            }
+            for ((slot, &id), &count) in slots.iter_mut().zip(ids).zip(&counts) {
+                slot.write(make(id, count));
+            }
+        }
+        Ok(())
+    };
     out.reserve(ids.len());
     let spare = &mut out.spare_capacity_mut()[..ids.len()];
-    let (low, high) = ids.split_at(ids.len() / 2);
-    let (low_out, high_out) = spare.split_at_mut(low.len());
-    let fill = |out: &mut [std::mem::MaybeUninit<T>], ids: &[usize]| {
-        for (slot, &id) in out.iter_mut().zip(ids) {
-            slot.write(make(id));
-        }
-    };
-    std::thread::scope(|scope| {
-        let high = scope.spawn(|| fill(high_out, high));
-        fill(low_out, low);
-        high.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-    });
-    // SAFETY: the two halves together are the `ids.len()` slots after the
-    // vector's length, and each was written above (`fill` writes every
-    // slot of its half, the halves being as long as their ids); had
-    // either thread panicked, the panic would have been resumed before
-    // this line.
+    if ids.len() < SIDE_BY_SIDE {
+        fill(spare, ids)?;
+    } else {
+        let (low, high) = ids.split_at(ids.len() / 2);
+        let (low_out, high_out) = spare.split_at_mut(low.len());
+        let (low, high) = std::thread::scope(|scope| {
+            let high = scope.spawn(|| fill(high_out, high));
+            let low = fill(low_out, low);
+            (
+                low,
+                high.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            )
+        });
+        low.and(high)?;
+    }
+    // SAFETY: the `ids.len()` slots after the vector's length were all
+    // written: `fill` returned `Ok` for each part, and it writes every
+    // slot of its part before returning `Ok` (slots and ids are cut into
+    // the same chunks, and a chunk is written only when it has a count
+    // for each id). A panic in either thread was resumed above.
     unsafe { out.set_len(out.len() + ids.len()) };
+    Ok(())
 }
 
 /// What a file was when it was indexed, to tell whether the tree still
@@ -496,8 +518,29 @@ impl View {
     /// page faults on one thread).
     pub fn hits_as<T: Send>(
         &self,
-        mut select: impl FnMut(&Vocabulary) -> Vec<usize>,
+        select: impl FnMut(&Vocabulary) -> Vec<usize>,
         make: impl Fn(Hit) -> T + Sync,
+    ) -> Result<Vec<T>, Damaged> {
+        self.hits_made(select, false, |hit, _| make(hit))
+    }
+
+    /// [`View::hits_as`] with each word's count in the view, read as the
+    /// items are made: for a long answer of one layer, by the two threads
+    /// that make it, each count a cache miss in a table of every word's
+    /// count (and the first time, its chunk's check).
+    pub fn counted_hits_as<T: Send>(
+        &self,
+        select: impl FnMut(&Vocabulary) -> Vec<usize>,
+        make: impl Fn(Hit, u64) -> T + Sync,
+    ) -> Result<Vec<T>, Damaged> {
+        self.hits_made(select, true, make)
+    }
+
+    fn hits_made<T: Send>(
+        &self,
+        mut select: impl FnMut(&Vocabulary) -> Vec<usize>,
+        counted: bool,
+        make: impl Fn(Hit, u64) -> T + Sync,
     ) -> Result<Vec<T>, Damaged> {
         let mut picked: Vec<Vec<usize>> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
@@ -518,14 +561,36 @@ impl View {
         }
         let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
         crate::index::partial::advise_huge_pages(hits.spare_capacity_mut());
-        if let [ids] = &picked[..] {
-            made_side_by_side(&mut hits, ids, |id| make(Hit::of(0, id)));
+        if let ([ids], [layer]) = (&picked[..], &self.layers[..]) {
+            let stored =
+                |ids: &[usize], out: &mut Vec<u64>| layer.index.counts_of(ids.iter().copied(), out);
+            let adjusted = |ids: &[usize], out: &mut Vec<u64>| {
+                for &id in ids {
+                    out.push(u64::from(layer.count(id)?));
+                }
+                Ok(())
+            };
+            let counts_of: Option<CountsOf<'_>> = match (counted, layer.adjusted.is_empty()) {
+                (false, _) => None,
+                (true, true) => Some(&stored),
+                (true, false) => Some(&adjusted),
+            };
+            made_side_by_side(&mut hits, ids, counts_of, |id, count| {
+                make(Hit::of(0, id), count)
+            })?;
             return Ok(hits);
         }
+        let count = |hit: &Hit| match counted {
+            true => self.count(hit),
+            false => Ok(0),
+        };
         if self.sharded {
             // Shards in word order: their picks, as they are.
             for (l, ids) in picked.iter().enumerate() {
-                hits.extend(ids.iter().map(|&id| make(Hit::of(l, id))));
+                for &id in ids {
+                    let hit = Hit::of(l, id);
+                    hits.push(make(hit, count(&hit)?));
+                }
             }
             return Ok(hits);
         }
@@ -563,7 +628,7 @@ impl View {
                 next[l] += 1;
                 heads[l] = word_of(l, next[l]);
             }
-            hits.push(make(hit));
+            hits.push(make(hit, count(&hit)?));
         }
     }
 
@@ -577,52 +642,6 @@ impl View {
     pub fn word(&self, hit: &Hit) -> std::borrow::Cow<'_, str> {
         let (l, id) = hit.first();
         self.layers[l].index.vocabulary().word_str(id)
-    }
-
-    /// Sets the count of each item's word. Many words are counted in two
-    /// halves side by side: each count is a cache miss in a table of every
-    /// word's count (and, the first time, its chunk's check), which for the
-    /// tens of thousands of words a pattern can match is a good part of the
-    /// answer's time.
-    pub fn count_into<T: Counted>(&self, items: &mut [T]) -> Result<(), Damaged> {
-        const SIDE_BY_SIDE: usize = 1 << 14;
-        // Counts read into a small buffer at a time, then set.
-        const AT_ONCE: usize = 4096;
-        let count_all = |items: &mut [T]| -> Result<(), Damaged> {
-            match &self.layers[..] {
-                // One layer as stored: its counts read a chunk at a time.
-                [layer] if layer.adjusted.is_empty() => {
-                    let mut counts = Vec::with_capacity(AT_ONCE.min(items.len()));
-                    for chunk in items.chunks_mut(AT_ONCE) {
-                        counts.clear();
-                        let ids = chunk.iter().map(|item| item.hit().first().1);
-                        layer.index.counts_of(ids, &mut counts)?;
-                        for (item, &count) in chunk.iter_mut().zip(&counts) {
-                            *item.count_mut() = count;
-                        }
-                    }
-                }
-                _ => {
-                    for item in items {
-                        *item.count_mut() = self.count(&item.hit())?;
-                    }
-                }
-            }
-            Ok(())
-        };
-        if items.len() < SIDE_BY_SIDE {
-            return count_all(items);
-        }
-        let (low, high) = items.split_at_mut(items.len() / 2);
-        let (low, high) = std::thread::scope(|scope| {
-            let high = scope.spawn(|| count_all(high));
-            let low = count_all(low);
-            (
-                low,
-                high.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
-            )
-        });
-        low.and(high)
     }
 
     /// Occurrences of the word in the view.
@@ -766,15 +785,50 @@ mod tests {
 
     #[test]
     fn items_made_side_by_side_are_those_made_in_order() {
-        // Either side of the threshold, after what the vector held.
-        for n in [0, 5, (1 << 15) - 1, 1 << 15, 100_003] {
+        let double = |ids: &[usize], out: &mut Vec<u64>| {
+            out.extend(ids.iter().map(|&id| 2 * id as u64));
+            Ok(())
+        };
+        // Either side of the threshold, after what the vector held, with
+        // counts and without.
+        for n in [0, 5, (1 << 14) - 1, 1 << 14, 100_003] {
             let ids: Vec<usize> = (0..n).map(|i| i * 7 + 3).collect();
-            let mut made = vec![String::from("kept")];
-            made_side_by_side(&mut made, &ids, |id| format!("w{id}"));
-            let want: Vec<String> = std::iter::once(String::from("kept"))
-                .chain(ids.iter().map(|id| format!("w{id}")))
-                .collect();
-            assert_eq!(made, want);
+            for counts_of in [None, Some(&double as CountsOf<'_>)] {
+                let mut made = vec![String::from("kept")];
+                made_side_by_side(&mut made, &ids, counts_of, |id, c| format!("w{id}:{c}"))
+                    .unwrap();
+                let count = |id: usize| if counts_of.is_some() { 2 * id } else { 0 };
+                let want: Vec<String> = std::iter::once(String::from("kept"))
+                    .chain(ids.iter().map(|&id| format!("w{id}:{}", count(id))))
+                    .collect();
+                assert_eq!(made, want);
+            }
+        }
+    }
+
+    #[test]
+    fn a_count_that_cannot_be_read_appends_nothing() {
+        // Damaged in either half, or a reader giving too few counts.
+        let damaged_past = |limit: usize| {
+            move |ids: &[usize], out: &mut Vec<u64>| match ids.iter().any(|&id| id >= limit) {
+                true => Err(Damaged),
+                false => {
+                    out.extend(ids.iter().map(|&id| id as u64));
+                    Ok(())
+                }
+            }
+        };
+        let short = |ids: &[usize], out: &mut Vec<u64>| {
+            out.extend(ids.iter().skip(1).map(|&id| id as u64));
+            Ok(())
+        };
+        let ids: Vec<usize> = (0..50_000).collect();
+        let (low, high) = (damaged_past(100), damaged_past(40_000));
+        for counts_of in [&low as CountsOf<'_>, &high, &short] {
+            let mut made = vec![7u64];
+            let result = made_side_by_side(&mut made, &ids, Some(counts_of), |id, c| id as u64 + c);
+            assert!(result.is_err());
+            assert_eq!(made, vec![7]);
         }
     }
 }
