@@ -254,24 +254,25 @@ impl Hit {
     }
 }
 
-/// Reads the counts of the words `ids` into a vector, in order.
-type CountsOf<'a> = &'a (dyn Fn(&[usize], &mut Vec<u64>) -> Result<(), Damaged> + Sync);
+/// Reads the counts of the words `ids` (numbers in a layer, or hits)
+/// into a vector, in order.
+type CountsOf<'a, I> = &'a (dyn Fn(&[I], &mut Vec<u64>) -> Result<(), Damaged> + Sync);
 
 /// Appends `make(id, count)` for each of `ids` to `out`, the count read
 /// by `counts_of` (0 without it), a few thousand ids at a time; when
 /// there are many, the second half is made on a thread of its own.
 /// Nothing is appended if a count cannot be read.
-fn made_side_by_side<T: Send>(
+fn made_side_by_side<I: Copy + Sync, T: Send>(
     out: &mut Vec<T>,
-    ids: &[usize],
-    counts_of: Option<CountsOf<'_>>,
-    make: impl Fn(usize, u64) -> T + Sync,
+    ids: &[I],
+    counts_of: Option<CountsOf<'_, I>>,
+    make: impl Fn(I, u64) -> T + Sync,
 ) -> Result<(), Damaged> {
     const SIDE_BY_SIDE: usize = 1 << 14;
     // Counts read into a small buffer at a time, then used.
     const AT_ONCE: usize = 4096;
     // Writes every slot of `slots` (as long as `ids`) or returns an error.
-    let fill = |slots: &mut [MaybeUninit<T>], ids: &[usize]| -> Result<(), Damaged> {
+    let fill = |slots: &mut [MaybeUninit<T>], ids: &[I]| -> Result<(), Damaged> {
         let mut counts = Vec::with_capacity(AT_ONCE.min(ids.len()));
         for (slots, ids) in slots.chunks_mut(AT_ONCE).zip(ids.chunks(AT_ONCE)) {
             counts.clear();
@@ -559,8 +560,6 @@ impl View {
             }
             picked.push(ids);
         }
-        let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
-        crate::index::partial::advise_huge_pages(hits.spare_capacity_mut());
         if let ([ids], [layer]) = (&picked[..], &self.layers[..]) {
             let stored =
                 |ids: &[usize], out: &mut Vec<u64>| layer.index.counts_of(ids.iter().copied(), out);
@@ -570,29 +569,48 @@ impl View {
                 }
                 Ok(())
             };
-            let counts_of: Option<CountsOf<'_>> = match (counted, layer.adjusted.is_empty()) {
+            let counts_of: Option<CountsOf<'_, _>> = match (counted, layer.adjusted.is_empty()) {
                 (false, _) => None,
                 (true, true) => Some(&stored),
                 (true, false) => Some(&adjusted),
             };
-            made_side_by_side(&mut hits, ids, counts_of, |id, count| {
+            let mut made = Vec::with_capacity(ids.len());
+            crate::index::partial::advise_huge_pages(made.spare_capacity_mut());
+            made_side_by_side(&mut made, ids, counts_of, |id, count| {
                 make(Hit::of(0, id), count)
             })?;
-            return Ok(hits);
+            return Ok(made);
         }
-        let count = |hit: &Hit| match counted {
-            true => self.count(hit),
-            false => Ok(0),
+        // Several layers: the hits merged in word order first, then made
+        // as one layer's are, their counts summed over their layers.
+        let merged = self.merged(&picked);
+        if !counted {
+            // In place where a `T` is a hit's size (`View::hits`).
+            return Ok(merged.into_iter().map(|hit| make(hit, 0)).collect());
+        }
+        let summed = |hits: &[Hit], out: &mut Vec<u64>| {
+            for hit in hits {
+                out.push(self.count(hit)?);
+            }
+            Ok(())
         };
+        let mut made = Vec::with_capacity(merged.len());
+        crate::index::partial::advise_huge_pages(made.spare_capacity_mut());
+        made_side_by_side(&mut made, &merged, Some(&summed), make)?;
+        Ok(made)
+    }
+
+    /// The hits of several layers' picks (each ascending), in word order:
+    /// shards' as they are, stacked layers' merged, a word held by several
+    /// layers one hit.
+    fn merged(&self, picked: &[Vec<usize>]) -> Vec<Hit> {
+        let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
         if self.sharded {
             // Shards in word order: their picks, as they are.
             for (l, ids) in picked.iter().enumerate() {
-                for &id in ids {
-                    let hit = Hit::of(l, id);
-                    hits.push(make(hit, count(&hit)?));
-                }
+                hits.extend(ids.iter().map(|&id| Hit::of(l, id)));
             }
-            return Ok(hits);
+            return hits;
         }
         let mut next = vec![0usize; picked.len()];
         // The next pick's word in each layer, decoded once per pick.
@@ -622,13 +640,13 @@ impl View {
                 hit.add(l, id);
             }
             if smallest.is_none() {
-                return Ok(hits);
+                return hits;
             }
             for (l, _) in hit.parts() {
                 next[l] += 1;
                 heads[l] = word_of(l, next[l]);
             }
-            hits.push(make(hit, count(&hit)?));
+            hits.push(hit);
         }
     }
 
@@ -793,7 +811,7 @@ mod tests {
         // counts and without.
         for n in [0, 5, (1 << 14) - 1, 1 << 14, 100_003] {
             let ids: Vec<usize> = (0..n).map(|i| i * 7 + 3).collect();
-            for counts_of in [None, Some(&double as CountsOf<'_>)] {
+            for counts_of in [None, Some(&double as CountsOf<'_, usize>)] {
                 let mut made = vec![String::from("kept")];
                 made_side_by_side(&mut made, &ids, counts_of, |id, c| format!("w{id}:{c}"))
                     .unwrap();
@@ -824,7 +842,7 @@ mod tests {
         };
         let ids: Vec<usize> = (0..50_000).collect();
         let (low, high) = (damaged_past(100), damaged_past(40_000));
-        for counts_of in [&low as CountsOf<'_>, &high, &short] {
+        for counts_of in [&low as CountsOf<'_, usize>, &high, &short] {
             let mut made = vec![7u64];
             let result = made_side_by_side(&mut made, &ids, Some(counts_of), |id, c| id as u64 + c);
             assert!(result.is_err());
