@@ -258,9 +258,10 @@ impl Hit {
 /// into a vector, in order.
 type CountsOf<'a, I> = &'a (dyn Fn(&[I], &mut Vec<u64>) -> Result<(), Damaged> + Sync);
 
-/// Appends `make(id, count)` for each of `ids` to `out`, the count read
-/// by `counts_of` (0 without it), a few thousand ids at a time; when
-/// there are many, the second half is made on a thread of its own.
+/// Appends `make(id, count)` for each of `ids` to `out` (its new room
+/// hinted to huge pages), the count read by `counts_of` (0 without it), a
+/// few thousand ids at a time; when there are many, the second half is
+/// made on a thread of its own.
 /// Nothing is appended if a count cannot be read.
 fn made_side_by_side<I: Copy + Sync, T: Send>(
     out: &mut Vec<T>,
@@ -291,6 +292,7 @@ fn made_side_by_side<I: Copy + Sync, T: Send>(
     };
     out.reserve(ids.len());
     let spare = &mut out.spare_capacity_mut()[..ids.len()];
+    crate::index::partial::advise_huge_pages(spare);
     if ids.len() < SIDE_BY_SIDE {
         fill(spare, ids)?;
     } else {
@@ -574,8 +576,7 @@ impl View {
                 (true, true) => Some(&stored),
                 (true, false) => Some(&adjusted),
             };
-            let mut made = Vec::with_capacity(ids.len());
-            crate::index::partial::advise_huge_pages(made.spare_capacity_mut());
+            let mut made = Vec::new();
             made_side_by_side(&mut made, ids, counts_of, |id, count| {
                 make(Hit::of(0, id), count)
             })?;
@@ -594,8 +595,7 @@ impl View {
             }
             Ok(())
         };
-        let mut made = Vec::with_capacity(merged.len());
-        crate::index::partial::advise_huge_pages(made.spare_capacity_mut());
+        let mut made = Vec::new();
         made_side_by_side(&mut made, &merged, Some(&summed), make)?;
         Ok(made)
     }

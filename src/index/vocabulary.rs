@@ -739,8 +739,8 @@ impl Front {
     /// group of decoded blocks. Blocks whose signature lacks a pair of
     /// `signed` (the needle, less any NUL the finder appends to it) are
     /// not decoded; a group where most blocks may hold the needle is
-    /// handed whole to `pick`, if given, as plain text (when at least
-    /// `plain_from` of its blocks may, see [`PLAIN_FROM`]). `blocks` starts
+    /// handed whole to `pick`, if given with its threshold, as plain text
+    /// (when at least that many of its blocks may, see [`PLAIN_FROM`]). `blocks` starts
     /// at a group's start.
     fn containing(
         &self,
@@ -748,8 +748,7 @@ impl Front {
         finder: &memchr::memmem::Finder<'_>,
         signed: Option<Signature>,
         keep: Option<&Keep<'_>>,
-        pick: Option<&TextPicker<'_>>,
-        plain_from: usize,
+        pick: Option<(&TextPicker<'_>, usize)>,
     ) -> Vec<usize> {
         let mut ids = Vec::new();
         let mut decoded = Decoded::default();
@@ -773,7 +772,7 @@ impl Front {
                 }
                 None => true,
             };
-            if let Some((plain, pick)) = plain {
+            if let Some((plain, (pick, plain_from))) = plain {
                 let first = group.start * BLOCK;
                 let many = group.clone().filter(|&b| may_hold(b)).count() >= plain_from;
                 let range = (many && group.start % GROUP_BLOCKS == 0)
@@ -1547,16 +1546,13 @@ impl Vocabulary {
                 // Parts of whole groups, so a group's plain text is one
                 // part's.
                 let groups = f.block_count().div_ceil(GROUP_BLOCKS);
-                let (pick, plain_from) = match pick.filter(|_| !at_end) {
-                    Some((pick, from)) => (Some(pick), from),
-                    None => (None, 0),
-                };
+                let pick = pick.filter(|_| !at_end);
                 return self
                     .in_parts(|part, parts| {
                         let part = share(groups, part, parts);
                         let blocks = part.start * GROUP_BLOCKS
                             ..(part.end * GROUP_BLOCKS).min(f.block_count());
-                        f.containing(blocks, &finder, signed, keep, pick, plain_from)
+                        f.containing(blocks, &finder, signed, keep, pick)
                     })
                     .into_iter()
                     .reduce(joined)
