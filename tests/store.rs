@@ -1316,7 +1316,7 @@ type Everything = Vec<(String, u64, Vec<indexer::index::Location>, Vec<String>)>
 
 fn read_everything(view: &indexer::index::View) -> Result<Everything, indexer::index::Damaged> {
     let mut words = Vec::new();
-    for hit in view.hits(|v| (0..v.len()).collect())? {
+    for hit in view.hits(|v| indexer::index::Picks::span(0..v.len()))? {
         let locations: Vec<_> = view.locations(&hit)?.collect();
         let paths = locations
             .iter()

@@ -819,7 +819,7 @@ fn write_part(
     let (k, ranks) = (world.rank() as usize + 1, world.size() as usize);
     let staging = staging_path(file);
     let hits = view
-        .hits(|v| (0..v.len()).collect())
+        .hits(|v| indexer::index::Picks::span(0..v.len()))
         .unwrap_or_else(|e| fail(world, e));
     let staged = shards::save_part(&staging, k, ranks, meta, view, &hits, records);
     if let Err(e) = &staged {

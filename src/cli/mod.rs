@@ -855,7 +855,7 @@ pub(crate) fn did_you_mean(view: &View, request: &answer::Request) -> String {
     let mut distances: Vec<std::collections::HashMap<usize, usize>> = Vec::new();
     let hits = view.hits(|vocabulary| {
         let found = similar_words(vocabulary, word.as_bytes(), SUGGESTION_DISTANCE);
-        let ids = found.iter().map(|&(id, _)| id).collect();
+        let ids: Vec<usize> = found.iter().map(|&(id, _)| id).collect();
         distances.push(found.into_iter().collect());
         ids
     });

@@ -26,6 +26,7 @@ mod files;
 mod ignores;
 pub(crate) mod merge;
 pub(crate) mod partial;
+mod picks;
 pub(crate) mod postings;
 mod release;
 pub(crate) mod stream;
@@ -42,6 +43,7 @@ pub use build::{
 pub use files::FileTable;
 pub use merge::{merge_runs, merge_runs_parallel, MalformedRun};
 pub use partial::{PartialIndex, Run, RunReader};
+pub use picks::Picks;
 pub use postings::Location;
 pub use tokenize::{for_each_word, Position, Word, MAX_WORD_BYTES};
 pub use view::{occurrences_in, FileStamp, Hit, Layer, View, MAX_LAYERS};

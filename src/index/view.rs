@@ -12,9 +12,10 @@
 
 use std::cmp::Ordering;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use super::postings::{count_in_files, Location};
-use super::{Damaged, FileTable, Index, Vocabulary, WordLocations};
+use super::{Damaged, FileTable, Index, Picks, Vocabulary, WordLocations};
 
 /// Most layers a view stacks: a base, its delta, and a delta being made.
 pub const MAX_LAYERS: usize = 3;
@@ -258,49 +259,84 @@ impl Hit {
 /// into a vector, in order.
 type CountsOf<'a, I> = &'a (dyn Fn(&[I], &mut Vec<u64>) -> Result<(), Damaged> + Sync);
 
-/// Appends `make(id, count)` for each of `ids` to `out` (its new room
+/// What an answer is made from, read a few thousand at a time from any
+/// position: a layer's picks, or the hits merged from several layers.
+trait Items: Sync {
+    type Item: Copy;
+    fn len(&self) -> usize;
+    /// Appends the items at `positions` to `out`.
+    fn read(&self, positions: Range<usize>, out: &mut Vec<Self::Item>);
+}
+
+impl Items for Picks {
+    type Item = usize;
+    fn len(&self) -> usize {
+        Picks::len(self)
+    }
+    fn read(&self, positions: Range<usize>, out: &mut Vec<usize>) {
+        Picks::read(self, positions, out);
+    }
+}
+
+impl<I: Copy + Sync> Items for [I] {
+    type Item = I;
+    fn len(&self) -> usize {
+        <[I]>::len(self)
+    }
+    fn read(&self, positions: Range<usize>, out: &mut Vec<I>) {
+        out.extend_from_slice(&self[positions]);
+    }
+}
+
+/// Appends `make(id, count)` for each of `items` to `out` (its new room
 /// hinted to huge pages), the count read by `counts_of` (0 without it), a
 /// few thousand ids at a time; when there are many, the second half is
 /// made on a thread of its own.
 /// Nothing is appended if a count cannot be read.
-fn made_side_by_side<I: Copy + Sync, T: Send>(
+fn made_side_by_side<S: Items + ?Sized, T: Send>(
     out: &mut Vec<T>,
-    ids: &[I],
-    counts_of: Option<CountsOf<'_, I>>,
-    make: impl Fn(I, u64) -> T + Sync,
+    items: &S,
+    counts_of: Option<CountsOf<'_, S::Item>>,
+    make: impl Fn(S::Item, u64) -> T + Sync,
 ) -> Result<(), Damaged> {
     const SIDE_BY_SIDE: usize = 1 << 14;
-    // Counts read into a small buffer at a time, then used.
+    // Ids and counts read into small buffers at a time, then used.
     const AT_ONCE: usize = 4096;
-    // Writes every slot of `slots` (as long as `ids`) or returns an error.
-    let fill = |slots: &mut [MaybeUninit<T>], ids: &[I]| -> Result<(), Damaged> {
-        let mut counts = Vec::with_capacity(AT_ONCE.min(ids.len()));
-        for (slots, ids) in slots.chunks_mut(AT_ONCE).zip(ids.chunks(AT_ONCE)) {
+    // Writes every slot of `slots`, from the item at `first` on, or
+    // returns an error.
+    let fill = |slots: &mut [MaybeUninit<T>], first: usize| -> Result<(), Damaged> {
+        let mut ids = Vec::with_capacity(AT_ONCE.min(slots.len()));
+        let mut counts = Vec::with_capacity(AT_ONCE.min(slots.len()));
+        for (k, slots) in slots.chunks_mut(AT_ONCE).enumerate() {
+            let start = first + k * AT_ONCE;
+            ids.clear();
+            items.read(start..start + slots.len(), &mut ids);
             counts.clear();
             match counts_of {
-                Some(read) => read(ids, &mut counts)?,
+                Some(read) => read(&ids, &mut counts)?,
                 None => counts.resize(ids.len(), 0),
             }
-            if counts.len() != ids.len() {
+            if ids.len() != slots.len() || counts.len() != slots.len() {
                 return Err(Damaged);
             }
-            for ((slot, &id), &count) in slots.iter_mut().zip(ids).zip(&counts) {
+            for ((slot, &id), &count) in slots.iter_mut().zip(&ids).zip(&counts) {
                 slot.write(make(id, count));
             }
         }
         Ok(())
     };
-    out.reserve(ids.len());
-    let spare = &mut out.spare_capacity_mut()[..ids.len()];
+    let len = items.len();
+    out.reserve(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
     crate::index::partial::advise_huge_pages(spare);
-    if ids.len() < SIDE_BY_SIDE {
-        fill(spare, ids)?;
+    if len < SIDE_BY_SIDE {
+        fill(spare, 0)?;
     } else {
-        let (low, high) = ids.split_at(ids.len() / 2);
-        let (low_out, high_out) = spare.split_at_mut(low.len());
+        let (low_out, high_out) = spare.split_at_mut(len / 2);
+        let high_first = low_out.len();
         let (low, high) = std::thread::scope(|scope| {
-            let high = scope.spawn(|| fill(high_out, high));
-            let low = fill(low_out, low);
+            let high = scope.spawn(|| fill(high_out, high_first));
+            let low = fill(low_out, 0);
             (
                 low,
                 high.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
@@ -308,12 +344,12 @@ fn made_side_by_side<I: Copy + Sync, T: Send>(
         });
         low.and(high)?;
     }
-    // SAFETY: the `ids.len()` slots after the vector's length were all
-    // written: `fill` returned `Ok` for each part, and it writes every
-    // slot of its part before returning `Ok` (slots and ids are cut into
-    // the same chunks, and a chunk is written only when it has a count
-    // for each id). A panic in either thread was resumed above.
-    unsafe { out.set_len(out.len() + ids.len()) };
+    // SAFETY: the `len` slots after the vector's length were all written:
+    // `fill` returned `Ok` for each part, and it writes every slot of its
+    // part before returning `Ok` (a chunk of slots is written only when
+    // it has an item and a count for each). A panic in either thread was
+    // resumed above.
+    unsafe { out.set_len(out.len() + len) };
     Ok(())
 }
 
@@ -507,7 +543,10 @@ impl View {
     /// occurrence is in dropped files. [`Damaged`] when a block of words
     /// read on the way failed its check (the pick could be short), so the
     /// hits' words, read by the pick, are sound.
-    pub fn hits(&self, select: impl FnMut(&Vocabulary) -> Vec<usize>) -> Result<Vec<Hit>, Damaged> {
+    pub fn hits<P: Into<Picks>>(
+        &self,
+        select: impl FnMut(&Vocabulary) -> P,
+    ) -> Result<Vec<Hit>, Damaged> {
         self.hits_as(select, |hit| hit)
     }
 
@@ -519,9 +558,9 @@ impl View {
     /// half of the vector: on the hosts measured, the vector's fresh pages
     /// cost more than making its items (`*_t*`: 9 MB of entries, 7 ms of
     /// page faults on one thread).
-    pub fn hits_as<T: Send>(
+    pub fn hits_as<T: Send, P: Into<Picks>>(
         &self,
-        select: impl FnMut(&Vocabulary) -> Vec<usize>,
+        select: impl FnMut(&Vocabulary) -> P,
         make: impl Fn(Hit) -> T + Sync,
     ) -> Result<Vec<T>, Damaged> {
         self.hits_made(select, false, |hit, _| make(hit))
@@ -531,34 +570,34 @@ impl View {
     /// items are made: for a long answer of one layer, by the two threads
     /// that make it, each count a cache miss in a table of every word's
     /// count (and the first time, its chunk's check).
-    pub fn counted_hits_as<T: Send>(
+    pub fn counted_hits_as<T: Send, P: Into<Picks>>(
         &self,
-        select: impl FnMut(&Vocabulary) -> Vec<usize>,
+        select: impl FnMut(&Vocabulary) -> P,
         make: impl Fn(Hit, u64) -> T + Sync,
     ) -> Result<Vec<T>, Damaged> {
         self.hits_made(select, true, make)
     }
 
-    fn hits_made<T: Send>(
+    fn hits_made<T: Send, P: Into<Picks>>(
         &self,
-        mut select: impl FnMut(&Vocabulary) -> Vec<usize>,
+        mut select: impl FnMut(&Vocabulary) -> P,
         counted: bool,
         make: impl Fn(Hit, u64) -> T + Sync,
     ) -> Result<Vec<T>, Damaged> {
-        let mut picked: Vec<Vec<usize>> = Vec::with_capacity(self.layers.len());
+        let mut picked: Vec<Picks> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let mut ids = select(layer.index.vocabulary());
+            let mut ids: Picks = select(layer.index.vocabulary()).into();
             if layer.index.vocabulary().is_damaged() {
                 return Err(Damaged);
             }
             if !layer.adjusted.is_empty() {
                 let mut kept = Vec::with_capacity(ids.len());
-                for id in ids {
+                for id in ids.into_ids() {
                     if layer.count(id)? > 0 {
                         kept.push(id);
                     }
                 }
-                ids = kept;
+                ids = kept.into();
             }
             picked.push(ids);
         }
@@ -584,6 +623,7 @@ impl View {
         }
         // Several layers: the hits merged in word order first, then made
         // as one layer's are, their counts summed over their layers.
+        let picked: Vec<Vec<usize>> = picked.into_iter().map(Picks::into_ids).collect();
         let merged = self.merged(&picked);
         if !counted {
             // In place where a `T` is a hit's size (`View::hits`).
@@ -596,7 +636,7 @@ impl View {
             Ok(())
         };
         let mut made = Vec::new();
-        made_side_by_side(&mut made, &merged, Some(&summed), make)?;
+        made_side_by_side(&mut made, merged.as_slice(), Some(&summed), make)?;
         Ok(made)
     }
 
@@ -813,8 +853,10 @@ mod tests {
             let ids: Vec<usize> = (0..n).map(|i| i * 7 + 3).collect();
             for counts_of in [None, Some(&double as CountsOf<'_, usize>)] {
                 let mut made = vec![String::from("kept")];
-                made_side_by_side(&mut made, &ids, counts_of, |id, c| format!("w{id}:{c}"))
-                    .unwrap();
+                made_side_by_side(&mut made, ids.as_slice(), counts_of, |id, c| {
+                    format!("w{id}:{c}")
+                })
+                .unwrap();
                 let count = |id: usize| if counts_of.is_some() { 2 * id } else { 0 };
                 let want: Vec<String> = std::iter::once(String::from("kept"))
                     .chain(ids.iter().map(|&id| format!("w{id}:{}", count(id))))
@@ -844,7 +886,9 @@ mod tests {
         let (low, high) = (damaged_past(100), damaged_past(40_000));
         for counts_of in [&low as CountsOf<'_, usize>, &high, &short] {
             let mut made = vec![7u64];
-            let result = made_side_by_side(&mut made, &ids, Some(counts_of), |id, c| id as u64 + c);
+            let result = made_side_by_side(&mut made, ids.as_slice(), Some(counts_of), |id, c| {
+                id as u64 + c
+            });
             assert!(result.is_err());
             assert_eq!(made, vec![7]);
         }

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::bytes::{Array, Chunked};
+use super::picks::{PartPicks, Picks};
 use super::postings::{read_varint, write_varint};
 
 /// Words per front-coded block: a lookup decodes at most this many.
@@ -31,26 +32,6 @@ const PARALLEL_WORDS: usize = 1 << 16;
 fn share(n: usize, part: usize, parts: usize) -> Range<usize> {
     let parts = parts.max(1);
     n * part / parts..n * (part + 1) / parts
-}
-
-/// The second part's picks after the first's, in the first's vector: its
-/// pages are already mapped (`concat` would fault in a third vector).
-fn joined(mut first: Vec<usize>, second: Vec<usize>) -> Vec<usize> {
-    reserve_huge(&mut first, second.len());
-    first.extend(second);
-    first
-}
-
-/// Room in `ids` for `more`, the new room hinted to huge pages: a search
-/// that picks hundreds of thousands of words writes megabytes of numbers
-/// to memory never touched before, which this guest backs at 0.8-1.1 ms
-/// a MiB in 4 KiB pages and 0.16-0.44 in 2 MiB ones (`*_t*`'s 578
-/// thousand numbers took two thousand faults).
-fn reserve_huge(ids: &mut Vec<usize>, more: usize) {
-    if ids.capacity() - ids.len() < more {
-        ids.reserve(more.max(ids.capacity()));
-        super::partial::advise_huge_pages(ids.spare_capacity_mut());
-    }
 }
 
 /// Distinct words in ascending byte order; a word's number is its rank.
@@ -421,9 +402,9 @@ impl Decoded {
         self.starts.push((start, id));
     }
 
-    /// Calls `pick` on the text and appends to `ids` the numbers of the
+    /// Calls `pick` on the text and adds to `ids` the numbers of the
     /// words it picks (`picked`, a scratch list).
-    fn pick_into(&self, pick: &TextPicker<'_>, picked: &mut Vec<usize>, ids: &mut Vec<usize>) {
+    fn pick_into(&self, pick: &TextPicker<'_>, picked: &mut Vec<usize>, ids: &mut PartPicks) {
         picked.clear();
         pick(self.text(), picked);
         for &k in picked.iter() {
@@ -749,8 +730,8 @@ impl Front {
         signed: Option<Signature>,
         keep: Option<&Keep<'_>>,
         pick: Option<(&TextPicker<'_>, usize)>,
-    ) -> Vec<usize> {
-        let mut ids = Vec::new();
+    ) -> PartPicks {
+        let mut ids = PartPicks::new(blocks.start * BLOCK..(blocks.end * BLOCK).min(self.len));
         let mut decoded = Decoded::default();
         let mut picked = Vec::new();
         let plain = self.plain.as_deref().zip(pick);
@@ -788,8 +769,9 @@ impl Front {
                 });
                 if read.is_some() {
                     let words = TEXT_GROUP.min(self.len - first);
-                    reserve_huge(&mut ids, picked.len());
-                    ids.extend(picked.iter().take_while(|&&p| p < words).map(|p| first + p));
+                    for &p in picked.iter().take_while(|&&p| p < words) {
+                        ids.push(first + p);
+                    }
                     continue;
                 }
             }
@@ -801,7 +783,6 @@ impl Front {
                 place = decoded.word_at(from + hit, place);
                 let (word, id) = decoded.word(place);
                 if keep.is_none_or(|keep| keep(word)) {
-                    reserve_huge(&mut ids, 1);
                     ids.push(id);
                 }
                 // Resume past the word hit: each word is checked once.
@@ -1380,14 +1361,15 @@ impl Vocabulary {
     /// word), about a thousand at a time, and pushes the places of the
     /// words it chooses (0 for the first given). A large vocabulary is read in
     /// two halves side by side (see [`Vocabulary::in_parts`]).
-    pub fn picked_in_text(&self, pick: &TextPicker<'_>) -> Vec<usize> {
+    pub fn picked_in_text(&self, pick: &TextPicker<'_>) -> Picks {
         // Words laid out for one call: a front-coded group's 64 blocks.
         const WORDS: usize = 64 * BLOCK;
-        self.in_parts(|part, parts| {
-            let (mut decoded, mut picked, mut ids) = (Decoded::default(), Vec::new(), Vec::new());
+        let parts = self.in_parts(|part, parts| {
+            let (mut decoded, mut picked) = (Decoded::default(), Vec::new());
             match &self.form {
                 Form::Arena(a) => {
                     let words = share(a.len(), part, parts);
+                    let mut ids = PartPicks::new(words.clone());
                     let mut id = words.start;
                     while id < words.end {
                         decoded.clear();
@@ -1398,6 +1380,7 @@ impl Vocabulary {
                         decoded.pick_into(pick, &mut picked, &mut ids);
                         id += WORDS;
                     }
+                    ids
                 }
                 Form::Front(Front {
                     plain: Some(plain),
@@ -1405,6 +1388,9 @@ impl Vocabulary {
                     ..
                 }) => {
                     let groups = share(len.div_ceil(TEXT_GROUP), part, parts);
+                    let mut ids = PartPicks::new(
+                        groups.start * TEXT_GROUP..(groups.end * TEXT_GROUP).min(*len),
+                    );
                     let mut g = groups.start;
                     // Read first, verified right after (see
                     // `Chunked::read_then_verify`): damage marks the
@@ -1415,13 +1401,17 @@ impl Vocabulary {
                         pick(text, &mut picked);
                         let first = g * TEXT_GROUP;
                         let words = TEXT_GROUP.min(len - first);
-                        reserve_huge(&mut ids, picked.len());
-                        ids.extend(picked.iter().take_while(|&&k| k < words).map(|k| first + k));
+                        for &k in picked.iter().take_while(|&&k| k < words) {
+                            ids.push(first + k);
+                        }
                         g += 1;
                     });
+                    ids
                 }
                 Form::Front(f) => {
                     let blocks = share(f.block_count(), part, parts);
+                    let mut ids =
+                        PartPicks::new(blocks.start * BLOCK..(blocks.end * BLOCK).min(f.len));
                     let mut k = blocks.start;
                     while k < blocks.end {
                         let group = k..(k + WORDS / BLOCK).min(blocks.end);
@@ -1430,13 +1420,11 @@ impl Vocabulary {
                         decoded.pick_into(pick, &mut picked, &mut ids);
                         k = group.end;
                     }
+                    ids
                 }
             }
-            ids
-        })
-        .into_iter()
-        .reduce(joined)
-        .unwrap_or_default()
+        });
+        Picks::of_parts(parts)
     }
 
     /// The numbers in `range` of the words `keep` accepts, ascending.
@@ -1471,7 +1459,7 @@ impl Vocabulary {
     /// ascending: a substring search over all the words at once (over the
     /// arena, or block by block), which after each hit resumes at the end
     /// of the word hit, so each word is checked once.
-    pub fn containing(&self, needle: &[u8], keep: &Keep<'_>) -> Vec<usize> {
+    pub fn containing(&self, needle: &[u8], keep: &Keep<'_>) -> Picks {
         self.search(needle, false, Some(keep), None)
     }
 
@@ -1483,7 +1471,7 @@ impl Vocabulary {
     /// common one, `_t`), the group's plain text goes to `pick`, whose
     /// cost does not grow with the hits, instead of being decoded and
     /// searched hit by hit.
-    pub fn holding(&self, needle: &[u8], pick: &TextPicker<'_>) -> Vec<usize> {
+    pub fn holding(&self, needle: &[u8], pick: &TextPicker<'_>) -> Picks {
         self.search(needle, false, None, Some((pick, PLAIN_FROM)))
     }
 
@@ -1492,7 +1480,7 @@ impl Vocabulary {
     /// suffix and that NUL, which lands only on the words wanted, where a
     /// search for the suffix alone would stop in every word holding it
     /// (`*_t`: 6 thousand words end with `_t`, 700 thousand hold it).
-    pub fn ending_with(&self, suffix: &[u8], keep: &Keep<'_>) -> Vec<usize> {
+    pub fn ending_with(&self, suffix: &[u8], keep: &Keep<'_>) -> Picks {
         self.search(suffix, true, Some(keep), None)
     }
 
@@ -1502,7 +1490,7 @@ impl Vocabulary {
         at_end: bool,
         keep: Option<&Keep<'_>>,
         pick: Option<(&TextPicker<'_>, usize)>,
-    ) -> Vec<usize> {
+    ) -> Picks {
         let mut ids = Vec::new();
         match &self.form {
             Form::Arena(a) => {
@@ -1533,7 +1521,9 @@ impl Vocabulary {
                 suffixes: Some(keys),
                 ..
             }) if at_end && !needle.is_empty() => {
-                return self.ending_by_keys(keys, needle, keep.unwrap_or(&|_| true))
+                return self
+                    .ending_by_keys(keys, needle, keep.unwrap_or(&|_| true))
+                    .into()
             }
             Form::Front(f) => {
                 let mut searched = needle.to_vec();
@@ -1547,19 +1537,15 @@ impl Vocabulary {
                 // part's.
                 let groups = f.block_count().div_ceil(GROUP_BLOCKS);
                 let pick = pick.filter(|_| !at_end);
-                return self
-                    .in_parts(|part, parts| {
-                        let part = share(groups, part, parts);
-                        let blocks = part.start * GROUP_BLOCKS
-                            ..(part.end * GROUP_BLOCKS).min(f.block_count());
-                        f.containing(blocks, &finder, signed, keep, pick)
-                    })
-                    .into_iter()
-                    .reduce(joined)
-                    .unwrap_or_default();
+                return Picks::of_parts(self.in_parts(|part, parts| {
+                    let part = share(groups, part, parts);
+                    let blocks =
+                        part.start * GROUP_BLOCKS..(part.end * GROUP_BLOCKS).min(f.block_count());
+                    f.containing(blocks, &finder, signed, keep, pick)
+                }));
             }
         }
-        ids
+        ids.into()
     }
 
     /// [`Vocabulary::ending_with`] by the sorted [`suffix_key`]s: two

@@ -28,7 +28,7 @@
 //! matches both) or a NUL is left to the other paths, as is a piece of more
 //! than 64 bytes.
 
-use crate::index::Vocabulary;
+use crate::index::{Picks, Vocabulary};
 
 /// Bytes matched per step: one bit of a `u64` each.
 const LANES: usize = 64;
@@ -106,7 +106,7 @@ impl GlobLanes {
     }
 
     /// The numbers of the words of `vocabulary` the glob matches.
-    pub(super) fn select(&self, vocabulary: &Vocabulary) -> Vec<usize> {
+    pub(super) fn select(&self, vocabulary: &Vocabulary) -> Picks {
         vocabulary.picked_in_text(&|text, picked| self.pick(text, picked))
     }
 

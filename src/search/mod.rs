@@ -13,7 +13,7 @@ mod similar;
 pub use query::{Filter, Query, QueryError};
 pub use similar::similar_words;
 
-use crate::index::Vocabulary;
+use crate::index::{Picks, Vocabulary};
 
 /// A needle of one byte hits nearly every word: walking the words is
 /// faster. From two bytes on, the substring search wins in both forms (a
@@ -71,20 +71,22 @@ fn by_spelling<I: Iterator<Item = usize>>(
 }
 
 /// The numbers of the words `query` matches, in ascending byte order.
-pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
+pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Picks {
     match query {
         Query::Prefix(prefix) => by_spelling(
             vocabulary,
             prefix,
             |p| vocabulary.prefix_range(p),
             |w| w.len() >= prefix.len() && query::same(&w[..prefix.len()], prefix.as_bytes()),
-        ),
+        )
+        .into(),
         Query::Exact(word) => by_spelling(
             vocabulary,
             word,
             |w| vocabulary.find(w).into_iter(),
             |w| query::same(w, word.as_bytes()),
-        ),
+        )
+        .into(),
         Query::Pattern {
             regex,
             filter,
@@ -118,7 +120,7 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
                 .is_some_and(|p| p.iter().all(String::is_empty))
             {
                 // `*`, `**`, ...: every word.
-                (0..vocabulary.len()).collect()
+                Picks::span(0..vocabulary.len())
             } else if let Some(suffix) = filter
                 .prefix
                 .is_empty()
@@ -156,10 +158,10 @@ pub fn matching_words(vocabulary: &Vocabulary, query: &Query) -> Vec<usize> {
                 .and_then(|dfa| dfa.select(vocabulary))
             {
                 // Nothing to narrow by: the DFA along the sorted words.
-                ids
+                ids.into()
             } else {
                 let range = vocabulary.prefix_range(filter.prefix.as_bytes());
-                vocabulary.select_in(range, &fits)
+                vocabulary.select_in(range, &fits).into()
             }
         }
     }
@@ -182,6 +184,7 @@ mod tests {
     fn answer(v: &Vocabulary, q: &str) -> Vec<String> {
         let query = Query::parse(q).unwrap();
         matching_words(v, &query)
+            .into_ids()
             .into_iter()
             .map(|i| v.word_str(i).to_string())
             .collect()

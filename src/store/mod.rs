@@ -874,7 +874,10 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
     let view = View::new(vec![Layer::new(segment.index, &dropped, segment.adjusted)]);
     let damaged = |Damaged| FormatError::Damaged(Damage::Checksum(Part::Occurrences));
     let mut decoded = 0u64;
-    for hit in view.hits(|v| (0..v.len()).collect()).map_err(damaged)? {
+    for hit in view
+        .hits(|v| crate::index::Picks::span(0..v.len()))
+        .map_err(damaged)?
+    {
         let _ = (view.word(&hit), view.count(&hit).map_err(damaged)?);
         for location in view.locations(&hit).map_err(damaged)? {
             view.path(location.file).map_err(damaged)?;

@@ -937,7 +937,7 @@ pub fn write(
     adjusted: &[(u32, u32)],
 ) -> Result<Written, WriteError> {
     let hits = view
-        .hits(|v| (0..v.len()).collect())
+        .hits(|v| crate::index::Picks::span(0..v.len()))
         .map_err(|Damaged| WriteError::DamagedSource)?;
     write_hits(destination, view, &hits, records, meta, dropped, adjusted)
 }

@@ -301,7 +301,9 @@ pub fn save_sharded(
     let parts = parts.max(1);
     let meta = base_meta(path, root, excludes);
     let damaged = |Damaged| super::write_error(path, segment::WriteError::DamagedSource);
-    let hits = view.hits(|v| (0..v.len()).collect()).map_err(damaged)?;
+    let hits = view
+        .hits(|v| crate::index::Picks::span(0..v.len()))
+        .map_err(damaged)?;
     let mut bounds = vec![0];
     bounds.extend(cuts(view, &hits, parts).map_err(damaged)?);
     bounds.push(hits.len());

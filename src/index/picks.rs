@@ -1,0 +1,333 @@
+//! The words a search picked: word numbers, ascending, kept in the form
+//! that costs least to write.
+//!
+//! A pattern can pick a million of the kernel's five million words
+//! (`*e_*`). As a list of numbers that is 9 MB of memory the query's
+//! process has never touched, written as the scan goes, then copied once
+//! more to join the vocabulary's two halves; on the hosts measured, memory
+//! touched for the first time costs more than the scan that fills it. So
+//! where a search picks more than one word in 64 of a half (see
+//! [`PartPicks`]), that half marks one bit per word instead: 310 KB for
+//! half the kernel's words, however many are picked. The halves are kept
+//! side by side, never joined, and read a few thousand numbers at a time
+//! by whoever makes the answer ([`Picks::read`]).
+
+use std::ops::Range;
+
+/// Word numbers, ascending, each at most once.
+#[derive(Debug, Clone, Default)]
+pub struct Picks {
+    /// Ascending, disjoint: each part's numbers are below the next's.
+    parts: Vec<Part>,
+    len: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Listed(Vec<usize>),
+    /// Every word of the range.
+    Span(Range<usize>),
+    /// Bit `i % 64` of `bits[i / 64]` set if word `first + i` is picked;
+    /// `before[k]`: how many are set in `bits[..k * RANK_EVERY]`.
+    Marked {
+        first: usize,
+        bits: Vec<u64>,
+        before: Vec<usize>,
+        count: usize,
+    },
+}
+
+/// Words of bits per entry of a marked part's running counts: finding a
+/// position then counts the bits of at most this many words.
+const RANK_EVERY: usize = 64;
+
+impl Part {
+    fn len(&self) -> usize {
+        match self {
+            Part::Listed(ids) => ids.len(),
+            Part::Span(range) => range.len(),
+            Part::Marked { count, .. } => *count,
+        }
+    }
+
+    /// Appends to `out` this part's numbers at `positions`.
+    fn read(&self, positions: Range<usize>, out: &mut Vec<usize>) {
+        match self {
+            Part::Listed(ids) => out.extend_from_slice(&ids[positions]),
+            Part::Span(range) => out.extend(positions.map(|k| range.start + k)),
+            Part::Marked {
+                first,
+                bits,
+                before,
+                ..
+            } => {
+                // The last stretch of words starting at or before the
+                // first position, then its words by their counts, then
+                // the bits below the position in the word it lies in.
+                let stretch = before.partition_point(|&b| b <= positions.start) - 1;
+                let mut skip = positions.start - before[stretch];
+                let mut w = stretch * RANK_EVERY;
+                while let Some(&word) = bits.get(w) {
+                    let ones = word.count_ones() as usize;
+                    if ones > skip {
+                        break;
+                    }
+                    skip -= ones;
+                    w += 1;
+                }
+                let mut wanted = positions.len();
+                out.reserve(wanted);
+                let mut word = bits.get(w).copied().unwrap_or(0);
+                for _ in 0..skip {
+                    word &= word.wrapping_sub(1);
+                }
+                while wanted > 0 {
+                    let base = first + w * 64;
+                    while word != 0 && wanted > 0 {
+                        out.push(base + word.trailing_zeros() as usize);
+                        word &= word - 1;
+                        wanted -= 1;
+                    }
+                    w += 1;
+                    match bits.get(w) {
+                        Some(&next) => word = next,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Picks {
+    /// Every word of `range`.
+    pub fn span(range: Range<usize>) -> Picks {
+        Picks {
+            len: range.len(),
+            parts: vec![Part::Span(range)],
+        }
+    }
+
+    /// The parts of a search made side by side, in ascending order.
+    pub(crate) fn of_parts(parts: impl IntoIterator<Item = PartPicks>) -> Picks {
+        let parts: Vec<Part> = parts.into_iter().map(PartPicks::finish).collect();
+        Picks {
+            len: parts.iter().map(Part::len).sum(),
+            parts,
+        }
+    }
+
+    /// How many words are picked.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no word is picked.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends to `out` the numbers at `positions` (`0..len()` for all),
+    /// in order.
+    pub fn read(&self, positions: Range<usize>, out: &mut Vec<usize>) {
+        let mut before = 0;
+        for part in &self.parts {
+            let len = part.len();
+            let start = positions.start.clamp(before, before + len) - before;
+            let end = positions.end.clamp(before, before + len) - before;
+            if start < end {
+                part.read(start..end, out);
+            }
+            before += len;
+        }
+    }
+
+    /// The numbers, as one list.
+    pub fn into_ids(self) -> Vec<usize> {
+        match self.parts.as_slice() {
+            [Part::Listed(_)] => match self.parts.into_iter().next() {
+                Some(Part::Listed(ids)) => ids,
+                _ => unreachable!("matched as one listed part just above"),
+            },
+            _ => {
+                let mut ids = Vec::with_capacity(self.len);
+                self.read(0..self.len, &mut ids);
+                ids
+            }
+        }
+    }
+}
+
+impl PartialEq for Picks {
+    /// The same numbers, whatever their form.
+    fn eq(&self, other: &Picks) -> bool {
+        self.len == other.len && self.clone().into_ids() == other.clone().into_ids()
+    }
+}
+
+impl PartialEq<Vec<usize>> for Picks {
+    fn eq(&self, other: &Vec<usize>) -> bool {
+        self.len == other.len() && self.clone().into_ids() == *other
+    }
+}
+
+impl From<Vec<usize>> for Picks {
+    /// `ids` must be ascending, each at most once.
+    fn from(ids: Vec<usize>) -> Picks {
+        debug_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        Picks {
+            len: ids.len(),
+            parts: vec![Part::Listed(ids)],
+        }
+    }
+}
+
+/// The picks of one range of words, pushed in ascending order: listed
+/// while few, marked one bit a word once a list would take more room than
+/// the bits (more than one word in 64 picked).
+#[derive(Debug)]
+pub(crate) struct PartPicks {
+    words: Range<usize>,
+    listed: Vec<usize>,
+    /// Empty while the picks are listed.
+    marked: Vec<u64>,
+    count: usize,
+}
+
+impl PartPicks {
+    /// For picks among the words numbered `words`.
+    pub(crate) fn new(words: Range<usize>) -> PartPicks {
+        PartPicks {
+            words,
+            listed: Vec::new(),
+            marked: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Picks word `id`: in `words`, above every word picked before.
+    #[inline]
+    pub(crate) fn push(&mut self, id: usize) {
+        debug_assert!(self.words.contains(&id));
+        if self.marked.is_empty() {
+            self.listed.push(id);
+            if self.listed.len() > self.words.len() / 64 {
+                self.mark_listed();
+            }
+        } else {
+            let at = id - self.words.start;
+            self.marked[at / 64] |= 1 << (at % 64);
+            self.count += 1;
+        }
+    }
+
+    /// Moves the listed picks to bits (fresh zeroed memory: only the pages
+    /// a pick lands in are touched).
+    #[cold]
+    fn mark_listed(&mut self) {
+        self.marked = vec![0; self.words.len().div_ceil(64)];
+        let listed = std::mem::take(&mut self.listed);
+        self.count = listed.len();
+        for id in listed {
+            let at = id - self.words.start;
+            self.marked[at / 64] |= 1 << (at % 64);
+        }
+    }
+
+    fn finish(self) -> Part {
+        match self.marked.is_empty() {
+            true => Part::Listed(self.listed),
+            false => Part::Marked {
+                first: self.words.start,
+                before: self
+                    .marked
+                    .chunks(RANK_EVERY)
+                    .scan(0, |before, words| {
+                        let at = *before;
+                        *before += words.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+                        Some(at)
+                    })
+                    .collect(),
+                bits: self.marked,
+                count: self.count,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Picks of `words` words made as a search makes them: cut into
+    /// `cuts` ranges, each pushed into its own part.
+    fn made(words: usize, picked: &[usize], cuts: &[usize]) -> Picks {
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (words + 1)).collect();
+        bounds.extend([0, words]);
+        bounds.sort_unstable();
+        Picks::of_parts(bounds.windows(2).map(|w| {
+            let mut part = PartPicks::new(w[0]..w[1]);
+            for &id in picked.iter().filter(|&&id| (w[0]..w[1]).contains(&id)) {
+                part.push(id);
+            }
+            part
+        }))
+    }
+
+    #[test]
+    fn a_part_marks_its_picks_once_a_list_would_be_larger() {
+        let mut part = PartPicks::new(1000..1000 + 64 * 10);
+        for id in (1000..).step_by(7).take(10) {
+            part.push(id);
+        }
+        assert!(part.marked.is_empty());
+        part.push(1000 + 71);
+        assert!(!part.marked.is_empty() && part.listed.is_empty());
+        let picks = Picks::of_parts([part]);
+        let mut want: Vec<usize> = (1000..).step_by(7).take(10).collect();
+        want.push(1000 + 71);
+        assert_eq!(picks.len(), 11);
+        assert_eq!(picks.into_ids(), want);
+    }
+
+    proptest! {
+        /// Whatever the parts and their forms, the picks read back as the
+        /// numbers pushed, from any position to any other.
+        #[test]
+        fn picks_read_back_as_pushed(
+            words in 1usize..3000,
+            density in 1usize..40,
+            seed in any::<u64>(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            span in (any::<usize>(), any::<usize>()),
+        ) {
+            let mut state = seed | 1;
+            let picked: Vec<usize> = (0..words)
+                .filter(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state % density as u64 == 0
+                })
+                .collect();
+            let picks = made(words, &picked, &cuts);
+            prop_assert_eq!(picks.len(), picked.len());
+            let (a, b) = (span.0 % (picked.len() + 1), span.1 % (picked.len() + 1));
+            let (start, end) = (a.min(b), a.max(b));
+            let mut read = vec![usize::MAX];
+            picks.read(start..end, &mut read);
+            prop_assert_eq!(&read[1..], &picked[start..end]);
+            prop_assert_eq!(picks.into_ids(), picked);
+        }
+    }
+
+    #[test]
+    fn a_span_reads_as_its_numbers() {
+        let picks = Picks::span(5..12);
+        let mut read = Vec::new();
+        picks.read(2..4, &mut read);
+        assert_eq!(read, [7, 8]);
+        assert_eq!(picks.into_ids(), (5..12).collect::<Vec<_>>());
+    }
+}
