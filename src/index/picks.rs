@@ -221,6 +221,50 @@ impl PartPicks {
         }
     }
 
+    /// Picks the words `first + k` for each bit `k` below `words` set in
+    /// `marks` (bit `k % 64` of `marks[k / 64]`): all in this part's
+    /// words, above every word picked before. Where the bits are this
+    /// part's own (`first` is 64 words past another of its marks), a
+    /// word of bits is ORed in whole.
+    pub(crate) fn mark(&mut self, first: usize, marks: &[u64], words: usize) {
+        debug_assert!(first >= self.words.start && first + words <= self.words.end);
+        let marks = &marks[..words.div_ceil(64).min(marks.len())];
+        // The bits of `marks[i]` for words below `words`.
+        let within = |i: usize, bits: u64| match words - i * 64 {
+            n if n < 64 => bits & ((1u64 << n) - 1),
+            _ => bits,
+        };
+        let count: usize = (marks.iter().enumerate())
+            .map(|(i, &bits)| within(i, bits).count_ones() as usize)
+            .sum();
+        if self.marked.is_empty() && self.listed.len() + count > self.words.len() / 64 {
+            self.mark_listed();
+        }
+        if self.marked.is_empty() {
+            for (i, &bits) in marks.iter().enumerate() {
+                let mut bits = within(i, bits);
+                while bits != 0 {
+                    self.listed
+                        .push(first + i * 64 + bits.trailing_zeros() as usize);
+                    bits &= bits - 1;
+                }
+            }
+            return;
+        }
+        let at = first - self.words.start;
+        let (to, by) = (at / 64, at % 64);
+        for (i, &bits) in marks.iter().enumerate() {
+            let bits = within(i, bits);
+            if let Some(word) = self.marked.get_mut(to + i) {
+                *word |= bits << by;
+            }
+            if let Some(word) = self.marked.get_mut(to + i + 1).filter(|_| by > 0) {
+                *word |= bits >> (64 - by);
+            }
+        }
+        self.count += count;
+    }
+
     /// Moves the listed picks to bits (fresh zeroed memory: only the pages
     /// a pick lands in are touched).
     #[cold]
@@ -261,15 +305,33 @@ mod tests {
     use proptest::prelude::*;
 
     /// Picks of `words` words made as a search makes them: cut into
-    /// `cuts` ranges, each pushed into its own part.
-    fn made(words: usize, picked: &[usize], cuts: &[usize]) -> Picks {
+    /// `cuts` ranges, each its own part, whose words come in stretches of
+    /// `stretch` (some of which start 64 words apart), pushed one by one
+    /// or, every other stretch, marked as bits.
+    fn made(words: usize, picked: &[usize], cuts: &[usize], stretch: usize) -> Picks {
         let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (words + 1)).collect();
         bounds.extend([0, words]);
         bounds.sort_unstable();
         Picks::of_parts(bounds.windows(2).map(|w| {
             let mut part = PartPicks::new(w[0]..w[1]);
-            for &id in picked.iter().filter(|&&id| (w[0]..w[1]).contains(&id)) {
-                part.push(id);
+            let mut first = w[0];
+            let mut marking = false;
+            while first < w[1] {
+                let end = (first + stretch).min(w[1]);
+                let ids = picked.iter().filter(|&&id| (first..end).contains(&id));
+                if marking {
+                    let mut marks = vec![0u64; (end - first).div_ceil(64) + 1];
+                    for &id in ids {
+                        marks[(id - first) / 64] |= 1 << ((id - first) % 64);
+                    }
+                    // A stray bit past the stretch's words is left out.
+                    marks[(end - first) / 64] |= 1 << ((end - first) % 64);
+                    part.mark(first, &marks, end - first);
+                } else {
+                    ids.for_each(|&id| part.push(id));
+                }
+                marking = !marking;
+                first = end;
             }
             part
         }))
@@ -300,6 +362,7 @@ mod tests {
             density in 1usize..40,
             seed in any::<u64>(),
             cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            stretch in prop_oneof![Just(64usize), Just(128), 1usize..300],
             span in (any::<usize>(), any::<usize>()),
         ) {
             let mut state = seed | 1;
@@ -311,7 +374,7 @@ mod tests {
                     state % density as u64 == 0
                 })
                 .collect();
-            let picks = made(words, &picked, &cuts);
+            let picks = made(words, &picked, &cuts, stretch);
             prop_assert_eq!(picks.len(), picked.len());
             let (a, b) = (span.0 % (picked.len() + 1), span.1 % (picked.len() + 1));
             let (start, end) = (a.min(b), a.max(b));

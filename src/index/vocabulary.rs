@@ -55,9 +55,11 @@ impl Default for Vocabulary {
 }
 
 /// A matcher over many words at once (see [`Vocabulary::picked_in_text`]):
-/// given words each followed by a NUL, it pushes the places in that text
-/// (0 for the first word) of the words it picks, ascending.
-pub type TextPicker<'a> = dyn Fn(&[u8], &mut Vec<usize>) + Sync + 'a;
+/// given words each followed by a NUL, it marks the words it picks by
+/// their places in that text (0 for the first word): bit `k % 64` of
+/// `marks[k / 64]` for word `k`, growing `marks` with zeros as it needs
+/// (it is given empty).
+pub type TextPicker<'a> = dyn Fn(&[u8], &mut Vec<u64>) + Sync + 'a;
 
 /// What a [`Vocabulary::walk`] does after a word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,16 +405,20 @@ impl Decoded {
     }
 
     /// Calls `pick` on the text and adds to `ids` the numbers of the
-    /// words it picks (`picked`, a scratch list).
-    fn pick_into(&self, pick: &TextPicker<'_>, picked: &mut Vec<usize>, ids: &mut PartPicks) {
-        picked.clear();
-        pick(self.text(), picked);
-        for &k in picked.iter() {
-            let Some(&(_, id)) = self.starts.get(k) else {
-                break;
-            };
-            ids.push(id);
-        }
+    /// words it picks (`marks`, a scratch list). The words decoded are
+    /// consecutive, as a whole range's are.
+    fn pick_into(&self, pick: &TextPicker<'_>, marks: &mut Vec<u64>, ids: &mut PartPicks) {
+        let Some(&(_, first)) = self.starts.first() else {
+            return;
+        };
+        debug_assert!(self
+            .starts
+            .iter()
+            .enumerate()
+            .all(|(k, &(_, id))| id == first + k));
+        marks.clear();
+        pick(self.text(), marks);
+        ids.mark(first, marks, self.starts.len());
     }
 
     /// Appends the words of the block numbered `k` whose bytes are
@@ -768,10 +774,7 @@ impl Front {
                     (plain.text).read_then_verify([Some(range)], |text| pick(text, &mut picked))
                 });
                 if read.is_some() {
-                    let words = TEXT_GROUP.min(self.len - first);
-                    for &p in picked.iter().take_while(|&&p| p < words) {
-                        ids.push(first + p);
-                    }
+                    ids.mark(first, &picked, TEXT_GROUP.min(self.len - first));
                     continue;
                 }
             }
@@ -1400,10 +1403,7 @@ impl Vocabulary {
                         picked.clear();
                         pick(text, &mut picked);
                         let first = g * TEXT_GROUP;
-                        let words = TEXT_GROUP.min(len - first);
-                        for &k in picked.iter().take_while(|&&k| k < words) {
-                            ids.push(first + k);
-                        }
+                        ids.mark(first, &picked, TEXT_GROUP.min(len - first));
                         g += 1;
                     });
                     ids
@@ -1594,6 +1594,22 @@ impl Vocabulary {
 mod tests {
     use super::*;
 
+    /// A [`TextPicker`] of a picker that lists places.
+    fn marking(
+        places: impl Fn(&[u8], &mut Vec<usize>) + Sync,
+    ) -> impl Fn(&[u8], &mut Vec<u64>) + Sync {
+        move |text, marks| {
+            let mut picked = Vec::new();
+            places(text, &mut picked);
+            for k in picked {
+                if marks.len() <= k / 64 {
+                    marks.resize(k / 64 + 1, 0);
+                }
+                marks[k / 64] |= 1 << (k % 64);
+            }
+        }
+    }
+
     #[test]
     fn prefix_ranges_match_a_linear_scan() {
         let mut words: Vec<String> = (0..500).map(|i| format!("{:x}", i * 7919 % 4096)).collect();
@@ -1673,11 +1689,11 @@ mod tests {
         // Halves of whole groups of plain text, some picked as text.
         let saved = Vocabulary::front_coded_with_text_of(&words);
         let holds = |w: &[u8]| memchr::memmem::find(w, b"_1").is_some();
-        let pick = |text: &[u8], picked: &mut Vec<usize>| {
+        let pick = marking(|text: &[u8], picked: &mut Vec<usize>| {
             let ended = text.iter().filter(|&&b| b == 0).count();
             let words = text.split(|&b| b == 0).take(ended).enumerate();
             picked.extend(words.filter(|(_, w)| holds(w)).map(|(k, _)| k));
-        };
+        });
         let holding: Vec<usize> = (0..words.len()).filter(|&i| holds(&words[i])).collect();
         for plain_from in [0, 8, GROUP_BLOCKS + 1] {
             let got = saved.search(b"_1", false, None, Some((&pick, plain_from)));
@@ -1692,7 +1708,7 @@ mod tests {
         let words = spread_words(PARALLEL_WORDS as u64 + 777, 50, "", 13);
         let keep = |w: &[u8]| w.len().is_multiple_of(3) && w.contains(&b'a');
         // Picks the place of each word `keep` accepts.
-        let pick = |text: &[u8], picked: &mut Vec<usize>| {
+        let pick = marking(|text: &[u8], picked: &mut Vec<usize>| {
             let (mut start, mut k) = (0, 0);
             for (at, &b) in text.iter().enumerate() {
                 if b == 0 {
@@ -1703,7 +1719,7 @@ mod tests {
                     k += 1;
                 }
             }
-        };
+        });
         let want: Vec<usize> = (0..words.len()).filter(|&i| keep(&words[i])).collect();
         assert!(want.len() > 1000);
         let mut arena = Vocabulary::default();
@@ -1717,7 +1733,13 @@ mod tests {
         // A picker naming places past the words picks nothing more.
         for vocabulary in [front(&words), with_text] {
             assert_eq!(
-                vocabulary.picked_in_text(&|_, picked| picked.push(usize::MAX)),
+                vocabulary.picked_in_text(&|text, marks| {
+                    let ended = text.iter().filter(|&&b| b == 0).count();
+                    marks.resize(ended / 64 + 4, 0);
+                    for k in ended..ended + 150 {
+                        marks[k / 64] |= 1 << (k % 64);
+                    }
+                }),
                 Vec::<usize>::new()
             );
         }
@@ -1841,12 +1863,12 @@ mod tests {
                 .filter(|&i| words[i].contains(&needle))
                 .collect();
             // The matcher: words each ended by a NUL, by the plain rule.
-            let pick = |text: &[u8], picked: &mut Vec<usize>| {
+            let pick = marking(|text: &[u8], picked: &mut Vec<usize>| {
                 let words = text.split(|&b| b == 0).take(text.iter().filter(|&&b| b == 0).count());
                 picked.extend(words.enumerate().filter_map(|(k, w)| {
                     memchr::memmem::find(w, needle.as_bytes()).map(|_| k)
                 }));
-            };
+            });
             let saved = Vocabulary::front_coded_with_text_of(&words);
             for plain_from in [0, 24, GROUP_BLOCKS + 1] {
                 let got = saved.search(needle.as_bytes(), false, None, Some((&pick, plain_from)));
@@ -2001,13 +2023,13 @@ mod tests {
                 .map(|id| (id, bytes[id].clone()))
                 .collect();
             prop_assert_eq!(seen, expected);
-            let pick = |text: &[u8], picked: &mut Vec<usize>| {
+            let pick = marking(|text: &[u8], picked: &mut Vec<usize>| {
                 for (k, w) in text.split(|&b| b == 0).enumerate() {
                     if keep(w) && w.starts_with(b"a") {
                         picked.push(k);
                     }
                 }
-            };
+            });
             prop_assert_eq!(
                 vocabulary.picked_in_text(&pick),
                 want(&|w| keep(w) && w.starts_with(b"a"))
