@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 
 use ignore::overrides::{Override, OverrideBuilder};
 use ignore::types::{Types, TypesBuilder};
@@ -270,28 +269,65 @@ fn error_reason(e: &ignore::Error) -> String {
 }
 
 /// One word of an answer with its locations.
-#[derive(Debug, Clone)]
-pub struct Entry(Repr);
-
-/// An entry takes 16 bytes: a pattern answers up to a million words, and
-/// on the hosts measured a fresh page of memory costs more than a scan of
-/// the words it lists (at 40 bytes a word, the answer's pages were a third
-/// of `*e_*`'s time, perf).
-#[derive(Debug, Clone)]
-enum Repr {
-    /// A word of one layer whose locations are read from the index as
-    /// they are printed: nearly every entry. The layer is kept one more
-    /// than it is, so that the box of [`Repr::Full`] fits beside it.
-    Lazy {
-        layer: NonZeroU32,
-        id: u32,
-        count: u64,
-    },
-    /// A word of several layers, or one of a narrowed answer.
-    Full(Box<Full>),
+///
+/// An entry takes one word of memory: a pattern answers up to a million
+/// words, and on the hosts measured a fresh page costs more than a scan of
+/// the words it lists (at 40 bytes an entry, the answer's pages were a
+/// third of `*e_*`'s time; at 16, the two threads that make it still
+/// spent 7 ms of CPU clearing its 18 MB). Nearly every entry is a word of
+/// one layer whose locations are read as they are printed, and its layer,
+/// number and count fit in the word beside a tag bit ([`Packed`]); any
+/// other (a word of several layers, a narrowed answer's, a number or
+/// count too large) is a pointer to a boxed [`Full`], whose alignment
+/// leaves the tag bit clear.
+pub struct Entry {
+    /// A pointer from `Box::into_raw` if its lowest bit is clear (the
+    /// entry owns the box), else [`Packed`] bits with no provenance.
+    word: *mut Full,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 16);
+// SAFETY: an entry is a `Box<Full>` or plain bits; `Full` is Send + Sync.
+unsafe impl Send for Entry {}
+// SAFETY: as above: shared access only reads the box.
+unsafe impl Sync for Entry {}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == std::mem::size_of::<usize>());
+const _: () = assert!(std::mem::align_of::<Full>() >= 2);
+
+/// A word of one layer packed with its count into a pointer's width: the
+/// tag bit, then the layer, the word's number and its count.
+struct Packed;
+
+impl Packed {
+    const LAYER_BITS: u32 = 2;
+    const ID_BITS: u32 = (usize::BITS - 1 - Self::LAYER_BITS) / 2;
+    const COUNT_BITS: u32 = usize::BITS - 1 - Self::LAYER_BITS - Self::ID_BITS;
+
+    fn pack(layer: u32, id: u32, count: u64) -> Option<usize> {
+        let fits = |value: u64, bits: u32| value < 1 << bits;
+        // Meaningful only if each fits; shifts drop the bits that do not.
+        let bits = 1
+            | (layer as usize) << 1
+            | (id as usize) << (1 + Self::LAYER_BITS)
+            | (count as usize) << (1 + Self::LAYER_BITS + Self::ID_BITS);
+        (fits(u64::from(layer), Self::LAYER_BITS)
+            && fits(u64::from(id), Self::ID_BITS)
+            && fits(count, Self::COUNT_BITS))
+        .then_some(bits)
+    }
+
+    fn layer(bits: usize) -> u32 {
+        ((bits >> 1) & ((1 << Self::LAYER_BITS) - 1)) as u32
+    }
+
+    fn id(bits: usize) -> u32 {
+        ((bits >> (1 + Self::LAYER_BITS)) & ((1 << Self::ID_BITS) - 1)) as u32
+    }
+
+    fn count(bits: usize) -> u64 {
+        (bits >> (1 + Self::LAYER_BITS + Self::ID_BITS)) as u64
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Full {
@@ -314,54 +350,80 @@ impl Entry {
     /// `hit`, which occurs `count` times, its locations read from the
     /// index.
     fn lazy(hit: Hit, count: u64) -> Entry {
-        let small = hit.as_single().and_then(|(layer, id)| {
-            let layer = NonZeroU32::new(layer.checked_add(1)?)?;
-            Some(Repr::Lazy { layer, id, count })
-        });
-        Entry(small.unwrap_or_else(|| {
-            Repr::Full(Box::new(Full {
+        let packed = hit
+            .as_single()
+            .and_then(|(layer, id)| Packed::pack(layer, id, count));
+        match packed {
+            Some(bits) => Entry {
+                word: std::ptr::without_provenance_mut(bits),
+            },
+            None => Entry::boxed(Full {
                 hit,
                 count,
                 narrowed: None,
-            }))
-        }))
+            }),
+        }
     }
 
     /// `hit` with the locations the narrowing kept.
     fn listed(hit: Hit, spelled: Option<String>, listed: Vec<Location>) -> Entry {
-        Entry(Repr::Full(Box::new(Full {
+        Entry::boxed(Full {
             hit,
             count: listed.len() as u64,
             narrowed: Some(Narrowed { spelled, listed }),
-        })))
+        })
+    }
+
+    fn boxed(full: Full) -> Entry {
+        Entry {
+            word: Box::into_raw(Box::new(full)),
+        }
+    }
+
+    /// The packed bits, or `None` for a boxed entry.
+    fn packed(&self) -> Option<usize> {
+        let bits = self.word.addr();
+        (bits & 1 == 1).then_some(bits)
+    }
+
+    fn full(&self) -> Option<&Full> {
+        match self.packed() {
+            Some(_) => None,
+            // SAFETY: a clear tag bit means `word` came from
+            // `Box::into_raw` and this entry owns the box until it drops.
+            None => Some(unsafe { &*self.word }),
+        }
+    }
+
+    fn full_mut(&mut self) -> Option<&mut Full> {
+        match self.packed() {
+            Some(_) => None,
+            // SAFETY: as in `full`, and `&mut self` is the only access.
+            None => Some(unsafe { &mut *self.word }),
+        }
     }
 
     fn hit(&self) -> Hit {
-        match &self.0 {
-            Repr::Lazy { layer, id, .. } => Hit::single(layer.get() - 1, *id),
-            Repr::Full(full) => full.hit,
+        match (self.packed(), self.full()) {
+            (Some(bits), _) => Hit::single(Packed::layer(bits), Packed::id(bits)),
+            (None, Some(full)) => full.hit,
+            (None, None) => unreachable!("an entry is packed or boxed"),
         }
     }
 
     fn narrowed(&self) -> Option<&Narrowed> {
-        match &self.0 {
-            Repr::Lazy { .. } => None,
-            Repr::Full(full) => full.narrowed.as_ref(),
-        }
+        self.full().and_then(|full| full.narrowed.as_ref())
     }
 
+    /// Sets the count of a narrowed entry (always boxed).
     fn set_count(&mut self, count: u64) {
-        match &mut self.0 {
-            Repr::Lazy { count: c, .. } => *c = count,
-            Repr::Full(full) => full.count = count,
+        if let Some(full) = self.full_mut() {
+            full.count = count;
         }
     }
 
     fn narrowed_mut(&mut self) -> Option<&mut Narrowed> {
-        match &mut self.0 {
-            Repr::Lazy { .. } => None,
-            Repr::Full(full) => full.narrowed.as_mut(),
-        }
+        self.full_mut().and_then(|full| full.narrowed.as_mut())
     }
 
     /// The word as shown.
@@ -374,9 +436,10 @@ impl Entry {
 
     /// Its occurrences in the answer.
     pub fn count(&self) -> u64 {
-        match &self.0 {
-            Repr::Lazy { count, .. } => *count,
-            Repr::Full(full) => full.count,
+        match (self.packed(), self.full()) {
+            (Some(bits), _) => Packed::count(bits),
+            (_, Some(full)) => full.count,
+            (None, None) => unreachable!("an entry is packed or boxed"),
         }
     }
 
@@ -406,6 +469,35 @@ impl Entry {
             .filter(|e| e.narrowed().is_none())
             .map(Entry::hit)
             .collect()
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if self.packed().is_none() {
+            // SAFETY: a clear tag bit means `word` came from
+            // `Box::into_raw`, owned by this entry, dropped once here.
+            drop(unsafe { Box::from_raw(self.word) });
+        }
+    }
+}
+
+impl Clone for Entry {
+    fn clone(&self) -> Entry {
+        match self.full() {
+            Some(full) => Entry::boxed(full.clone()),
+            None => Entry { word: self.word },
+        }
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("hit", &self.hit())
+            .field("count", &self.count())
+            .field("narrowed", &self.narrowed())
+            .finish()
     }
 }
 
@@ -570,4 +662,56 @@ fn cased_regex(term: &str) -> Result<Regex, String> {
         format!("{}.*", regex::escape(term))
     };
     Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("invalid query {term:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an entry gives back is what it was made of, packed where the
+    /// layer, number and count fit and boxed where they do not; a clone is
+    /// its own (a boxed one a box of its own, dropped once each).
+    #[test]
+    fn entries_give_back_what_they_were_made_of() {
+        let id_max = (1u32 << Packed::ID_BITS) - 1;
+        let count_max = (1u64 << Packed::COUNT_BITS) - 1;
+        let cases = [
+            (0, 0, 0, true),
+            (3, id_max, count_max, true),
+            (1, 12_345, 678_901, true),
+            (4, 7, 9, false),
+            (0, id_max + 1, 9, false),
+            (2, 7, count_max + 1, false),
+            (0, 7, u64::MAX, false),
+        ];
+        for (layer, id, count, packs) in cases {
+            let entry = Entry::lazy(Hit::single(layer, id), count);
+            assert_eq!(entry.packed().is_some(), packs, "{layer} {id} {count}");
+            for entry in [entry.clone(), entry] {
+                assert_eq!(entry.hit().as_single(), Some((layer, id)));
+                assert_eq!(entry.count(), count);
+                assert!(entry.narrowed().is_none());
+            }
+        }
+        let listed: Vec<Location> = (1..4)
+            .map(|line| Location {
+                file: 5,
+                line,
+                column: 2,
+            })
+            .collect();
+        let mut entry = Entry::listed(Hit::single(1, 2), Some("Word".into()), listed.clone());
+        assert!(entry.packed().is_none());
+        assert_eq!(entry.count(), 3);
+        entry.set_count(2);
+        let copy = entry.clone();
+        drop(entry);
+        assert_eq!(copy.count(), 2);
+        assert_eq!(copy.hit().as_single(), Some((1, 2)));
+        let narrowed = copy.narrowed().expect("a listed entry is narrowed");
+        assert_eq!(
+            (narrowed.spelled.as_deref(), &narrowed.listed),
+            (Some("Word"), &listed)
+        );
+    }
 }
