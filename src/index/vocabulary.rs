@@ -24,9 +24,16 @@ use super::postings::{read_varint, write_varint};
 /// Words per front-coded block: a lookup decodes at most this many.
 pub const BLOCK: usize = 16;
 
-/// Vocabularies of this many words are worked on in two halves, on two
+/// Vocabularies of this many words are worked on in parts, by two
 /// threads (see [`Vocabulary::in_parts`]).
 const PARALLEL_WORDS: usize = 1 << 16;
+
+/// The parts a large vocabulary is cut into for two threads to share: the
+/// words' cost is uneven (the kernel's upper half of `*e_*` took its
+/// thread 30 ms where the lower half took 17), so each thread takes the
+/// next part as it finishes one, and at most a part's worth is left to
+/// one thread at the end.
+const PARALLEL_PARTS: usize = 32;
 
 /// Part `part` of `0..n` cut into `parts` runs of (nearly) equal length.
 fn share(n: usize, part: usize, parts: usize) -> Range<usize> {
@@ -1343,19 +1350,38 @@ impl Vocabulary {
 
     /// `work(part, parts)` for each part of the vocabulary as
     /// [`Vocabulary::walk_part`] cuts it, results in order: a large
-    /// vocabulary in two halves on two threads, joined before this returns
-    /// (so no thread meets a later fork; a panic in either half is the
-    /// caller's, never a silently missing half), a small one whole.
+    /// vocabulary in [`PARALLEL_PARTS`] parts, which two threads take one
+    /// at a time, joined before this returns (so no thread meets a later
+    /// fork; a panic in either is the caller's, never a silently missing
+    /// part), a small one whole.
     pub fn in_parts<R: Send>(&self, work: impl Fn(usize, usize) -> R + Sync) -> Vec<R> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         if self.len() < PARALLEL_WORDS {
             return vec![work(0, 1)];
         }
-        std::thread::scope(|scope| {
-            let high = scope.spawn(|| work(1, 2));
-            let low = work(0, 2);
-            let high = high.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            vec![low, high]
-        })
+        let next = AtomicUsize::new(0);
+        let take_parts = || {
+            let mut done = Vec::new();
+            loop {
+                let part = next.fetch_add(1, Ordering::Relaxed);
+                if part >= PARALLEL_PARTS {
+                    return done;
+                }
+                done.push((part, work(part, PARALLEL_PARTS)));
+            }
+        };
+        let mut done = std::thread::scope(|scope| {
+            let other = scope.spawn(take_parts);
+            let mut done = take_parts();
+            done.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            );
+            done
+        });
+        done.sort_unstable_by_key(|&(part, _)| part);
+        done.into_iter().map(|(_, result)| result).collect()
     }
 
     /// The numbers of the words `pick` chooses, ascending, for a matcher
@@ -1363,7 +1389,7 @@ impl Vocabulary {
     /// given words back to back, each followed by a NUL (a byte in no
     /// word), about a thousand at a time, and pushes the places of the
     /// words it chooses (0 for the first given). A large vocabulary is read in
-    /// two halves side by side (see [`Vocabulary::in_parts`]).
+    /// parts side by side (see [`Vocabulary::in_parts`]).
     pub fn picked_in_text(&self, pick: &TextPicker<'_>) -> Picks {
         // Words laid out for one call: a front-coded group's 64 blocks.
         const WORDS: usize = 64 * BLOCK;
@@ -1674,8 +1700,8 @@ mod tests {
         }
     }
 
-    /// Past [`PARALLEL_WORDS`] the scan runs in two halves on two
-    /// threads: the halves must add up to a plain scan.
+    /// Past [`PARALLEL_WORDS`] the scan runs in parts on two threads:
+    /// the parts must add up to a plain scan.
     #[test]
     fn a_large_vocabulary_scanned_in_halves_finds_every_word() {
         let words = spread_words(PARALLEL_WORDS as u64 + 999, 1, "_", 97);

@@ -165,7 +165,7 @@ impl Automaton {
 
     /// The numbers of the words the pattern matches, ascending; `None` if
     /// the DFA gave up (its cache thrashing), for the caller to fall back.
-    /// A large vocabulary is walked in two halves side by side.
+    /// A large vocabulary is walked in parts side by side.
     pub fn select(&self, vocabulary: &Vocabulary) -> Option<Vec<usize>> {
         let parts = vocabulary.in_parts(|part, parts| self.select_part(vocabulary, part, parts));
         Some(parts.into_iter().collect::<Option<Vec<_>>>()?.concat())

@@ -12,7 +12,7 @@ use crate::index::{Step, Vocabulary};
 
 /// The numbers of the words within `max` edits (insertions, deletions,
 /// substitutions of bytes) of `target`, ascending, each with its distance.
-/// A large vocabulary is walked in two halves side by side.
+/// A large vocabulary is walked in parts side by side.
 pub fn similar_words(vocabulary: &Vocabulary, target: &[u8], max: usize) -> Vec<(usize, usize)> {
     vocabulary
         .in_parts(|part, parts| similar_in_part(vocabulary, target, max, part, parts))
