@@ -139,37 +139,42 @@ impl GlobLanes {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512bw,popcnt,bmi1,bmi2")]
     unsafe fn pick_avx512(&self, text: &[u8], out: &mut Vec<u64>, pext: bool) {
-        // A closure here is compiled with AVX-512BW too.
+        // Closures here are compiled with AVX-512BW and BMI2 too.
         let masks = |block: &[u8; LANES], bytes: &[u8], masks: &mut [u64]| {
             equal_masks_avx512(block, bytes, masks)
         };
-        match pext {
-            // SAFETY: the CPU has BMI2 (this function's features).
-            true => self.pick_by(
-                text,
-                &mut Marks::new(out, |a, m| unsafe { pext_u64(a, m) }),
-                masks,
-            ),
-            false => self.pick_by(text, &mut Marks::new(out, extract_plain), masks),
-        }
+        // SAFETY: the CPU has BMI2 (this function's features).
+        let bmi2 = |value, mask| unsafe { pext_u64(value, mask) };
+        self.pick_marked(text, out, masks, pext.then_some(bmi2))
     }
 
     /// [`GlobLanes::pick`] compiled for AVX2: two compares per mask.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,popcnt,bmi1,bmi2")]
     unsafe fn pick_avx2(&self, text: &[u8], out: &mut Vec<u64>, pext: bool) {
-        // A closure here is compiled with AVX2 too.
+        // Closures here are compiled with AVX2 and BMI2 too.
         let masks = |block: &[u8; LANES], bytes: &[u8], masks: &mut [u64]| {
             equal_masks_avx2(block, bytes, masks)
         };
+        // SAFETY: the CPU has BMI2 (this function's features).
+        let bmi2 = |value, mask| unsafe { pext_u64(value, mask) };
+        self.pick_marked(text, out, masks, pext.then_some(bmi2))
+    }
+
+    /// [`GlobLanes::pick_by`] marking with `pext` if given (where it is
+    /// fast), else bit by bit; inlined into its callers, so both are
+    /// compiled for their features.
+    #[inline(always)]
+    fn pick_marked(
+        &self,
+        text: &[u8],
+        out: &mut Vec<u64>,
+        equal_masks: impl Fn(&[u8; LANES], &[u8], &mut [u64]) -> u64,
+        pext: Option<impl Fn(u64, u64) -> u64>,
+    ) {
         match pext {
-            // SAFETY: the CPU has BMI2 (this function's features).
-            true => self.pick_by(
-                text,
-                &mut Marks::new(out, |a, m| unsafe { pext_u64(a, m) }),
-                masks,
-            ),
-            false => self.pick_by(text, &mut Marks::new(out, extract_plain), masks),
+            Some(pext) => self.pick_by(text, &mut Marks::new(out, pext), equal_masks),
+            None => self.pick_by(text, &mut Marks::new(out, extract_plain), equal_masks),
         }
     }
 
