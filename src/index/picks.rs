@@ -4,13 +4,13 @@
 //! A pattern can pick a million of the kernel's five million words
 //! (`*e_*`). As a list of numbers that is 9 MB of memory the query's
 //! process has never touched, written as the scan goes, then copied once
-//! more to join the vocabulary's two halves; on the hosts measured, memory
-//! touched for the first time costs more than the scan that fills it. So
-//! where a search picks more than one word in 64 of a half (see
-//! [`PartPicks`]), that half marks one bit per word instead: 310 KB for
-//! half the kernel's words, however many are picked. The halves are kept
-//! side by side, never joined, and read a few thousand numbers at a time
-//! by whoever makes the answer ([`Picks::read`]).
+//! more to join the parts the vocabulary was scanned in; on the hosts
+//! measured, memory touched for the first time costs more than the scan
+//! that fills it. So where a search picks more than one word in 64 of a
+//! part (see [`PartPicks`]), that part marks one bit per word instead:
+//! 620 KB for all the kernel's words, however many are picked. The parts
+//! are kept side by side, never joined, and read a few thousand numbers
+//! at a time by whoever makes the answer ([`Picks::read`]).
 
 use std::ops::Range;
 
@@ -64,8 +64,8 @@ impl Part {
                 // The last stretch of words starting at or before the
                 // first position, then its words by their counts, then
                 // the bits below the position in the word it lies in.
-                let stretch = before.partition_point(|&b| b <= positions.start) - 1;
-                let mut skip = positions.start - before[stretch];
+                let stretch = (before.partition_point(|&b| b <= positions.start)).saturating_sub(1);
+                let mut skip = positions.start - before.get(stretch).copied().unwrap_or(0);
                 let mut w = stretch * RANK_EVERY;
                 while let Some(&word) = bits.get(w) {
                     let ones = word.count_ones() as usize;
