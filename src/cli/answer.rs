@@ -404,10 +404,12 @@ impl Entry {
     }
 
     fn hit(&self) -> Hit {
-        match (self.packed(), self.full()) {
-            (Some(bits), _) => Hit::single(Packed::layer(bits), Packed::id(bits)),
-            (None, Some(full)) => full.hit,
-            (None, None) => unreachable!("an entry is packed or boxed"),
+        match self.full() {
+            Some(full) => full.hit,
+            None => {
+                let bits = self.word.addr();
+                Hit::single(Packed::layer(bits), Packed::id(bits))
+            }
         }
     }
 
@@ -436,10 +438,9 @@ impl Entry {
 
     /// Its occurrences in the answer.
     pub fn count(&self) -> u64 {
-        match (self.packed(), self.full()) {
-            (Some(bits), _) => Packed::count(bits),
-            (_, Some(full)) => full.count,
-            (None, None) => unreachable!("an entry is packed or boxed"),
+        match self.full() {
+            Some(full) => full.count,
+            None => Packed::count(self.word.addr()),
         }
     }
 

@@ -143,18 +143,13 @@ impl Picks {
     }
 
     /// The numbers, as one list.
-    pub fn into_ids(self) -> Vec<usize> {
-        match self.parts.as_slice() {
-            [Part::Listed(_)] => match self.parts.into_iter().next() {
-                Some(Part::Listed(ids)) => ids,
-                _ => unreachable!("matched as one listed part just above"),
-            },
-            _ => {
-                let mut ids = Vec::with_capacity(self.len);
-                self.read(0..self.len, &mut ids);
-                ids
-            }
+    pub fn into_ids(mut self) -> Vec<usize> {
+        if let [Part::Listed(ids)] = self.parts.as_mut_slice() {
+            return std::mem::take(ids);
         }
+        let mut ids = Vec::with_capacity(self.len);
+        self.read(0..self.len, &mut ids);
+        ids
     }
 }
 
