@@ -64,7 +64,9 @@ impl Part {
                 // The last stretch of words starting at or before the
                 // first position, then its words by their counts, then
                 // the bits below the position in the word it lies in.
-                let stretch = (before.partition_point(|&b| b <= positions.start)).saturating_sub(1);
+                let stretch = before
+                    .partition_point(|&b| b <= positions.start)
+                    .saturating_sub(1);
                 let mut skip = positions.start - before.get(stretch).copied().unwrap_or(0);
                 let mut w = stretch * RANK_EVERY;
                 while let Some(&word) = bits.get(w) {

@@ -135,8 +135,10 @@ impl Layer {
 /// `files`: (word, how many), sorted by word: what hiding those files takes
 /// from the word's count (a [`Layer`] is given the counts left). It reads
 /// every posting list, so it is done once, when a delta is made, not at
-/// each query, and on two threads: the caller must not fork while it runs
-/// (it returns only when both are joined).
+/// each query, in the vocabulary's parts on two threads
+/// ([`Vocabulary::in_parts`](super::vocabulary::Vocabulary::in_parts)):
+/// the caller must not fork while it runs (it returns only when both are
+/// joined).
 pub fn occurrences_in(index: &Index, files: &[bool]) -> Result<Vec<(u32, u32)>, Damaged> {
     // Lists are in file order: nothing past the last marked file matters.
     let Some(last) = files.iter().rposition(|&f| f) else {
@@ -159,17 +161,14 @@ pub fn occurrences_in(index: &Index, files: &[bool]) -> Result<Vec<(u32, u32)>, 
         Ok(inside)
     };
     let words = index.vocabulary().len();
-    let half = words / 2;
-    std::thread::scope(|scope| {
-        let upper = scope.spawn(|| scan(half..words));
-        let mut inside = scan(0..half)?;
-        // A scan thread only panics on a bug: its panic is the caller's.
-        let upper = upper
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        inside.extend(upper?);
-        Ok(inside)
-    })
+    let parts = index
+        .vocabulary()
+        .in_parts(|part, parts| scan(super::vocabulary::share(words, part, parts)));
+    let mut inside = Vec::new();
+    for part in parts {
+        inside.extend(part?);
+    }
+    Ok(inside)
 }
 
 struct LayerLocations<'a> {

@@ -36,7 +36,7 @@ const PARALLEL_WORDS: usize = 1 << 16;
 const PARALLEL_PARTS: usize = 32;
 
 /// Part `part` of `0..n` cut into `parts` runs of (nearly) equal length.
-fn share(n: usize, part: usize, parts: usize) -> Range<usize> {
+pub(crate) fn share(n: usize, part: usize, parts: usize) -> Range<usize> {
     let parts = parts.max(1);
     n * part / parts..n * (part + 1) / parts
 }
@@ -1703,7 +1703,7 @@ mod tests {
     /// Past [`PARALLEL_WORDS`] the scan runs in parts on two threads:
     /// the parts must add up to a plain scan.
     #[test]
-    fn a_large_vocabulary_scanned_in_halves_finds_every_word() {
+    fn a_large_vocabulary_scanned_in_parts_finds_every_word() {
         let words = spread_words(PARALLEL_WORDS as u64 + 999, 1, "_", 97);
         let vocabulary = front(&words);
         let keep = |w: &[u8]| !w.len().is_multiple_of(3);
@@ -1712,7 +1712,7 @@ mod tests {
             .collect();
         assert!(want.len() > 1000);
         assert_eq!(vocabulary.containing(b"_1", &keep), want);
-        // Halves of whole groups of plain text, some picked as text.
+        // Parts of whole groups of plain text, some picked as text.
         let saved = Vocabulary::front_coded_with_text_of(&words);
         let holds = |w: &[u8]| memchr::memmem::find(w, b"_1").is_some();
         let pick = marking(|text: &[u8], picked: &mut Vec<usize>| {
@@ -1728,7 +1728,7 @@ mod tests {
     }
 
     /// A picker over text sees every word once, ended by its NUL, in both
-    /// forms and both halves: what it picks is what a plain filter keeps.
+    /// forms and every part: what it picks is what a plain filter keeps.
     #[test]
     fn words_picked_in_text_are_the_words_a_filter_keeps() {
         let words = spread_words(PARALLEL_WORDS as u64 + 777, 50, "", 13);
