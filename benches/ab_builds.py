@@ -10,7 +10,7 @@ build's, as its summary line gives it: the process's exit is not in it)
 and the mean of each phase `--stats` prints, and how far each mean is from the
 first binary's.
 
-    python3 benches/ab_builds.py [--tree T] [--rounds N] BIN... [-- ARG...]
+    python3 benches/ab_builds.py [--tree T] [--rounds N] [--pause S] BIN... [-- ARG...]
 
 ARGs after `--` go to every build (`-- --workers 1`, `-- --batch 300`).
 The tree is read, and built once by every binary untimed, before the
@@ -18,6 +18,13 @@ first round; it is read again whenever a round starts more than 45 s
 after the last reading: this VM's page cache gives
 back files left idle for about a minute, and a cold file turns a build
 into a measure of the disk.
+
+`--pause S` sleeps S seconds before every timed build. Back to back, a
+build gets the memory the build before it freed a moment ago, which
+this guest has not yet handed back to its host; after a pause (as in
+whole_run.sh, where other programs run between builds) its first touch
+of fresh memory costs several times more, so changes to how much memory
+a build touches are measured both ways.
 """
 
 import argparse
@@ -87,6 +94,7 @@ def main():
     )
     parser.add_argument("--tree", default=os.environ.get("TREE", DEFAULT_TREE))
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--pause", type=float, default=0.0, metavar="S")
     parser.add_argument("binaries", nargs="+", metavar="BIN")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.tree):
@@ -112,6 +120,7 @@ def main():
             warmed = time.monotonic()
         turn = round_ % len(binaries)
         for k, binary in binaries[turn:] + binaries[:turn]:
+            time.sleep(args.pause)
             rows[k].append(build(binary, args.tree, extra))
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
 
@@ -119,6 +128,7 @@ def main():
     means = [{k: statistics.mean(r[k] for r in runs) for k in labels} for runs in rows]
     print(f"{args.rounds} interleaved rounds on {args.tree}"
           + (f" with {' '.join(extra)}" if extra else "")
+          + (f", {args.pause:g} s pause before each build" if args.pause else "")
           + "; seconds (wall, and CPU summed over the workers), the fastest wall, then means:")
     print("| binary | min wall | " + " | ".join(labels) + " |")
     print("| --- " * (len(labels) + 2) + "|")
