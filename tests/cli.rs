@@ -766,6 +766,69 @@ fn counts_and_files_with_matches_equal_the_reference() {
     }
 }
 
+/// `-c` over hundreds of words with counts in no particular order, from
+/// memory and from a saved index (whose front-coded blocks are read once
+/// each, in word order, before the words are ranked): every word with its
+/// count, most frequent first, ties in byte order, as the reference has
+/// them, in the human view and in JSON.
+#[test]
+fn counts_of_many_words_equal_the_reference_in_memory_and_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in 0..12 {
+        let text: String = (0..400)
+            .flat_map(|n| {
+                let times = (n * 7919 + f * 31) % 23 + 1;
+                (0..times).map(move |_| format!("c{n} "))
+            })
+            .collect();
+        write(dir.path(), &format!("f{f}.txt"), text.as_bytes());
+    }
+    let index = reference::build_index(dir.path(), &[]);
+    let saved = tempfile::tempdir().unwrap();
+    let file = saved.path().join("counts.idx");
+    let built = indexer()
+        .arg(dir.path())
+        .arg("--save")
+        .arg(&file)
+        .arg("--noprompt")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    for q in ["c*", "c1*", "*9"] {
+        let mut words = reference::query(&index, q).unwrap();
+        words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+        let want: Vec<String> = words
+            .iter()
+            .map(|(w, l)| format!("{w}:{}", l.len()))
+            .collect();
+        let want_json: Vec<serde_json::Value> = words
+            .iter()
+            .map(|(w, l)| serde_json::json!({"query": q, "word": w, "count": l.len()}))
+            .collect();
+        for (from, what) in [(dir.path(), "in memory"), (file.as_path(), "saved")] {
+            let ask = |json: bool| {
+                let mut cmd = indexer();
+                match what {
+                    "saved" => cmd.arg("--index").arg(from),
+                    _ => cmd.arg(from),
+                };
+                cmd.args(["-c", "--query", q]);
+                if json {
+                    cmd.arg("--json");
+                }
+                cmd.output().unwrap()
+            };
+            let out = ask(false);
+            let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            assert_eq!(got, want, "-c {q}, {what}");
+            assert_json_equals(&ask(true), &want_json, &format!("-c --json {q}, {what}"));
+        }
+    }
+}
+
 #[test]
 fn colour_only_when_asked_or_on_a_terminal() {
     let out = in_corpus(&["--query", "danube", "--color", "always"]);

@@ -15,7 +15,7 @@ use ignore::types::{Types, TypesBuilder};
 use ignore::Match;
 use regex::Regex;
 
-use indexer::index::{Damaged, Hit, Location, View};
+use indexer::index::{Damaged, Hit, HitWords, Location, View};
 use indexer::search::{matching_words, Query};
 
 use super::lines::{word_extent, Lines};
@@ -433,6 +433,15 @@ impl Entry {
         match self.narrowed().and_then(|n| n.spelled.as_ref()) {
             Some(word) => Cow::Borrowed(word),
             None => view.word(&self.hit()),
+        }
+    }
+
+    /// [`word`](Self::word) through `words`, for entries read in word
+    /// order (see [`View::word_reader`]).
+    pub fn word_from<'r>(&'r self, words: &'r mut HitWords<'_>) -> Cow<'r, str> {
+        match self.narrowed().and_then(|n| n.spelled.as_ref()) {
+            Some(word) => Cow::Borrowed(word),
+            None => words.word(&self.hit()),
         }
     }
 

@@ -81,11 +81,12 @@ impl JsonSink {
             None => JSON_PAGE,
         };
         let mut page = Vec::with_capacity(page_len);
+        let mut reader = view.word_reader();
         for entry in words {
             write!(
                 out,
                 "{{\"query\":{query},\"word\":{},\"count\":{},\"locations\":[",
-                json_string(&entry.word(view)),
+                json_string(&entry.word_from(&mut reader)),
                 entry.count()
             )?;
             let mut locations = entry.locations(view).map_err(damaged)?;
@@ -329,16 +330,31 @@ pub fn write_counts(
     words: &[Entry],
     json: Option<&str>,
 ) -> io::Result<()> {
-    for (count, entry) in rank(words) {
-        let word = entry.word(view);
-        match json {
+    // The words read first, in their (word) order, so a saved
+    // vocabulary's blocks are decoded once each: ranked by count, they
+    // would be read at random, a block decoded per word.
+    let mut reader = view.word_reader();
+    let mut text = String::new();
+    let mut ends = Vec::with_capacity(words.len());
+    for entry in words {
+        text.push_str(&entry.word_from(&mut reader));
+        ends.push(text.len());
+    }
+    let query = json.map(json_string);
+    // Words hold no control characters unless the index is damaged: one
+    // check of them all spares a check of each.
+    let clean = !has_control_bytes(&text);
+    for (k, count) in rank_positions(words) {
+        let start = k.checked_sub(1).map_or(0, |j| ends[j]);
+        let word = &text[start..ends[k]];
+        match &query {
             Some(query) => writeln!(
                 out,
-                "{{\"query\":{},\"word\":{},\"count\":{count}}}",
-                json_string(query),
-                json_string(&word)
+                "{{\"query\":{query},\"word\":{},\"count\":{count}}}",
+                json_string(word)
             )?,
-            None => writeln!(out, "{}:{count}", escape_controls(&word))?,
+            None if clean => writeln!(out, "{word}:{count}")?,
+            None => writeln!(out, "{}:{count}", escape_controls(word))?,
         }
     }
     Ok(())
@@ -369,6 +385,15 @@ pub fn write_files(
 /// Locations read (with their lines) a page at a time when an answer is
 /// printed in full or narrowed by spelling.
 pub(super) const PAGE: usize = 4096;
+
+/// The positions in `words` with their counts, most frequent first
+/// (ties in byte order).
+fn rank_positions(words: &[Entry]) -> Vec<(usize, u64)> {
+    let mut ranked: Vec<(usize, u64)> = words.iter().map(Entry::count).enumerate().collect();
+    // `words` is in byte order: ties stay alphabetical by their position.
+    ranked.sort_unstable_by_key(|&(k, count)| (std::cmp::Reverse(count), k));
+    ranked
+}
 
 /// `words` with their counts, most frequent first (ties in byte order).
 fn rank(words: &[Entry]) -> Vec<(u64, &Entry)> {
@@ -538,7 +563,21 @@ fn escape_text(text: &str) -> Cow<'_, str> {
 /// `\u{85}`), so a file name cannot break a line of the human view or
 /// send the terminal an escape sequence. JSON escapes them itself.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !has_control_bytes(text) {
+        return Cow::Borrowed(text);
+    }
     escape(text, char::is_control)
+}
+
+/// False when `text` surely holds no control character (Cc: U+0000 to
+/// U+001F, U+007F to U+009F), whose UTF-8 has a byte below 0x20, 0x7f or a
+/// leading 0xc2: nearly all text, told by its bytes (in 64-byte blocks the
+/// compiler vectorizes) rather than decoded char by char.
+fn has_control_bytes(text: &str) -> bool {
+    let suspect = |b: u8| b < 0x20 || b == 0x7f || b == 0xc2;
+    text.as_bytes()
+        .chunks(64)
+        .any(|block| block.iter().fold(false, |any, &b| any | suspect(b)))
 }
 
 /// `text` with the characters `escaped` picks written as escapes.

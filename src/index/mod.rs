@@ -46,8 +46,8 @@ pub use partial::{PartialIndex, Run, RunReader};
 pub use picks::Picks;
 pub use postings::Location;
 pub use tokenize::{for_each_word, Position, Word, MAX_WORD_BYTES};
-pub use view::{occurrences_in, FileStamp, Hit, Layer, View, MAX_LAYERS};
-pub use vocabulary::{Step, TextPicker, Vocabulary};
+pub use view::{occurrences_in, FileStamp, Hit, HitWords, Layer, View, MAX_LAYERS};
+pub use vocabulary::{Step, TextPicker, Vocabulary, WordReader};
 pub use walk::{check_root, walk, BadGlob, Excludes, FileEntry, Problem, RootError, Walk};
 
 use std::ops::Range;

@@ -15,7 +15,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::postings::{count_in_files, Location};
-use super::{Damaged, FileTable, Index, Picks, Vocabulary, WordLocations};
+use super::{Damaged, FileTable, Index, Picks, Vocabulary, WordLocations, WordReader};
 
 /// Most layers a view stacks: a base, its delta, and a delta being made.
 pub const MAX_LAYERS: usize = 3;
@@ -652,22 +652,32 @@ impl View {
             return hits;
         }
         let mut next = vec![0usize; picked.len()];
-        // The next pick's word in each layer, decoded once per pick.
-        let word_of = |l: usize, k: usize| {
-            picked[l]
-                .get(k)
-                .map(|&id| self.layers[l].index.vocabulary().word(id))
+        // The next pick's word in each layer, decoded once per pick (each
+        // layer's picks ascend, so its reader decodes each block once).
+        let mut readers: Vec<WordReader<'_>> = self
+            .layers
+            .iter()
+            .map(|layer| layer.index.vocabulary().reader())
+            .collect();
+        let mut heads: Vec<Vec<u8>> = vec![Vec::new(); picked.len()];
+        let mut head_of = |l: usize, k: usize, head: &mut Vec<u8>| {
+            head.clear();
+            if let Some(&id) = picked[l].get(k) {
+                head.extend_from_slice(readers[l].word(id));
+            }
         };
-        let mut heads: Vec<Option<std::borrow::Cow<'_, [u8]>>> =
-            (0..picked.len()).map(|l| word_of(l, 0)).collect();
+        for (l, head) in heads.iter_mut().enumerate() {
+            head_of(l, 0, head);
+        }
         loop {
             // The smallest word among the layers' next picks, and who has it.
             let mut smallest: Option<&[u8]> = None;
             let mut hit = Hit::EMPTY;
             for (l, ids) in picked.iter().enumerate() {
-                let (Some(&id), Some(word)) = (ids.get(next[l]), heads[l].as_deref()) else {
+                let Some(&id) = ids.get(next[l]) else {
                     continue;
                 };
+                let word = heads[l].as_slice();
                 match smallest.map(|s| word.cmp(s)) {
                     Some(Ordering::Greater) => continue,
                     Some(Ordering::Less) | None => {
@@ -683,7 +693,7 @@ impl View {
             }
             for (l, _) in hit.parts() {
                 next[l] += 1;
-                heads[l] = word_of(l, next[l]);
+                head_of(l, next[l], &mut heads[l]);
             }
             hits.push(hit);
         }
@@ -699,6 +709,19 @@ impl View {
     pub fn word(&self, hit: &Hit) -> std::borrow::Cow<'_, str> {
         let (l, id) = hit.first();
         self.layers[l].index.vocabulary().word_str(id)
+    }
+
+    /// A reader of the words of hits asked for in word order (an
+    /// answer's), which decodes each block of a stored vocabulary once
+    /// (see [`super::Vocabulary::reader`]).
+    pub fn word_reader(&self) -> HitWords<'_> {
+        HitWords {
+            layers: self
+                .layers
+                .iter()
+                .map(|layer| layer.index.vocabulary().reader())
+                .collect(),
+        }
     }
 
     /// Occurrences of the word in the view.
@@ -891,5 +914,19 @@ mod tests {
             assert!(result.is_err());
             assert_eq!(made, vec![7]);
         }
+    }
+}
+
+/// See [`View::word_reader`].
+#[derive(Debug)]
+pub struct HitWords<'a> {
+    layers: Vec<WordReader<'a>>,
+}
+
+impl HitWords<'_> {
+    /// The word of `hit` as text, as [`View::word`] gives it.
+    pub fn word(&mut self, hit: &Hit) -> std::borrow::Cow<'_, str> {
+        let (l, id) = hit.first();
+        String::from_utf8_lossy(self.layers[l].word(id))
     }
 }

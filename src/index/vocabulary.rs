@@ -1280,6 +1280,21 @@ impl Vocabulary {
         }
     }
 
+    /// A reader of words by number that keeps the block it decoded last:
+    /// words asked for in ascending order (an answer's, in byte order)
+    /// decode each block of a stored vocabulary once, where
+    /// [`word`](Self::word) decodes a block up to the word asked for at
+    /// every call (half the time of `-c` over a million words).
+    pub fn reader(&self) -> WordReader<'_> {
+        WordReader {
+            vocabulary: self,
+            block: None,
+            bytes: Vec::new(),
+            ends: Vec::with_capacity(BLOCK),
+            scratch: Vec::new(),
+        }
+    }
+
     /// Calls `f(id, word)` on the words numbered `range`, in order, until
     /// it returns false (cheaper than looking each one up).
     pub fn for_each_in(&self, range: Range<usize>, f: &mut dyn FnMut(usize, &[u8]) -> bool) {
@@ -2073,6 +2088,33 @@ mod tests {
             prop_assert_eq!(walked, firsts);
         }
 
+        /// A reader gives every word asked for, in any order (ascending,
+        /// repeated, going back), as the sorted list holds it, in both forms.
+        #[test]
+        fn a_reader_gives_the_words_asked_for(
+            mut words in proptest::collection::vec("[a-c]{1,7}", 1..200),
+            asks in proptest::collection::vec(0usize..1000, 0..60),
+            ascending in any::<bool>(),
+        ) {
+            words.sort();
+            words.dedup();
+            let bytes: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+            let mut asks: Vec<usize> = asks.into_iter().map(|a| a % bytes.len()).collect();
+            if ascending {
+                asks.sort_unstable();
+            }
+            let mut arena = Vocabulary::default();
+            for w in &bytes {
+                arena.push(w);
+            }
+            for vocabulary in [arena, front(&bytes)] {
+                let mut reader = vocabulary.reader();
+                for &id in &asks {
+                    prop_assert_eq!(reader.word(id), bytes[id].as_slice(), "word {}", id);
+                }
+            }
+        }
+
         /// Front-coded blocks answer every lookup as the arena does (and as
         /// a plain scan of the sorted words does).
         #[test]
@@ -2114,5 +2156,47 @@ mod tests {
             let all: Vec<usize> = mid.clone().collect();
             prop_assert_eq!(coded.select_in(mid, &|_| true), all);
         }
+    }
+}
+
+/// See [`Vocabulary::reader`].
+#[derive(Debug)]
+pub struct WordReader<'a> {
+    vocabulary: &'a Vocabulary,
+    /// The block whose words `bytes` and `ends` hold.
+    block: Option<usize>,
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    scratch: Vec<u8>,
+}
+
+impl WordReader<'_> {
+    /// The word numbered `id`, as [`Vocabulary::word`] gives it.
+    pub fn word(&mut self, id: usize) -> &[u8] {
+        let front = match &self.vocabulary.form {
+            Form::Arena(a) => return a.word(id),
+            Form::Front(front) => front,
+        };
+        let block = id / BLOCK;
+        if self.block != Some(block) {
+            self.bytes.clear();
+            self.ends.clear();
+            let (bytes, ends) = (&mut self.bytes, &mut self.ends);
+            front.decode_block(block, 0, &mut self.scratch, &mut |_, w| {
+                bytes.extend_from_slice(w);
+                ends.push(bytes.len());
+                true
+            });
+            self.block = Some(block);
+        }
+        // A block cut short by damage holds fewer words: those past its
+        // end read as empty, as `Vocabulary::word` gives them.
+        let k = id % BLOCK;
+        let start = match k {
+            0 => 0,
+            _ => self.ends.get(k - 1).copied().unwrap_or(self.bytes.len()),
+        };
+        let end = self.ends.get(k).copied().unwrap_or(start);
+        &self.bytes[start..end]
     }
 }
