@@ -735,22 +735,32 @@ fn json_text_is_each_locations_line() {
     assert_eq!(without_text, expected_json(&index, &["r", "=the"]));
 }
 
+/// The reference's answer to `q`, most frequent word first, ties in byte
+/// order (what `-c` prints).
+fn ranked_by_count(index: &Index, q: &str) -> Vec<(String, Vec<reference::Location>)> {
+    let mut words = reference::query(index, q).unwrap();
+    words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+    words
+}
+
+fn stdout_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn counts_and_files_with_matches_equal_the_reference() {
     let index = reference::build_index(&corpus(), &[]);
     for q in ["ri", "*a*", "=danube"] {
-        let mut words = reference::query(&index, q).unwrap();
-        words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+        let words = ranked_by_count(&index, q);
         let want: Vec<String> = words
             .iter()
             .map(|(w, l)| format!("{w}:{}", l.len()))
             .collect();
         let out = in_corpus(&["-c", "--query", q]);
-        let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        assert_eq!(got, want, "-c {q}");
+        assert_eq!(stdout_lines(&out), want, "-c {q}");
         let mut files: Vec<String> = words
             .iter()
             .flat_map(|(_, l)| l.iter().map(|l| l.path.clone()))
@@ -758,11 +768,7 @@ fn counts_and_files_with_matches_equal_the_reference() {
         files.sort();
         files.dedup();
         let out = in_corpus(&["-l", "--query", q]);
-        let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        assert_eq!(got, files, "-l {q}");
+        assert_eq!(stdout_lines(&out), files, "-l {q}");
     }
 }
 
@@ -795,8 +801,7 @@ fn counts_of_many_words_equal_the_reference_in_memory_and_saved() {
         .unwrap();
     assert!(built.status.success(), "{built:?}");
     for q in ["c*", "c1*", "*9"] {
-        let mut words = reference::query(&index, q).unwrap();
-        words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+        let words = ranked_by_count(&index, q);
         let want: Vec<String> = words
             .iter()
             .map(|(w, l)| format!("{w}:{}", l.len()))
@@ -818,12 +823,7 @@ fn counts_of_many_words_equal_the_reference_in_memory_and_saved() {
                 }
                 cmd.output().unwrap()
             };
-            let out = ask(false);
-            let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string)
-                .collect();
-            assert_eq!(got, want, "-c {q}, {what}");
+            assert_eq!(stdout_lines(&ask(false)), want, "-c {q}, {what}");
             assert_json_equals(&ask(true), &want_json, &format!("-c --json {q}, {what}"));
         }
     }
