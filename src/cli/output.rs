@@ -569,10 +569,10 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     escape(text, char::is_control)
 }
 
-/// False when `text` surely holds no control character (Cc: U+0000 to
-/// U+001F, U+007F to U+009F), whose UTF-8 has a byte below 0x20, 0x7f or a
-/// leading 0xc2: nearly all text, told by its bytes (in 64-byte blocks the
-/// compiler vectorizes) rather than decoded char by char.
+/// True when `text` may hold a control character (Cc: U+0000 to U+001F,
+/// U+007F to U+009F), whose UTF-8 has a byte below 0x20, 0x7f or a leading
+/// 0xc2; false for nearly all text, told by its bytes (in 64-byte blocks
+/// the compiler vectorizes) rather than decoded char by char.
 fn has_control_bytes(text: &str) -> bool {
     let suspect = |b: u8| b < 0x20 || b == 0x7f || b == 0xc2;
     text.as_bytes()

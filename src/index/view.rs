@@ -847,6 +847,20 @@ impl View {
     }
 }
 
+/// See [`View::word_reader`].
+#[derive(Debug)]
+pub struct HitWords<'a> {
+    layers: Vec<WordReader<'a>>,
+}
+
+impl HitWords<'_> {
+    /// The word of `hit` as text, as [`View::word`] gives it.
+    pub fn word(&mut self, hit: &Hit) -> std::borrow::Cow<'_, str> {
+        let (l, id) = hit.first();
+        String::from_utf8_lossy(self.layers[l].word(id))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -914,19 +928,5 @@ mod tests {
             assert!(result.is_err());
             assert_eq!(made, vec![7]);
         }
-    }
-}
-
-/// See [`View::word_reader`].
-#[derive(Debug)]
-pub struct HitWords<'a> {
-    layers: Vec<WordReader<'a>>,
-}
-
-impl HitWords<'_> {
-    /// The word of `hit` as text, as [`View::word`] gives it.
-    pub fn word(&mut self, hit: &Hit) -> std::borrow::Cow<'_, str> {
-        let (l, id) = hit.first();
-        String::from_utf8_lossy(self.layers[l].word(id))
     }
 }
