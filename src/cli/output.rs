@@ -397,10 +397,10 @@ fn rank_positions(words: &[Entry]) -> Vec<(usize, u64)> {
 
 /// `words` with their counts, most frequent first (ties in byte order).
 fn rank(words: &[Entry]) -> Vec<(u64, &Entry)> {
-    let mut ranked: Vec<(u64, &Entry)> = words.iter().map(|e| (e.count(), e)).collect();
-    // `words` is in byte order and the sort is stable: ties stay alphabetical.
-    ranked.sort_by_key(|&(count, _)| std::cmp::Reverse(count));
-    ranked
+    rank_positions(words)
+        .into_iter()
+        .map(|(k, count)| (count, &words[k]))
+        .collect()
 }
 
 /// The locations after the first page of an answer, in the order `:more`
