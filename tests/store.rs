@@ -1011,6 +1011,73 @@ proptest! {
 // ---------------------------------------------------------------------------
 // 4. The refresh summary counts what was reused and re-indexed.
 
+/// A refreshed index whose base picks far more words than its delta (so
+/// the delta's words are placed among the base's by their rank rather than
+/// merged word by word), with one word gone from the tree, new words, and
+/// words whose counts the edit changed: every answer as the reference has
+/// it for the edited tree, `-c` included.
+#[test]
+fn a_small_delta_over_a_large_base_answers_like_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    let mut clock = Clock::new();
+    for f in 0..20 {
+        let text: String = (0..600).map(|w| format!("w{w:03} x{f}{w} ")).collect();
+        write_file(
+            &root,
+            Path::new(&format!("f{f:02}.txt")),
+            text.as_bytes(),
+            &mut clock,
+        );
+    }
+    write_file(
+        &root,
+        Path::new("edited.txt"),
+        b"w000 only_here w500 w100\n",
+        &mut clock,
+    );
+    let saved = tempfile::tempdir().unwrap();
+    let file = saved.path().join("t.idx");
+    save(&root, &file);
+    // `only_here` goes; `w000` and `w100` lose an occurrence; new words
+    // come, before, among and after the base's.
+    write_file(
+        &root,
+        Path::new("edited.txt"),
+        b"a_new w100 w250b w999z\nw000 zz_new\n",
+        &mut clock,
+    );
+    refresh(&root, &file, &[]);
+    assert!(delta_of(&file).exists(), "the edit made a delta");
+    let queries = ["w*", "*", "*0*", "only*", "=w100", "x1*", "*new"];
+    let (got, _) = ask_file(&file, &queries);
+    assert_same_answers(
+        &got,
+        &expected(&root, &queries),
+        "small delta over a large base",
+    );
+    let index = reference::build_index(&root, &[]);
+    for q in ["w*", "*"] {
+        let mut words = reference::query(&index, q).unwrap();
+        words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+        let want: Vec<String> = words
+            .iter()
+            .map(|(w, l)| format!("{w}:{}", l.len()))
+            .collect();
+        let out = indexer()
+            .arg("--index")
+            .arg(&file)
+            .args(["-c", "--query", q])
+            .output()
+            .unwrap();
+        let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(got, want, "-c {q}");
+    }
+}
+
 #[test]
 fn refresh_with_nothing_changed_reuses_every_file() {
     let tree = tempfile::tempdir().unwrap();

@@ -20,6 +20,10 @@ use super::{Damaged, FileTable, Index, Picks, Vocabulary, WordLocations, WordRea
 /// Most layers a view stacks: a base, its delta, and a delta being made.
 pub const MAX_LAYERS: usize = 3;
 
+/// About how many words a reader decodes in the time of one binary search
+/// of a vocabulary (a block's first words compared, one block decoded).
+const SEARCH_PER_DECODE: usize = 32;
+
 /// Marks a dropped file in [`Layer::rank`] and an absent part in [`Hit`].
 const NONE: u32 = u32::MAX;
 
@@ -95,6 +99,26 @@ impl Layer {
             }
         }
         self.index.count(id)
+    }
+
+    /// [`count`](Self::count) of each of `ids` (ascending), appended to
+    /// `out`: the stored counts read together, the adjusted ones found by
+    /// one pass over both lists.
+    fn counts_of(&self, ids: &[usize], out: &mut Vec<u64>) -> Result<(), Damaged> {
+        let first = out.len();
+        self.index.counts_of(ids.iter().copied(), out)?;
+        if !self.adjusted.is_empty() {
+            let mut adjusted = self.adjusted.iter().peekable();
+            for (&id, count) in ids.iter().zip(&mut out[first..]) {
+                while adjusted.next_if(|&&(w, _)| (w as usize) < id).is_some() {}
+                if let Some(&&(w, left)) = adjusted.peek() {
+                    if w as usize == id {
+                        *count = u64::from(left);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The view's number for the layer's file `file`, if the view keeps it.
@@ -589,13 +613,23 @@ impl View {
             if layer.index.vocabulary().is_damaged() {
                 return Err(Damaged);
             }
-            if !layer.adjusted.is_empty() {
-                let mut kept = Vec::with_capacity(ids.len());
-                for id in ids.into_ids() {
-                    if layer.count(id)? > 0 {
-                        kept.push(id);
-                    }
-                }
+            // Only a word with occurrences in dropped files can be left
+            // with none (every stored word has some): those are taken out
+            // of the picks by one pass over both, with no count read per
+            // pick (`*e_*` on a refreshed kernel index: a million reads).
+            let gone: Vec<usize> = layer
+                .adjusted
+                .iter()
+                .filter(|&&(_, left)| left == 0)
+                .map(|&(word, _)| word as usize)
+                .collect();
+            if !gone.is_empty() {
+                let mut gone = gone.iter().peekable();
+                let mut kept = ids.into_ids();
+                kept.retain(|&id| {
+                    while gone.next_if(|&&g| g < id).is_some() {}
+                    gone.peek() != Some(&&id)
+                });
                 ids = kept.into();
             }
             picked.push(ids);
@@ -628,9 +662,31 @@ impl View {
             // In place where a `T` is a hit's size (`View::hits`).
             return Ok(merged.into_iter().map(|hit| make(hit, 0)).collect());
         }
+        // Each layer's counts read for all of a chunk's hits at once (the
+        // hits are in word order, so each layer's ids ascend), then summed.
         let summed = |hits: &[Hit], out: &mut Vec<u64>| {
-            for hit in hits {
-                out.push(self.count(hit)?);
+            out.clear();
+            out.resize(hits.len(), 0);
+            let mut ids = Vec::with_capacity(hits.len());
+            let mut at = Vec::with_capacity(hits.len());
+            let mut counts = Vec::with_capacity(hits.len());
+            for (l, layer) in self.layers.iter().enumerate() {
+                ids.clear();
+                at.clear();
+                for (k, hit) in hits.iter().enumerate() {
+                    if let Some(id) = hit.id_in(l) {
+                        ids.push(id);
+                        at.push(k);
+                    }
+                }
+                counts.clear();
+                layer.counts_of(&ids, &mut counts)?;
+                if counts.len() != ids.len() {
+                    return Err(Damaged);
+                }
+                for (&k, &count) in at.iter().zip(&counts) {
+                    out[k] += count;
+                }
             }
             Ok(())
         };
@@ -643,14 +699,69 @@ impl View {
     /// shards' as they are, stacked layers' merged, a word held by several
     /// layers one hit.
     fn merged(&self, picked: &[Vec<usize>]) -> Vec<Hit> {
-        let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
         if self.sharded {
             // Shards in word order: their picks, as they are.
+            let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).sum());
             for (l, ids) in picked.iter().enumerate() {
                 hits.extend(ids.iter().map(|&id| Hit::of(l, id)));
             }
             return hits;
         }
+        // The layer with the most picks (a base, under a delta of the
+        // files that changed) need not be decoded: when the others' picks
+        // are few, each is placed among its picks by a binary search of
+        // its vocabulary (`*e_*` on a refreshed kernel index: a million
+        // words decoded to place a few hundred).
+        let big = (0..picked.len())
+            .max_by_key(|&l| picked[l].len())
+            .unwrap_or(0);
+        let others: usize = picked.iter().map(Vec::len).sum::<usize>() - picked[big].len();
+        if others.saturating_mul(SEARCH_PER_DECODE) < picked[big].len() {
+            return self.merged_by_rank(picked, big);
+        }
+        self.merged_by_word(picked)
+    }
+
+    /// [`merged`](Self::merged) with `picked[big]` read by number only:
+    /// the other layers' hits merged by their words, then each placed by
+    /// its rank in layer `big`'s vocabulary, joining `big`'s pick of the
+    /// same word.
+    fn merged_by_rank(&self, picked: &[Vec<usize>], big: usize) -> Vec<Hit> {
+        let others: Vec<Vec<usize>> = picked
+            .iter()
+            .enumerate()
+            .map(|(l, ids)| if l == big { Vec::new() } else { ids.clone() })
+            .collect();
+        let vocabulary = self.layers[big].index.vocabulary();
+        let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).sum());
+        let mut rest = picked[big].iter().copied().peekable();
+        for hit in self.merged_by_word(&others) {
+            let (rank, held) = vocabulary.rank_of(&self.word_bytes(&hit));
+            while let Some(id) = rest.next_if(|&id| id < rank) {
+                hits.push(Hit::of(big, id));
+            }
+            match held && rest.next_if_eq(&rank).is_some() {
+                true => {
+                    // The parts in layer order, as a merge by words adds them.
+                    let mut parts: Vec<(usize, usize)> = hit.parts().collect();
+                    parts.push((big, rank));
+                    parts.sort_unstable();
+                    let mut joined = Hit::EMPTY;
+                    for (l, id) in parts {
+                        joined.add(l, id);
+                    }
+                    hits.push(joined);
+                }
+                false => hits.push(hit),
+            }
+        }
+        hits.extend(rest.map(|id| Hit::of(big, id)));
+        hits
+    }
+
+    /// [`merged`](Self::merged) by reading every pick's word.
+    fn merged_by_word(&self, picked: &[Vec<usize>]) -> Vec<Hit> {
+        let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
         let mut next = vec![0usize; picked.len()];
         // The next pick's word in each layer, decoded once per pick (each
         // layer's picks ascend, so its reader decodes each block once).

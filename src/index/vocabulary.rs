@@ -1621,8 +1621,16 @@ impl Vocabulary {
 
     /// The number of `word`, if present.
     pub fn find(&self, word: &[u8]) -> Option<usize> {
+        match self.rank_of(word) {
+            (i, true) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// How many words come before `word`, and whether it is the next one.
+    pub fn rank_of(&self, word: &[u8]) -> (usize, bool) {
         let i = self.partition_point(&|w| w < word);
-        (i < self.len() && *self.word(i) == *word).then_some(i)
+        (i, i < self.len() && *self.word(i) == *word)
     }
 
     /// Bytes held by the vocabulary.
