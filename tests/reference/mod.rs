@@ -332,6 +332,22 @@ pub fn query(index: &Index, q: &str) -> Result<Vec<(String, Vec<Location>)>, Str
         .collect())
 }
 
+/// The answer to `q`, most frequent word first, ties in byte order (the
+/// order `-c` prints).
+pub fn ranked_by_count(index: &Index, q: &str) -> Vec<(String, Vec<Location>)> {
+    let mut words = query(index, q).unwrap();
+    words.sort_by(|(wa, la), (wb, lb)| lb.len().cmp(&la.len()).then(wa.cmp(wb)));
+    words
+}
+
+/// The lines `-c --query q` must print: each matching word and its count.
+pub fn expected_counts(index: &Index, q: &str) -> Vec<String> {
+    ranked_by_count(index, q)
+        .iter()
+        .map(|(w, l)| format!("{w}:{}", l.len()))
+        .collect()
+}
+
 /// The exact JSON Lines objects `--json` must print for `queries`, in order.
 pub fn expected_json(index: &Index, queries: &[&str]) -> Vec<Value> {
     let mut out = Vec::new();
