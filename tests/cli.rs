@@ -12,7 +12,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use reference::{expected_json, parse_json_lines, Index};
-use support::{corpus, indexer, stderr_of, write};
+use support::{corpus, indexer, stderr_of, stdout_lines, write};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -733,13 +733,6 @@ fn json_text_is_each_locations_line() {
     }
     // Otherwise the contract's answer, key for key.
     assert_eq!(without_text, expected_json(&index, &["r", "=the"]));
-}
-
-fn stdout_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]

@@ -39,7 +39,7 @@ use assert_cmd::Command;
 use proptest::prelude::*;
 use reference::{assert_same_answers, expected_json, parse_json_lines, Index};
 use serde_json::Value;
-use support::{corpus, indexer, stderr_of};
+use support::{corpus, indexer, stderr_of, stdout_lines};
 
 /// Ordinary runs.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -1065,11 +1065,7 @@ fn a_small_delta_over_a_large_base_answers_like_the_reference() {
             .args(["-c", "--query", q])
             .output()
             .unwrap();
-        let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        assert_eq!(got, want, "-c {q}");
+        assert_eq!(stdout_lines(&out), want, "-c {q}");
     }
 }
 

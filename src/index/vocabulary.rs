@@ -1260,15 +1260,7 @@ impl Vocabulary {
     pub fn word(&self, id: usize) -> Cow<'_, [u8]> {
         match &self.form {
             Form::Arena(a) => Cow::Borrowed(a.word(id)),
-            Form::Front(f) => {
-                let mut word = Vec::new();
-                let mut buf = Vec::new();
-                f.decode_block(id / BLOCK, id % BLOCK, &mut buf, &mut |_, w| {
-                    word.extend_from_slice(w);
-                    false
-                });
-                Cow::Owned(word)
-            }
+            Form::Front(_) => Cow::Owned(self.reader().word(id).to_vec()),
         }
     }
 

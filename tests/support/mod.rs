@@ -29,6 +29,14 @@ pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The lines a run printed on stdout.
+pub fn stdout_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Writes `bytes` at `relative` below `root`, making its folders.
 pub fn write(root: &Path, relative: &str, bytes: &[u8]) {
     let path = root.join(relative);
