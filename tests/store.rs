@@ -1033,23 +1033,24 @@ fn a_small_delta_over_a_large_base_answers_like_the_reference() {
     write_file(
         &root,
         Path::new("edited.txt"),
-        b"w000 only_here w500 w100\n",
+        b"w000 only_here kept_here w500 w100\n",
         &mut clock,
     );
     let saved = tempfile::tempdir().unwrap();
     let file = saved.path().join("t.idx");
     save(&root, &file);
-    // `only_here` goes; `w000` and `w100` lose an occurrence; new words
-    // come, before, among and after the base's.
+    // `only_here` goes; `kept_here` leaves the base for the delta; `w000`
+    // and `w100` lose an occurrence; new words come, before, among and
+    // after the base's.
     write_file(
         &root,
         Path::new("edited.txt"),
-        b"a_new w100 w250b w999z\nw000 zz_new\n",
+        b"a_new w100 w250b w999z\nw000 zz_new kept_here\n",
         &mut clock,
     );
     refresh(&root, &file, &[]);
     assert!(delta_of(&file).exists(), "the edit made a delta");
-    let queries = ["w*", "*", "*0*", "only*", "=w100", "x1*", "*new"];
+    let queries = ["w*", "*", "*0*", "only*", "=w100", "x1*", "*new", "*_here"];
     let (got, _) = ask_file(&file, &queries);
     assert_same_answers(
         &got,

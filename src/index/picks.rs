@@ -101,6 +101,45 @@ impl Part {
     }
 }
 
+impl Part {
+    /// Where `id` is among this part's numbers: `Ok(position)` when it is
+    /// one of them, else `Err` of where it would go (as
+    /// `slice::binary_search`).
+    fn position(&self, id: usize) -> Result<usize, usize> {
+        match self {
+            Part::Listed(ids) => ids.binary_search(&id),
+            Part::Span(range) if id < range.start => Err(0),
+            Part::Span(range) if id >= range.end => Err(range.len()),
+            Part::Span(range) => Ok(id - range.start),
+            Part::Marked {
+                first,
+                bits,
+                before,
+                count,
+            } => {
+                let Some(at) = id.checked_sub(*first) else {
+                    return Err(0);
+                };
+                let Some(&word) = bits.get(at / 64) else {
+                    return Err(*count);
+                };
+                let w = at / 64;
+                let stretch = w / RANK_EVERY;
+                let below: usize = before.get(stretch).copied().unwrap_or(0)
+                    + bits[stretch * RANK_EVERY..w]
+                        .iter()
+                        .map(|b| b.count_ones() as usize)
+                        .sum::<usize>()
+                    + (word & ((1u64 << (at % 64)) - 1)).count_ones() as usize;
+                match word >> (at % 64) & 1 {
+                    1 => Ok(below),
+                    _ => Err(below),
+                }
+            }
+        }
+    }
+}
+
 impl Picks {
     /// Every word of `range`.
     pub fn span(range: Range<usize>) -> Picks {
@@ -142,6 +181,22 @@ impl Picks {
             }
             before += len;
         }
+    }
+
+    /// Where word `id` is among the picks: `Ok(position)` when it is
+    /// picked, else `Err` of how many picked words are below it (as
+    /// `slice::binary_search`). At most one binary search, or 64 words
+    /// of bits counted.
+    pub fn position(&self, id: usize) -> Result<usize, usize> {
+        let mut before = 0;
+        for part in &self.parts {
+            match part.position(id) {
+                Ok(at) => return Ok(before + at),
+                Err(at) if at < part.len() => return Err(before + at),
+                Err(_) => before += part.len(),
+            }
+        }
+        Err(before)
     }
 
     /// The numbers, as one list.
@@ -378,6 +433,9 @@ mod tests {
             let mut read = vec![usize::MAX];
             picks.read(start..end, &mut read);
             prop_assert_eq!(&read[1..], &picked[start..end]);
+            for id in 0..words + 65 {
+                prop_assert_eq!(picks.position(id), picked.binary_search(&id), "word {}", id);
+            }
             prop_assert_eq!(picks.into_ids(), picked);
         }
     }
@@ -388,6 +446,9 @@ mod tests {
         let mut read = Vec::new();
         picks.read(2..4, &mut read);
         assert_eq!(read, [7, 8]);
+        assert_eq!(picks.position(4), Err(0));
+        assert_eq!(picks.position(7), Ok(2));
+        assert_eq!(picks.position(12), Err(7));
         assert_eq!(picks.into_ids(), (5..12).collect::<Vec<_>>());
     }
 }
