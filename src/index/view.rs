@@ -745,19 +745,8 @@ impl View {
         }
         if let ([ids], [layer]) = (&mut picked[..], &self.layers[..]) {
             let ids = layer.kept(std::mem::take(ids));
-            let stored =
-                |ids: &[usize], out: &mut Vec<u64>| layer.index.counts_of(ids.iter().copied(), out);
-            let adjusted = |ids: &[usize], out: &mut Vec<u64>| {
-                for &id in ids {
-                    out.push(u64::from(layer.count(id)?));
-                }
-                Ok(())
-            };
-            let counts_of: Option<CountsOf<'_, _>> = match (counted, layer.adjusted.is_empty()) {
-                (false, _) => None,
-                (true, true) => Some(&stored),
-                (true, false) => Some(&adjusted),
-            };
+            let read = |ids: &[usize], out: &mut Vec<u64>| layer.counts_of(ids, out);
+            let counts_of: Option<CountsOf<'_, _>> = counted.then_some(&read);
             let mut made = Vec::new();
             made_side_by_side(&mut made, &ids, counts_of, |id, count| {
                 make(Hit::of(0, id), count)
@@ -886,7 +875,9 @@ impl View {
         Placed::new(picks, big, changes)
     }
 
-    /// [`merged`](Self::merged) by reading every pick's word.
+    /// The hits of stacked layers' picks (each ascending), in word order,
+    /// a word held by several layers one hit, merged by reading every
+    /// pick's word.
     fn merged_by_word(&self, picked: &[Vec<usize>]) -> Vec<Hit> {
         let mut hits = Vec::with_capacity(picked.iter().map(Vec::len).max().unwrap_or(0));
         let mut next = vec![0usize; picked.len()];
