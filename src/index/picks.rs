@@ -99,9 +99,7 @@ impl Part {
             }
         }
     }
-}
 
-impl Part {
     /// Where `id` is among this part's numbers: `Ok(position)` when it is
     /// one of them, else `Err` of where it would go (as
     /// `slice::binary_search`).
@@ -185,8 +183,8 @@ impl Picks {
 
     /// Where word `id` is among the picks: `Ok(position)` when it is
     /// picked, else `Err` of how many picked words are below it (as
-    /// `slice::binary_search`). At most one binary search, or 64 words
-    /// of bits counted.
+    /// `slice::binary_search`): in each part up to the one that would
+    /// hold it, one binary search, or at most 64 words of bits counted.
     pub fn position(&self, id: usize) -> Result<usize, usize> {
         let mut before = 0;
         for part in &self.parts {
