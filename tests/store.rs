@@ -1368,6 +1368,59 @@ fn large_index_never_answers_from_damaged_bytes() {
     assert_none_accepted(&problems, 40, "large index, a byte flipped");
 }
 
+/// Where section `id` lies in an index file's bytes, from its section
+/// table (see the layout in `src/store/format.rs`).
+fn section_span(index: &[u8], id: u32) -> Option<std::ops::Range<usize>> {
+    let number = |at: usize, width: usize| -> usize {
+        let mut bytes = [0u8; 8];
+        bytes[..width].copy_from_slice(&index[at..at + width]);
+        u64::from_le_bytes(bytes) as usize
+    };
+    (0..number(16, 4))
+        .map(|k| 32 + 32 * k)
+        .find(|&entry| number(entry, 4) == id as usize)
+        .map(|entry| number(entry + 8, 8)..number(entry + 8, 8) + number(entry + 16, 8))
+}
+
+/// Section id of the words' front-coded blocks (`src/store/format.rs`).
+const WORDS_SECTION: u32 = 3;
+
+#[test]
+fn a_damaged_block_of_words_refuses_the_answers_that_print_its_words() {
+    // Every word printed (`*`, in JSON and as counts) with a byte of the
+    // words' blocks flipped: the words of the damaged chunk would read as
+    // empty, so the answer must stop at them with one line, exit 2.
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("tree");
+    KillTree::new(&root, 1500, 60);
+    let file = work.path().join("words.idx");
+    save(&root, &file);
+    let good = fs::read(&file).unwrap();
+    let words = section_span(&good, WORDS_SECTION).expect("a words section");
+    let mut rng = Rng::new(61);
+    let mut problems = Vec::new();
+    for _ in 0..6 {
+        let at = words.start + rng.below(words.len());
+        let mut bytes = good.clone();
+        bytes[at] ^= 1 + rng.below(255) as u8;
+        let bad = work.path().join("bad.idx");
+        fs::write(&bad, &bytes).unwrap();
+        for shape in [&["--json"][..], &["-c"][..]] {
+            let out = indexer()
+                .arg("--index")
+                .arg(&bad)
+                .args(["--query", "*"])
+                .args(shape)
+                .output()
+                .unwrap();
+            if let Some(problem) = refusal_problem(&out) {
+                problems.push(format!("byte {at}, {shape:?}: {problem}"));
+            }
+        }
+    }
+    assert_none_accepted(&problems, 12, "words' blocks, a byte flipped");
+}
+
 /// Every word of `view` with its count and locations (and their paths),
 /// read through the library's fallible reads: `Err` at the first one that
 /// meets damage.
@@ -1388,7 +1441,7 @@ fn read_everything(view: &indexer::index::View) -> Result<Everything, indexer::i
             "first_locations of {hit:?}"
         );
         words.push((
-            view.word(&hit).into_owned(),
+            view.word(&hit)?.into_owned(),
             view.count(&hit)?,
             locations,
             paths,

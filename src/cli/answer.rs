@@ -428,19 +428,19 @@ impl Entry {
         self.full_mut().and_then(|full| full.narrowed.as_mut())
     }
 
-    /// The word as shown.
-    pub fn word<'v>(&'v self, view: &'v View) -> Cow<'v, str> {
+    /// The word as shown; [`Damaged`] if its stored block is.
+    pub fn word<'v>(&'v self, view: &'v View) -> Result<Cow<'v, str>, Damaged> {
         match self.narrowed().and_then(|n| n.spelled.as_ref()) {
-            Some(word) => Cow::Borrowed(word),
+            Some(word) => Ok(Cow::Borrowed(word)),
             None => view.word(&self.hit()),
         }
     }
 
     /// [`word`](Self::word) through `words`, for entries read in word
     /// order (see [`View::word_reader`]).
-    pub fn word_from<'r>(&'r self, words: &'r mut HitWords<'_>) -> Cow<'r, str> {
+    pub fn word_from<'r>(&'r self, words: &'r mut HitWords<'_>) -> Result<Cow<'r, str>, Damaged> {
         match self.narrowed().and_then(|n| n.spelled.as_ref()) {
-            Some(word) => Cow::Borrowed(word),
+            Some(word) => Ok(Cow::Borrowed(word)),
             None => words.word(&self.hit()),
         }
     }
@@ -617,7 +617,7 @@ pub fn find(
     // One entry per word, in byte order (a word may match two terms).
     let mut words: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
     for entry in terms.into_iter().flatten() {
-        let key = entry.word(view).as_bytes().to_vec();
+        let key = entry.word(view)?.as_bytes().to_vec();
         words.entry(key).or_insert(entry);
     }
     Ok(words.into_values().collect())

@@ -870,10 +870,10 @@ pub(crate) fn did_you_mean(view: &View, request: &answer::Request) -> String {
             .parts()
             .find_map(|(layer, id)| distances.get(layer)?.get(&id).copied())
             .unwrap_or(SUGGESTION_DISTANCE);
-        let Ok(count) = view.count(hit) else {
+        let (Ok(count), Ok(word)) = (view.count(hit), view.word(hit)) else {
             return String::new();
         };
-        near.push((distance, count, view.word(hit).into_owned()));
+        near.push((distance, count, word.into_owned()));
     }
     near.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
     let shown: Vec<String> = near
@@ -906,7 +906,7 @@ pub(crate) fn damaged_message(args: &Args) -> String {
         .or(args.save.as_ref())
         .map_or_else(|| "the index".to_string(), |f| f.display().to_string());
     format!(
-        "{file} is damaged (checksum of its occurrences); rebuild it with `indexer DIR --save {file}`"
+        "{file} is damaged (a checksum failed as it was read); rebuild it with `indexer DIR --save {file}`"
     )
 }
 

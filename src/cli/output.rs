@@ -86,7 +86,7 @@ impl JsonSink {
             write!(
                 out,
                 "{{\"query\":{query},\"word\":{},\"count\":{},\"locations\":[",
-                json_string(&entry.word_from(&mut reader)),
+                json_string(&entry.word_from(&mut reader).map_err(damaged)?),
                 entry.count()
             )?;
             let mut locations = entry.locations(view).map_err(damaged)?;
@@ -283,7 +283,8 @@ impl<'a> HumanAnswer<'a> {
         };
         for (k, &(count, entry)) in self.ranked[..self.shown].iter().enumerate() {
             if layout.heading {
-                writeln!(out, "{} ({count})", escape_controls(&entry.word(view)))?;
+                let word = entry.word(view).map_err(damaged)?;
+                writeln!(out, "{} ({count})", escape_controls(&word))?;
                 shown.last_file = None;
             }
             match self.locations.get(k) {
@@ -337,7 +338,7 @@ pub fn write_counts(
     let mut text = String::new();
     let mut ends = Vec::with_capacity(words.len());
     for entry in words {
-        text.push_str(&entry.word_from(&mut reader));
+        text.push_str(&entry.word_from(&mut reader).map_err(damaged)?);
         ends.push(text.len());
     }
     let query = json.map(json_string);

@@ -105,7 +105,8 @@ impl Completer for IndexHelper<'_> {
         }
         let candidates = ranked
             .into_iter()
-            .map(|(_, k)| view.word(&hits[k]).into_owned())
+            // A damaged word is no candidate (its answer says why).
+            .filter_map(|(_, k)| Some(view.word(&hits[k]).ok()?.into_owned()))
             .collect();
         Ok((start, candidates))
     }
@@ -554,7 +555,7 @@ fn show_more(
     }
     for (entry, locations) in groups {
         let lines = Lines::read(view, layout.tree.as_deref(), locations);
-        writeln!(out, "{} (more)", entry.word(view))?;
+        writeln!(out, "{} (more)", entry.word(view).map_err(damaged)?)?;
         shown.forget_heading();
         write_locations(out, view, layout, locations, &lines, shown)?;
         *from += locations.len();

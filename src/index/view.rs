@@ -848,7 +848,8 @@ impl View {
             .peekable();
         let mut changes = Vec::new();
         for hit in self.merged_by_word(others) {
-            let (rank, held) = vocabulary.rank_of(&self.word_bytes(&hit));
+            // A damaged word reads as empty here; the caller then checks.
+            let (rank, held) = vocabulary.rank_of(&self.word_bytes(&hit).unwrap_or_default());
             let found = picks.position(rank);
             let (Ok(at) | Err(at)) = found;
             while let Some(k) = gone.next_if(|&k| k < at) {
@@ -928,16 +929,24 @@ impl View {
         }
     }
 
-    /// The word's bytes.
-    pub fn word_bytes(&self, hit: &Hit) -> std::borrow::Cow<'_, [u8]> {
+    /// The word's bytes; [`Damaged`] if its stored block is.
+    pub fn word_bytes(&self, hit: &Hit) -> Result<std::borrow::Cow<'_, [u8]>, Damaged> {
         let (l, id) = hit.first();
-        self.layers[l].index.vocabulary().word(id)
+        self.layers[l]
+            .index
+            .vocabulary()
+            .checked_word(id)
+            .ok_or(Damaged)
     }
 
-    /// The word as text.
-    pub fn word(&self, hit: &Hit) -> std::borrow::Cow<'_, str> {
-        let (l, id) = hit.first();
-        self.layers[l].index.vocabulary().word_str(id)
+    /// The word as text; [`Damaged`] if its stored block is.
+    pub fn word(&self, hit: &Hit) -> Result<std::borrow::Cow<'_, str>, Damaged> {
+        Ok(match self.word_bytes(hit)? {
+            std::borrow::Cow::Borrowed(bytes) => String::from_utf8_lossy(bytes),
+            std::borrow::Cow::Owned(bytes) => {
+                std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+            }
+        })
     }
 
     /// A reader of the words of hits asked for in word order (an
@@ -1084,9 +1093,10 @@ pub struct HitWords<'a> {
 
 impl HitWords<'_> {
     /// The word of `hit` as text, as [`View::word`] gives it.
-    pub fn word(&mut self, hit: &Hit) -> std::borrow::Cow<'_, str> {
+    pub fn word(&mut self, hit: &Hit) -> Result<std::borrow::Cow<'_, str>, Damaged> {
         let (l, id) = hit.first();
-        String::from_utf8_lossy(self.layers[l].word(id))
+        let word = self.layers[l].checked_word(id).ok_or(Damaged)?;
+        Ok(String::from_utf8_lossy(word))
     }
 }
 

@@ -1328,6 +1328,15 @@ impl Vocabulary {
         }
     }
 
+    /// [`Vocabulary::word`], or `None` if `id` is past the end or its
+    /// stored block is damaged (where `word` reads it as empty).
+    pub fn checked_word(&self, id: usize) -> Option<Cow<'_, [u8]>> {
+        match &self.form {
+            Form::Arena(a) => (id < a.len()).then(|| Cow::Borrowed(a.word(id))),
+            Form::Front(_) => Some(Cow::Owned(self.reader().checked_word(id)?.to_vec())),
+        }
+    }
+
     /// The word as text (words are always valid UTF-8: they come from
     /// decoded characters).
     pub fn word_str(&self, id: usize) -> Cow<'_, str> {
@@ -1724,9 +1733,17 @@ pub struct WordReader<'a> {
 impl WordReader<'_> {
     /// The word numbered `id`, as [`Vocabulary::word`] gives it.
     pub fn word(&mut self, id: usize) -> &[u8] {
+        self.checked_word(id).unwrap_or_default()
+    }
+
+    /// The word numbered `id`, or `None` if it is past the end or its
+    /// block is damaged (a damaged chunk reads as no bytes, so its block
+    /// holds fewer words than it should, or none).
+    pub fn checked_word(&mut self, id: usize) -> Option<&[u8]> {
         let front = match &self.vocabulary.form {
-            Form::Arena(a) => return a.word(id),
-            Form::Front(front) => front,
+            Form::Arena(a) => return (id < a.len()).then(|| a.word(id)),
+            Form::Front(front) if id < front.len => front,
+            Form::Front(_) => return None,
         };
         let (block, k) = (id / BLOCK, id % BLOCK);
         if self.block != Some(block) {
@@ -1750,14 +1767,13 @@ impl WordReader<'_> {
             self.bytes.extend_from_slice(&self.source[suffix]);
             self.ends.push(self.bytes.len());
         }
-        // A block cut short by damage holds fewer words: those past its
-        // end read as empty, as `Vocabulary::word` gives them.
+        // A block cut short by damage holds fewer words.
         let start = match k {
             0 => 0,
-            _ => self.ends.get(k - 1).copied().unwrap_or(self.bytes.len()),
+            _ => self.ends[k - 1],
         };
-        let end = self.ends.get(k).copied().unwrap_or(start);
-        &self.bytes[start..end]
+        let end = *self.ends.get(k)?;
+        self.bytes.get(start..end)
     }
 }
 

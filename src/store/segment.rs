@@ -966,7 +966,10 @@ pub fn write_hits(
             continue;
         }
         writer.list(&list)?;
-        writer.word(&view.word_bytes(hit), count)?;
+        let word = view
+            .word_bytes(hit)
+            .map_err(|Damaged| WriteError::DamagedSource)?;
+        writer.word(&word, count)?;
     }
     writer.finish(dropped, adjusted)
 }

@@ -207,12 +207,12 @@ pub fn save_part(
         .unwrap_or_default();
     Ok(PartInfo {
         name,
-        first_word: match k {
-            1 => Vec::new(),
-            _ => hits
-                .first()
-                .map(|h| view.word_bytes(h).into_owned())
-                .unwrap_or_default(),
+        first_word: match (k, hits.first()) {
+            (2.., Some(hit)) => view
+                .word_bytes(hit)
+                .map_err(|_| super::write_error(&file, segment::WriteError::DamagedSource))?
+                .into_owned(),
+            _ => Vec::new(),
         },
         words: hits.len() as u64,
         header_hash: committed.header_hash,
