@@ -1768,11 +1768,11 @@ impl WordReader<'_> {
             self.ends.push(self.bytes.len());
         }
         // A block cut short by damage holds fewer words.
+        let end = *self.ends.get(k)?;
         let start = match k {
             0 => 0,
             _ => self.ends[k - 1],
         };
-        let end = *self.ends.get(k)?;
         self.bytes.get(start..end)
     }
 }
