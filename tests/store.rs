@@ -567,6 +567,12 @@ fn check_round_trip<S: AsRef<str>>(dir: &Path, queries: &[S], what: &str) {
         stderr.to_lowercase().contains("not checked"),
         "{what}: opening without DIR must say the tree was not checked; stderr:\n{stderr}"
     );
+    // The substrings answered from the common pairs' bits.
+    let pairs = pair_queries(&fs::read(&file).unwrap());
+    assert!(!pairs.is_empty(), "{what}: no common pair kept");
+    let (got, _) = ask_file(&file, &pairs);
+    let pairs_want = expected(dir, &pairs);
+    assert_same_answers(&got, &pairs_want, &format!("{what}: common pairs"));
     let (got, _) = ask_refreshed(dir, &file, queries, &[]);
     assert_same_answers(&got, &want, &format!("{what}: DIR --index FILE"));
     let (got, _) = ask_file(&file, queries);
@@ -1157,16 +1163,20 @@ fn refresh_counts_follow_the_edits() {
 /// of swapping.
 fn open_broken(file: &Path) -> Output {
     let mut std_cmd = std::process::Command::new(bin());
-    std_cmd
-        .arg("--index")
-        .arg(file)
-        // A substring (which reads the vocabulary blocks' signatures; it
-        // matches in every tree here, école or column, so it leaves stderr
-        // to the refusal), a glob with nothing to narrow by (read from the
-        // words as plain text; e is in every tree here too), a suffix
-        // (found by the suffix keys), every word, a prefix and
-        // a regex: together they read every section.
-        .args(json_args(&["*col*", "*e*", "*on", "*", "river", "/.*ö.*/"]));
+    // A substring (which reads the vocabulary blocks' signatures; it
+    // matches in every tree here, école or column, so it leaves stderr
+    // to the refusal), a glob with nothing to narrow by (read from the
+    // words as plain text; e is in every tree here too), a suffix (found
+    // by the suffix keys), every word, a prefix and a regex, and one
+    // substring of each common pair the file and its delta keep bits of:
+    // together they read every section.
+    // The pairs' first: each matches, so it leaves stderr to the refusal.
+    let mut queries = Vec::new();
+    for layer in [file.to_path_buf(), delta_of(file)] {
+        queries.extend(pair_queries(&fs::read(layer).unwrap_or_default()));
+    }
+    queries.extend(["*col*", "*e*", "*on", "*", "river", "/.*ö.*/"].map(String::from));
+    std_cmd.arg("--index").arg(file).args(json_args(&queries));
     // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
     unsafe {
         std_cmd.pre_exec(|| {
@@ -1369,21 +1379,39 @@ fn large_index_never_answers_from_damaged_bytes() {
 }
 
 /// Where section `id` lies in an index file's bytes, from its section
-/// table (see the layout in `src/store/format.rs`).
+/// table (see the layout in `src/store/format.rs`); `None` if the table
+/// does not say (or cannot be read: the file may be damaged).
 fn section_span(index: &[u8], id: u32) -> Option<std::ops::Range<usize>> {
-    let number = |at: usize, width: usize| -> usize {
+    let number = |at: usize, width: usize| -> Option<usize> {
         let mut bytes = [0u8; 8];
-        bytes[..width].copy_from_slice(&index[at..at + width]);
-        u64::from_le_bytes(bytes) as usize
+        bytes[..width].copy_from_slice(index.get(at..at.checked_add(width)?)?);
+        usize::try_from(u64::from_le_bytes(bytes)).ok()
     };
-    (0..number(16, 4))
+    let sections = number(16, 4)?.min(64);
+    let entry = (0..sections)
         .map(|k| 32 + 32 * k)
-        .find(|&entry| number(entry, 4) == id as usize)
-        .map(|entry| number(entry + 8, 8)..number(entry + 8, 8) + number(entry + 16, 8))
+        .find(|&entry| number(entry, 4) == Some(id as usize))?;
+    let (start, len) = (number(entry + 8, 8)?, number(entry + 16, 8)?);
+    Some(start..start.checked_add(len)?)
 }
 
-/// Section id of the words' front-coded blocks (`src/store/format.rs`).
+/// Section ids (`src/store/format.rs`): the words' front-coded blocks,
+/// the common pairs and their bits.
 const WORDS_SECTION: u32 = 3;
+const PAIRS_SECTION: u32 = 29;
+const PAIR_BITS_SECTION: u32 = 30;
+
+/// `*ab*` for each common pair `ab` an index file keeps bits of (as far
+/// as its section table and pairs can be read; pairs that are not whole
+/// characters cannot be asked for).
+fn pair_queries(index: &[u8]) -> Vec<String> {
+    let pairs = section_span(index, PAIRS_SECTION).and_then(|span| index.get(span));
+    (pairs.unwrap_or_default().chunks_exact(2))
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
+        .filter(|pair| pair.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        .map(|pair| format!("*{pair}*"))
+        .collect()
+}
 
 #[test]
 fn a_damaged_block_of_words_refuses_the_answers_that_print_its_words() {
@@ -1419,6 +1447,45 @@ fn a_damaged_block_of_words_refuses_the_answers_that_print_its_words() {
         }
     }
     assert_none_accepted(&problems, 12, "words' blocks, a byte flipped");
+}
+
+#[test]
+fn damaged_bits_of_a_common_pair_refuse_the_substring_answered_from_them() {
+    // A byte flipped in the bits of the common pairs: asked for every
+    // pair kept (so every row is read), the index is refused in one line;
+    // asked for words alone, it answers as the intact file does.
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("tree");
+    KillTree::new(&root, 1500, 62);
+    let file = work.path().join("pairs.idx");
+    save(&root, &file);
+    let good = fs::read(&file).unwrap();
+    let rows = section_span(&good, PAIR_BITS_SECTION).expect("a pair bits section");
+    let pairs = pair_queries(&good);
+    assert!(pairs.len() >= 8, "{} pairs kept", pairs.len());
+    let exact = ["=tag17v0", "=w3"];
+    let want = expected(&root, &exact);
+    let mut rng = Rng::new(63);
+    let mut problems = Vec::new();
+    for _ in 0..6 {
+        let at = rows.start + rng.below(rows.len());
+        let mut bytes = good.clone();
+        bytes[at] ^= 1 + rng.below(255) as u8;
+        let bad = work.path().join("bad.idx");
+        fs::write(&bad, &bytes).unwrap();
+        let out = indexer()
+            .arg("--index")
+            .arg(&bad)
+            .args(json_args(&pairs))
+            .output()
+            .unwrap();
+        if let Some(problem) = refusal_problem(&out) {
+            problems.push(format!("byte {at}, every pair: {problem}"));
+        }
+        let (got, _) = ask_file(&bad, &exact);
+        assert_same_answers(&got, &want, &format!("byte {at} flipped, exact words"));
+    }
+    assert_none_accepted(&problems, 6, "pair bits, a byte flipped");
 }
 
 /// Every word of `view` with its count and locations (and their paths),

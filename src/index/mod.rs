@@ -25,6 +25,7 @@ pub(crate) mod bytes;
 mod files;
 mod ignores;
 pub(crate) mod merge;
+pub(crate) mod pairs;
 pub(crate) mod partial;
 mod picks;
 pub(crate) mod postings;

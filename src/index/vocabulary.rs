@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::bytes::{Array, Chunked};
+use super::pairs::PairBits;
 use super::picks::{PartPicks, Picks};
 use super::postings::{read_varint, write_varint};
 
@@ -124,12 +125,15 @@ struct Front {
     blocks: Array<u64>,
     /// Per block, [`SIGNATURE_LANES`] numbers: its words' byte pairs (see
     /// [`Signature`]); absent in files written before they were.
-    signatures: Option<Array<u64>>,
+    signatures: Option<Box<Array<u64>>>,
     /// The words once more, as plain text; absent in files written before.
     plain: Option<Box<PlainText>>,
     /// The words' [`suffix_key`]s, ascending; absent in files written
     /// before them (or past [`SUFFIX_ORDER_WORDS`]).
     suffixes: Option<Box<Array<u64>>>,
+    /// The words holding each of the commonest byte pairs; absent in
+    /// files written before them, and in unsaved builds.
+    pairs: Option<Box<PairBits>>,
     /// Number of words.
     len: usize,
 }
@@ -813,10 +817,24 @@ impl Front {
         let mut decoded = Decoded::default();
         let mut picked = Vec::new();
         let plain = self.plain.as_deref().zip(pick);
+        // A needle that is one of the common pairs, whose words are kept
+        // as bits: its picks are those bits.
+        let needle = finder.needle();
+        let pairs = (self.pairs.as_deref()).filter(|_| pick.is_some() && needle.len() == 2);
         let mut k = blocks.start;
         while k < blocks.end {
             let group = k..(k + GROUP_BLOCKS).min(blocks.end);
             k = group.end;
+            if group.start % GROUP_BLOCKS == 0 {
+                let first = group.start * BLOCK;
+                let words = first..(first + TEXT_GROUP).min(self.len);
+                // `None` for a damaged chunk, which marks the vocabulary
+                // damaged: the group is then searched as below.
+                if let Some(bits) = pairs.and_then(|p| p.words_holding(needle, words.clone())) {
+                    ids.mark(first, bits, words.len());
+                    continue;
+                }
+            }
             let lanes = signed
                 .zip(self.signatures.as_ref())
                 .and_then(|(needle, signatures)| {
@@ -1120,9 +1138,10 @@ impl Vocabulary {
             form: Form::Front(Front {
                 data,
                 blocks: Array::Owned(blocks),
-                signatures: Some(Array::Owned(signatures)),
+                signatures: Some(Box::new(Array::Owned(signatures))),
                 plain: None,
                 suffixes: None,
+                pairs: None,
                 len,
             }),
         }
@@ -1179,9 +1198,31 @@ impl Vocabulary {
             .map(|(id, w)| suffix_key(w.as_ref(), id as u32))
             .collect();
         keys.sort_unstable();
-        Self::front_coded_with_text_of(words)
+        let mut saved = Self::front_coded_with_text_of(words.clone())
             .with_suffix_order(Array::Owned(keys))
-            .unwrap_or_else(|_| unreachable!("one key a word"))
+            .unwrap_or_else(|_| unreachable!("one key a word"));
+        if let Form::Front(front) = &mut saved.form {
+            front.pairs = Some(Box::new(PairBits::of_words(words)));
+        }
+        saved
+    }
+
+    /// This front-coded vocabulary with the words holding each of its
+    /// common byte pairs (see [`PairBits`]): `pairs` two bytes each,
+    /// `rows` their bits. Only the sizes are checked here.
+    pub(crate) fn with_pair_bits(
+        mut self,
+        pairs: &[u8],
+        rows: Array<u64>,
+    ) -> Result<Self, BadVocabulary> {
+        match &mut self.form {
+            Form::Front(front) => {
+                let bits = PairBits::new(pairs, rows, front.len).ok_or(BadVocabulary)?;
+                front.pairs = Some(Box::new(bits));
+                Ok(self)
+            }
+            Form::Arena(_) => Err(BadVocabulary),
+        }
     }
 
     /// This front-coded vocabulary with its words' [`suffix_key`]s,
@@ -1222,9 +1263,10 @@ impl Vocabulary {
             form: Form::Front(Front {
                 data,
                 blocks,
-                signatures,
+                signatures: signatures.map(Box::new),
                 plain: None,
                 suffixes: None,
+                pairs: None,
                 len,
             }),
         })
@@ -1293,11 +1335,12 @@ impl Vocabulary {
             Form::Front(f) => {
                 f.data.verify()
                     && f.blocks.verify()
-                    && f.signatures.as_ref().is_none_or(Array::verify)
+                    && f.signatures.as_ref().is_none_or(|s| s.verify())
                     && f.plain
                         .as_ref()
                         .is_none_or(|p| p.text.verify() && p.groups.verify())
                     && f.suffixes.as_ref().is_none_or(|k| k.verify())
+                    && f.pairs.as_ref().is_none_or(|p| p.verify())
             }
         }
     }
@@ -1310,11 +1353,12 @@ impl Vocabulary {
             Form::Front(f) => {
                 f.data.is_damaged()
                     || f.blocks.is_damaged()
-                    || f.signatures.as_ref().is_some_and(Array::is_damaged)
+                    || f.signatures.as_ref().is_some_and(|s| s.is_damaged())
                     || f.plain
                         .as_ref()
                         .is_some_and(|p| p.text.is_damaged() || p.groups.is_damaged())
                     || f.suffixes.as_ref().is_some_and(|k| k.is_damaged())
+                    || f.pairs.as_ref().is_some_and(|p| p.is_damaged())
             }
         }
     }

@@ -357,6 +357,13 @@ pub mod section {
     /// their starts, which are flagged lazy.
     pub const FILES_CHUNKS: u32 = 27;
     pub const FILE_STARTS_CHUNKS: u32 = 28;
+    /// The vocabulary's commonest byte pairs, two bytes each, and per
+    /// pair the words holding it as bits, with their chunks' hashes
+    /// (optional: files written before them, and unsaved builds, search
+    /// the words' text for such a pair).
+    pub const PAIRS: u32 = 29;
+    pub const PAIR_BITS: u32 = 30;
+    pub const PAIR_BITS_CHUNKS: u32 = 31;
 }
 
 fn section_part(id: u32) -> Part {
@@ -377,7 +384,10 @@ fn section_part(id: u32) -> Part {
         | section::TEXT_GROUPS
         | section::TEXT_GROUPS_CHUNKS
         | section::SUFFIXES
-        | section::SUFFIXES_CHUNKS => Part::Vocabulary,
+        | section::SUFFIXES_CHUNKS
+        | section::PAIRS
+        | section::PAIR_BITS
+        | section::PAIR_BITS_CHUNKS => Part::Vocabulary,
         section::COUNTS | section::COUNTS_CHUNKS => Part::WordCounts,
         section::OFFSETS
         | section::OFFSETS_WIDE

@@ -12,6 +12,7 @@ use super::format::{
     section, Committed, Container, Damage, Decoder, Encoder, FormatError, Part, Writer,
 };
 use crate::index::bytes::{Array, Chunked, Owner};
+use crate::index::pairs::{PairCounter, PairMarker};
 use crate::index::postings::{append_list, read_varint, write_varint, Group, Groups};
 use crate::index::stream::ListSink;
 use crate::index::vocabulary::{suffix_key, Coded, FrontCoder, SUFFIX_ORDER_WORDS, TEXT_GROUP};
@@ -483,14 +484,18 @@ struct WordTables {
     /// `suffix_limit` words ([`SUFFIX_ORDER_WORDS`], lower in tests).
     suffix_keys: Option<Vec<u64>>,
     suffix_limit: usize,
+    /// The words' byte pairs, counted for a saved file (see
+    /// [`crate::index::pairs`]); `None` for an unsaved build, which
+    /// would spend a tenth of a second of its merge on them.
+    pairs: Option<PairCounter>,
     words_pushed: usize,
     drained: Coded,
 }
 
 impl WordTables {
     /// Tables written beside `folder`, with suffix keys up to
-    /// `suffix_limit` words.
-    fn new(folder: PathBuf, suffix_limit: usize) -> Self {
+    /// `suffix_limit` words, and with the common pairs' bits if `pairs`.
+    fn new(folder: PathBuf, suffix_limit: usize, pairs: bool) -> Self {
         WordTables {
             folder,
             coder: FrontCoder::default(),
@@ -503,6 +508,7 @@ impl WordTables {
             text_groups: Side::new(),
             suffix_keys: Some(Vec::new()),
             suffix_limit,
+            pairs: pairs.then(PairCounter::default),
             words_pushed: 0,
             drained: Coded::default(),
         }
@@ -521,6 +527,9 @@ impl WordTables {
                 keys.push(suffix_key(word, self.words_pushed as u32));
             }
             _ => self.suffix_keys = None,
+        }
+        if let Some(pairs) = &mut self.pairs {
+            pairs.add(word);
         }
         self.words_pushed += 1;
         self.text.push(word, &self.folder)?;
@@ -605,7 +614,12 @@ impl SegmentWriter {
         meta: &Meta,
         records: &[FileRecord],
     ) -> Result<Self, WriteError> {
-        let sections = if meta.kind == Kind::Delta { 26 } else { 23 };
+        // A saved file holds the common pairs' bits (three sections).
+        let pairs = matches!(destination, Destination::File(_));
+        let sections = match meta.kind {
+            Kind::Delta => 26,
+            _ => 23,
+        } + if pairs { 3 } else { 0 };
         let (w, folder) = match destination {
             Destination::File(path) => (
                 Writer::create(path, sections)?,
@@ -626,6 +640,7 @@ impl SegmentWriter {
                 crate::index::TestLimits::from_env()
                     .suffixes
                     .min(SUFFIX_ORDER_WORDS),
+                pairs,
             ),
             kind: meta.kind,
         };
@@ -693,8 +708,10 @@ impl SegmentWriter {
             text,
             mut text_groups,
             suffix_keys,
+            pairs,
+            words_pushed,
             ..
-        } = std::mem::replace(&mut self.tables, WordTables::new(PathBuf::new(), 0));
+        } = std::mem::replace(&mut self.tables, WordTables::new(PathBuf::new(), 0, false));
         text_groups.push(&text.len.to_le_bytes(), &folder)?;
         offsets.push(&self.written.to_le_bytes(), &folder)?;
         self.write_pending()?;
@@ -720,7 +737,12 @@ impl SegmentWriter {
             // The tables a query reads a few entries of are verified chunk
             // by chunk as they are read, like the lists: each carries its
             // chunks' hashes, so opening an index hashes none of them.
-            let mut lazy = |id: u32, chunks: u32, side: Side, narrow: bool| -> io::Result<()> {
+            let lazy = |w: &mut Writer,
+                        id: u32,
+                        chunks: u32,
+                        side: Side,
+                        narrow: bool|
+             -> io::Result<()> {
                 let mut buffer = Vec::new();
                 let chunk = match id {
                     section::TEXT => TEXT_CHUNK,
@@ -742,25 +764,60 @@ impl SegmentWriter {
                     })
                 })
             };
-            lazy(section::WORDS, section::WORDS_CHUNKS, words, false)?;
-            lazy(section::BLOCKS, section::BLOCKS_CHUNKS, blocks, false)?;
+            lazy(w, section::WORDS, section::WORDS_CHUNKS, words, false)?;
+            lazy(w, section::BLOCKS, section::BLOCKS_CHUNKS, blocks, false)?;
             lazy(
+                w,
                 section::SIGNATURES,
                 section::SIGNATURES_CHUNKS,
                 signatures,
                 false,
             )?;
-            lazy(section::COUNTS, section::COUNTS_CHUNKS, counts, false)?;
-            lazy(section::TEXT, section::TEXT_CHUNKS, text, false)?;
+            lazy(w, section::COUNTS, section::COUNTS_CHUNKS, counts, false)?;
+            // The common pairs' bits are marked as the text goes out.
+            let common = pairs.map(|counted| counted.common());
+            let mut marker =
+                (common.as_deref()).map(|common| PairMarker::new(common, words_pushed));
+            write_lazy(
+                w,
+                section::TEXT,
+                section::TEXT_CHUNKS,
+                TEXT_CHUNK,
+                |write| {
+                    text.drain(&mut |bytes| {
+                        if let Some(marker) = &mut marker {
+                            marker.scan(bytes);
+                        }
+                        write(bytes)
+                    })
+                },
+            )?;
             lazy(
+                w,
                 section::TEXT_GROUPS,
                 section::TEXT_GROUPS_CHUNKS,
                 text_groups,
                 false,
             )?;
+            if let (Some(common), Some(marker)) = (common, marker) {
+                w.section(section::PAIRS, common.as_flattened())?;
+                let rows = marker.finish();
+                write_lazy(
+                    w,
+                    section::PAIR_BITS,
+                    section::PAIR_BITS_CHUNKS,
+                    TABLE_CHUNK,
+                    |write| {
+                        bytemuck::cast_slice::<u64, u8>(&rows)
+                            .chunks(1 << 20)
+                            .try_for_each(write)
+                    },
+                )?;
+            }
             match self.written <= u64::from(u32::MAX) {
-                true => lazy(section::OFFSETS, section::OFFSETS_CHUNKS, offsets, true)?,
+                true => lazy(w, section::OFFSETS, section::OFFSETS_CHUNKS, offsets, true)?,
                 false => lazy(
+                    w,
                     section::OFFSETS_WIDE,
                     section::OFFSETS_CHUNKS,
                     offsets,
@@ -1086,6 +1143,16 @@ pub fn read_container(c: Container) -> Result<Segment, FormatError> {
             .with_suffix_order(table64(section::SUFFIXES, section::SUFFIXES_CHUNKS)?)
             .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?,
         _ => vocabulary,
+    };
+    // And so are the common pairs' bits.
+    let vocabulary = match c.section(section::PAIRS) {
+        Some(pairs) => vocabulary
+            .with_pair_bits(
+                &pairs,
+                table64(section::PAIR_BITS, section::PAIR_BITS_CHUNKS)?,
+            )
+            .map_err(|_| damaged(Damage::Malformed(Part::Vocabulary)))?,
+        None => vocabulary,
     };
     let offsets = match c.section(section::OFFSETS) {
         Some(_) => Offsets::Narrow(table32(section::OFFSETS, section::OFFSETS_CHUNKS)?),
