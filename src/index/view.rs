@@ -807,11 +807,7 @@ impl View {
         if by_rank {
             let placed = self.placed(&picked[big], big, &kept);
             // Words read on the way (to place the others' picks) were checked.
-            if self
-                .layers
-                .iter()
-                .any(|l| l.index.vocabulary().is_damaged())
-            {
+            if self.words_damaged() {
                 return Err(Damaged);
             }
             made_side_by_side(&mut made, &placed, counts_of, make)?;
@@ -824,7 +820,14 @@ impl View {
                 .enumerate()
                 .flat_map(|(l, ids)| ids.iter().map(move |&id| Hit::of(l, id)))
                 .collect(),
-            false => self.merged_by_word(&kept),
+            false => {
+                let hits = self.merged_by_word(&kept);
+                // A damaged word, read as empty, would merge out of place.
+                if self.words_damaged() {
+                    return Err(Damaged);
+                }
+                hits
+            }
         };
         if !counted {
             // In place where a `T` is a hit's size (`View::hits`).
@@ -832,6 +835,14 @@ impl View {
         }
         made_side_by_side(&mut made, hits.as_slice(), counts_of, make)?;
         Ok(made)
+    }
+
+    /// True once a layer's vocabulary met damage (its words then read as
+    /// fewer or empty).
+    fn words_damaged(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| l.index.vocabulary().is_damaged())
     }
 
     /// The hits of stacked layers when layer `big` picks nearly all of

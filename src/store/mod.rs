@@ -878,7 +878,9 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
         .hits(|v| crate::index::Picks::span(0..v.len()))
         .map_err(damaged)?
     {
-        let _ = (view.word(&hit), view.count(&hit).map_err(damaged)?);
+        let words_damaged = |Damaged| FormatError::Damaged(Damage::Checksum(Part::Vocabulary));
+        view.word(&hit).map_err(words_damaged)?;
+        view.count(&hit).map_err(damaged)?;
         for location in view.locations(&hit).map_err(damaged)? {
             view.path(location.file).map_err(damaged)?;
             decoded += 1;
