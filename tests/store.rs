@@ -1413,26 +1413,44 @@ fn pair_queries(index: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// A saved index of a tree of 1,500 files (`KillTree` of `seed`) in
+/// `work`: the tree's root and the file's bytes.
+fn saved_kill_tree(work: &Path, seed: u64) -> (PathBuf, Vec<u8>) {
+    let root = work.join("tree");
+    KillTree::new(&root, 1500, seed);
+    let file = work.join("saved.idx");
+    save(&root, &file);
+    (root, fs::read(&file).unwrap())
+}
+
+/// `good` with one byte of `span` flipped, at random, as `work/bad.idx`:
+/// where the byte is, and the file.
+fn flip_one_in(
+    work: &Path,
+    good: &[u8],
+    span: &std::ops::Range<usize>,
+    rng: &mut Rng,
+) -> (usize, PathBuf) {
+    let at = span.start + rng.below(span.len());
+    let mut bytes = good.to_vec();
+    bytes[at] ^= 1 + rng.below(255) as u8;
+    let bad = work.join("bad.idx");
+    fs::write(&bad, &bytes).unwrap();
+    (at, bad)
+}
+
 #[test]
 fn a_damaged_block_of_words_refuses_the_answers_that_print_its_words() {
     // Every word printed (`*`, in JSON and as counts) with a byte of the
     // words' blocks flipped: the words of the damaged chunk would read as
     // empty, so the answer must stop at them with one line, exit 2.
     let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("tree");
-    KillTree::new(&root, 1500, 60);
-    let file = work.path().join("words.idx");
-    save(&root, &file);
-    let good = fs::read(&file).unwrap();
+    let (_, good) = saved_kill_tree(work.path(), 60);
     let words = section_span(&good, WORDS_SECTION).expect("a words section");
     let mut rng = Rng::new(61);
     let mut problems = Vec::new();
     for _ in 0..6 {
-        let at = words.start + rng.below(words.len());
-        let mut bytes = good.clone();
-        bytes[at] ^= 1 + rng.below(255) as u8;
-        let bad = work.path().join("bad.idx");
-        fs::write(&bad, &bytes).unwrap();
+        let (at, bad) = flip_one_in(work.path(), &good, &words, &mut rng);
         for shape in [&["--json"][..], &["-c"][..]] {
             let out = indexer()
                 .arg("--index")
@@ -1455,11 +1473,7 @@ fn damaged_bits_of_a_common_pair_refuse_the_substring_answered_from_them() {
     // pair kept (so every row is read), the index is refused in one line;
     // asked for words alone, it answers as the intact file does.
     let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("tree");
-    KillTree::new(&root, 1500, 62);
-    let file = work.path().join("pairs.idx");
-    save(&root, &file);
-    let good = fs::read(&file).unwrap();
+    let (root, good) = saved_kill_tree(work.path(), 62);
     let rows = section_span(&good, PAIR_BITS_SECTION).expect("a pair bits section");
     let pairs = pair_queries(&good);
     assert!(pairs.len() >= 8, "{} pairs kept", pairs.len());
@@ -1468,11 +1482,7 @@ fn damaged_bits_of_a_common_pair_refuse_the_substring_answered_from_them() {
     let mut rng = Rng::new(63);
     let mut problems = Vec::new();
     for _ in 0..6 {
-        let at = rows.start + rng.below(rows.len());
-        let mut bytes = good.clone();
-        bytes[at] ^= 1 + rng.below(255) as u8;
-        let bad = work.path().join("bad.idx");
-        fs::write(&bad, &bytes).unwrap();
+        let (at, bad) = flip_one_in(work.path(), &good, &rows, &mut rng);
         let out = indexer()
             .arg("--index")
             .arg(&bad)

@@ -802,17 +802,7 @@ impl SegmentWriter {
             if let (Some(common), Some(marker)) = (common, marker) {
                 w.section(section::PAIRS, common.as_flattened())?;
                 let rows = marker.finish();
-                write_lazy(
-                    w,
-                    section::PAIR_BITS,
-                    section::PAIR_BITS_CHUNKS,
-                    TABLE_CHUNK,
-                    |write| {
-                        bytemuck::cast_slice::<u64, u8>(&rows)
-                            .chunks(1 << 20)
-                            .try_for_each(write)
-                    },
-                )?;
+                write_lazy_table(w, section::PAIR_BITS, section::PAIR_BITS_CHUNKS, &rows)?;
             }
             match self.written <= u64::from(u32::MAX) {
                 true => lazy(w, section::OFFSETS, section::OFFSETS_CHUNKS, offsets, true)?,
@@ -833,17 +823,7 @@ impl SegmentWriter {
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                 None => Vec::new(),
             };
-            write_lazy(
-                w,
-                section::SUFFIXES,
-                section::SUFFIXES_CHUNKS,
-                TABLE_CHUNK,
-                |write| {
-                    bytemuck::cast_slice::<u64, u8>(&keys)
-                        .chunks(1 << 20)
-                        .try_for_each(write)
-                },
-            )?;
+            write_lazy_table(w, section::SUFFIXES, section::SUFFIXES_CHUNKS, &keys)?;
             Ok(())
         })?;
         if self.kind == Kind::Delta {
@@ -880,6 +860,16 @@ fn write_lazy(
     })?;
     w.end();
     w.section(chunks, bytemuck::cast_slice(&hasher.finish()))
+}
+
+/// Writes `values` as section `id`, flagged lazy, checked by
+/// [`TABLE_CHUNK`]s whose hashes go in section `chunks`.
+fn write_lazy_table(w: &mut Writer, id: u32, chunks: u32, values: &[u64]) -> io::Result<()> {
+    write_lazy(w, id, chunks, TABLE_CHUNK, |write| {
+        bytemuck::cast_slice::<u64, u8>(values)
+            .chunks(1 << 20)
+            .try_for_each(write)
+    })
 }
 
 /// The upper part of a vocabulary merged apart from the lower one (on
