@@ -246,6 +246,7 @@ mod tests {
         #[test]
         fn bits_mark_exactly_the_words_holding_each_common_pair(
             words in proptest::collection::vec("[a-e_]{0,6}", 0..300),
+            cut in any::<proptest::sample::Index>(),
         ) {
             let bits = PairBits::of_words(&words);
             let holds = |word: &str, pair: &[u8; 2]| word.as_bytes().windows(2).any(|p| p == pair);
@@ -267,10 +268,17 @@ mod tests {
             counted.truncate(MAX_PAIRS);
             let want: Vec<[u8; 2]> = counted.iter().map(|&(_, pair)| pair).collect();
             prop_assert_eq!(&bits.pairs, &want);
+            // A stretch from a multiple of 64 words on, as a group asks.
+            let first = cut.index(words.len() / 64 + 1) * 64;
             for pair in &want {
                 let row = bits.words_holding(pair, 0..words.len()).unwrap_or_default();
                 for (i, word) in words.iter().enumerate() {
                     prop_assert_eq!(row[i / 64] >> (i % 64) & 1 == 1, holds(word, pair));
+                }
+                let stretch = bits.words_holding(pair, first..words.len()).unwrap_or_default();
+                for (i, word) in words.iter().enumerate().skip(first) {
+                    let at = i - first;
+                    prop_assert_eq!(stretch[at / 64] >> (at % 64) & 1 == 1, holds(word, pair));
                 }
             }
             prop_assert!(bits.words_holding(b"zz", 0..words.len()).is_none());

@@ -2146,7 +2146,12 @@ mod tests {
                 let got = saved.search(needle.as_bytes(), false, None, Some((&pick, plain_from)));
                 prop_assert_eq!(&got, &want, "plain from {} blocks", plain_from);
             }
-            prop_assert_eq!(saved.holding(needle.as_bytes(), &pick), want);
+            prop_assert_eq!(&saved.holding(needle.as_bytes(), &pick), &want);
+            // As saved now, with the common pairs' bits: a needle of two
+            // letters here is one of them, answered from its bits across
+            // the groups.
+            let paired = Vocabulary::front_coded_as_saved(&words);
+            prop_assert_eq!(paired.holding(needle.as_bytes(), &pick), want);
         }
 
         /// Long words sharing long prefixes (decoded in 16-byte pieces that
