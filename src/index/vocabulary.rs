@@ -1623,7 +1623,9 @@ impl Vocabulary {
     /// signatures say most of a group of words may hold the needle (a
     /// common one, `_t`), the group's plain text goes to `pick`, whose
     /// cost does not grow with the hits, instead of being decoded and
-    /// searched hit by hit.
+    /// searched hit by hit; and where the needle is one of the common
+    /// pairs a saved vocabulary keeps bits for (`PairBits`), no
+    /// group is read at all.
     pub fn holding(&self, needle: &[u8], pick: &TextPicker<'_>) -> Picks {
         self.search(needle, false, None, Some((pick, PLAIN_FROM)))
     }

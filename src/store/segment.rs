@@ -485,8 +485,8 @@ struct WordTables {
     suffix_keys: Option<Vec<u64>>,
     suffix_limit: usize,
     /// The words' byte pairs, counted for a saved file (see
-    /// [`crate::index::pairs`]); `None` for an unsaved build, which
-    /// would spend a tenth of a second of its merge on them.
+    /// [`crate::index::pairs`]); `None` for an unsaved build, whose merge
+    /// would spend about 0.2 CPU-s on the kernel's pairs.
     pairs: Option<PairCounter>,
     words_pushed: usize,
     drained: Coded,
@@ -744,11 +744,7 @@ impl SegmentWriter {
                         narrow: bool|
              -> io::Result<()> {
                 let mut buffer = Vec::new();
-                let chunk = match id {
-                    section::TEXT => TEXT_CHUNK,
-                    _ => TABLE_CHUNK,
-                };
-                write_lazy(w, id, chunks, chunk, |write| {
+                write_lazy(w, id, chunks, TABLE_CHUNK, |write| {
                     side.drain(&mut |bytes| match narrow {
                         // Offsets below 2^32 are kept as u32.
                         true => {
