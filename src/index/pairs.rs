@@ -193,6 +193,11 @@ impl PairBits {
         })
     }
 
+    /// True if `pair`'s bits are kept.
+    pub(crate) fn keeps(&self, pair: &[u8]) -> bool {
+        self.pairs.iter().any(|p| p == pair)
+    }
+
     /// The bits of the words `words` holding `pair` (bit `i % 64` of
     /// number `i / 64` for word `words.start + i`); `words.start` must be
     /// a multiple of 64. `None` if the pair is not kept, or its bits lie

@@ -820,7 +820,8 @@ impl Front {
         // A needle that is one of the common pairs, whose words are kept
         // as bits: its picks are those bits.
         let needle = finder.needle();
-        let pairs = (self.pairs.as_deref()).filter(|_| pick.is_some() && needle.len() == 2);
+        // (A needle not kept, `iv`, asks no group for bits.)
+        let pairs = (self.pairs.as_deref()).filter(|p| pick.is_some() && p.keeps(needle));
         let mut k = blocks.start;
         while k < blocks.end {
             let group = k..(k + GROUP_BLOCKS).min(blocks.end);
