@@ -952,12 +952,7 @@ impl View {
 
     /// The word as text; [`Damaged`] if its stored block is.
     pub fn word(&self, hit: &Hit) -> Result<std::borrow::Cow<'_, str>, Damaged> {
-        Ok(match self.word_bytes(hit)? {
-            std::borrow::Cow::Borrowed(bytes) => String::from_utf8_lossy(bytes),
-            std::borrow::Cow::Owned(bytes) => {
-                std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
-            }
-        })
+        Ok(super::vocabulary::lossy_text(self.word_bytes(hit)?))
     }
 
     /// A reader of the words of hits asked for in word order (an

@@ -1385,10 +1385,7 @@ impl Vocabulary {
     /// The word as text (words are always valid UTF-8: they come from
     /// decoded characters).
     pub fn word_str(&self, id: usize) -> Cow<'_, str> {
-        match self.word(id) {
-            Cow::Borrowed(w) => String::from_utf8_lossy(w),
-            Cow::Owned(w) => Cow::Owned(String::from_utf8_lossy(&w).into_owned()),
-        }
+        lossy_text(self.word(id))
     }
 
     /// A reader of words by number that keeps what it decoded of the
@@ -1821,6 +1818,16 @@ impl WordReader<'_> {
             _ => self.ends[k - 1],
         };
         self.bytes.get(start..end)
+    }
+}
+
+/// A word's bytes as text, borrowed where they were. Words are valid
+/// UTF-8 (they come from decoded characters); a lossy conversion rather
+/// than a checked one keeps a file's bad bytes from becoming a panic.
+pub(super) fn lossy_text(word: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match word {
+        Cow::Borrowed(bytes) => String::from_utf8_lossy(bytes),
+        Cow::Owned(bytes) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
     }
 }
 
