@@ -193,23 +193,14 @@ impl PairBits {
         })
     }
 
-    /// True if `pair`'s bits are kept.
-    pub(crate) fn keeps(&self, pair: &[u8]) -> bool {
-        self.pairs.iter().any(|p| p == pair)
-    }
-
-    /// The bits of the words `words` holding `pair` (bit `i % 64` of
-    /// number `i / 64` for word `words.start + i`); `words.start` must be
-    /// a multiple of 64. `None` if the pair is not kept, or its bits lie
-    /// in a damaged chunk (which marks the rows damaged).
-    pub(crate) fn words_holding(&self, pair: &[u8], words: Range<usize>) -> Option<&[u64]> {
-        debug_assert!(words.start.is_multiple_of(64));
+    /// `pair`'s row of bits, if it is kept: looked up once per search,
+    /// not once per group of words.
+    pub(crate) fn row(&self, pair: &[u8]) -> Option<PairRow<'_>> {
         let row = self.pairs.iter().position(|p| p == pair)?;
-        let first = row * self.stride;
-        let bytes = self
-            .rows
-            .bytes_of(first + words.start / 64..first + words.end.div_ceil(64))?;
-        bytemuck::try_cast_slice(bytes).ok()
+        Some(PairRow {
+            bits: self,
+            first: row * self.stride,
+        })
     }
 
     /// See [`Array::verify`].
@@ -239,6 +230,28 @@ impl PairBits {
             rows: Array::Owned(marker.finish()),
             pairs,
         }
+    }
+}
+
+/// One kept pair's bits (see [`PairBits::row`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PairRow<'a> {
+    bits: &'a PairBits,
+    /// Where the row starts among the rows' numbers.
+    first: usize,
+}
+
+impl<'a> PairRow<'a> {
+    /// The bits of the words `words` holding the pair (bit `i % 64` of
+    /// number `i / 64` for word `words.start + i`); `words.start` must be
+    /// a multiple of 64. `None` if they lie in a damaged chunk (which
+    /// marks the rows damaged).
+    pub(crate) fn words_holding(self, words: Range<usize>) -> Option<&'a [u64]> {
+        debug_assert!(words.start.is_multiple_of(64));
+        let first = self.first;
+        let bytes =
+            (self.bits.rows).bytes_of(first + words.start / 64..first + words.end.div_ceil(64))?;
+        bytemuck::try_cast_slice(bytes).ok()
     }
 }
 
@@ -278,17 +291,18 @@ mod tests {
             // A stretch from a multiple of 64 words on, as a group asks.
             let first = cut.index(words.len() / 64 + 1) * 64;
             for pair in &want {
-                let row = bits.words_holding(pair, 0..words.len()).unwrap_or_default();
+                let kept = bits.row(pair);
+                let row = kept.and_then(|r| r.words_holding(0..words.len())).unwrap_or_default();
                 for (i, word) in words.iter().enumerate() {
                     prop_assert_eq!(row[i / 64] >> (i % 64) & 1 == 1, holds(word, pair));
                 }
-                let stretch = bits.words_holding(pair, first..words.len()).unwrap_or_default();
+                let stretch = kept.and_then(|r| r.words_holding(first..words.len())).unwrap_or_default();
                 for (i, word) in words.iter().enumerate().skip(first) {
                     let at = i - first;
                     prop_assert_eq!(stretch[at / 64] >> (at % 64) & 1 == 1, holds(word, pair));
                 }
             }
-            prop_assert!(bits.words_holding(b"zz", 0..words.len()).is_none());
+            prop_assert!(bits.row(b"zz").and_then(|r| r.words_holding(0..words.len())).is_none());
         }
     }
 }

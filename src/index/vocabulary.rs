@@ -821,7 +821,9 @@ impl Front {
         // as bits: its picks are those bits.
         let needle = finder.needle();
         // (A needle not kept, `iv`, asks no group for bits.)
-        let pairs = (self.pairs.as_deref()).filter(|p| pick.is_some() && p.keeps(needle));
+        let row = (self.pairs.as_deref())
+            .filter(|_| pick.is_some())
+            .and_then(|p| p.row(needle));
         let mut k = blocks.start;
         while k < blocks.end {
             let group = k..(k + GROUP_BLOCKS).min(blocks.end);
@@ -831,7 +833,7 @@ impl Front {
                 let words = first..(first + TEXT_GROUP).min(self.len);
                 // `None` for a damaged chunk, which marks the vocabulary
                 // damaged: the group is then searched as below.
-                if let Some(bits) = pairs.and_then(|p| p.words_holding(needle, words.clone())) {
+                if let Some(bits) = row.and_then(|r| r.words_holding(words.clone())) {
                     ids.mark(first, bits, words.len());
                     continue;
                 }
@@ -1365,16 +1367,14 @@ impl Vocabulary {
     }
 
     /// The word numbered `id` (0-based rank): borrowed from an arena,
-    /// decoded from a block.
+    /// decoded from a block; empty where [`checked_word`](Self::checked_word)
+    /// has none (a search meets damage through `is_damaged` instead).
     pub fn word(&self, id: usize) -> Cow<'_, [u8]> {
-        match &self.form {
-            Form::Arena(a) => Cow::Borrowed(a.word(id)),
-            Form::Front(_) => Cow::Owned(self.reader().word(id).to_vec()),
-        }
+        self.checked_word(id).unwrap_or_default()
     }
 
-    /// [`Vocabulary::word`], or `None` if `id` is past the end or its
-    /// stored block is damaged (where `word` reads it as empty).
+    /// The word numbered `id`, or `None` if `id` is past the end or its
+    /// stored block is damaged.
     pub fn checked_word(&self, id: usize) -> Option<Cow<'_, [u8]>> {
         match &self.form {
             Form::Arena(a) => (id < a.len()).then(|| Cow::Borrowed(a.word(id))),

@@ -873,12 +873,12 @@ pub fn check_bytes(data: &[u8]) -> Result<u64, FormatError> {
     let dropped = marks(segment.records.len(), &segment.dropped);
     let view = View::new(vec![Layer::new(segment.index, &dropped, segment.adjusted)]);
     let damaged = |Damaged| FormatError::Damaged(Damage::Checksum(Part::Occurrences));
+    let words_damaged = |Damaged| FormatError::Damaged(Damage::Checksum(Part::Vocabulary));
     let mut decoded = 0u64;
     for hit in view
         .hits(|v| crate::index::Picks::span(0..v.len()))
         .map_err(damaged)?
     {
-        let words_damaged = |Damaged| FormatError::Damaged(Damage::Checksum(Part::Vocabulary));
         view.word(&hit).map_err(words_damaged)?;
         view.count(&hit).map_err(damaged)?;
         for location in view.locations(&hit).map_err(damaged)? {
