@@ -249,8 +249,10 @@ impl<'a> PairRow<'a> {
     pub(crate) fn words_holding(self, words: Range<usize>) -> Option<&'a [u64]> {
         debug_assert!(words.start.is_multiple_of(64));
         let first = self.first;
-        let bytes =
-            (self.bits.rows).bytes_of(first + words.start / 64..first + words.end.div_ceil(64))?;
+        let bytes = self
+            .bits
+            .rows
+            .bytes_of(first + words.start / 64..first + words.end.div_ceil(64))?;
         bytemuck::try_cast_slice(bytes).ok()
     }
 }
