@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 
 use indexer::index::{for_each_word, walk, Excludes};
 
-/// Each batch's words with their occurrences in it.
-type BatchWords = Vec<HashMap<Vec<u8>, u32>>;
+/// A batch's words, each with its occurrences in the batch.
+type Batch = HashMap<Vec<u8>, u32>;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -36,7 +36,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let mut batches: BatchWords = vec![HashMap::new()];
+    let mut batches: Vec<Batch> = vec![HashMap::new()];
     let mut bytes = 0u64;
     for file in &listing.files {
         let Ok(text) = std::fs::read(&file.path) else {
@@ -62,19 +62,20 @@ fn main() {
     let halves = [first, second];
     let share = |pieces: usize| 100.0 * pieces as f64 / today as f64;
 
-    let distinct: usize = halves.iter().map(|half| distinct_words(half)).sum();
+    // Every word kept from the batch it first occurs in: one piece a word.
+    let (distinct, _) = keeping(&halves, |_, _| true);
     println!(
         "one table per worker for its half: {distinct} pieces ({:.1}%)",
         share(distinct)
     );
     for least in [2, 5, 16] {
-        let (pieces, kept) = keeping_frequent(&halves, least);
+        let (pieces, kept) = keeping(&halves, |count, _| count >= least);
         println!(
             "words with {least}+ occurrences in a batch kept: {pieces} pieces ({:.1}%), {kept} words kept",
             share(pieces)
         );
     }
-    let (pieces, kept) = keeping_seen(&halves);
+    let (pieces, kept) = keeping(&halves, |_, seen| seen);
     println!(
         "words kept from their second batch on: {pieces} pieces ({:.1}%), {kept} words kept",
         share(pieces)
@@ -91,7 +92,7 @@ fn main() {
 /// The bound on any policy keeping at most `most` words a worker: it
 /// keeps from the start those in the most of its batches (known only
 /// once the worker is done).
-fn keeping_best(halves: &[&[HashMap<Vec<u8>, u32>]], most: usize) -> usize {
+fn keeping_best(halves: &[&[Batch]], most: usize) -> usize {
     let mut pieces = 0;
     for half in halves {
         let mut batches_of: HashMap<&[u8], usize> = HashMap::new();
@@ -108,31 +109,9 @@ fn keeping_best(halves: &[&[HashMap<Vec<u8>, u32>]], most: usize) -> usize {
     pieces
 }
 
-fn distinct_words(batches: &[HashMap<Vec<u8>, u32>]) -> usize {
-    let all: HashSet<&[u8]> = batches
-        .iter()
-        .flat_map(|batch| batch.keys().map(Vec::as_slice))
-        .collect();
-    all.len()
-}
-
-/// A word kept from the first batch where it occurs `least` times or more:
-/// shipped once, at the worker's end, and never again before that.
-fn keeping_frequent(halves: &[&[HashMap<Vec<u8>, u32>]], least: u32) -> (usize, usize) {
-    keeping(halves, |count, _| count >= least)
-}
-
-/// A word kept from the second batch it occurs in.
-fn keeping_seen(halves: &[&[HashMap<Vec<u8>, u32>]]) -> (usize, usize) {
-    keeping(halves, |_, seen| seen)
-}
-
 /// Pieces and kept words when `keep(count in the batch, seen in an earlier
 /// batch)` says whether a worker keeps a word from this batch on.
-fn keeping(
-    halves: &[&[HashMap<Vec<u8>, u32>]],
-    keep: impl Fn(u32, bool) -> bool,
-) -> (usize, usize) {
+fn keeping(halves: &[&[Batch]], keep: impl Fn(u32, bool) -> bool) -> (usize, usize) {
     let (mut pieces, mut kept_words) = (0, 0);
     for half in halves {
         let mut seen: HashSet<&[u8]> = HashSet::new();
